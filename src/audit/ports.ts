@@ -1,0 +1,57 @@
+/** What the audit log needs from storage. Implemented by store/. */
+export interface AuditEvent {
+  id: string;
+  /** Epoch ms. */
+  ts: number;
+  /** `noun.outcome`, e.g. `token.issued`, `tool.call_denied`, `nhi.updated`. */
+  type: string;
+  /** Who did it: an NHI id, `admin:<credential id>`, `system`. */
+  actor: string | null;
+  /** What it was done to: an NHI id, an approval id, a key id. */
+  subject: string | null;
+  tool: string | null;
+  /** allow | deny | error | null. */
+  decision: string | null;
+  /** W3C trace id (from `traceparent`). */
+  traceId: string | null;
+  data: Record<string, unknown>;
+}
+
+export interface AuditRecord extends AuditEvent {
+  seq: number;
+  prevHash: string;
+  hash: string;
+}
+
+export interface AuditHead {
+  seq: number;
+  hash: string;
+}
+
+export interface AuditFilter {
+  type?: string;
+  actor?: string;
+  subject?: string;
+  tool?: string;
+  decision?: string;
+  traceId?: string;
+  /** Epoch ms, inclusive. */
+  since?: number;
+  until?: number;
+  limit?: number;
+  /** Newest first (default) or oldest first. */
+  order?: 'desc' | 'asc';
+}
+
+export interface AuditStore {
+  /**
+   * Appends events as one transaction, serialized across instances: reads the chain head
+   * under a lock, gives each event the next seq, computes `hash = chain(prevHash, record)`,
+   * inserts the rows and moves the head. Returns the stored records.
+   */
+  appendChained(events: AuditEvent[], chain: (prevHash: string, rec: Omit<AuditRecord, 'hash' | 'prevHash'>) => string): Promise<AuditRecord[]>;
+  /** Records with seq >= fromSeq, oldest first. */
+  readAudit(fromSeq: number, limit: number): Promise<AuditRecord[]>;
+  auditHead(): Promise<AuditHead>;
+  queryAudit(filter: AuditFilter): Promise<AuditRecord[]>;
+}

@@ -1,0 +1,366 @@
+import { z } from 'zod';
+import { SECRET_REF_RE } from '../secrets.js';
+import { parseDuration } from '../duration.js';
+
+/**
+ * The one schema for `mandate.yaml`. Every object is strict (an unknown key is an error),
+ * defaults live here and nowhere else, and every leaf carries an example that the loader
+ * quotes when the value is wrong. `scripts/gen-schema.mjs` writes the JSON Schema from it
+ * into `schema/mandate.schema.json`, and the tests fail when the two drift apart.
+ */
+
+/** Attaches the example quoted in error messages ("write instead: …"). */
+function ex<T extends z.ZodType>(schema: T, example: string): T {
+  return schema.meta({ example });
+}
+
+const slug = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'use lowercase letters, digits, ".", "_" or "-" (at most 63)');
+
+/** A secret is only ever a reference. An inline value is refused, with what to write instead. */
+export const secretRef = ex(
+  z.string().regex(SECRET_REF_RE, 'an inline secret is refused: write a reference, env:NAME or file:PATH'),
+  'env:TICKETS_API_TOKEN',
+);
+
+/** `15m`, `24h`, `90s`, `7d`, or a number of seconds; parsed to seconds. */
+export const duration = ex(
+  z
+    .union([z.string(), z.number()])
+    .transform((v, ctx) => {
+      const s = parseDuration(v);
+      if (s === undefined) {
+        ctx.addIssue({ code: 'custom', message: `"${String(v)}" is not a duration (e.g. 90s, 15m, 24h, 7d)` });
+        return z.NEVER;
+      }
+      return s;
+    }),
+  '15m',
+);
+
+const httpUrl = z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' });
+const isoDate = ex(z.iso.date({ error: 'expected a date, YYYY-MM-DD' }), '2026-12-31');
+
+const jwk = z.record(z.string(), z.unknown());
+const jwks = ex(z.strictObject({ keys: z.array(jwk).min(1) }), '{ keys: [ { kty: EC, crv: P-256, x: …, y: … } ]}');
+
+export const serverSchema = z.strictObject({
+  host: ex(z.string().min(1).default('127.0.0.1'), '0.0.0.0'),
+  port: ex(z.number().int().min(0).max(65535).default(8080), '8080'),
+  /** The URL agents and tools use to reach this instance; the OAuth issuer is derived from it. */
+  public_url: ex(httpUrl.optional(), 'https://mandate.example.com'),
+  tls: z
+    .strictObject({
+      cert: ex(z.string().min(1), '/etc/mandate/tls.crt'),
+      key: secretRef,
+      /** CA bundle for client certificates (RFC 8705 mTLS-bound tokens). */
+      client_ca: ex(z.string().min(1).optional(), '/etc/mandate/clients-ca.crt'),
+      client_auth: ex(z.enum(['none', 'optional', 'required']).default('none'), 'optional'),
+    })
+    .optional(),
+  /** Cap for any request body read by Mandate itself (OAuth, admin, SSF); the proxy has its own per tool. */
+  max_body_bytes: ex(z.number().int().positive().default(64 * 1024), '65536'),
+  shutdown_grace: duration.prefault(10),
+});
+
+export const storeSchema = z.strictObject({
+  driver: ex(z.enum(['sqlite', 'postgres']).default('sqlite'), 'postgres'),
+  sqlite_path: ex(z.string().min(1).default('.mandate/mandate.db'), '.mandate/mandate.db'),
+  /** A `postgres://` URL without a password, or a secret reference to the full URL. */
+  postgres_url: ex(z.string().min(1).optional(), 'env:MANDATE_DATABASE_URL'),
+  pool_size: z.number().int().min(1).max(200).default(10),
+});
+
+export const busSchema = z.strictObject({
+  driver: ex(z.enum(['memory', 'nats']).default('memory'), 'nats'),
+  nats_servers: ex(z.array(z.string().min(1)).min(1).default(['nats://127.0.0.1:4222']), '[nats://127.0.0.1:4222]'),
+  nats_credentials: secretRef.optional(),
+  /** JetStream stream that holds Mandate's events. */
+  stream: ex(z.string().regex(/^[A-Za-z0-9_-]+$/).default('MANDATE'), 'MANDATE'),
+  subject_prefix: ex(z.string().regex(/^[a-z0-9_-]+$/).default('mandate'), 'mandate'),
+  /** An instance cut off from the bus longer than this denies (fail closed). */
+  staleness_bound: duration.prefault(15),
+});
+
+export const keysSchema = z.strictObject({
+  algorithm: ex(z.enum(['ES256', 'EdDSA']).default('ES256'), 'ES256'),
+  /** Key-encryption key (32 bytes, base64 or hex) that encrypts signing keys at rest. */
+  kek: secretRef.optional(),
+  rotation_interval: duration.prefault('30d'),
+  /** A new key is published this long before it signs, so verifiers fetch it in time. */
+  pre_publish: duration.prefault('1h'),
+});
+
+export const tokenProfileSchema = z.strictObject({
+  name: ex(slug, 'write'),
+  description: z.string().optional(),
+  ttl: duration,
+  binding: ex(z.enum(['required', 'optional']).default('required'), 'required'),
+  approval: ex(z.boolean().default(false), 'true'),
+});
+
+export const tokensSchema = z.strictObject({
+  /** The organisation's ceiling: no profile may be longer. */
+  max_ttl: duration.prefault('1h'),
+  /** Ordered from least to most dangerous; an action names one by `tier`. */
+  profiles: z.array(tokenProfileSchema).min(1).prefault([
+    { name: 'read', ttl: '10m', description: 'reads; no side effects' },
+    { name: 'write', ttl: '5m', description: 'creates or changes data' },
+    { name: 'destructive', ttl: '2m', approval: true, description: 'deletes, deploys, pays: a human approves each call' },
+  ]),
+  /** Machines re-federate; refresh tokens are never issued to them. */
+  refresh_tokens: ex(z.literal(false, { error: 'refresh tokens are never issued to machines: remove the key or write false' }).default(false), 'false'),
+  /** DPoP proof `iat` window and replay retention. */
+  dpop_proof_max_age: duration.prefault(60),
+});
+
+export const trustSchema = z.strictObject({
+  name: ex(slug, 'github-actions'),
+  kind: ex(z.enum(['github_actions', 'gitlab', 'kubernetes', 'spiffe', 'oidc']).default('oidc'), 'github_actions'),
+  issuer: ex(z.string().min(1), 'https://token.actions.githubusercontent.com'),
+  /** Take `jwks_uri` from the issuer's OpenID discovery document. */
+  discovery: z.boolean().default(false),
+  jwks_uri: ex(httpUrl.optional(), 'https://token.actions.githubusercontent.com/.well-known/jwks'),
+  jwks: jwks.optional(),
+  algorithms: ex(z.array(z.enum(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'])).min(1), '[RS256]'),
+  audience: ex(z.string().min(1), 'https://mandate.example.com'),
+  /** Claim conditions, exact or anchored glob (`*`); at least one is required. */
+  claims: ex(z.record(z.string(), z.string()).default({}), '{ repository_owner: acme }'),
+  /** The claim that names the workload; matched against an NHI's federated credential. */
+  subject_claim: ex(z.string().default('sub'), 'sub'),
+  max_token_age: duration.prefault('1h'),
+});
+
+export const credentialSchema = z.discriminatedUnion('type', [
+  z.strictObject({
+    type: z.literal('federated'),
+    trust: ex(slug, 'github-actions'),
+    /** Value of the trust entry's `subject_claim`, exact or anchored glob. */
+    subject: ex(z.string().min(1), 'repo:acme/deploy:ref:refs/heads/main'),
+    created: isoDate.optional(),
+  }),
+  z.strictObject({
+    type: z.literal('private_key_jwt'),
+    jwks: jwks.optional(),
+    jwks_uri: httpUrl.optional(),
+    created: isoDate.optional(),
+    expires: isoDate.optional(),
+    last_rotated: isoDate.optional(),
+  }),
+  z.strictObject({
+    type: z.literal('static_secret'),
+    secret: secretRef,
+    /** A static secret exists only as an exception, with a ticket and an end date. */
+    exception: ex(
+      z.strictObject({ ticket: ex(z.string().min(1), 'SEC-1234'), expires: isoDate, reason: z.string().optional() }),
+      '{ ticket: SEC-1234, expires: 2026-12-31 }',
+    ),
+    created: isoDate.optional(),
+    last_rotated: isoDate.optional(),
+  }),
+]);
+
+export const nhiSchema = z.strictObject({
+  id: ex(slug, 'deploy-agent'),
+  class: ex(z.enum(['agent', 'workload', 'runner', 'tool']), 'agent'),
+  owner: ex(z.string().min(1), 'platform-team@example.com'),
+  system: ex(z.string().min(1), 'release-pipeline'),
+  environment: ex(z.string().min(1).default('production'), 'production'),
+  tier: ex(z.enum(['read', 'write', 'admin']), 'write'),
+  status: ex(z.enum(['active', 'disabled']).default('active'), 'active'),
+  description: z.string().optional(),
+  credentials: z.array(credentialSchema).default([]),
+  /** NHIs allowed to act for this one (RFC 8693 delegation, `act`). */
+  may_act: ex(z.array(slug).default([]), '[orchestrator-agent]'),
+});
+
+export const toolCredentialSchema = z.strictObject({
+  type: ex(z.enum(['bearer', 'header', 'basic', 'query']), 'bearer'),
+  value: secretRef,
+  /** Header name (type header) or query parameter (type query). */
+  name: ex(z.string().min(1).optional(), 'X-Api-Key'),
+  /** User name for type basic; the password is `value`. */
+  username: z.string().optional(),
+});
+
+export const actionSchema = z.strictObject({
+  /** For MCP tools, the MCP tool name as `tools/call` sends it. */
+  name: ex(z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/, 'use letters, digits, "_", "." or "-"'), 'create_ticket'),
+  method: ex(z.enum(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE']).optional(), 'POST'),
+  /** Path template below the tool's upstream, e.g. `/tickets/{id}`. */
+  path: ex(z.string().regex(/^\/[A-Za-z0-9._~\-/{}]*$/, 'a path template such as /tickets/{id}').optional(), '/tickets/{id}'),
+  tier: ex(slug, 'write'),
+  description: z.string().optional(),
+});
+
+export const toolSchema = z.strictObject({
+  id: ex(slug, 'tickets'),
+  kind: ex(z.enum(['http', 'mcp']), 'http'),
+  upstream: ex(httpUrl, 'http://127.0.0.1:9001'),
+  description: z.string().optional(),
+  credential: toolCredentialSchema.optional(),
+  actions: z.array(actionSchema).min(1),
+  timeout: duration.prefault(30),
+  max_body_bytes: z.number().int().positive().default(1024 * 1024),
+  rate_limit: z.strictObject({ per_second: z.number().positive(), burst: z.number().int().positive() }).optional(),
+});
+
+export const grantSchema = z.strictObject({
+  nhi: ex(slug, 'deploy-agent'),
+  tool: ex(slug, 'tickets'),
+  actions: ex(z.array(z.string().min(1)).min(1), '[list_tickets, create_ticket]'),
+  /** The change (PR, ticket) that approved this grant. */
+  change_ref: ex(z.string().optional(), 'PR-482'),
+  expires: isoDate.optional(),
+});
+
+export const policySchema = z.strictObject({
+  files: ex(z.array(z.string().min(1)).default([]), '[policies/base.cedar]'),
+});
+
+export const signalsSchema = z.strictObject({
+  transmitter: z.strictObject({ enabled: z.boolean().default(true) }).prefault({}),
+  receivers: z
+    .array(
+      z.strictObject({
+        name: slug,
+        issuer: z.string().min(1),
+        jwks_uri: httpUrl.optional(),
+        jwks: jwks.optional(),
+        audience: z.string().min(1),
+        delivery: ex(z.enum(['push', 'poll']), 'push'),
+        poll_url: httpUrl.optional(),
+        poll_interval: duration.prefault(5),
+        /** Credential presented when polling, or expected on push (`Authorization`). */
+        authorization: secretRef.optional(),
+      }),
+    )
+    .default([]),
+});
+
+export const adminSchema = z.strictObject({
+  /** Print a one-time bootstrap credential on the first start (kept only as a hash). */
+  bootstrap: z.boolean().default(true),
+});
+
+export const configSchema = z
+  .strictObject({
+    server: serverSchema.prefault({}),
+    store: storeSchema.prefault({}),
+    bus: busSchema.prefault({}),
+    keys: keysSchema.prefault({}),
+    tokens: tokensSchema.prefault({}),
+    trust: z.array(trustSchema).default([]),
+    nhis: z.array(nhiSchema).default([]),
+    tools: z.array(toolSchema).default([]),
+    grants: z.array(grantSchema).default([]),
+    policy: policySchema.prefault({}),
+    signals: signalsSchema.prefault({}),
+    admin: adminSchema.prefault({}),
+    log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),
+  })
+  .superRefine((c, ctx) => crossCheck(c, ctx));
+
+export type MandateConfigInput = z.input<typeof configSchema>;
+export type MandateConfig = z.output<typeof configSchema>;
+export type ToolConfig = MandateConfig['tools'][number];
+export type ActionConfig = ToolConfig['actions'][number];
+export type NhiConfig = MandateConfig['nhis'][number];
+export type CredentialConfig = NhiConfig['credentials'][number];
+export type GrantConfig = MandateConfig['grants'][number];
+export type TrustConfig = MandateConfig['trust'][number];
+export type TokenProfile = MandateConfig['tokens']['profiles'][number];
+
+/** Rules that span keys: references resolve, names are unique, nothing pins only an issuer. */
+function crossCheck(c: MandateConfig, ctx: z.RefinementCtx): void {
+  const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: 'custom', path, message });
+  const unique = <T>(items: T[], key: (t: T) => string, at: string) => {
+    const seen = new Set<string>();
+    items.forEach((t, i) => {
+      const k = key(t);
+      if (seen.has(k)) issue([at, i], `duplicate "${k}": each must be unique`);
+      seen.add(k);
+    });
+  };
+  unique(c.tokens.profiles, (p) => p.name, 'tokens');
+  unique(c.trust, (t) => t.name, 'trust');
+  unique(c.nhis, (n) => n.id, 'nhis');
+  unique(c.tools, (t) => t.id, 'tools');
+
+  const tiers = new Set(c.tokens.profiles.map((p) => p.name));
+  c.tokens.profiles.forEach((p, i) => {
+    if (p.ttl > c.tokens.max_ttl) issue(['tokens', 'profiles', i, 'ttl'], `longer than tokens.max_ttl (${c.tokens.max_ttl}s)`);
+    if (p.ttl <= 0) issue(['tokens', 'profiles', i, 'ttl'], 'must be positive');
+  });
+
+  if (c.store.driver === 'postgres' && !c.store.postgres_url) issue(['store', 'postgres_url'], 'required when store.driver is postgres');
+  if (c.store.postgres_url && !SECRET_REF_RE.test(c.store.postgres_url)) {
+    try {
+      const u = new URL(c.store.postgres_url);
+      if (u.password) issue(['store', 'postgres_url'], 'an inline password is refused: write env:NAME or file:PATH for the whole URL');
+    } catch {
+      issue(['store', 'postgres_url'], 'expected a postgres:// URL or a secret reference');
+    }
+  }
+  if (c.server.tls && c.server.tls.client_auth !== 'none' && !c.server.tls.client_ca) {
+    issue(['server', 'tls', 'client_ca'], 'required when client_auth is optional or required');
+  }
+
+  const trustNames = new Set(c.trust.map((t) => t.name));
+  c.trust.forEach((t, i) => {
+    // RFC 8725 §3.8 and the GitHub/GitLab OIDC guidance: an issuer alone admits every
+    // workload it serves (every repository on github.com), so a condition is required.
+    if (Object.keys(t.claims).length === 0) {
+      issue(['trust', i, 'claims'], 'a trust entry that pins only the issuer is refused: add at least one claim condition, e.g. { repository_owner: acme }');
+    }
+    const sources = [t.discovery, t.jwks_uri !== undefined, t.jwks !== undefined].filter(Boolean).length;
+    if (sources !== 1) issue(['trust', i], 'give exactly one key source: discovery: true, jwks_uri or jwks');
+  });
+
+  c.nhis.forEach((n, i) => {
+    n.credentials.forEach((cr, j) => {
+      if (cr.type === 'federated' && !trustNames.has(cr.trust)) {
+        issue(['nhis', i, 'credentials', j, 'trust'], `no trust entry named "${cr.trust}"`);
+      }
+      if (cr.type === 'private_key_jwt' && (cr.jwks === undefined) === (cr.jwks_uri === undefined)) {
+        issue(['nhis', i, 'credentials', j], 'give exactly one of jwks or jwks_uri');
+      }
+    });
+  });
+
+  const tools = new Map(c.tools.map((t) => [t.id, t]));
+  c.tools.forEach((t, i) => {
+    const names = new Set<string>();
+    t.actions.forEach((a, j) => {
+      // Names are compared case-insensitively so that look-alikes by case cannot coexist.
+      const key = a.name.toLowerCase();
+      if (names.has(key)) issue(['tools', i, 'actions', j, 'name'], `duplicate action "${a.name}" (names are compared ignoring case)`);
+      names.add(key);
+      if (!tiers.has(a.tier)) issue(['tools', i, 'actions', j, 'tier'], `no token profile named "${a.tier}" (have: ${[...tiers].join(', ')})`);
+      if (t.kind === 'http' && (!a.method || !a.path)) issue(['tools', i, 'actions', j], 'an http action needs method and path');
+      if (t.kind === 'mcp' && (a.method || a.path)) issue(['tools', i, 'actions', j], 'an mcp action is named by its MCP tool name: remove method and path');
+    });
+    if (t.credential && (t.credential.type === 'header' || t.credential.type === 'query') && !t.credential.name) {
+      issue(['tools', i, 'credential', 'name'], `required for type ${t.credential.type}`);
+    }
+    if (t.credential?.type === 'basic' && !t.credential.username) issue(['tools', i, 'credential', 'username'], 'required for type basic');
+  });
+
+  const nhiIds = new Set(c.nhis.map((n) => n.id));
+  c.grants.forEach((g, i) => {
+    if (!nhiIds.has(g.nhi)) issue(['grants', i, 'nhi'], `no NHI with id "${g.nhi}"`);
+    const tool = tools.get(g.tool);
+    if (!tool) {
+      issue(['grants', i, 'tool'], `no tool with id "${g.tool}"`);
+      return;
+    }
+    const actions = new Set(tool.actions.map((a) => a.name));
+    g.actions.forEach((a, j) => {
+      if (a !== '*' && !actions.has(a)) issue(['grants', i, 'actions', j], `tool "${g.tool}" has no action "${a}"`);
+    });
+  });
+  c.nhis.forEach((n, i) =>
+    n.may_act.forEach((a, j) => {
+      if (!nhiIds.has(a)) issue(['nhis', i, 'may_act', j], `no NHI with id "${a}"`);
+    }),
+  );
+}

@@ -1,0 +1,12 @@
+export { MandateError, ConfigError, UnavailableError, NotFoundError, ConflictError, ValidationError, OAuthError, oauth, toHttpError } from './errors.js';
+export { parseDuration, formatDuration } from './duration.js';
+export { resolveSecret, isSecretRef, secretEquals, SECRET_REF_RE } from './secrets.js';
+export { systemClock, ManualClock, type Clock } from './clock.js';
+export { newId, randomUUID } from './ids.js';
+export { createLogger, silentLogger, stripQuery, REDACT_PATHS, type Logger } from './logger.js';
+
+export {
+  configSchema, loadConfigFile, parseConfigText, buildConfig, deepFreeze,
+  type MandateConfig, type MandateConfigInput, type ToolConfig, type ActionConfig, type NhiConfig, type CredentialConfig,
+  type GrantConfig, type TrustConfig, type TokenProfile,
+} from './config/index.js';
