@@ -10,3 +10,10 @@ export {
   type MandateConfig, type MandateConfigInput, type ToolConfig, type ActionConfig, type NhiConfig, type CredentialConfig,
   type GrantConfig, type TrustConfig, type TokenProfile,
 } from './config/index.js';
+export {
+  Router, readBody, readJson, readForm, parseJsonObject, hasDuplicateKeys, sendJson, sendError, traceIdFrom, PayloadTooLargeError,
+  type RequestContext, type Handler,
+} from './http.js';
+export type { Bus, BusMessage, BusHandler, BusHealth, Subscription, SubscribeOptions } from './ports/bus.js';
+export type { ReplayStore } from './ports/replay.js';
+export type { AuditSink, AuditInput } from './ports/audit-sink.js';

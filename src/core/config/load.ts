@@ -1,5 +1,5 @@
 import { readFileSync, statSync } from 'node:fs';
-import { parseDocument } from 'yaml';
+import { LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { configSchema, type MandateConfig, type MandateConfigInput } from './schema.js';
@@ -32,9 +32,19 @@ export function loadConfigFile(path: string, opts: LoadOptions = {}): Readonly<M
 export function parseConfigText(text: string, opts: LoadOptions & { source?: string } = {}): Readonly<MandateConfig> {
   const source = opts.source ?? 'mandate.yaml';
   // `uniqueKeys` (the default) makes a repeated key an error, so that a second `actions:` cannot hide the first.
-  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false });
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false, lineCounter });
   if (doc.errors.length > 0) {
-    throw new ConfigError(doc.errors.map((e) => `${source}: YAML: ${e.message.split('\n')[0]}`));
+    throw new ConfigError(
+      doc.errors.map((e) => {
+        const { line, col } = lineCounter.linePos(e.pos[0]);
+        // The parser's message does not say which key; it starts at e.pos[0] and ends at its colon.
+        const what = e.code === 'DUPLICATE_KEY'
+          ? `duplicate key "${text.slice(e.pos[0]).split(/\r?\n/, 1)[0]!.split(/:(?:\s|$)/, 1)[0]!.trim()}": write each key once`
+          : e.message.split('\n')[0];
+        return `${source}: line ${line}, column ${col}: YAML: ${what}`;
+      }),
+    );
   }
   const raw: unknown = doc.toJS({ maxAliasCount: 50 }) ?? {};
   return buildConfig(raw as MandateConfigInput, { ...opts, source });
@@ -47,7 +57,8 @@ export function buildConfig(raw: MandateConfigInput | Record<string, unknown>, o
     throw new ConfigError([`${source}: the top level must be a mapping (server:, store:, tools:, …)`]);
   }
   const withEnv = applyEnvOverrides(structuredClone(raw) as Record<string, unknown>, opts.env ?? process.env);
-  const parsed = configSchema.safeParse(withEnv);
+  // reportInput tells a missing key (input undefined) from a wrong type; inputs never reach the messages.
+  const parsed = configSchema.safeParse(withEnv, { reportInput: true });
   if (!parsed.success) throw new ConfigError(formatIssues(parsed.error, source));
   return deepFreeze(parsed.data);
 }
@@ -63,10 +74,13 @@ export function applyEnvOverrides(target: Record<string, unknown>, env: NodeJS.P
     const path = name.slice(ENV_PREFIX.length).toLowerCase().split('__');
     if (path.some((p) => p === '' || p === '__proto__' || p === 'constructor' || p === 'prototype')) continue;
     let node: Record<string, unknown> = target;
-    for (const key of path.slice(0, -1)) {
+    for (const [i, key] of path.slice(0, -1).entries()) {
       const next = node[key];
       if (next === undefined) node[key] = {};
-      else if (typeof next !== 'object' || next === null || Array.isArray(next)) break;
+      else if (typeof next !== 'object' || next === null || Array.isArray(next)) {
+        // Setting the leaf on this node instead would write it under the wrong key.
+        throw new ConfigError([`${name}: ${path.slice(0, i + 1).join('.')} is not a mapping, so it cannot be overridden key by key`]);
+      }
       node = node[key] as Record<string, unknown>;
     }
     const leaf = path[path.length - 1]!;

@@ -273,18 +273,18 @@ export type TokenProfile = MandateConfig['tokens']['profiles'][number];
 /** Rules that span keys: references resolve, names are unique, nothing pins only an issuer. */
 function crossCheck(c: MandateConfig, ctx: z.RefinementCtx): void {
   const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: 'custom', path, message });
-  const unique = <T>(items: T[], key: (t: T) => string, at: string) => {
+  const unique = <T>(items: T[], key: (t: T) => string, at: string[]) => {
     const seen = new Set<string>();
     items.forEach((t, i) => {
       const k = key(t);
-      if (seen.has(k)) issue([at, i], `duplicate "${k}": each must be unique`);
+      if (seen.has(k)) issue([...at, i], `duplicate "${k}": each must be unique`);
       seen.add(k);
     });
   };
-  unique(c.tokens.profiles, (p) => p.name, 'tokens');
-  unique(c.trust, (t) => t.name, 'trust');
-  unique(c.nhis, (n) => n.id, 'nhis');
-  unique(c.tools, (t) => t.id, 'tools');
+  unique(c.tokens.profiles, (p) => p.name, ['tokens', 'profiles']);
+  unique(c.trust, (t) => t.name, ['trust']);
+  unique(c.nhis, (n) => n.id, ['nhis']);
+  unique(c.tools, (t) => t.id, ['tools']);
 
   const tiers = new Set(c.tokens.profiles.map((p) => p.name));
   c.tokens.profiles.forEach((p, i) => {
@@ -296,7 +296,8 @@ function crossCheck(c: MandateConfig, ctx: z.RefinementCtx): void {
   if (c.store.postgres_url && !SECRET_REF_RE.test(c.store.postgres_url)) {
     try {
       const u = new URL(c.store.postgres_url);
-      if (u.password) issue(['store', 'postgres_url'], 'an inline password is refused: write env:NAME or file:PATH for the whole URL');
+      // node-postgres also reads connection parameters from the query string (?password=…).
+      if (u.password || u.searchParams.has('password')) issue(['store', 'postgres_url'], 'an inline password is refused: write env:NAME or file:PATH for the whole URL');
     } catch {
       issue(['store', 'postgres_url'], 'expected a postgres:// URL or a secret reference');
     }

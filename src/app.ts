@@ -1,0 +1,231 @@
+/**
+ * The composition root: the only file that imports every capability and wires them together
+ * (as ory/hydra's driver/registry.go does). Everything else talks through ports and index.ts.
+ */
+import { join } from 'node:path';
+import { z } from 'zod';
+import {
+  Router, createLogger, resolveSecret, sendJson, systemClock,
+  type Clock, type Logger, type MandateConfig, type AuditSink, type AuditInput,
+} from './core/index.js';
+import { openStore, storeOptionsFromConfig, type Store } from './store/index.js';
+import { createBus } from './bus/index.js';
+import type { Bus } from './core/index.js';
+import { KeyManager, loadKek } from './keys/index.js';
+import { AuditLog, verifyAuditChain } from './audit/index.js';
+import { Inventory, mountInventoryRoutes } from './inventory/index.js';
+import { AdminApi, AdminAuth } from './admin/index.js';
+import { Metrics, mountOps, startHttpServer, type RunningServer } from './server/index.js';
+
+export const VERSION = '0.1.0';
+
+export type Role = 'all' | 'broker' | 'proxy' | 'signals';
+
+export interface AppOptions {
+  config: Readonly<MandateConfig>;
+  role?: Role;
+  logger?: Logger;
+  clock?: Clock;
+  env?: NodeJS.ProcessEnv;
+  /** Where a development KEK and other local state live; `.mandate` by default. */
+  dataDir?: string;
+  /** Receives the one-time bootstrap admin credential; by default it is printed to stderr. */
+  onBootstrapCredential?: (token: string) => void;
+  /** Listen on config.server (default true); tests may pass a port override through config. */
+  listen?: boolean;
+}
+
+export interface App {
+  readonly config: Readonly<MandateConfig>;
+  readonly role: Role;
+  readonly url: string;
+  readonly logger: Logger;
+  readonly store: Store;
+  readonly bus: Bus;
+  readonly keys: KeyManager;
+  readonly audit: AuditLog;
+  readonly inventory: Inventory;
+  readonly adminAuth: AdminAuth;
+  readonly metrics: Metrics;
+  readonly router: Router;
+  readonly server: RunningServer | undefined;
+  /** Graceful shutdown: stop accepting, drain, flush the audit log, close bus and store. */
+  close(): Promise<void>;
+}
+
+/** Applies pending store migrations (what `mandate migrate` runs). */
+export async function runMigrations(config: Readonly<MandateConfig>, env: NodeJS.ProcessEnv = process.env): Promise<string[]> {
+  const store = await openStore(storeOptionsFromConfig(config.store, (ref) => resolveSecret(ref, env)));
+  try {
+    return await store.migrate();
+  } finally {
+    await store.close();
+  }
+}
+
+export async function startApp(opts: AppOptions): Promise<App> {
+  const { config } = opts;
+  const env = opts.env ?? process.env;
+  const role = opts.role ?? 'all';
+  const clock = opts.clock ?? systemClock;
+  const logger = opts.logger ?? createLogger({ level: config.log.level });
+  const dataDir = opts.dataDir ?? '.mandate';
+  const resolve = (ref: string) => resolveSecret(ref, env);
+  const cleanup: Array<() => Promise<void>> = [];
+  const closeAll = async () => {
+    for (const fn of cleanup.reverse()) {
+      try {
+        await fn();
+      } catch (err) {
+        logger.error({ err }, 'error during shutdown');
+      }
+    }
+  };
+
+  try {
+    const store = await openStore(storeOptionsFromConfig(config.store, resolve));
+    cleanup.push(() => store.close());
+    const applied = await store.migrate();
+    if (applied.length) logger.info({ migrations: applied }, 'store migrated');
+
+    const bus = createBus(config.bus, { resolveSecret: resolve, logger });
+    cleanup.push(() => bus.close());
+    await bus.start();
+
+    const metrics = new Metrics();
+    const audit = new AuditLog({ store, clock, logger });
+    cleanup.push(() => audit.close());
+    const auditSink: AuditSink = { record: (e: AuditInput) => audit.record(normalizeAudit(e)) };
+
+    const kek = loadKek(config.keys.kek, { resolveSecret: resolve, devKekPath: join(dataDir, 'dev-kek'), nodeEnv: env.NODE_ENV });
+    if (kek.insecureDev) {
+      logger.warn(
+        { kek_path: join(dataDir, 'dev-kek') },
+        '!!! INSECURE: signing keys are encrypted with a DEVELOPMENT key-encryption key generated on this machine. ' +
+          'Set keys.kek to env:NAME or file:PATH (32 random bytes, base64) before production; NODE_ENV=production refuses this.',
+      );
+    }
+    const maxTokenTtlS = Math.max(...config.tokens.profiles.map((p) => p.ttl), config.tokens.max_ttl);
+    const keys = new KeyManager({
+      store, kek: kek.kek, algorithm: config.keys.algorithm, rotationIntervalS: config.keys.rotation_interval,
+      prePublishS: config.keys.pre_publish, maxTokenTtlS, clock, logger,
+    });
+    await keys.init();
+    keys.start(60_000);
+    cleanup.push(async () => keys.stop());
+
+    const inventory = new Inventory({ store, audit: auditSink, bus, clock, logger });
+    const sync = await inventory.syncFromConfig(config);
+    if (sync.changes) logger.info({ changes: sync.changes }, 'inventory synced from config');
+
+    const adminAuth = new AdminAuth(store, clock);
+    if (config.admin.bootstrap) {
+      const token = await adminAuth.bootstrap();
+      if (token) {
+        auditSink.record({ type: 'admin.bootstrap_credential_created', actor: 'system', data: {} });
+        (opts.onBootstrapCredential ?? printBootstrap)(token);
+      }
+    }
+
+    const router = new Router();
+    mountOps(router, {
+      pingStore: () => store.ping(),
+      bus,
+      stalenessBoundS: config.bus.staleness_bound,
+      metrics,
+      logger,
+      beforeScrape: () => {
+        metrics.auditQueued.set(audit.stats().queued);
+        metrics.auditWritten.set(audit.stats().written);
+      },
+    });
+    router.get('/oauth/jwks', (ctx) => sendJson(ctx.res, 200, keys.jwks(), { 'cache-control': 'public, max-age=300', 'content-type': 'application/jwk-set+json' }));
+
+    const admin = new AdminApi(router, adminAuth, config.server.max_body_bytes, { version: VERSION });
+    mountInventoryRoutes(admin, inventory);
+    mountAdminCoreRoutes(admin, { audit, store, keys, adminAuth });
+
+    let server: RunningServer | undefined;
+    if (opts.listen ?? true) {
+      const tls = config.server.tls
+        ? { cert: config.server.tls.cert, key: resolve(config.server.tls.key), clientCa: config.server.tls.client_ca, clientAuth: config.server.tls.client_auth }
+        : undefined;
+      server = await startHttpServer({
+        router, logger, host: config.server.host, port: config.server.port, tls,
+        onResponse: (route, method, status, seconds) => metrics.observeHttp(route, method, status, seconds),
+      });
+      const s = server;
+      cleanup.push(() => s.close(config.server.shutdown_grace * 1000));
+    }
+    const url = server?.url ?? config.server.public_url ?? `http://${config.server.host}:${config.server.port}`;
+    logger.info({ url, role, store: config.store.driver, bus: config.bus.driver }, 'mandate started');
+
+    let closed: Promise<void> | undefined;
+    return {
+      config, role, url, logger, store, bus, keys, audit, inventory, adminAuth, metrics, router, server,
+      close: () => (closed ??= closeAll().then(() => logger.info('mandate stopped'))),
+    };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}
+
+function normalizeAudit(e: AuditInput) {
+  return {
+    type: e.type, actor: e.actor ?? null, subject: e.subject ?? null, tool: e.tool ?? null,
+    decision: e.decision ?? null, traceId: e.traceId ?? null, data: e.data ?? {},
+  };
+}
+
+function printBootstrap(token: string): void {
+  process.stderr.write(
+    `\n  One-time admin credential (shown once, stored only as a hash):\n\n    export MANDATE_TOKEN=${token}\n\n`,
+  );
+}
+
+/** Audit, keys and admin-credential routes of the admin API. */
+function mountAdminCoreRoutes(api: AdminApi, d: { audit: AuditLog; store: Store; keys: KeyManager; adminAuth: AdminAuth }): void {
+  api.route({
+    method: 'GET', path: '/audit', summary: 'Search the audit log.', tag: 'audit', role: 'viewer',
+    query: z.strictObject({
+      type: z.string().optional(), actor: z.string().optional(), subject: z.string().optional(), tool: z.string().optional(),
+      decision: z.string().optional(), trace_id: z.string().optional(),
+      since: z.coerce.number().int().optional(), until: z.coerce.number().int().optional(),
+      limit: z.coerce.number().int().min(1).max(1000).default(100),
+    }),
+    handler: async ({ query }) => {
+      await d.audit.flush();
+      const { trace_id, ...rest } = query;
+      return { records: await d.store.queryAudit({ ...rest, traceId: trace_id }) };
+    },
+  });
+  api.route({
+    method: 'POST', path: '/audit/verify', summary: 'Verify the audit hash chain; lists every altered, inserted or removed record.', tag: 'audit', role: 'viewer',
+    handler: async () => {
+      await d.audit.flush();
+      return verifyAuditChain(d.store);
+    },
+  });
+  api.route({
+    method: 'GET', path: '/keys', summary: 'The published signing keys (public parts).', tag: 'keys', role: 'viewer',
+    handler: async () => d.keys.jwks(),
+  });
+  api.route({
+    method: 'POST', path: '/admin-credentials', summary: 'Create an admin credential (shown once).', tag: 'admin', role: 'admin', status: 201,
+    body: z.strictObject({ name: z.string().min(1).max(100), role: z.enum(['admin', 'approver', 'viewer']) }),
+    handler: async ({ body, actor }) => {
+      const created = await d.adminAuth.create(body.name, body.role);
+      d.audit.record({ type: 'admin.credential_created', actor, subject: created.id, tool: null, decision: null, traceId: null, data: { name: body.name, role: body.role } });
+      return { id: created.id, name: body.name, role: body.role, token: created.token };
+    },
+  });
+  api.route({
+    method: 'GET', path: '/admin-credentials', summary: 'List admin credentials (never their secrets).', tag: 'admin', role: 'admin',
+    handler: async () => ({
+      credentials: (await d.store.listAdminCredentials()).map((c) => ({
+        id: c.id, name: c.name, role: c.role, created_at: c.createdAt, last_used_at: c.lastUsedAt, disabled: c.disabled,
+      })),
+    }),
+  });
+}

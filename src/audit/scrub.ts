@@ -1,0 +1,109 @@
+/**
+ * Defence in depth for audit data. Callers must never put a secret, token, proof or credential
+ * in an audit event: they pass ids and digests (`jti`, `token_sha256`, `dpop_jkt`). This scrubber
+ * catches the mistakes that slip through anyway, at record() time, before anything is queued:
+ *
+ * - keys whose name contains authorization, token, secret, assertion, dpop, password, passwd,
+ *   passphrase, cookie, apikey, privatekey or kek (ignoring case, `_` and `-`) get '[redacted]',
+ *   unless the name ends in a suffix that marks a non-secret derivative (…_hash, …_sha256,
+ *   …_digest, …_jkt, …_id, …_type, …_ttl, …), so `token_sha256`, `dpop_jkt` and `token_type` stay;
+ * - string values that look like a compact JWS/JWE (`eyJ….….…`) or an HTTP credential
+ *   (`Bearer …`, `DPoP …`, `Basic …`) are redacted wherever they appear;
+ * - the result is plain JSON (no cycles, no functions, bigint as string, bounded depth and size),
+ *   so that what is hashed is exactly what the store reads back.
+ */
+
+export const REDACTED = '[redacted]';
+
+const SENSITIVE = /(authorization|token|secret|assertion|dpop|password|passwd|passphrase|cookie|apikey|privatekey|kek)/;
+const SAFE_SUFFIX =
+  /(hash|hashes|digest|sha256|sha|fingerprint|thumbprint|jkt|id|ids|ref|type|types|count|ttl|kind|profile|endpoint|url|uri|exp|expiry|expiresat|issuedat|iat|format|alg|status|reason|error|present|required|bound|binding)$/;
+const AUTH_SCHEME = /^\s*(bearer|dpop|basic|negotiate)\s+\S/i;
+const COMPACT_JOSE = /eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*(\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*)?/g;
+// Lone UTF-16 surrogates become U+FFFD: a driver would do it silently when encoding to UTF-8,
+// and the stored text would then no longer match what was hashed.
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
+const MAX_DEPTH = 8;
+const MAX_STRING = 8192;
+
+/** True when a data key must not carry its value into the audit log. */
+export function isSensitiveKey(key: string): boolean {
+  const k = key.toLowerCase().replace(/[^a-z0-9]/g, '');
+  return SENSITIVE.test(k) && !SAFE_SUFFIX.test(k);
+}
+
+/** A string made safe for every store (no NUL, well-formed UTF-16) and bounded in length. */
+export function cleanString(s: string, max = MAX_STRING): string {
+  let out = s.includes('\u0000') ? s.replace(/\u0000/g, '') : s;
+  out = out.replace(LONE_SURROGATE, '\uFFFD');
+  return out.length > max ? `${out.slice(0, max)}…[truncated ${out.length - max} chars]` : out;
+}
+
+function scrubString(s: string): string {
+  if (AUTH_SCHEME.test(s)) return REDACTED;
+  const cleaned = cleanString(s);
+  return cleaned.includes('eyJ') ? cleaned.replace(COMPACT_JOSE, REDACTED) : cleaned;
+}
+
+/**
+ * A scrubbed, JSON-safe copy of `data` (the input is never modified). When the serialized
+ * result exceeds maxBytes, it is replaced by a stub naming its size and top-level keys.
+ */
+export function scrubAuditData(data: unknown, maxBytes = 64 * 1024): Record<string, unknown> {
+  if (data === null || data === undefined) return {};
+  const ancestors = new Set<object>();
+  const walk = (v: unknown, depth: number): unknown => {
+    switch (typeof v) {
+      case 'string':
+        return scrubString(v);
+      case 'number':
+        return Number.isFinite(v) ? v : null;
+      case 'boolean':
+        return v;
+      case 'bigint':
+        return v.toString();
+      case 'undefined':
+      case 'function':
+      case 'symbol':
+        return undefined;
+    }
+    if (v === null) return null;
+    const obj = v as object;
+    if (obj instanceof Date) return Number.isNaN(obj.getTime()) ? null : obj.toISOString();
+    if (ArrayBuffer.isView(obj) || obj instanceof ArrayBuffer) return `[binary ${(obj as ArrayBuffer).byteLength} bytes]`;
+    if (ancestors.has(obj)) return '[circular]';
+    if (depth >= MAX_DEPTH) return '[truncated: too deep]';
+    ancestors.add(obj);
+    try {
+      if (typeof (obj as { toJSON?: unknown }).toJSON === 'function') {
+        return walk((obj as { toJSON: () => unknown }).toJSON(), depth + 1);
+      }
+      if (Array.isArray(obj)) return obj.map((x) => walk(x, depth + 1) ?? null);
+      if (obj instanceof Map) return walk(Object.fromEntries(obj), depth);
+      if (obj instanceof Set) return walk([...obj], depth);
+      const out = Object.create(null) as Record<string, unknown>;
+      for (const [k, x] of Object.entries(obj)) {
+        const key = cleanString(k, 256);
+        if (isSensitiveKey(key)) {
+          out[key] = REDACTED;
+          continue;
+        }
+        const w = walk(x, depth + 1);
+        if (w !== undefined) out[key] = w;
+      }
+      return out;
+    } finally {
+      ancestors.delete(obj);
+    }
+  };
+  let result = walk(data, 0);
+  if (result === null || typeof result !== 'object' || Array.isArray(result)) result = { value: result ?? null };
+  const text = JSON.stringify(result);
+  const bytes = Buffer.byteLength(text, 'utf8');
+  if (bytes > maxBytes) {
+    return { '[truncated]': true, bytes, keys: Object.keys(result as object).slice(0, 50) };
+  }
+  // A plain object (not null-prototype) so that callers and tests see an ordinary value.
+  return JSON.parse(text) as Record<string, unknown>;
+}

@@ -1,0 +1,36 @@
+import type { MandateConfig } from '../core/config/index.js';
+import type { Logger } from '../core/logger.js';
+import type { Bus } from '../core/ports/bus.js';
+import { MemoryBus } from './memory.js';
+import { NatsBus } from './nats.js';
+
+export { MemoryBus, type MemoryBusOptions } from './memory.js';
+export { NatsBus, type NatsBusOptions } from './nats.js';
+export { BusSubjectError, subjectMatches, type RetryOptions } from './util.js';
+
+export interface CreateBusOptions {
+  /** Resolves `env:NAME` / `file:PATH` references (core/secrets `resolveSecret`). */
+  resolveSecret(ref: string): string;
+  logger?: Logger;
+}
+
+/**
+ * The bus the configuration asks for, not yet started. The NATS credential reference is
+ * resolved here, once; its value goes to the client and nowhere else (never to a log).
+ */
+export function createBus(cfg: MandateConfig['bus'], opts: CreateBusOptions): Bus {
+  const logger = opts.logger?.child({ component: 'bus', driver: cfg.driver });
+  if (cfg.driver === 'memory') return new MemoryBus(logger ? { logger } : {});
+  const credentials = cfg.nats_credentials !== undefined ? opts.resolveSecret(cfg.nats_credentials) : undefined;
+  // Contact is confirmed at least three times per staleness bound, so that a healthy
+  // instance never looks stale; at most every second, at least every 5 s.
+  const heartbeatMs = Math.min(5_000, Math.max(1_000, Math.floor((cfg.staleness_bound * 1000) / 3)));
+  return new NatsBus({
+    servers: [...cfg.nats_servers],
+    stream: cfg.stream,
+    subjectPrefix: cfg.subject_prefix,
+    heartbeatMs,
+    ...(credentials !== undefined ? { credentials } : {}),
+    ...(logger ? { logger } : {}),
+  });
+}

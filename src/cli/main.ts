@@ -1,0 +1,282 @@
+import { existsSync } from 'node:fs';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { ConfigError, loadConfigFile, buildConfig, type MandateConfig } from '../core/index.js';
+import { runMigrations, startApp, VERSION, type App, type Role } from '../app.js';
+import { AdminClient, CliError, EXIT } from './admin-client.js';
+import { details, isoTime, table } from './format.js';
+import { startDemo } from './demo.js';
+
+const USAGE = `mandate ${VERSION}: bounded autonomy for AI agents and other non-human identities
+
+Run:
+  mandate up [--config FILE] [--port N]        all-in-one (SQLite, in-process bus); a demo when no config
+  mandate serve --role all|broker|proxy|signals --config FILE
+  mandate migrate --config FILE                apply store migrations
+  mandate config check [--config FILE]         validate a config file
+
+Admin (over the admin API; MANDATE_URL, MANDATE_TOKEN or --url, --token):
+  mandate nhi list [--class C] [--owner O] [--environment E] [--tier T] [--status S] [--search Q]
+  mandate nhi show ID
+  mandate nhi add --id ID --class agent|workload|runner|tool --owner O --system S --tier read|write|admin [--environment E]
+  mandate nhi disable ID [--reason R]  |  mandate nhi enable ID
+  mandate tool list  |  mandate tool show ID
+  mandate grant list [--nhi ID] [--tool ID]
+  mandate grant add --nhi ID --tool ID --actions a,b [--change-ref REF]  |  mandate grant remove GRANT_ID
+  mandate audit list [--type T] [--subject S] [--tool T] [--decision D] [--trace-id T] [--limit N]
+  mandate audit verify
+  mandate keys list
+  mandate admin-credential create --name N --role admin|approver|viewer
+
+Every command takes --json. Exit codes: 0 ok, 1 failed or problems found, 2 usage or config error,
+3 Mandate unreachable, 4 not authorized.`;
+
+const COMMON: ParseArgsConfig['options'] = {
+  json: { type: 'boolean' },
+  url: { type: 'string' },
+  token: { type: 'string' },
+  config: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+};
+
+type Out = { log: (s: string) => void; err: (s: string) => void };
+const stdio: Out = { log: (s) => process.stdout.write(`${s}\n`), err: (s) => process.stderr.write(`${s}\n`) };
+
+/** Runs one CLI invocation; returns the exit code. Long-running commands resolve on shutdown. */
+export async function main(argv: string[], out: Out = stdio, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const [noun, ...rest] = argv;
+  try {
+    switch (noun) {
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        out.log(USAGE);
+        return noun === undefined ? EXIT.usage : EXIT.ok;
+      case '--version':
+      case 'version':
+        out.log(VERSION);
+        return EXIT.ok;
+      case 'up':
+        return await up(rest, out, env);
+      case 'serve':
+        return await serve(rest, out, env);
+      case 'migrate': {
+        const { values } = args(rest, {});
+        const applied = await runMigrations(loadConfig(values.config as string | undefined, env, true), env);
+        out.log(applied.length ? `applied: ${applied.join(', ')}` : 'store is up to date');
+        return EXIT.ok;
+      }
+      case 'config': {
+        const [verb, ...r] = rest;
+        if (verb !== 'check') throw new CliError('usage: mandate config check [--config FILE]', EXIT.usage);
+        const { values } = args(r, {});
+        const cfg = loadConfig(values.config as string | undefined, env, true);
+        out.log(values.json ? JSON.stringify({ ok: true }) : `ok: ${cfg.nhis.length} NHIs, ${cfg.tools.length} tools, ${cfg.grants.length} grants, ${cfg.trust.length} trust entries`);
+        return EXIT.ok;
+      }
+      default:
+        return await adminCommand(noun, rest, out, env);
+    }
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      out.err(err.message);
+      return EXIT.usage;
+    }
+    if (err instanceof CliError) {
+      out.err(`mandate: ${err.message}`);
+      return err.exitCode;
+    }
+    if (err instanceof TypeError && (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      out.err(`mandate: ${err.message}\n\n${USAGE}`);
+      return EXIT.usage;
+    }
+    throw err;
+  }
+}
+
+function args(argv: string[], options: ParseArgsConfig['options']) {
+  return parseArgs({ args: argv, options: { ...COMMON, ...options }, allowPositionals: true, strict: true });
+}
+
+/** `--config`, else MANDATE_CONFIG, else ./mandate.yaml when it exists. */
+function configPath(flag: string | undefined, env: NodeJS.ProcessEnv): string | undefined {
+  if (flag) return flag;
+  if (env.MANDATE_CONFIG) return env.MANDATE_CONFIG;
+  return existsSync('mandate.yaml') ? 'mandate.yaml' : undefined;
+}
+
+function loadConfig(flag: string | undefined, env: NodeJS.ProcessEnv, required: boolean): Readonly<MandateConfig> {
+  const path = configPath(flag, env);
+  if (!path) {
+    if (required) throw new CliError('no config: pass --config FILE, set MANDATE_CONFIG, or create ./mandate.yaml', EXIT.usage);
+    return buildConfig({}, { env });
+  }
+  return loadConfigFile(path, { env });
+}
+
+/** Keeps a server running until SIGINT/SIGTERM, then shuts it down gracefully. */
+function runUntilSignal(app: App, extra: () => Promise<void> = async () => {}): Promise<number> {
+  return new Promise((resolve) => {
+    const stop = (sig: string) => {
+      app.logger.info({ signal: sig }, 'shutting down');
+      void app
+        .close()
+        .then(extra)
+        .then(() => resolve(EXIT.ok), () => resolve(EXIT.failed));
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+}
+
+async function up(argv: string[], out: Out, env: NodeJS.ProcessEnv): Promise<number> {
+  const { values } = args(argv, { port: { type: 'string' } });
+  const path = configPath(values.config as string | undefined, env);
+  const portEnv = values.port ? { MANDATE_SERVER__PORT: String(values.port) } : {};
+  if (path) {
+    const config = loadConfigFile(path, { env: { ...env, ...portEnv } });
+    const app = await startApp({ config, env });
+    out.log(`Mandate is up at ${app.url} (config ${path})`);
+    return runUntilSignal(app);
+  }
+  const demo = await startDemo({ env: { ...env, ...portEnv }, dataDir: '.mandate' });
+  const app = await startApp({ config: demo.config, env: demo.env });
+  out.log(demo.tryThis(app.url));
+  return runUntilSignal(app, demo.close);
+}
+
+async function serve(argv: string[], out: Out, env: NodeJS.ProcessEnv): Promise<number> {
+  const { values } = args(argv, { role: { type: 'string', default: 'all' } });
+  const role = values.role as string;
+  if (!['all', 'broker', 'proxy', 'signals'].includes(role)) throw new CliError(`--role must be all, broker, proxy or signals (got "${role}")`, EXIT.usage);
+  const config = loadConfig(values.config as string | undefined, env, true);
+  const app = await startApp({ config, env, role: role as Role });
+  out.log(`Mandate (${role}) is up at ${app.url}`);
+  return runUntilSignal(app);
+}
+
+async function adminCommand(noun: string, argv: string[], out: Out, env: NodeJS.ProcessEnv): Promise<number> {
+  const [verb, ...rest] = argv;
+  const { values, positionals } = args(rest, {
+    id: { type: 'string' }, class: { type: 'string' }, owner: { type: 'string' }, system: { type: 'string' },
+    environment: { type: 'string' }, tier: { type: 'string' }, status: { type: 'string' }, search: { type: 'string' },
+    description: { type: 'string' }, reason: { type: 'string' }, nhi: { type: 'string' }, tool: { type: 'string' },
+    actions: { type: 'string' }, 'change-ref': { type: 'string' }, type: { type: 'string' }, subject: { type: 'string' },
+    decision: { type: 'string' }, 'trace-id': { type: 'string' }, limit: { type: 'string' }, name: { type: 'string' },
+    role: { type: 'string' },
+  });
+  const v = values as Record<string, string | boolean | undefined>;
+  const s = (k: string) => (typeof v[k] === 'string' ? (v[k] as string) : undefined);
+  const need = (k: string) => {
+    const x = s(k);
+    if (!x) throw new CliError(`--${k} is required for "${noun} ${verb}"`, EXIT.usage);
+    return x;
+  };
+  const arg0 = () => {
+    const x = positionals[0];
+    if (!x) throw new CliError(`"${noun} ${verb}" needs an id`, EXIT.usage);
+    return x;
+  };
+  const client = new AdminClient(s('url') ?? env.MANDATE_URL ?? 'http://127.0.0.1:8080', s('token') ?? env.MANDATE_TOKEN);
+  const json = v.json === true;
+  const print = (body: unknown, human: () => string) => out.log(json ? JSON.stringify(body, null, 2) : human());
+
+  switch (`${noun} ${verb}`) {
+    case 'nhi list': {
+      const r = (await client.call('GET', '/nhis', {
+        query: { class: s('class'), owner: s('owner'), environment: s('environment'), tier: s('tier'), status: s('status'), search: s('search') },
+      })) as { nhis: Record<string, unknown>[] };
+      print(r, () => table(r.nhis, ['id', 'class', 'owner', 'system', 'environment', 'tier', 'status', 'source']));
+      return EXIT.ok;
+    }
+    case 'nhi show': {
+      const r = (await client.call('GET', `/nhis/${encodeURIComponent(arg0())}`)) as Record<string, unknown> & {
+        credentials: Record<string, unknown>[];
+        grants: Record<string, unknown>[];
+      };
+      print(r, () =>
+        [
+          details(r, ['id', 'class', 'owner', 'system', 'environment', 'tier', 'status', 'source', 'description']),
+          '',
+          'CREDENTIALS',
+          table(r.credentials.map((c) => ({ ...c, created_at: isoTime(c.created_at), exception_expires_at: isoTime(c.exception_expires_at) })), ['id', 'type', 'trust', 'subject', 'exception_ticket', 'exception_expires_at', 'created_at']),
+          '',
+          'GRANTS',
+          table(r.grants, ['id', 'tool', 'actions', 'source', 'change_ref']),
+        ].join('\n'),
+      );
+      return EXIT.ok;
+    }
+    case 'nhi add': {
+      const r = (await client.call('POST', '/nhis', {
+        body: {
+          id: need('id'), class: need('class'), owner: need('owner'), system: need('system'), tier: need('tier'),
+          ...(s('environment') ? { environment: s('environment') } : {}), ...(s('description') ? { description: s('description') } : {}),
+        },
+      })) as Record<string, unknown>;
+      print(r, () => `added ${String(r.id)}`);
+      return EXIT.ok;
+    }
+    case 'nhi disable':
+    case 'nhi enable': {
+      const r = (await client.call('POST', `/nhis/${encodeURIComponent(arg0())}/${verb}`, { body: s('reason') ? { reason: s('reason') } : {} })) as Record<string, unknown>;
+      print(r, () => `${String(r.id)} is ${String(r.status)}`);
+      return EXIT.ok;
+    }
+    case 'tool list': {
+      const r = (await client.call('GET', '/tools')) as { tools: Record<string, unknown>[] };
+      print(r, () => table(r.tools.map((t) => ({ ...t, actions: ((t.config as { actions?: { name: string }[] }).actions ?? []).map((a) => a.name) })), ['id', 'kind', 'upstream', 'actions', 'source']));
+      return EXIT.ok;
+    }
+    case 'tool show': {
+      const r = (await client.call('GET', `/tools/${encodeURIComponent(arg0())}`)) as Record<string, unknown> & { config: { actions?: Record<string, unknown>[] } };
+      print(r, () => [details(r, ['id', 'kind', 'upstream', 'description', 'source']), '', 'ACTIONS', table(r.config.actions ?? [], ['name', 'method', 'path', 'tier'])].join('\n'));
+      return EXIT.ok;
+    }
+    case 'grant list': {
+      const r = (await client.call('GET', '/grants', { query: { nhi: s('nhi'), tool: s('tool') } })) as { grants: Record<string, unknown>[] };
+      print(r, () => table(r.grants, ['id', 'nhi', 'tool', 'actions', 'source', 'change_ref']));
+      return EXIT.ok;
+    }
+    case 'grant add': {
+      const r = (await client.call('POST', '/grants', {
+        body: { nhi: need('nhi'), tool: need('tool'), actions: need('actions').split(',').map((a) => a.trim()).filter(Boolean), ...(s('change-ref') ? { change_ref: s('change-ref') } : {}) },
+      })) as Record<string, unknown>;
+      print(r, () => `granted ${String(r.nhi)} → ${String(r.tool)}: ${(r.actions as string[]).join(', ')} (${String(r.id)})`);
+      return EXIT.ok;
+    }
+    case 'grant remove': {
+      const r = await client.call('DELETE', `/grants/${encodeURIComponent(arg0())}`);
+      print(r, () => `removed ${positionals[0]}`);
+      return EXIT.ok;
+    }
+    case 'audit list': {
+      const r = (await client.call('GET', '/audit', {
+        query: { type: s('type'), subject: s('subject'), tool: s('tool'), decision: s('decision'), trace_id: s('trace-id'), limit: s('limit') },
+      })) as { records: Record<string, unknown>[] };
+      print(r, () => table(r.records.map((x) => ({ ...x, ts: isoTime(x.ts) })), ['seq', 'ts', 'type', 'actor', 'subject', 'tool', 'decision']));
+      return EXIT.ok;
+    }
+    case 'audit verify': {
+      const r = (await client.call('POST', '/audit/verify')) as { ok: boolean; checked: number; headSeq: number; problems: { seq: number; kind: string; detail: string }[] };
+      print(r, () =>
+        r.ok
+          ? `audit chain intact: ${r.checked} records, head at seq ${r.headSeq}`
+          : `audit chain BROKEN: ${r.problems.length} problem(s) in ${r.checked} records\n${table(r.problems as never, ['seq', 'kind', 'detail'])}`,
+      );
+      return r.ok ? EXIT.ok : EXIT.failed;
+    }
+    case 'keys list': {
+      const r = (await client.call('GET', '/keys')) as { keys: Record<string, unknown>[] };
+      print(r, () => table(r.keys, ['kid', 'alg', 'kty', 'crv', 'use']));
+      return EXIT.ok;
+    }
+    case 'admin-credential create': {
+      const r = (await client.call('POST', '/admin-credentials', { body: { name: need('name'), role: need('role') } })) as Record<string, unknown>;
+      print(r, () => `created ${String(r.role)} credential ${String(r.id)} (shown once):\n  ${String(r.token)}`);
+      return EXIT.ok;
+    }
+    default:
+      throw new CliError(`unknown command "${[noun, verb].filter(Boolean).join(' ')}"\n\n${USAGE}`, EXIT.usage);
+  }
+}

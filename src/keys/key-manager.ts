@@ -1,0 +1,403 @@
+import { randomBytes } from 'node:crypto';
+import {
+  CompactSign, SignJWT, calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK,
+  type CryptoKey, type JWK, type JWTPayload,
+} from 'jose';
+import type { Clock } from '../core/clock.js';
+import { systemClock } from '../core/clock.js';
+import { ConfigError, MandateError, UnavailableError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { AuditSink } from '../core/ports/audit-sink.js';
+import { Kek, decryptPrivateJwk, encryptPrivateJwk, sealedKekId } from './kek.js';
+import type { KeyStore, SigningKeyRecord } from './ports.js';
+
+export type SigningAlgorithm = SigningKeyRecord['alg'];
+
+export interface KeyManagerOptions {
+  store: KeyStore;
+  kek: Kek;
+  /** Algorithm for new keys (existing keys keep theirs). Default ES256. */
+  algorithm?: SigningAlgorithm;
+  /** keys.rotation_interval: how long each key signs. Seconds. */
+  rotationIntervalS: number;
+  /** keys.pre_publish: how long a new key is in the JWKS before it signs. Seconds. */
+  prePublishS: number;
+  /** tokens.max_ttl: the longest-lived token any key may have signed. Seconds. */
+  maxTokenTtlS: number;
+  /**
+   * Extra time a retired key stays published beyond maxTokenTtl, for clock skew between
+   * Mandate and verifiers and for instances that switch keys a little late. Default 300 s.
+   */
+  retireMarginS?: number;
+  clock?: Clock;
+  logger?: Logger;
+  /** Where rotations are recorded (`key.created`, `key.retired`, `key.deleted`; subject = kid). Optional. */
+  audit?: AuditSink;
+}
+
+/** A key that can sign now. `key` is a non-extractable CryptoKey. */
+export interface SigningKey {
+  kid: string;
+  alg: SigningAlgorithm;
+  key: CryptoKey;
+}
+
+export interface PublicJwks {
+  keys: JWK[];
+}
+
+/** What one rotation pass changed; empty arrays when nothing was due. */
+export interface RotationResult {
+  /** Keys created (first boot / no usable key: active at once; otherwise pending). */
+  created: { kid: string; activatesAt: number }[];
+  /** Keys that stopped signing because a newer one took over. */
+  retired: { kid: string; retiresAt: number; expiresAt: number }[];
+  /** Keys past expiresAt, removed from the store (and so from the JWKS). */
+  deleted: string[];
+}
+
+export interface SignOptions {
+  /** `typ` header, e.g. `at+jwt` (RFC 9068) or `secevent+jwt` (RFC 8417). */
+  typ?: string;
+  /** Further protected-header parameters; `alg` and `kid` are always the signing key's. */
+  header?: Record<string, unknown>;
+}
+
+interface LoadedKey {
+  rec: SigningKeyRecord;
+  /** The decrypted private key, imported non-extractable; absent when decryption failed. */
+  privateKey?: CryptoKey;
+  /** Why the private key is unusable (wrong KEK, altered ciphertext). */
+  error?: Error;
+}
+
+const LOCK_NAME = 'signing-keys';
+
+/**
+ * Signing keys with rotation, shared by every instance through the store.
+ *
+ * Lifecycle of a key (all times in the store, epoch ms):
+ *   createdAt ─ published (in the JWKS) ─ activatesAt ─ signs ─ retiresAt ─ published only ─ expiresAt ─ deleted
+ *
+ * Why pre-publish: verifiers cache the JWKS. A key that signed the moment it was created would
+ * produce tokens that verifiers holding yesterday's JWKS reject. Publishing it `pre_publish`
+ * ahead lets every verifier (and every Mandate instance, on its next refresh) learn it before it
+ * signs; the switch-over then needs no coordination: each instance picks the newest key whose
+ * activatesAt has passed, by the clock alone.
+ *
+ * Why the overlap: a token signed just before retiresAt lives up to tokens.max_ttl, so the old
+ * public key must stay in the JWKS at least that long after it stops signing (plus a margin for
+ * clock skew), else valid tokens stop verifying mid-life.
+ */
+export class KeyManager {
+  private readonly store: KeyStore;
+  private readonly kek: Kek;
+  private readonly algorithm: SigningAlgorithm;
+  private readonly rotationMs: number;
+  private readonly prePublishMs: number;
+  private readonly maxTokenTtlMs: number;
+  private readonly marginMs: number;
+  private readonly clock: Clock;
+  private readonly logger: Logger | undefined;
+  private readonly audit: AuditSink | undefined;
+  private keys = new Map<string, LoadedKey>();
+  private timer: NodeJS.Timeout | undefined;
+  private tickRunning: Promise<void> | undefined;
+  private initialized = false;
+
+  constructor(opts: KeyManagerOptions) {
+    const issues: string[] = [];
+    if (!(opts.rotationIntervalS > 0)) issues.push('keys.rotation_interval: must be positive');
+    if (!(opts.prePublishS >= 0)) issues.push('keys.pre_publish: must not be negative');
+    if (opts.prePublishS >= opts.rotationIntervalS) {
+      issues.push(`keys.pre_publish (${opts.prePublishS}s) must be shorter than keys.rotation_interval (${opts.rotationIntervalS}s)`);
+    }
+    if (!(opts.maxTokenTtlS > 0)) issues.push('tokens.max_ttl: must be positive');
+    if (issues.length > 0) throw new ConfigError(issues);
+    this.store = opts.store;
+    this.kek = opts.kek;
+    this.algorithm = opts.algorithm ?? 'ES256';
+    this.rotationMs = opts.rotationIntervalS * 1000;
+    this.prePublishMs = opts.prePublishS * 1000;
+    this.maxTokenTtlMs = opts.maxTokenTtlS * 1000;
+    this.marginMs = (opts.retireMarginS ?? 300) * 1000;
+    this.clock = opts.clock ?? systemClock;
+    this.logger = opts.logger;
+    this.audit = opts.audit;
+  }
+
+  /**
+   * First boot creates a key that signs at once; every boot then loads the keys and checks that
+   * this KEK decrypts them (a wrong KEK fails here, loudly, instead of at the first token).
+   */
+  async init(): Promise<RotationResult> {
+    // Decrypt what is there first: an instance with the wrong KEK must fail before it adds keys
+    // that the correctly configured instances could not decrypt.
+    await this.refresh();
+    const result = await this.rotateIfDue(); // reloads as well
+    this.initialized = true;
+    return result;
+  }
+
+  /**
+   * One rotation pass, under the store-wide lock so that one instance at a time decides:
+   * creates a first key if none can sign, publishes the next key `pre_publish` before the
+   * current one has signed for `rotation_interval`, retires keys a newer key has taken over
+   * from, and deletes keys past their expiry. Reloads the in-memory keys afterwards.
+   */
+  async rotateIfDue(): Promise<RotationResult> {
+    const result: RotationResult = { created: [], retired: [], deleted: [] };
+    await this.store.withLock(LOCK_NAME, async () => {
+      // Always decide on the store's state, never on the cache: another instance may have rotated.
+      const now = this.clock.now();
+      let recs = (await this.store.listSigningKeys()).sort(byActivation);
+      const expired = (r: SigningKeyRecord) => r.expiresAt !== null && r.expiresAt <= now;
+
+      // Never add a key under a KEK the other keys were not encrypted with: instances sharing
+      // this store would then hold keys that some of them cannot use.
+      const foreign = recs.find((r) => !expired(r) && sealedKekId(r.privateEnc) !== this.kek.id);
+      if (foreign) {
+        throw new MandateError(
+          'ERR_KEK_MISMATCH',
+          `signing key ${foreign.kid} was encrypted under another KEK (id ${sealedKekId(foreign.privateEnc) ?? 'unknown'}), ` +
+            `the configured keys.kek has id ${this.kek.id}: not rotating. Give every instance the same keys.kek.`,
+        );
+      }
+
+      // Retire: a key whose successor has reached activatesAt stopped signing exactly then.
+      // retiresAt is the successor's activatesAt, not "now", so a late pass does not extend
+      // the old key's life, and the overlap rule below still counts from the real switch-over.
+      for (let i = 0; i + 1 < recs.length; i++) {
+        const r = recs[i]!;
+        const next = recs[i + 1]!;
+        if (r.retiresAt === null && next.activatesAt <= now) {
+          const retiresAt = next.activatesAt;
+          // Overlap rule: stay in the JWKS for the longest token TTL after the last signature.
+          const expiresAt = retiresAt + this.maxTokenTtlMs + this.marginMs;
+          await this.store.updateSigningKey(r.kid, { retiresAt, expiresAt });
+          r.retiresAt = retiresAt;
+          r.expiresAt = expiresAt;
+          result.retired.push({ kid: r.kid, retiresAt, expiresAt });
+        }
+      }
+
+      // Past expiresAt no token signed by the key can still be valid: remove it.
+      for (const r of recs) {
+        if (expired(r)) {
+          await this.store.deleteSigningKey(r.kid);
+          result.deleted.push(r.kid);
+        }
+      }
+      recs = recs.filter((r) => !expired(r));
+
+      const signer = pickSigner(recs, now);
+      const pending = recs.some((r) => r.activatesAt > now);
+      if (!signer) {
+        // First boot, or every key retired/expired (long downtime): sign at once. There is no
+        // old key any verifier could be using, so pre-publishing would only leave us unable to sign.
+        const rec = await this.createKey(now, now);
+        result.created.push({ kid: rec.kid, activatesAt: rec.activatesAt });
+      } else if (!pending && now >= signer.activatesAt + this.rotationMs - this.prePublishMs) {
+        // Counted from activatesAt (which equals createdAt for the first key) so that each key
+        // signs for one full rotation_interval: the successor activates at signer.activatesAt +
+        // rotation_interval when this pass runs on time, later (now + pre_publish) when it runs late
+        // — never earlier than pre_publish after publication.
+        const activatesAt = Math.max(now + this.prePublishMs, signer.activatesAt + this.rotationMs);
+        const rec = await this.createKey(now, activatesAt);
+        result.created.push({ kid: rec.kid, activatesAt: rec.activatesAt });
+      }
+    });
+    if (result.created.length + result.retired.length + result.deleted.length > 0) {
+      this.logger?.info(
+        {
+          created: result.created.map((c) => ({ kid: c.kid, activatesAt: new Date(c.activatesAt).toISOString() })),
+          retired: result.retired.map((r) => r.kid),
+          deleted: result.deleted,
+        },
+        'signing keys rotated',
+      );
+      // The rotation is committed already; an audit queue that refuses must not undo or fail it.
+      const note = (type: string, kid: string, data: Record<string, unknown>) => {
+        try {
+          this.audit?.record({ type, actor: 'system', subject: kid, data });
+        } catch (err) {
+          this.logger?.error({ err, type, kid }, 'could not audit a key rotation');
+        }
+      };
+      for (const c of result.created) note('key.created', c.kid, { alg: this.algorithm, activates_at: c.activatesAt });
+      for (const r of result.retired) note('key.retired', r.kid, { retires_at: r.retiresAt, expires_at: r.expiresAt });
+      for (const kid of result.deleted) note('key.deleted', kid, {});
+    }
+    await this.refresh();
+    return result;
+  }
+
+  /**
+   * Reloads the keys from the store (another instance may have rotated). Private keys are
+   * decrypted once per kid and cached as non-extractable CryptoKeys; a kid that left the store
+   * is forgotten. If a key cannot be decrypted (wrong KEK), the other keys are still loaded, that
+   * key cannot sign, and this throws so that the caller hears about it.
+   */
+  async refresh(): Promise<void> {
+    const recs = await this.store.listSigningKeys();
+    const next = new Map<string, LoadedKey>();
+    let firstError: Error | undefined;
+    for (const rec of recs) {
+      const prev = this.keys.get(rec.kid);
+      if (prev?.privateKey && prev.rec.privateEnc === rec.privateEnc) {
+        // Keep the cached CryptoKey; the record (retiresAt/expiresAt) may have changed.
+        next.set(rec.kid, { rec, privateKey: prev.privateKey });
+        continue;
+      }
+      try {
+        const jwk = decryptPrivateJwk(this.kek, rec.privateEnc, rec.kid);
+        const privateKey = (await importJWK(jwk, rec.alg, { extractable: false })) as CryptoKey;
+        next.set(rec.kid, { rec, privateKey });
+      } catch (err) {
+        const error = err instanceof Error ? err : new Error(String(err));
+        next.set(rec.kid, { rec, error });
+        firstError ??= error;
+      }
+    }
+    this.keys = next;
+    if (firstError) throw firstError;
+  }
+
+  /** The key that signs now: the newest whose activatesAt has passed and that is not retired. */
+  signingKey(): SigningKey {
+    const rec = this.currentRecord(this.clock.now());
+    if (!rec) {
+      throw new UnavailableError(
+        this.initialized ? 'no signing key is active (is the key rotation running?)' : 'the key manager is not initialized (call init())',
+      );
+    }
+    const loaded = this.keys.get(rec.kid)!;
+    if (!loaded.privateKey) {
+      throw loaded.error ?? new MandateError('ERR_KEY_DECRYPT', `signing key ${rec.kid} cannot be used`);
+    }
+    return { kid: rec.kid, alg: rec.alg, key: loaded.privateKey };
+  }
+
+  /** The kid that signs now, or undefined; synchronous, for health checks and metrics. */
+  currentKid(): string | undefined {
+    return this.currentRecord(this.clock.now())?.kid;
+  }
+
+  /** Signs a JWT with the current key; the protected header is `{ ...header, typ?, alg, kid }`. */
+  async sign(payload: JWTPayload, opts: SignOptions = {}): Promise<string> {
+    const { kid, alg, key } = this.signingKey();
+    const header = { ...(opts.header ?? {}), ...(opts.typ !== undefined ? { typ: opts.typ } : {}), alg, kid };
+    return new SignJWT(payload).setProtectedHeader(header).sign(key);
+  }
+
+  /** Signs arbitrary bytes as a compact JWS with the current key. */
+  async signCompact(payload: Uint8Array, opts: SignOptions = {}): Promise<string> {
+    const { kid, alg, key } = this.signingKey();
+    const header = { ...(opts.header ?? {}), ...(opts.typ !== undefined ? { typ: opts.typ } : {}), alg, kid };
+    return new CompactSign(payload).setProtectedHeader(header).sign(key);
+  }
+
+  /**
+   * The public JWKS: every key created and not yet expired, including the pending one (it is
+   * published before it signs, see the class comment) and retired ones still in their overlap.
+   * Current signer first.
+   */
+  jwks(): PublicJwks {
+    const now = this.clock.now();
+    const current = this.currentRecord(now)?.kid;
+    const recs = [...this.keys.values()]
+      .map((k) => k.rec)
+      .filter((r) => r.expiresAt === null || r.expiresAt > now)
+      .sort((a, b) => (a.kid === current ? -1 : b.kid === current ? 1 : byActivation(b, a)));
+    return { keys: recs.map((r) => publicJwkOf(r)) };
+  }
+
+  /** Runs refresh + rotateIfDue every intervalMs (unref'd: it never keeps the process alive). */
+  start(intervalMs = 60_000): void {
+    if (this.timer) return;
+    if (intervalMs * 2 > this.prePublishMs && this.prePublishMs > 0) {
+      // Instances learn about a pending key on their next tick; it must come well before it signs.
+      this.logger?.warn({ intervalMs, prePublishMs: this.prePublishMs }, 'key refresh interval is not well below keys.pre_publish');
+    }
+    this.timer = setInterval(() => void this.tick(), intervalMs);
+    this.timer.unref();
+  }
+
+  /** Stops the timer and waits for a pass in progress. */
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.tickRunning;
+  }
+
+  private tick(): Promise<void> {
+    if (this.tickRunning) return this.tickRunning; // never overlap passes
+    this.tickRunning = (async () => {
+      try {
+        await this.rotateIfDue(); // reloads from the store as well
+      } catch (err) {
+        // Keep signing with what we have; the next tick retries.
+        this.logger?.error({ err }, 'signing key rotation failed');
+        try {
+          await this.refresh();
+        } catch {
+          /* store unreachable: keep the cached keys */
+        }
+      } finally {
+        this.tickRunning = undefined;
+      }
+    })();
+    return this.tickRunning;
+  }
+
+  private currentRecord(now: number): SigningKeyRecord | undefined {
+    return pickSigner([...this.keys.values()].map((k) => k.rec), now);
+  }
+
+  private async createKey(now: number, activatesAt: number): Promise<SigningKeyRecord> {
+    const alg = this.algorithm;
+    const pair = await generateKeyPair(alg, { extractable: true });
+    const pub = await exportJWK(pair.publicKey);
+    // RFC 7638 thumbprint plus a random suffix: stable to compute, unique even on key reuse.
+    const kid = `${(await calculateJwkThumbprint(pub)).slice(0, 22)}${randomBytes(3).toString('base64url')}`;
+    const priv = await exportJWK(pair.privateKey);
+    const rec: SigningKeyRecord = {
+      kid,
+      alg,
+      publicJwk: { ...pub, kid, alg, use: 'sig' },
+      privateEnc: encryptPrivateJwk(this.kek, priv, kid),
+      createdAt: now,
+      activatesAt,
+      retiresAt: null,
+      expiresAt: null,
+    };
+    await this.store.insertSigningKey(rec);
+    return rec;
+  }
+}
+
+/** Oldest activation first; ties by creation, then kid, so every instance orders alike. */
+function byActivation(a: SigningKeyRecord, b: SigningKeyRecord): number {
+  return a.activatesAt - b.activatesAt || a.createdAt - b.createdAt || (a.kid < b.kid ? -1 : a.kid > b.kid ? 1 : 0);
+}
+
+/** The newest key with activatesAt <= now that is not retired. */
+function pickSigner(recs: SigningKeyRecord[], now: number): SigningKeyRecord | undefined {
+  let best: SigningKeyRecord | undefined;
+  for (const r of recs) {
+    if (r.activatesAt > now) continue;
+    if (r.retiresAt !== null && r.retiresAt <= now) continue;
+    if (r.expiresAt !== null && r.expiresAt <= now) continue;
+    if (!best || byActivation(r, best) > 0) best = r;
+  }
+  return best;
+}
+
+/** Only public members, whatever the stored JWK holds. */
+function publicJwkOf(r: SigningKeyRecord): JWK {
+  const src = r.publicJwk as Record<string, unknown>;
+  const out: JWK = { kty: String(src.kty) };
+  for (const k of ['crv', 'x', 'y'] as const) if (typeof src[k] === 'string') out[k] = src[k] as string;
+  if ('d' in src) throw new MandateError('ERR_KEY_INVALID', `signing key ${r.kid}: the stored public JWK holds private material`);
+  return { ...out, kid: r.kid, alg: r.alg, use: 'sig' };
+}

@@ -1,0 +1,119 @@
+import { createServer as createHttp, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttps } from 'node:https';
+import { readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import type { AddressInfo, Socket } from 'node:net';
+import { Router, sendError, sendJson, traceIdFrom, type RequestContext, type Logger } from '../core/index.js';
+
+export interface HttpServerOptions {
+  router: Router;
+  logger: Logger;
+  host: string;
+  port: number;
+  tls?: { cert: string; key: string; clientCa?: string; clientAuth: 'none' | 'optional' | 'required' };
+  /** Called once per finished request, for metrics. */
+  onResponse?: (route: string, method: string, status: number, seconds: number) => void;
+}
+
+export interface RunningServer {
+  readonly server: Server;
+  /** `http://127.0.0.1:PORT` as actually bound. */
+  readonly url: string;
+  readonly port: number;
+  /** Stops accepting, lets in-flight requests finish for up to graceMs, then closes what is left. */
+  close(graceMs?: number): Promise<void>;
+}
+
+/** Starts the one HTTP(S) listener; every role mounts its routes on the router it is given. */
+export async function startHttpServer(opts: HttpServerOptions): Promise<RunningServer> {
+  const handler = (req: IncomingMessage, res: ServerResponse) => void handle(opts, req, res);
+  const server: Server = opts.tls
+    ? createHttps(
+        {
+          cert: readFileSync(opts.tls.cert),
+          key: opts.tls.key,
+          ca: opts.tls.clientCa ? readFileSync(opts.tls.clientCa) : undefined,
+          requestCert: opts.tls.clientAuth !== 'none',
+          rejectUnauthorized: opts.tls.clientAuth === 'required',
+        },
+        handler,
+      )
+    : createHttp(handler);
+  // Slowloris and oversized headers are cut off by node:http itself with these.
+  server.headersTimeout = 15_000;
+  server.requestTimeout = 60_000;
+  server.keepAliveTimeout = 5_000;
+  const sockets = new Set<Socket>();
+  server.on('connection', (s: Socket) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host === '0.0.0.0' ? '127.0.0.1' : opts.host;
+  const url = `${opts.tls ? 'https' : 'http'}://${host}:${port}`;
+  let closing: Promise<void> | undefined;
+  return {
+    server,
+    url,
+    port,
+    close(graceMs = 10_000) {
+      closing ??= new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+        const t = setTimeout(() => {
+          for (const s of sockets) s.destroy();
+        }, graceMs);
+        t.unref();
+      });
+      return closing;
+    },
+  };
+}
+
+async function handle(opts: HttpServerOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const started = process.hrtime.bigint();
+  const requestId = randomBytes(8).toString('hex');
+  const traceId = traceIdFrom(req.headers.traceparent) ?? randomBytes(16).toString('hex');
+  const rawUrl = req.url ?? '/';
+  const q = rawUrl.indexOf('?');
+  const path = q < 0 ? rawUrl : rawUrl.slice(0, q);
+  const log = opts.logger.child({ reqId: requestId });
+  res.setHeader('x-request-id', requestId);
+  const method = req.method ?? 'GET';
+  const { handler, params, allowed } = opts.router.match(method, path);
+  const routeLabel = handler ? routeOf(path) : 'unmatched';
+  if (opts.onResponse) {
+    res.once('finish', () => opts.onResponse!(routeLabel, method, res.statusCode, Number(process.hrtime.bigint() - started) / 1e9));
+  }
+  const ctx: RequestContext = {
+    req,
+    res,
+    params,
+    path,
+    query: new URLSearchParams(q < 0 ? '' : rawUrl.slice(q + 1)),
+    requestId,
+    traceId,
+    log,
+  };
+  try {
+    if (!handler) {
+      if (allowed.length > 0) sendJson(res, 405, { error: 'method_not_allowed', error_description: `use ${allowed.join(', ')}` }, { allow: allowed.join(', ') });
+      else sendJson(res, 404, { error: 'not_found', error_description: `no route for ${path}` });
+    } else {
+      await handler(ctx);
+      if (!res.headersSent && !res.writableEnded) sendJson(res, 204, {});
+    }
+  } catch (err) {
+    sendError(ctx, err);
+  }
+}
+
+/** A low-cardinality label for metrics: the first two path segments. */
+function routeOf(path: string): string {
+  const parts = path.split('/').filter(Boolean);
+  return `/${parts.slice(0, 2).join('/')}`;
+}

@@ -1,0 +1,36 @@
+import { Registry, Counter, Histogram, Gauge, collectDefaultMetrics } from 'prom-client';
+
+/**
+ * One Prometheus registry per Mandate instance (not prom-client's global one), so that
+ * several instances in one process (the tests) do not share counters.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly httpRequests = new Counter({
+    name: 'mandate_http_requests_total',
+    help: 'HTTP requests by route prefix, method and status.',
+    labelNames: ['route', 'method', 'status'] as const,
+    registers: [this.registry],
+  });
+  readonly httpDuration = new Histogram({
+    name: 'mandate_http_request_duration_seconds',
+    help: 'Time to answer an HTTP request.',
+    labelNames: ['route'] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
+    registers: [this.registry],
+  });
+  readonly auditQueued = new Gauge({ name: 'mandate_audit_queue_length', help: 'Audit events waiting to be written.', registers: [this.registry] });
+  readonly auditWritten = new Gauge({ name: 'mandate_audit_written_total', help: 'Audit events written since start.', registers: [this.registry] });
+  readonly busConnected = new Gauge({ name: 'mandate_bus_connected', help: '1 when the bus is reachable.', registers: [this.registry] });
+  readonly busStaleness = new Gauge({ name: 'mandate_bus_staleness_seconds', help: 'Seconds since the last confirmed contact with the bus.', registers: [this.registry] });
+  readonly storeUp = new Gauge({ name: 'mandate_store_up', help: '1 when the last store check succeeded.', registers: [this.registry] });
+
+  constructor(opts: { defaultMetrics?: boolean } = {}) {
+    if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'mandate_' });
+  }
+
+  observeHttp(route: string, method: string, status: number, seconds: number): void {
+    this.httpRequests.inc({ route, method, status: String(status) });
+    this.httpDuration.observe({ route }, seconds);
+  }
+}

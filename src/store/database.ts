@@ -1,0 +1,263 @@
+/**
+ * Kysely table types for every table Mandate stores, portable across SQLite and PostgreSQL:
+ *
+ * - ids and names are TEXT;
+ * - timestamps are epoch milliseconds in BIGINT (SQLite: INTEGER affinity). On PostgreSQL the
+ *   store's pool parses int8 to a JS number (see store.ts), so both dialects return `number`;
+ * - JSON is TEXT (the store stringifies on write and parses on read);
+ * - booleans are INTEGER 0/1.
+ *
+ * Columns are snake_case; the store maps rows to the camelCase port records. Value sets such as
+ * `status` are typed here but not enforced with CHECK constraints, because changing a CHECK in
+ * SQLite needs a full table rebuild and new statuses are likely.
+ */
+import type { Generated } from 'kysely';
+import type { CredentialType, NhiClass, NhiStatus, PermissionTier, RecordSource } from '../inventory/ports.js';
+import type { AdminRole } from '../admin/ports.js';
+
+/** A JSON document stored as TEXT. */
+export type JsonText = string;
+/** Epoch milliseconds. */
+export type EpochMs = number;
+/** 0 or 1. */
+export type IntBool = 0 | 1;
+
+export interface NhisTable {
+  id: string;
+  class: NhiClass;
+  owner: string;
+  system: string;
+  environment: string;
+  tier: PermissionTier;
+  status: NhiStatus;
+  description: string | null;
+  /** JSON array of NHI ids. */
+  may_act: JsonText;
+  source: RecordSource;
+  created_at: EpochMs;
+  updated_at: EpochMs;
+}
+
+export interface CredentialsTable {
+  id: string;
+  /** References nhis.id (ON DELETE CASCADE). */
+  nhi_id: string;
+  type: CredentialType;
+  trust: string | null;
+  subject: string | null;
+  data: JsonText;
+  exception_ticket: string | null;
+  exception_expires_at: EpochMs | null;
+  source: RecordSource;
+  created_at: EpochMs;
+  expires_at: EpochMs | null;
+  last_rotated_at: EpochMs | null;
+}
+
+export interface GrantsTable {
+  id: string;
+  /** References nhis.id (ON DELETE CASCADE); (nhi_id, tool_id) is unique. */
+  nhi_id: string;
+  /** References tools.id (ON DELETE CASCADE). */
+  tool_id: string;
+  /** JSON array of action names. */
+  actions: JsonText;
+  change_ref: string | null;
+  source: RecordSource;
+  expires_at: EpochMs | null;
+  created_at: EpochMs;
+  updated_at: EpochMs;
+  last_used_at: EpochMs | null;
+}
+
+export interface ToolsTable {
+  id: string;
+  kind: 'http' | 'mcp';
+  upstream: string;
+  description: string | null;
+  config: JsonText;
+  source: RecordSource;
+  created_at: EpochMs;
+  updated_at: EpochMs;
+}
+
+/** Trust entries (federation issuers), as synced from config or the admin API. */
+export interface TrustTable {
+  name: string;
+  kind: string;
+  issuer: string;
+  /** The entry as declared (jwks / jwks_uri, algorithms, audience, claims, …). */
+  config: JsonText;
+  source: RecordSource;
+  created_at: EpochMs;
+  updated_at: EpochMs;
+}
+
+export interface SigningKeysTable {
+  kid: string;
+  alg: 'ES256' | 'EdDSA';
+  public_jwk: JsonText;
+  /** The private JWK encrypted under the KEK; never clear text. */
+  private_enc: string;
+  created_at: EpochMs;
+  activates_at: EpochMs;
+  retires_at: EpochMs | null;
+  expires_at: EpochMs | null;
+}
+
+export interface IssuedTokensTable {
+  jti: string;
+  nhi_id: string;
+  audience: string;
+  scope: string;
+  tier: string;
+  client_id: string | null;
+  issued_at: EpochMs;
+  expires_at: EpochMs;
+  /** RFC 9449 DPoP key thumbprint. */
+  cnf_jkt: string | null;
+  /** RFC 8705 certificate thumbprint (x5t#S256). */
+  cnf_x5t: string | null;
+  /** RFC 8693 `act` claim (delegation chain), JSON. */
+  act: JsonText | null;
+  run_id: string | null;
+}
+
+export interface RevocationsTable {
+  id: string;
+  kind: 'token' | 'nhi' | 'tool' | 'global';
+  /** jti, NHI id or tool id; null for `global`. */
+  target: string | null;
+  /** Tokens issued before this instant are revoked (epoch ms). */
+  not_before: EpochMs | null;
+  reason: string | null;
+  signal_id: string | null;
+  created_at: EpochMs;
+  /** When the revocation may be forgotten (e.g. the token's own expiry); null = never. */
+  expires_at: EpochMs | null;
+}
+
+export interface ApprovalsTable {
+  id: string;
+  nhi_id: string;
+  tool_id: string;
+  action: string;
+  args_digest: string;
+  status: string;
+  requested_at: EpochMs;
+  expires_at: EpochMs;
+  decided_by: string | null;
+  decided_at: EpochMs | null;
+  reason: string | null;
+  redeemed_at: EpochMs | null;
+  details: JsonText;
+}
+
+export interface AuditTable {
+  /** Position in the hash chain, assigned from audit_head under a lock (not auto-increment). */
+  seq: number;
+  id: string;
+  ts: EpochMs;
+  type: string;
+  actor: string | null;
+  subject: string | null;
+  tool: string | null;
+  decision: string | null;
+  trace_id: string | null;
+  data: JsonText;
+  prev_hash: string;
+  hash: string;
+}
+
+/** Exactly one row (id = 1): the newest seq and hash; seq 0 and 64 zeros when empty. */
+export interface AuditHeadTable {
+  id: number;
+  seq: number;
+  hash: string;
+}
+
+export interface SsfStreamsTable {
+  id: string;
+  direction: 'in' | 'out';
+  config: JsonText;
+  status: string;
+  created_at: EpochMs;
+  updated_at: EpochMs;
+}
+
+export interface SsfEventsTable {
+  id: string;
+  /** References ssf_streams.id (ON DELETE CASCADE); (stream_id, jti) is unique. */
+  stream_id: string;
+  jti: string;
+  set_jwt: string;
+  status: 'queued' | 'delivered' | 'acked' | 'dead';
+  attempts: Generated<number>;
+  next_attempt_at: EpochMs | null;
+  last_error: string | null;
+  created_at: EpochMs;
+}
+
+export interface SignalsTable {
+  id: string;
+  nhi_id: string | null;
+  jti: string | null;
+  run_id: string | null;
+  reason: string;
+  severity: string;
+  action: string;
+  source: string;
+  received_at: EpochMs;
+  data: JsonText;
+}
+
+export interface DetectionsTable {
+  id: string;
+  nhi_id: string;
+  detection: string;
+  severity: string;
+  evidence: JsonText;
+  first_seen: EpochMs;
+  last_seen: EpochMs;
+  count: Generated<number>;
+  status: 'open' | 'acknowledged' | 'resolved';
+}
+
+export interface AdminCredentialsTable {
+  id: string;
+  name: string;
+  role: AdminRole;
+  secret_hash: string;
+  created_at: EpochMs;
+  last_used_at: EpochMs | null;
+  disabled: IntBool;
+}
+
+export interface ReplayTable {
+  scope: string;
+  key: string;
+  expires_at: EpochMs;
+}
+
+export interface Database {
+  nhis: NhisTable;
+  credentials: CredentialsTable;
+  grants: GrantsTable;
+  tools: ToolsTable;
+  trust: TrustTable;
+  signing_keys: SigningKeysTable;
+  issued_tokens: IssuedTokensTable;
+  revocations: RevocationsTable;
+  approvals: ApprovalsTable;
+  audit: AuditTable;
+  audit_head: AuditHeadTable;
+  ssf_streams: SsfStreamsTable;
+  ssf_events: SsfEventsTable;
+  signals: SignalsTable;
+  detections: DetectionsTable;
+  admin_credentials: AdminCredentialsTable;
+  replay: ReplayTable;
+}
+
+/** The hash that precedes the first audit record. */
+export const GENESIS_HASH = '0'.repeat(64);

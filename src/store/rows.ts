@@ -1,0 +1,118 @@
+/**
+ * Row <-> record mapping: snake_case columns to the camelCase port records, JSON TEXT to
+ * objects, INTEGER 0/1 to booleans. BIGINT columns go through Number() as well, because a
+ * PostgreSQL pool without the int8 parser (see store.ts) would hand back strings.
+ */
+import type { Selectable } from 'kysely';
+import type { CredentialRecord, GrantRecord, NhiRecord, ToolRecord } from '../inventory/ports.js';
+import type { AuditRecord } from '../audit/ports.js';
+import type { SigningKeyRecord } from '../keys/ports.js';
+import type { AdminCredentialRecord } from '../admin/ports.js';
+import type {
+  AdminCredentialsTable, AuditTable, CredentialsTable, GrantsTable, NhisTable, SigningKeysTable, ToolsTable,
+} from './database.js';
+
+const num = (v: number): number => Number(v);
+const numOrNull = (v: number | null): number | null => (v === null ? null : Number(v));
+
+export function parseJson<T>(text: string | null, fallback: T): T {
+  if (text === null || text === '') return fallback;
+  return JSON.parse(text) as T;
+}
+
+export function nhiFromRow(r: Selectable<NhisTable>): NhiRecord {
+  return {
+    id: r.id, class: r.class, owner: r.owner, system: r.system, environment: r.environment, tier: r.tier, status: r.status,
+    description: r.description, mayAct: parseJson<string[]>(r.may_act, []), source: r.source,
+    createdAt: num(r.created_at), updatedAt: num(r.updated_at),
+  };
+}
+
+export function nhiToRow(n: NhiRecord): NhisTable {
+  return {
+    id: n.id, class: n.class, owner: n.owner, system: n.system, environment: n.environment, tier: n.tier, status: n.status,
+    description: n.description ?? null, may_act: JSON.stringify(n.mayAct ?? []), source: n.source,
+    created_at: n.createdAt, updated_at: n.updatedAt,
+  };
+}
+
+export function credentialFromRow(r: Selectable<CredentialsTable>): CredentialRecord {
+  return {
+    id: r.id, nhiId: r.nhi_id, type: r.type, trust: r.trust, subject: r.subject, data: parseJson(r.data, {}),
+    exceptionTicket: r.exception_ticket, exceptionExpiresAt: numOrNull(r.exception_expires_at), source: r.source,
+    createdAt: num(r.created_at), expiresAt: numOrNull(r.expires_at), lastRotatedAt: numOrNull(r.last_rotated_at),
+  };
+}
+
+export function credentialToRow(c: CredentialRecord): CredentialsTable {
+  return {
+    id: c.id, nhi_id: c.nhiId, type: c.type, trust: c.trust ?? null, subject: c.subject ?? null, data: JSON.stringify(c.data ?? {}),
+    exception_ticket: c.exceptionTicket ?? null, exception_expires_at: c.exceptionExpiresAt ?? null, source: c.source,
+    created_at: c.createdAt, expires_at: c.expiresAt ?? null, last_rotated_at: c.lastRotatedAt ?? null,
+  };
+}
+
+export function grantFromRow(r: Selectable<GrantsTable>): GrantRecord {
+  return {
+    id: r.id, nhiId: r.nhi_id, toolId: r.tool_id, actions: parseJson<string[]>(r.actions, []), changeRef: r.change_ref,
+    source: r.source, expiresAt: numOrNull(r.expires_at), createdAt: num(r.created_at), updatedAt: num(r.updated_at),
+    lastUsedAt: numOrNull(r.last_used_at),
+  };
+}
+
+export function grantToRow(g: GrantRecord): GrantsTable {
+  return {
+    id: g.id, nhi_id: g.nhiId, tool_id: g.toolId, actions: JSON.stringify(g.actions ?? []), change_ref: g.changeRef ?? null,
+    source: g.source, expires_at: g.expiresAt ?? null, created_at: g.createdAt, updated_at: g.updatedAt,
+    last_used_at: g.lastUsedAt ?? null,
+  };
+}
+
+export function toolFromRow(r: Selectable<ToolsTable>): ToolRecord {
+  return {
+    id: r.id, kind: r.kind, upstream: r.upstream, description: r.description, config: parseJson(r.config, {}),
+    source: r.source, createdAt: num(r.created_at), updatedAt: num(r.updated_at),
+  };
+}
+
+export function toolToRow(t: ToolRecord): ToolsTable {
+  return {
+    id: t.id, kind: t.kind, upstream: t.upstream, description: t.description ?? null, config: JSON.stringify(t.config ?? {}),
+    source: t.source, created_at: t.createdAt, updated_at: t.updatedAt,
+  };
+}
+
+export function keyFromRow(r: Selectable<SigningKeysTable>): SigningKeyRecord {
+  return {
+    kid: r.kid, alg: r.alg, publicJwk: parseJson(r.public_jwk, {}), privateEnc: r.private_enc, createdAt: num(r.created_at),
+    activatesAt: num(r.activates_at), retiresAt: numOrNull(r.retires_at), expiresAt: numOrNull(r.expires_at),
+  };
+}
+
+export function keyToRow(k: SigningKeyRecord): SigningKeysTable {
+  return {
+    kid: k.kid, alg: k.alg, public_jwk: JSON.stringify(k.publicJwk), private_enc: k.privateEnc, created_at: k.createdAt,
+    activates_at: k.activatesAt, retires_at: k.retiresAt ?? null, expires_at: k.expiresAt ?? null,
+  };
+}
+
+export function adminFromRow(r: Selectable<AdminCredentialsTable>): AdminCredentialRecord {
+  return {
+    id: r.id, name: r.name, role: r.role, secretHash: r.secret_hash, createdAt: num(r.created_at),
+    lastUsedAt: numOrNull(r.last_used_at), disabled: Number(r.disabled) !== 0,
+  };
+}
+
+export function adminToRow(a: AdminCredentialRecord): AdminCredentialsTable {
+  return {
+    id: a.id, name: a.name, role: a.role, secret_hash: a.secretHash, created_at: a.createdAt,
+    last_used_at: a.lastUsedAt ?? null, disabled: a.disabled ? 1 : 0,
+  };
+}
+
+export function auditFromRow(r: Selectable<AuditTable>): AuditRecord {
+  return {
+    seq: num(r.seq), id: r.id, ts: num(r.ts), type: r.type, actor: r.actor, subject: r.subject, tool: r.tool,
+    decision: r.decision, traceId: r.trace_id, data: parseJson(r.data, {}), prevHash: r.prev_hash, hash: r.hash,
+  };
+}

@@ -1,0 +1,782 @@
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve as resolvePath } from 'node:path';
+import SqliteDatabase from 'better-sqlite3';
+import pg from 'pg';
+import {
+  Kysely, Migrator, PostgresDialect, SqliteAdapter, SqliteDialect, sql, type DialectAdapter, type Expression, type SqlBool,
+} from 'kysely';
+import { ConfigError, MandateError, NotFoundError, UnavailableError } from '../core/errors.js';
+import { isSecretRef } from '../core/secrets.js';
+import { systemClock, type Clock } from '../core/clock.js';
+import type { MandateConfig } from '../core/config/schema.js';
+import type { ReplayStore } from '../core/ports/replay.js';
+import type {
+  CredentialRecord, GrantRecord, InventoryStore, NhiFilter, NhiRecord, ToolRecord,
+} from '../inventory/ports.js';
+import type { AuditEvent, AuditFilter, AuditHead, AuditRecord, AuditStore } from '../audit/ports.js';
+import type { KeyStore, SigningKeyRecord } from '../keys/ports.js';
+import type { AdminCredentialRecord, AdminStore } from '../admin/ports.js';
+import type { AuditTable, Database } from './database.js';
+import { StaticMigrationProvider } from './migrations/index.js';
+import { KeyedMutex } from './mutex.js';
+import { translateError, type ErrorContext } from './errors.js';
+import {
+  adminFromRow, adminToRow, auditFromRow, credentialFromRow, credentialToRow, grantFromRow, grantToRow,
+  keyFromRow, keyToRow, nhiFromRow, nhiToRow, toolFromRow, toolToRow,
+} from './rows.js';
+
+export type StoreOptions =
+  | {
+      driver: 'sqlite';
+      /** A file path (its parent directory is created) or ':memory:'. */
+      sqlitePath: string;
+      /** Time for replay expiry (insertOnce); defaults to the system clock. */
+      clock?: Clock;
+    }
+  | {
+      driver: 'postgres';
+      url: string;
+      /** Pool size (default 10). */
+      poolSize?: number;
+      /** Use this PostgreSQL schema (created if missing) through search_path; for isolation. */
+      schema?: string;
+      clock?: Clock;
+    };
+
+export type StoreDialect = 'sqlite' | 'postgres';
+
+const MIGRATION_TABLE = 'mandate_migrations';
+const MIGRATION_LOCK_TABLE = 'mandate_migrations_lock';
+/** First key of the two-key advisory lock form, so that our locks do not collide with other users of the database. */
+const PG_LOCK_NAMESPACE = 'mandate';
+const SCHEMA_RE = /^[a-z_][a-z0-9_]{0,62}$/;
+const PG_INT8_OID = 20;
+const AUDIT_QUERY_DEFAULT_LIMIT = 100;
+const AUDIT_QUERY_MAX_LIMIT = 10_000;
+/** Rows per INSERT: far below SQLite's (32766) and PostgreSQL's (65535) bound-parameter limits. */
+const INSERT_CHUNK = 500;
+
+/**
+ * One connection per SQLite file per process, shared (reference-counted) by every Store
+ * opened on that file here. better-sqlite3 is synchronous: with two connections in one
+ * process, one that waits for the write lock (busy_timeout) blocks the event loop, so the
+ * other can never finish its transaction and release it. Sharing the connection lets Kysely's
+ * connection mutex serialize them instead. The in-process withLock mutex is shared the same way.
+ */
+interface SqliteFile {
+  root: Kysely<Database>;
+  locks: KeyedMutex;
+  refs: number;
+}
+const sqliteFiles = new Map<string, SqliteFile>();
+
+/**
+ * Kysely's SQLite adapter reports no transactional DDL, so its Migrator would run a migration
+ * statement by statement: a failure halfway leaves some tables created and the migration
+ * unrecorded, and every later run fails on "table already exists". SQLite does run DDL inside
+ * transactions, so claim it: the Migrator then applies each run (DDL and bookkeeping) atomically.
+ */
+class TransactionalDdlSqliteAdapter extends SqliteAdapter {
+  override get supportsTransactionalDdl(): boolean {
+    return true;
+  }
+}
+class MandateSqliteDialect extends SqliteDialect {
+  override createAdapter(): DialectAdapter {
+    return new TransactionalDdlSqliteAdapter();
+  }
+}
+
+/** State shared by a Store and the transaction-bound Stores made from it. */
+interface Shared {
+  readonly dialect: StoreDialect;
+  readonly root: Kysely<Database>;
+  readonly clock: Clock;
+  /** PostgreSQL: the schema the tables live in (search_path); undefined on SQLite. */
+  readonly pgSchema: string | undefined;
+  readonly locks: KeyedMutex;
+  /** Gives the connection(s) back: destroys the pool / closes the file when last. */
+  readonly release: () => Promise<void>;
+  closed: boolean;
+}
+
+/**
+ * The one storage implementation behind every capability's port, over SQLite (one instance)
+ * or PostgreSQL (several instances). Every method maps driver errors: unique violations to
+ * ConflictError, foreign-key violations to NotFoundError, an unreachable or closed database
+ * to UnavailableError.
+ */
+export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, ReplayStore {
+  readonly dialect: StoreDialect;
+  /**
+   * The query builder. Inside `transaction(fn)`, the Store handed to fn has the Kysely
+   * Transaction here, so `tx.db` queries and `tx.upsertNhi(…)` share the transaction.
+   */
+  readonly db: Kysely<Database>;
+  readonly #shared: Shared;
+  readonly #inTx: boolean;
+
+  /** @internal Use openStore(). */
+  constructor(db: Kysely<Database>, shared: Shared, inTx = false) {
+    this.db = db;
+    this.#shared = shared;
+    this.dialect = shared.dialect;
+    this.#inTx = inTx;
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  /**
+   * Applies pending migrations; returns the names applied (empty when up to date). One run is
+   * one transaction on both dialects (see MandateSqliteDialect), so when a migration fails none
+   * of the run's migrations stay applied, and the thrown MandateError (ERR_MIGRATION) names it.
+   * Concurrent callers (several instances starting) are serialized by Kysely's migration lock.
+   */
+  async migrate(): Promise<string[]> {
+    this.#assertRoot('migrate');
+    const { error, results } = await this.#guard({ what: 'migrate' }, () => this.#migrator().migrateToLatest());
+    if (error !== undefined) {
+      const failed = results?.find((r) => r.status === 'Error')?.migrationName;
+      const detail = error instanceof Error ? error.message : String(error);
+      const mapped = translateError(error, { what: 'migrate' });
+      if (mapped instanceof UnavailableError) throw mapped;
+      throw new MandateError(
+        'ERR_MIGRATION',
+        failed
+          ? `migration ${failed} failed (the run was rolled back): ${detail}`
+          : `migrations could not run: ${detail}`,
+        { cause: error },
+      );
+    }
+    return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+  }
+
+  async migrationStatus(): Promise<{ name: string; executedAt: Date | null }[]> {
+    this.#assertRoot('migrationStatus');
+    const all = await this.#guard({ what: 'migration status' }, () => this.#migrator().getMigrations());
+    return all.map((m) => ({ name: m.name, executedAt: m.executedAt ?? null }));
+  }
+
+  /** Resolves when the database answers; throws UnavailableError otherwise (and after close). */
+  async ping(): Promise<void> {
+    await this.#guard({ what: 'ping' }, async () => {
+      await sql`select 1`.execute(this.db);
+    }).catch((err: unknown) => {
+      throw err instanceof UnavailableError ? err : new UnavailableError(`store unavailable (ping): ${String(err)}`, { cause: err });
+    });
+  }
+
+  /** Closes the connections. Idempotent; afterwards every method throws UnavailableError. */
+  async close(): Promise<void> {
+    this.#assertRoot('close');
+    if (this.#shared.closed) return;
+    this.#shared.closed = true;
+    await this.#shared.release();
+  }
+
+  /**
+   * Runs fn in one database transaction and hands it a Store bound to that transaction
+   * (`tx.db` is the Kysely Transaction; port methods on `tx` run inside it). Commits when fn
+   * resolves, rolls back when it throws. Called on a transaction-bound Store, it joins the
+   * running transaction. Inside fn use only `tx`: on SQLite the single connection is held by
+   * the transaction, so a query through the outer Store would wait forever.
+   */
+  async transaction<T>(fn: (tx: Store) => Promise<T>): Promise<T> {
+    if (this.#inTx) return fn(this);
+    return this.#guardAround({ what: 'transaction' }, (own) =>
+      this.db.transaction().execute((trx) => own(() => fn(new Store(trx, this.#shared, true)))),
+    );
+  }
+
+  // ---------------------------------------------------------------- inventory
+
+  async listNhis(filter: NhiFilter = {}): Promise<NhiRecord[]> {
+    return this.#guard({ what: 'list nhis' }, async () => {
+      let q = this.db.selectFrom('nhis').selectAll();
+      if (filter.class !== undefined) q = q.where('class', '=', filter.class);
+      if (filter.owner !== undefined) q = q.where('owner', '=', filter.owner);
+      if (filter.environment !== undefined) q = q.where('environment', '=', filter.environment);
+      if (filter.tier !== undefined) q = q.where('tier', '=', filter.tier);
+      if (filter.status !== undefined) q = q.where('status', '=', filter.status);
+      if (filter.search !== undefined && filter.search !== '') {
+        const pattern = `%${escapeLike(filter.search.toLowerCase())}%`;
+        // lower() on both sides: LIKE is case-insensitive on SQLite (ASCII) but not on
+        // PostgreSQL. ESCAPE is explicit because SQLite has no default escape character.
+        const like = (col: 'id' | 'owner' | 'system' | 'description'): Expression<SqlBool> =>
+          sql<SqlBool>`lower(${sql.ref(col)}) like ${pattern} escape '\\'`;
+        q = q.where((eb) => eb.or([like('id'), like('owner'), like('system'), like('description')]));
+      }
+      const rows = await q.orderBy('id').execute();
+      return rows.map(nhiFromRow);
+    });
+  }
+
+  async getNhi(id: string): Promise<NhiRecord | undefined> {
+    return this.#guard({ what: `get nhi ${id}` }, async () => {
+      const row = await this.db.selectFrom('nhis').selectAll().where('id', '=', id).executeTakeFirst();
+      return row && nhiFromRow(row);
+    });
+  }
+
+  async upsertNhi(nhi: NhiRecord): Promise<void> {
+    await this.#guard({ what: `upsert nhi ${nhi.id}` }, async () => {
+      const row = nhiToRow(nhi);
+      await this.db.insertInto('nhis').values(row).onConflict((oc) => oc.column('id').doUpdateSet(excludedSet(row, ['id']))).execute();
+    });
+  }
+
+  async listCredentials(nhiId?: string): Promise<CredentialRecord[]> {
+    return this.#guard({ what: 'list credentials' }, async () => {
+      let q = this.db.selectFrom('credentials').selectAll();
+      if (nhiId !== undefined) q = q.where('nhi_id', '=', nhiId);
+      const rows = await q.orderBy('nhi_id').orderBy('id').execute();
+      return rows.map(credentialFromRow);
+    });
+  }
+
+  async upsertCredential(cred: CredentialRecord): Promise<void> {
+    await this.#guard(
+      { what: `upsert credential ${cred.id}`, foreignKey: `nhi ${cred.nhiId} does not exist` },
+      async () => {
+        const row = credentialToRow(cred);
+        await this.db
+          .insertInto('credentials')
+          .values(row)
+          .onConflict((oc) => oc.column('id').doUpdateSet(excludedSet(row, ['id'])))
+          .execute();
+      },
+    );
+  }
+
+  async deleteCredential(id: string): Promise<boolean> {
+    return this.#guard({ what: `delete credential ${id}` }, async () => {
+      const r = await this.db.deleteFrom('credentials').where('id', '=', id).executeTakeFirst();
+      return Number(r.numDeletedRows) > 0;
+    });
+  }
+
+  async listGrants(filter: { nhiId?: string; toolId?: string } = {}): Promise<GrantRecord[]> {
+    return this.#guard({ what: 'list grants' }, async () => {
+      let q = this.db.selectFrom('grants').selectAll();
+      if (filter.nhiId !== undefined) q = q.where('nhi_id', '=', filter.nhiId);
+      if (filter.toolId !== undefined) q = q.where('tool_id', '=', filter.toolId);
+      const rows = await q.orderBy('nhi_id').orderBy('tool_id').execute();
+      return rows.map(grantFromRow);
+    });
+  }
+
+  async getGrant(id: string): Promise<GrantRecord | undefined> {
+    return this.#guard({ what: `get grant ${id}` }, async () => {
+      const row = await this.db.selectFrom('grants').selectAll().where('id', '=', id).executeTakeFirst();
+      return row && grantFromRow(row);
+    });
+  }
+
+  async upsertGrant(grant: GrantRecord): Promise<void> {
+    await this.#guard(
+      {
+        what: `upsert grant ${grant.id}`,
+        // Only the id conflict is an upsert; another grant for the same pair is a conflict.
+        unique: `a grant of tool ${grant.toolId} to nhi ${grant.nhiId} already exists under another id`,
+        foreignKey: `nhi ${grant.nhiId} or tool ${grant.toolId} does not exist`,
+      },
+      async () => {
+        const row = grantToRow(grant);
+        await this.db.insertInto('grants').values(row).onConflict((oc) => oc.column('id').doUpdateSet(excludedSet(row, ['id']))).execute();
+      },
+    );
+  }
+
+  async deleteGrant(id: string): Promise<boolean> {
+    return this.#guard({ what: `delete grant ${id}` }, async () => {
+      const r = await this.db.deleteFrom('grants').where('id', '=', id).executeTakeFirst();
+      return Number(r.numDeletedRows) > 0;
+    });
+  }
+
+  /** Moves last_used_at forward only, so that late or concurrent touches never move it back. */
+  async touchGrant(id: string, at: number): Promise<void> {
+    await this.#guard({ what: `touch grant ${id}` }, async () => {
+      await this.db
+        .updateTable('grants')
+        .set({ last_used_at: at })
+        .where('id', '=', id)
+        .where((eb) => eb.or([eb('last_used_at', 'is', null), eb('last_used_at', '<', at)]))
+        .execute();
+    });
+  }
+
+  async listTools(): Promise<ToolRecord[]> {
+    return this.#guard({ what: 'list tools' }, async () => {
+      const rows = await this.db.selectFrom('tools').selectAll().orderBy('id').execute();
+      return rows.map(toolFromRow);
+    });
+  }
+
+  async getTool(id: string): Promise<ToolRecord | undefined> {
+    return this.#guard({ what: `get tool ${id}` }, async () => {
+      const row = await this.db.selectFrom('tools').selectAll().where('id', '=', id).executeTakeFirst();
+      return row && toolFromRow(row);
+    });
+  }
+
+  async upsertTool(tool: ToolRecord): Promise<void> {
+    await this.#guard({ what: `upsert tool ${tool.id}` }, async () => {
+      const row = toolToRow(tool);
+      await this.db.insertInto('tools').values(row).onConflict((oc) => oc.column('id').doUpdateSet(excludedSet(row, ['id']))).execute();
+    });
+  }
+
+  /** Deletes the tool and (by cascade) its grants. */
+  async deleteTool(id: string): Promise<boolean> {
+    return this.#guard({ what: `delete tool ${id}` }, async () => {
+      const r = await this.db.deleteFrom('tools').where('id', '=', id).executeTakeFirst();
+      return Number(r.numDeletedRows) > 0;
+    });
+  }
+
+  // ---------------------------------------------------------------- audit
+
+  async appendChained(
+    events: AuditEvent[],
+    chain: (prevHash: string, rec: Omit<AuditRecord, 'hash' | 'prevHash'>) => string,
+  ): Promise<AuditRecord[]> {
+    if (events.length === 0) return [];
+    return this.#guard({ what: 'append audit', unique: 'append audit: an event id is already in the log' }, () =>
+      this.transaction(async (tx) => {
+        const trx = tx.db;
+        // Take the chain lock before reading the head. PostgreSQL: a row lock on the single
+        // head row, held to commit. SQLite: Kysely begins a DEFERRED transaction, so write
+        // first: the no-op UPDATE takes the database's write lock (waiting up to
+        // busy_timeout), and the head we then read cannot change under us. Reading first and
+        // writing later could fail with SQLITE_BUSY instead of waiting.
+        let head: { seq: number; hash: string } | undefined;
+        if (this.dialect === 'postgres') {
+          head = await trx.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1).forUpdate().executeTakeFirst();
+        } else {
+          await trx.updateTable('audit_head').set((eb) => ({ seq: eb.ref('seq') })).where('id', '=', 1).execute();
+          head = await trx.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1).executeTakeFirst();
+        }
+        if (!head) throw new MandateError('ERR_STORE_CORRUPT', 'audit_head row is missing: was the store migrated?');
+
+        let prevHash = head.hash;
+        let seq = Number(head.seq);
+        const out: AuditRecord[] = [];
+        for (const ev of events) {
+          seq += 1;
+          // Hash exactly what will be read back: the data after a JSON round trip (undefined
+          // dropped, Dates as strings) and absent fields as null. Otherwise a verifier that
+          // recomputes the chain from stored rows would disagree with the hash written here.
+          const rec: Omit<AuditRecord, 'hash' | 'prevHash'> = {
+            seq,
+            id: ev.id,
+            ts: ev.ts,
+            type: ev.type,
+            actor: ev.actor ?? null,
+            subject: ev.subject ?? null,
+            tool: ev.tool ?? null,
+            decision: ev.decision ?? null,
+            traceId: ev.traceId ?? null,
+            data: JSON.parse(JSON.stringify(ev.data ?? {})) as Record<string, unknown>,
+          };
+          const hash = chain(prevHash, rec);
+          out.push({ ...rec, prevHash, hash });
+          prevHash = hash;
+        }
+        const rows: AuditTable[] = out.map((r) => ({
+          seq: r.seq, id: r.id, ts: r.ts, type: r.type, actor: r.actor, subject: r.subject, tool: r.tool,
+          decision: r.decision, trace_id: r.traceId, data: JSON.stringify(r.data), prev_hash: r.prevHash, hash: r.hash,
+        }));
+        for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
+          await trx.insertInto('audit').values(rows.slice(i, i + INSERT_CHUNK)).execute();
+        }
+        await trx.updateTable('audit_head').set({ seq, hash: prevHash }).where('id', '=', 1).execute();
+        return out;
+      }),
+    );
+  }
+
+  async readAudit(fromSeq: number, limit: number): Promise<AuditRecord[]> {
+    return this.#guard({ what: 'read audit' }, async () => {
+      if (limit <= 0) return [];
+      const rows = await this.db.selectFrom('audit').selectAll().where('seq', '>=', fromSeq).orderBy('seq', 'asc').limit(limit).execute();
+      return rows.map(auditFromRow);
+    });
+  }
+
+  async auditHead(): Promise<AuditHead> {
+    return this.#guard({ what: 'audit head' }, async () => {
+      const head = await this.db.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1).executeTakeFirst();
+      if (!head) throw new MandateError('ERR_STORE_CORRUPT', 'audit_head row is missing: was the store migrated?');
+      return { seq: Number(head.seq), hash: head.hash };
+    });
+  }
+
+  /** Filters combine with AND; `limit` defaults to 100 and is capped at 10000. */
+  async queryAudit(filter: AuditFilter): Promise<AuditRecord[]> {
+    return this.#guard({ what: 'query audit' }, async () => {
+      let q = this.db.selectFrom('audit').selectAll();
+      if (filter.type !== undefined) q = q.where('type', '=', filter.type);
+      if (filter.actor !== undefined) q = q.where('actor', '=', filter.actor);
+      if (filter.subject !== undefined) q = q.where('subject', '=', filter.subject);
+      if (filter.tool !== undefined) q = q.where('tool', '=', filter.tool);
+      if (filter.decision !== undefined) q = q.where('decision', '=', filter.decision);
+      if (filter.traceId !== undefined) q = q.where('trace_id', '=', filter.traceId);
+      if (filter.since !== undefined) q = q.where('ts', '>=', filter.since);
+      if (filter.until !== undefined) q = q.where('ts', '<=', filter.until);
+      const limit = Math.min(Math.max(Math.trunc(filter.limit ?? AUDIT_QUERY_DEFAULT_LIMIT), 0), AUDIT_QUERY_MAX_LIMIT);
+      if (limit === 0) return [];
+      const rows = await q.orderBy('seq', filter.order === 'asc' ? 'asc' : 'desc').limit(limit).execute();
+      return rows.map(auditFromRow);
+    });
+  }
+
+  // ---------------------------------------------------------------- keys
+
+  async listSigningKeys(): Promise<SigningKeyRecord[]> {
+    return this.#guard({ what: 'list signing keys' }, async () => {
+      const rows = await this.db.selectFrom('signing_keys').selectAll().orderBy('created_at').orderBy('kid').execute();
+      return rows.map(keyFromRow);
+    });
+  }
+
+  async insertSigningKey(key: SigningKeyRecord): Promise<void> {
+    await this.#guard({ what: `insert signing key ${key.kid}`, unique: `signing key ${key.kid} already exists` }, async () => {
+      await this.db.insertInto('signing_keys').values(keyToRow(key)).execute();
+    });
+  }
+
+  /** Sets only the fields present in patch; throws NotFoundError for an unknown kid. */
+  async updateSigningKey(kid: string, patch: { retiresAt?: number | null; expiresAt?: number | null }): Promise<void> {
+    await this.#guard({ what: `update signing key ${kid}` }, async () => {
+      const set: { retires_at?: number | null; expires_at?: number | null } = {};
+      if ('retiresAt' in patch && patch.retiresAt !== undefined) set.retires_at = patch.retiresAt;
+      if ('expiresAt' in patch && patch.expiresAt !== undefined) set.expires_at = patch.expiresAt;
+      if (Object.keys(set).length === 0) {
+        const exists = await this.db.selectFrom('signing_keys').select('kid').where('kid', '=', kid).executeTakeFirst();
+        if (!exists) throw new NotFoundError(`signing key ${kid} does not exist`);
+        return;
+      }
+      const r = await this.db.updateTable('signing_keys').set(set).where('kid', '=', kid).executeTakeFirst();
+      if (Number(r.numUpdatedRows) === 0) throw new NotFoundError(`signing key ${kid} does not exist`);
+    });
+  }
+
+  /** Deleting an unknown kid is not an error. */
+  async deleteSigningKey(kid: string): Promise<void> {
+    await this.#guard({ what: `delete signing key ${kid}` }, async () => {
+      await this.db.deleteFrom('signing_keys').where('kid', '=', kid).execute();
+    });
+  }
+
+  /**
+   * Runs fn while holding the lock `name`.
+   *
+   * PostgreSQL: a session advisory lock on a dedicated pooled connection, held while fn runs
+   * (fn uses the store's normal methods, i.e. other pooled connections, so a transaction-scoped
+   * lock would not cover them), released in finally. If that connection dies, PostgreSQL
+   * drops the lock with it. An in-process mutex is taken first so that concurrent callers in
+   * this process wait in memory instead of each pinning a pool connection. The key includes
+   * the schema, so isolated test schemas never contend. On a transaction-bound Store, the
+   * transaction-scoped lock (`pg_advisory_xact_lock`) is used and is held until commit.
+   *
+   * SQLite: an in-process mutex, shared by every Store on the same file in this process; one
+   * process owns a SQLite file (another process would not see it). Not re-entrant.
+   */
+  async withLock<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const ctx = { what: `lock ${name}` };
+    this.#assertOpen(ctx.what);
+    return this.#shared.locks.run(name, () => {
+      if (this.dialect === 'sqlite') return fn();
+      const key = `${this.#shared.pgSchema ?? ''}:${name}`;
+      return this.#guardAround(ctx, async (own) => {
+        if (this.#inTx) {
+          await sql`select pg_advisory_xact_lock(hashtext(${PG_LOCK_NAMESPACE}), hashtext(${key}))`.execute(this.db);
+          return own(fn);
+        }
+        return this.db.connection().execute(async (conn) => {
+          await sql`select pg_advisory_lock(hashtext(${PG_LOCK_NAMESPACE}), hashtext(${key}))`.execute(conn);
+          try {
+            return await own(fn);
+          } finally {
+            // If this fails the connection is gone, and PostgreSQL has already dropped the lock
+            // (possibly while fn ran): the error (UnavailableError) is then the right outcome.
+            await sql`select pg_advisory_unlock(hashtext(${PG_LOCK_NAMESPACE}), hashtext(${key}))`.execute(conn);
+          }
+        });
+      });
+    });
+  }
+
+  // ---------------------------------------------------------------- admin
+
+  async countAdminCredentials(): Promise<number> {
+    return this.#guard({ what: 'count admin credentials' }, async () => {
+      const r = await this.db.selectFrom('admin_credentials').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow();
+      return Number(r.n);
+    });
+  }
+
+  async insertAdminCredential(rec: AdminCredentialRecord): Promise<void> {
+    await this.#guard({ what: `insert admin credential ${rec.id}`, unique: `admin credential ${rec.id} already exists` }, async () => {
+      await this.db.insertInto('admin_credentials').values(adminToRow(rec)).execute();
+    });
+  }
+
+  async getAdminCredential(id: string): Promise<AdminCredentialRecord | undefined> {
+    return this.#guard({ what: `get admin credential ${id}` }, async () => {
+      const row = await this.db.selectFrom('admin_credentials').selectAll().where('id', '=', id).executeTakeFirst();
+      return row && adminFromRow(row);
+    });
+  }
+
+  async listAdminCredentials(): Promise<AdminCredentialRecord[]> {
+    return this.#guard({ what: 'list admin credentials' }, async () => {
+      const rows = await this.db.selectFrom('admin_credentials').selectAll().orderBy('created_at').orderBy('id').execute();
+      return rows.map(adminFromRow);
+    });
+  }
+
+  /** Moves last_used_at forward only. */
+  async touchAdminCredential(id: string, at: number): Promise<void> {
+    await this.#guard({ what: `touch admin credential ${id}` }, async () => {
+      await this.db
+        .updateTable('admin_credentials')
+        .set({ last_used_at: at })
+        .where('id', '=', id)
+        .where((eb) => eb.or([eb('last_used_at', 'is', null), eb('last_used_at', '<', at)]))
+        .execute();
+    });
+  }
+
+  /** True when the credential exists (it is disabled afterwards, whether or not it was before). */
+  async disableAdminCredential(id: string): Promise<boolean> {
+    return this.#guard({ what: `disable admin credential ${id}` }, async () => {
+      const r = await this.db.updateTable('admin_credentials').set({ disabled: 1 }).where('id', '=', id).executeTakeFirst();
+      return Number(r.numUpdatedRows) > 0;
+    });
+  }
+
+  // ---------------------------------------------------------------- replay
+
+  /**
+   * One statement, atomic on both dialects: insert, or, when (scope, key) exists but has
+   * expired, take it over. A live record makes the conditional DO UPDATE do nothing, so no row
+   * comes back. Under concurrency PostgreSQL serializes the conflicting rows (the losers
+   * re-check the WHERE against the winner's row); SQLite has a single writer. RETURNING
+   * (rather than the affected-row count) tells whether this call won.
+   */
+  async insertOnce(scope: string, key: string, expiresAt: number): Promise<boolean> {
+    return this.#guard({ what: `replay insert ${scope}` }, async () => {
+      const now = this.#shared.clock.now();
+      const rows = await this.db
+        .insertInto('replay')
+        .values({ scope, key, expires_at: expiresAt })
+        .onConflict((oc) =>
+          oc
+            .columns(['scope', 'key'])
+            .doUpdateSet((eb) => ({ expires_at: eb.ref('excluded.expires_at') }))
+            .where('replay.expires_at', '<=', now),
+        )
+        .returning('scope')
+        .execute();
+      return rows.length === 1;
+    });
+  }
+
+  /** A record is expired when expires_at <= now (the same rule insertOnce uses). */
+  async purgeExpired(now: number): Promise<number> {
+    return this.#guard({ what: 'replay purge' }, async () => {
+      const r = await this.db.deleteFrom('replay').where('expires_at', '<=', now).executeTakeFirst();
+      return Number(r.numDeletedRows);
+    });
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  #migrator(): Migrator {
+    return new Migrator({
+      db: this.#shared.root,
+      provider: new StaticMigrationProvider(),
+      migrationTableName: MIGRATION_TABLE,
+      migrationLockTableName: MIGRATION_LOCK_TABLE,
+      // PostgreSQL: name the schema explicitly. Without it Kysely decides whether its
+      // bookkeeping table exists by looking in *every* schema, so a second Mandate schema in
+      // the same database (tests, staging) would make it skip creating its own.
+      ...(this.#shared.pgSchema !== undefined ? { migrationTableSchema: this.#shared.pgSchema } : {}),
+    });
+  }
+
+  #assertOpen(what: string): void {
+    if (this.#shared.closed) throw new UnavailableError(`store unavailable (${what}): the store is closed`);
+  }
+
+  #assertRoot(what: string): void {
+    if (this.#inTx) throw new MandateError('ERR_STORE_USAGE', `${what}() cannot be called inside a transaction`);
+  }
+
+  /**
+   * Like #guard, for bodies that call back into caller code (transaction, withLock): errors
+   * thrown by the caller's callback, run through `own`, pass through untouched, so that an
+   * error of theirs that merely looks like a connection error is not relabelled.
+   */
+  async #guardAround<T>(ctx: ErrorContext, body: (own: <U>(f: () => Promise<U>) => Promise<U>) => Promise<T>): Promise<T> {
+    this.#assertOpen(ctx.what);
+    const ownErrors = new Set<unknown>();
+    const own = async <U>(f: () => Promise<U>): Promise<U> => {
+      try {
+        return await f();
+      } catch (err) {
+        ownErrors.add(err);
+        throw err;
+      }
+    };
+    try {
+      return await body(own);
+    } catch (err) {
+      throw ownErrors.has(err) ? err : translateError(err, ctx);
+    }
+  }
+
+  async #guard<T>(ctx: ErrorContext, fn: () => Promise<T>): Promise<T> {
+    this.#assertOpen(ctx.what);
+    try {
+      return await fn();
+    } catch (err) {
+      throw translateError(err, ctx);
+    }
+  }
+}
+
+/** `SET col = excluded.col` for every column of row except the key: "replace by id". */
+function excludedSet<R extends object>(row: R, key: readonly (keyof R & string)[]): Record<string, unknown> {
+  const set: Record<string, unknown> = {};
+  for (const col of Object.keys(row)) {
+    if (!key.includes(col as keyof R & string)) set[col] = sql.ref(`excluded.${col}`);
+  }
+  return set;
+}
+
+/** Escapes LIKE wildcards so that a search for "a_b" or "50%" matches literally. */
+function escapeLike(s: string): string {
+  return s.replace(/[\\%_]/g, (c) => `\\${c}`);
+}
+
+/**
+ * int8 (BIGINT, and COUNT(*)) comes back from pg as a string by default, because it can
+ * exceed 2^53. Every BIGINT here is an epoch-ms timestamp or a counter, far below 2^53, so
+ * this pool parses it to a number. Scoped to the pool through the `types` option: the global
+ * pg.types registry is left alone for any other pg user in the process.
+ */
+const pgTypes: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') => {
+    if (oid === PG_INT8_OID && format !== 'binary') return (v: string) => Number(v);
+    return (pg.types.getTypeParser as (oid: number, format?: 'text' | 'binary') => unknown)(oid, format);
+  }) as pg.CustomTypesConfig['getTypeParser'],
+};
+
+/**
+ * Every pooled connection starts with the schema as its only search_path entry (a startup
+ * `options` parameter), so unqualified table names, migrations included, resolve there and never
+ * fall back to public. pg lets an `options` parameter in the URL override the config field, so an
+ * existing one is moved out of the URL and merged.
+ */
+function withSearchPath(url: string, schema: string): { connectionString: string; options: string } {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return { connectionString: url, options: `-c search_path=${schema}` };
+  }
+  const existing = u.searchParams.get('options');
+  u.searchParams.delete('options');
+  return { connectionString: u.toString(), options: [existing, `-c search_path=${schema}`].filter(Boolean).join(' ') };
+}
+
+/** Connects (without migrating). Throws UnavailableError when the database cannot be reached. */
+export async function openStore(opts: StoreOptions): Promise<Store> {
+  const clock = opts.clock ?? systemClock;
+  if (opts.driver === 'sqlite') return openSqlite(opts.sqlitePath, clock);
+  return openPostgres(opts, clock);
+}
+
+function openSqlite(path: string, clock: Clock): Store {
+  const memory = path === ':memory:' || path === '';
+  const file = memory ? undefined : resolvePath(path);
+  let entry = file !== undefined ? sqliteFiles.get(file) : undefined;
+  if (!entry) {
+    let sqlite: SqliteDatabase.Database;
+    try {
+      if (file !== undefined) mkdirSync(dirname(file), { recursive: true });
+      // timeout is better-sqlite3's busy_timeout: wait up to 5 s for another process's writer.
+      sqlite = new SqliteDatabase(file ?? ':memory:', { timeout: 5000 });
+      if (file !== undefined) sqlite.pragma('journal_mode = WAL');
+      sqlite.pragma('foreign_keys = ON');
+      sqlite.pragma('busy_timeout = 5000');
+    } catch (err) {
+      throw new UnavailableError(`store unavailable: cannot open SQLite database ${path}: ${String(err)}`, { cause: err });
+    }
+    entry = { root: new Kysely<Database>({ dialect: new MandateSqliteDialect({ database: sqlite }) }), locks: new KeyedMutex(), refs: 0 };
+    if (file !== undefined) sqliteFiles.set(file, entry);
+  }
+  const shared = entry;
+  shared.refs += 1;
+  const release = async () => {
+    shared.refs -= 1;
+    if (shared.refs > 0) return;
+    if (file !== undefined && sqliteFiles.get(file) === shared) sqliteFiles.delete(file);
+    await shared.root.destroy();
+  };
+  return new Store(shared.root, { dialect: 'sqlite', root: shared.root, clock, pgSchema: undefined, locks: shared.locks, release, closed: false });
+}
+
+async function openPostgres(opts: Extract<StoreOptions, { driver: 'postgres' }>, clock: Clock): Promise<Store> {
+  if (opts.schema !== undefined && !SCHEMA_RE.test(opts.schema)) {
+    throw new MandateError('ERR_STORE_OPTIONS', `invalid PostgreSQL schema name "${opts.schema}": use [a-z_][a-z0-9_]*`);
+  }
+  const pool = new pg.Pool({
+    connectionString: opts.url,
+    // At least 2: withLock pins one connection for the lock while fn queries on another.
+    max: Math.max(2, opts.poolSize ?? 10),
+    types: pgTypes,
+    // Fail fast (and closed) instead of waiting forever for an unreachable server or a free client.
+    connectionTimeoutMillis: 10_000,
+    idleTimeoutMillis: 30_000,
+    application_name: 'mandate',
+    ...(opts.schema !== undefined ? withSearchPath(opts.url, opts.schema) : {}),
+  });
+  // An idle client that loses its connection emits 'error' on the pool; unhandled, it would
+  // crash the process. The next query gets a fresh connection or reports UnavailableError.
+  pool.on('error', () => {});
+  const root = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  try {
+    if (opts.schema !== undefined) {
+      try {
+        await sql`create schema if not exists ${sql.id(opts.schema)}`.execute(root);
+      } catch (err) {
+        // Two openers racing on CREATE SCHEMA IF NOT EXISTS can still hit the unique index.
+        if ((err as { code?: string }).code !== '23505') throw err;
+      }
+    }
+    const r = await sql<{ schema: string | null }>`select current_schema() as schema`.execute(root);
+    const pgSchema = opts.schema ?? r.rows[0]?.schema ?? 'public';
+    return new Store(root, { dialect: 'postgres', root, clock, pgSchema, locks: new KeyedMutex(), release: () => root.destroy(), closed: false });
+  } catch (err) {
+    await root.destroy().catch(() => {});
+    const mapped = translateError(err, { what: 'connect' });
+    throw mapped instanceof UnavailableError ? mapped : new UnavailableError(`store unavailable (connect): ${String(err)}`, { cause: err });
+  }
+}
+
+/**
+ * Store options from the `store:` config section. `postgres_url` may be a secret reference
+ * (env:/file:), resolved with `resolve`; a plain URL is used as written.
+ */
+export function storeOptionsFromConfig(cfg: MandateConfig['store'], resolve: (ref: string) => string): StoreOptions {
+  if (cfg.driver === 'sqlite') return { driver: 'sqlite', sqlitePath: cfg.sqlite_path };
+  if (cfg.postgres_url === undefined) {
+    throw new ConfigError(['store.postgres_url: required when store.driver is postgres; write instead: env:MANDATE_DATABASE_URL']);
+  }
+  const url = isSecretRef(cfg.postgres_url) ? resolve(cfg.postgres_url) : cfg.postgres_url;
+  return { driver: 'postgres', url, poolSize: cfg.pool_size };
+}

@@ -1,0 +1,105 @@
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { sql } from 'kysely';
+import { main } from '../src/cli/main.js';
+import { EXIT } from '../src/cli/admin-client.js';
+import { startTestApp, type TestApp } from './helpers/app.js';
+
+/** Runs the CLI in-process against a real server; returns exit code and output. */
+async function run(t: TestApp, argv: string[], env: NodeJS.ProcessEnv = {}) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(argv, { log: (s) => out.push(s), err: (s) => err.push(s) }, { MANDATE_URL: t.url, MANDATE_TOKEN: t.token, ...env });
+  return { code, out: out.join('\n'), err: err.join('\n') };
+}
+
+describe('mandate CLI over the admin API', () => {
+  let t: TestApp;
+  before(async () => {
+    t = await startTestApp(undefined, {
+      tools: [{ id: 'tickets', kind: 'http', upstream: 'http://127.0.0.1:9', actions: [{ name: 'list_tickets', method: 'GET', path: '/tickets', tier: 'read' }] }],
+    });
+  });
+  after(() => t.app.close());
+
+  it('adds, lists, shows and disables NHIs', async () => {
+    const add = await run(t, ['nhi', 'add', '--id', 'build-bot', '--class', 'runner', '--owner', 'ci@example.com', '--system', 'ci', '--tier', 'write']);
+    assert.equal(add.code, EXIT.ok, add.err);
+    const list = await run(t, ['nhi', 'list']);
+    assert.equal(list.code, EXIT.ok);
+    assert.match(list.out, /^ID\s+CLASS\s+OWNER/m);
+    assert.match(list.out, /^build-bot\s+runner\s+ci@example.com\s+ci\s+production\s+write\s+active\s+api$/m);
+    const json = await run(t, ['nhi', 'list', '--json', '--class', 'runner']);
+    assert.deepEqual(JSON.parse(json.out).nhis.map((n: { id: string }) => n.id), ['build-bot']);
+    const dis = await run(t, ['nhi', 'disable', 'build-bot', '--reason', 'test']);
+    assert.equal(dis.out, 'build-bot is disabled');
+    const show = await run(t, ['nhi', 'show', 'build-bot']);
+    assert.match(show.out, /^status\s+disabled$/m);
+  });
+
+  it('grants and refuses undeclared actions with a usage exit code', async () => {
+    const ok = await run(t, ['grant', 'add', '--nhi', 'build-bot', '--tool', 'tickets', '--actions', 'list_tickets', '--change-ref', 'CHG-9']);
+    assert.equal(ok.code, EXIT.ok, ok.err);
+    assert.match(ok.out, /granted build-bot → tickets: list_tickets/);
+    const bad = await run(t, ['grant', 'add', '--nhi', 'build-bot', '--tool', 'tickets', '--actions', 'nuke']);
+    assert.equal(bad.code, EXIT.usage);
+    assert.match(bad.err, /nuke/);
+    const missing = await run(t, ['grant', 'add', '--nhi', 'build-bot']);
+    assert.equal(missing.code, EXIT.usage);
+    assert.match(missing.err, /--tool is required/);
+  });
+
+  it('exits 4 without a credential and 3 when Mandate is unreachable', async () => {
+    const noToken = await run(t, ['nhi', 'list'], { MANDATE_TOKEN: '' });
+    assert.equal(noToken.code, EXIT.unauthorized);
+    const badToken = await run(t, ['nhi', 'list'], { MANDATE_TOKEN: 'mdt.0000000000000000.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' });
+    assert.equal(badToken.code, EXIT.unauthorized);
+    const down = await run(t, ['nhi', 'list'], { MANDATE_URL: 'http://127.0.0.1:1' });
+    assert.equal(down.code, EXIT.unreachable);
+    assert.match(down.err, /cannot reach Mandate/);
+    const unknown = await run(t, ['frobnicate', 'now']);
+    assert.equal(unknown.code, EXIT.usage);
+  });
+
+  it('audit verify: exit 0 when intact; reports an altered and a removed record with exit 1', async () => {
+    const ok = await run(t, ['audit', 'verify']);
+    assert.equal(ok.code, EXIT.ok, ok.out + ok.err);
+    assert.match(ok.out, /audit chain intact/);
+    await t.app.audit.flush();
+    const rows = await t.app.store.readAudit(1, 1000);
+    assert.ok(rows.length >= 4);
+    const altered = rows[1]!.seq;
+    const removed = rows[3]!.seq;
+    await sql`UPDATE audit SET data = ${JSON.stringify({ forged: true })} WHERE seq = ${altered}`.execute(t.app.store.db);
+    await sql`DELETE FROM audit WHERE seq = ${removed}`.execute(t.app.store.db);
+    const bad = await run(t, ['audit', 'verify']);
+    assert.equal(bad.code, EXIT.failed);
+    assert.match(bad.out, /audit chain BROKEN/);
+    assert.match(bad.out, new RegExp(`^${altered}\\s+altered`, 'm'));
+    assert.match(bad.out, new RegExp(`^${removed}\\s+missing`, 'm'));
+    const json = await run(t, ['audit', 'verify', '--json']);
+    const kinds = JSON.parse(json.out).problems.map((p: { seq: number; kind: string }) => `${p.seq}:${p.kind}`);
+    assert.ok(kinds.includes(`${altered}:altered`));
+    assert.ok(kinds.includes(`${removed}:missing`));
+  });
+});
+
+describe('mandate config check', () => {
+  it('exits 2 naming the key for a bad file and 0 for a good one', async () => {
+    const { writeFileSync, mkdtempSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { tmpdir } = await import('node:os');
+    const dir = mkdtempSync(join(tmpdir(), 'mandate-cfg-'));
+    const bad = join(dir, 'bad.yaml');
+    writeFileSync(bad, 'server:\n  prot: 80\n');
+    const err: string[] = [];
+    const code = await main(['config', 'check', '--config', bad], { log: () => {}, err: (s) => err.push(s) }, {});
+    assert.equal(code, EXIT.usage);
+    assert.match(err.join('\n'), /server: unknown key "prot"/);
+    const good = join(dir, 'good.yaml');
+    writeFileSync(good, 'server:\n  port: 8081\n');
+    const out: string[] = [];
+    assert.equal(await main(['config', 'check', '--config', good], { log: (s) => out.push(s), err: () => {} }, {}), EXIT.ok);
+    assert.match(out.join(''), /^ok: 0 NHIs/);
+  });
+});

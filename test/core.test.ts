@@ -1,0 +1,88 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import {
+  Router, createLogger, hasDuplicateKeys, parseJsonObject, resolveSecret, secretEquals, stripQuery, traceIdFrom, toHttpError,
+  OAuthError, ValidationError,
+} from '../src/core/index.js';
+
+describe('logger redaction', () => {
+  it('never writes tokens, proofs, assertions or secrets', () => {
+    const lines: string[] = [];
+    const dest = new Writable({ write(chunk, _enc, cb) { lines.push(String(chunk)); cb(); } });
+    const log = createLogger({ level: 'info', destination: dest as never });
+    log.info({
+      authorization: 'Bearer eyJSECRET1', dpop: 'eyJSECRET2', subject_token: 'eyJSECRET3', client_assertion: 'eyJSECRET4',
+      headers: { authorization: 'DPoP eyJSECRET5', dpop: 'eyJSECRET6', cookie: 'sid=SECRET7' },
+      req: { method: 'GET', url: '/tools/x?api_key=SECRET8', headers: { authorization: 'SECRET9' } },
+      body: { client_secret: 'SECRET10', password: 'SECRET11', token: 'SECRET12' },
+    }, 'request');
+    const text = lines.join('');
+    assert.match(text, /"msg":"request"/);
+    assert.doesNotMatch(text, /SECRET/);
+    assert.match(text, /\[redacted\]/);
+    assert.match(text, /"url":"\/tools\/x"/);
+  });
+  it('strips query strings from logged URLs', () => {
+    assert.equal(stripQuery('/a/b?token=x'), '/a/b');
+    assert.equal(stripQuery('/a'), '/a');
+  });
+});
+
+describe('JSON at trust boundaries', () => {
+  it('finds duplicate member names at any depth (RFC 8259 §4, RFC 8725 §2.9)', () => {
+    assert.equal(hasDuplicateKeys('{"a":1,"a":2}'), true);
+    assert.equal(hasDuplicateKeys('{"x":{"a":1,"b":{"c":1,"c":2}}}'), true);
+    assert.equal(hasDuplicateKeys('{"a":"\\"a\\"","b":1}'), false);
+    assert.equal(hasDuplicateKeys('{"a":[{"k":1},{"k":2}],"b":{"k":3}}'), false);
+    assert.equal(hasDuplicateKeys('{"\\u0061":1,"a":2}'), true, 'escaped names are compared decoded');
+  });
+  it('accepts only objects', () => {
+    assert.throws(() => parseJsonObject('[1]'), ValidationError);
+    assert.throws(() => parseJsonObject('nope'), ValidationError);
+    assert.deepEqual(parseJsonObject('{"a":1}'), { a: 1 });
+  });
+});
+
+describe('secrets', () => {
+  it('resolves env: and file: references and refuses inline values', () => {
+    assert.equal(resolveSecret('env:X', { X: 'v' }), 'v');
+    assert.throws(() => resolveSecret('env:MISSING', {}), /not set/);
+    assert.throws(() => resolveSecret('plaintext', {}), /reference/);
+  });
+  it('compares in constant time regardless of length', () => {
+    assert.equal(secretEquals('abc', 'abc'), true);
+    assert.equal(secretEquals('abc', 'abcd'), false);
+  });
+});
+
+describe('router', () => {
+  it('prefers literal segments, decodes params, reports allowed methods', () => {
+    const r = new Router();
+    const hit: string[] = [];
+    r.get('/nhis/:id', () => void hit.push('param'));
+    r.get('/nhis/export', () => void hit.push('literal'));
+    r.add('POST', '/tools/:tool/*', () => void hit.push('wild'));
+    assert.equal(r.match('GET', '/nhis/export').handler !== undefined, true);
+    void r.match('GET', '/nhis/export').handler!({} as never);
+    assert.deepEqual(hit, ['literal']);
+    assert.deepEqual(r.match('GET', '/nhis/a%2Fb').params, { id: 'a/b' });
+    assert.deepEqual(r.match('POST', '/tools/t/a/b').params, { tool: 't', '*': 'a/b' });
+    assert.deepEqual(r.match('DELETE', '/nhis/x').allowed, ['GET']);
+    assert.equal(r.match('GET', '/nope').handler, undefined);
+  });
+});
+
+describe('errors on the wire', () => {
+  it('keeps OAuth names and hides unexpected errors', () => {
+    assert.deepEqual(toHttpError(new OAuthError('invalid_target', 'one tool')), { status: 400, body: { error: 'invalid_target', error_description: 'one tool' } });
+    const hidden = toHttpError(new Error('db password is hunter2'));
+    assert.equal(hidden.status, 500);
+    assert.equal(JSON.stringify(hidden.body).includes('hunter2'), false);
+  });
+  it('reads W3C traceparent', () => {
+    assert.equal(traceIdFrom('00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'), '4bf92f3577b34da6a3ce929d0e0e4736');
+    assert.equal(traceIdFrom('00-00000000000000000000000000000000-00f067aa0ba902b7-01'), undefined);
+    assert.equal(traceIdFrom('garbage'), undefined);
+  });
+});

@@ -1,0 +1,68 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { buildConfig, silentLogger, type MandateConfigInput } from '../../src/core/index.js';
+import { startApp, type App } from '../../src/app.js';
+
+export const PG_URL = 'postgres://postgres@127.0.0.1:5432/test';
+
+export interface TestApp {
+  app: App;
+  url: string;
+  /** The bootstrap admin credential. */
+  token: string;
+  dataDir: string;
+  /** Calls the admin API with the bootstrap credential. */
+  admin(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }>;
+}
+
+export type Backend = { store: 'sqlite' | 'postgres'; bus: 'memory' | 'nats' };
+export const BACKENDS: Backend[] = [
+  { store: 'sqlite', bus: 'memory' },
+  { store: 'postgres', bus: 'nats' },
+];
+
+/** A PostgreSQL URL whose connections use a fresh schema (search_path), for test isolation. */
+export async function freshPgSchemaUrl(): Promise<string> {
+  const schema = `t_${randomBytes(6).toString('hex')}`;
+  const c = new pg.Client({ connectionString: PG_URL });
+  await c.connect();
+  await c.query(`CREATE SCHEMA ${schema}`);
+  await c.end();
+  return `${PG_URL}?options=${encodeURIComponent(`-c search_path=${schema}`)}`;
+}
+
+/** Starts a real Mandate on 127.0.0.1:0 with the given backend and extra config. */
+export async function startTestApp(backend: Backend = BACKENDS[0]!, extra: MandateConfigInput = {}, env: NodeJS.ProcessEnv = {}): Promise<TestApp> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'mandate-test-'));
+  const suffix = randomBytes(4).toString('hex');
+  const input: MandateConfigInput = {
+    ...extra,
+    server: { port: 0, ...(extra.server ?? {}) },
+    store: backend.store === 'sqlite'
+      ? { driver: 'sqlite', sqlite_path: join(dataDir, 'mandate.db') }
+      : { driver: 'postgres', postgres_url: await freshPgSchemaUrl() },
+    bus: backend.bus === 'memory' ? { driver: 'memory' } : { driver: 'nats', stream: `T_${suffix}`, subject_prefix: `t${suffix}` },
+    log: { level: 'silent' },
+  };
+  const config = buildConfig(input, { env: {} });
+  let token = '';
+  const app = await startApp({
+    config, env: { ...env }, dataDir, logger: silentLogger(), onBootstrapCredential: (t) => (token = t),
+  });
+  const url = app.url;
+  return {
+    app, url, token, dataDir,
+    async admin(method, path, body) {
+      const res = await fetch(`${url}/admin/v1${path}`, {
+        method,
+        headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+        body: body !== undefined ? JSON.stringify(body) : undefined,
+      });
+      const text = await res.text();
+      return { status: res.status, body: text ? JSON.parse(text) : undefined };
+    },
+  };
+}
