@@ -40,6 +40,8 @@ export interface App {
   readonly role: Role;
   readonly url: string;
   readonly logger: Logger;
+  /** Start-up warnings a person must see (the CLI prints them to stderr). */
+  readonly warnings: readonly string[];
   readonly store: Store;
   readonly bus: Bus;
   readonly keys: KeyManager;
@@ -98,7 +100,12 @@ export async function startApp(opts: AppOptions): Promise<App> {
     const auditSink: AuditSink = { record: (e: AuditInput) => audit.record(normalizeAudit(e)) };
 
     const kek = loadKek(config.keys.kek, { resolveSecret: resolve, devKekPath: join(dataDir, 'dev-kek'), nodeEnv: env.NODE_ENV });
+    const warnings: string[] = [];
     if (kek.insecureDev) {
+      warnings.push(
+        `INSECURE: signing keys are encrypted with a DEVELOPMENT key-encryption key generated in ${join(dataDir, 'dev-kek')}. ` +
+          'Set keys.kek to env:NAME or file:PATH (32 random bytes, base64) before production; NODE_ENV=production refuses this.',
+      );
       logger.warn(
         { kek_path: join(dataDir, 'dev-kek') },
         '!!! INSECURE: signing keys are encrypted with a DEVELOPMENT key-encryption key generated on this machine. ' +
@@ -162,7 +169,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
 
     let closed: Promise<void> | undefined;
     return {
-      config, role, url, logger, store, bus, keys, audit, inventory, adminAuth, metrics, router, server,
+      config, role, url, logger, warnings, store, bus, keys, audit, inventory, adminAuth, metrics, router, server,
       close: () => (closed ??= closeAll().then(() => logger.info('mandate stopped'))),
     };
   } catch (err) {

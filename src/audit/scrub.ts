@@ -18,7 +18,8 @@ export const REDACTED = '[redacted]';
 const SENSITIVE = /(authorization|token|secret|assertion|dpop|password|passwd|passphrase|cookie|apikey|privatekey|kek)/;
 const SAFE_SUFFIX =
   /(hash|hashes|digest|sha256|sha|fingerprint|thumbprint|jkt|id|ids|ref|type|types|count|ttl|kind|profile|endpoint|url|uri|exp|expiry|expiresat|issuedat|iat|format|alg|status|reason|error|present|required|bound|binding)$/;
-const AUTH_SCHEME = /^\s*(bearer|dpop|basic|negotiate)\s+\S/i;
+// A whole value that is an Authorization header (scheme + one credential), not prose like "Basic plan".
+const AUTH_SCHEME = /^\s*(bearer|dpop|basic|negotiate)\s+[A-Za-z0-9._~+/=-]{8,}\s*$/i;
 const COMPACT_JOSE = /eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*(\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*)?/g;
 // Lone UTF-16 surrogates become U+FFFD: a driver would do it silently when encoding to UTF-8,
 // and the stored text would then no longer match what was hashed.

@@ -208,8 +208,9 @@ class MemorySubscription implements Subscription {
     while (!this.ac.signal.aborted) {
       const first = this.bus.firstSeq();
       if (this.nextSeq < first) {
-        // The bounded log dropped messages this subscriber had not seen yet: say so loudly.
-        this.logger.warn({ subscription: this.name, missedFrom: this.nextSeq, resumeAt: first }, 'memory bus log overflowed; a slow subscriber skipped messages');
+        // The bounded log no longer holds what this subscriber asked for (an old fromSeq, or
+        // it fell behind by more than the cap): it cannot be delivered, so say so loudly.
+        this.logger.warn({ subscription: this.name, missedFrom: this.nextSeq, resumeAt: first }, 'memory bus log no longer holds these messages; the subscriber skips them');
         this.nextSeq = first;
       }
       const pulse = this.bus.nextPulse();

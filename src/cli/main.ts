@@ -115,7 +115,8 @@ function loadConfig(flag: string | undefined, env: NodeJS.ProcessEnv, required: 
 }
 
 /** Keeps a server running until SIGINT/SIGTERM, then shuts it down gracefully. */
-function runUntilSignal(app: App, extra: () => Promise<void> = async () => {}): Promise<number> {
+function runUntilSignal(app: App, out: Out, extra: () => Promise<void> = async () => {}): Promise<number> {
+  for (const w of app.warnings) out.err(`\n  !!! ${w}\n`);
   return new Promise((resolve) => {
     const stop = (sig: string) => {
       app.logger.info({ signal: sig }, 'shutting down');
@@ -137,12 +138,12 @@ async function up(argv: string[], out: Out, env: NodeJS.ProcessEnv): Promise<num
     const config = loadConfigFile(path, { env: { ...env, ...portEnv } });
     const app = await startApp({ config, env });
     out.log(`Mandate is up at ${app.url} (config ${path})`);
-    return runUntilSignal(app);
+    return runUntilSignal(app, out);
   }
   const demo = await startDemo({ env: { ...env, ...portEnv }, dataDir: '.mandate' });
   const app = await startApp({ config: demo.config, env: demo.env });
   out.log(demo.tryThis(app.url));
-  return runUntilSignal(app, demo.close);
+  return runUntilSignal(app, out, demo.close);
 }
 
 async function serve(argv: string[], out: Out, env: NodeJS.ProcessEnv): Promise<number> {
@@ -152,7 +153,7 @@ async function serve(argv: string[], out: Out, env: NodeJS.ProcessEnv): Promise<
   const config = loadConfig(values.config as string | undefined, env, true);
   const app = await startApp({ config, env, role: role as Role });
   out.log(`Mandate (${role}) is up at ${app.url}`);
-  return runUntilSignal(app);
+  return runUntilSignal(app, out);
 }
 
 async function adminCommand(noun: string, argv: string[], out: Out, env: NodeJS.ProcessEnv): Promise<number> {

@@ -300,7 +300,7 @@ export class Inventory {
   private async emit(type: InventoryEventType, actor: string, subject: string | null, tool: string | null, data: Record<string, unknown>): Promise<void> {
     this.deps.audit.record({ type, actor, subject, tool, data });
     try {
-      await this.deps.bus.publish(`inventory.${type}`, { type, actor, nhi: subject, tool, at: this.deps.clock.now(), ...data }, { timeoutMs: 5000 });
+      await this.deps.bus.publish(`inventory.${type}`, { ...data, type, actor, nhi: subject, tool, at: this.deps.clock.now() }, { timeoutMs: 5000 });
     } catch (err) {
       // The store already holds the change (it is the truth); other instances catch up from it.
       this.deps.logger.warn({ err, type }, 'inventory change not published on the bus');

@@ -5,5 +5,5 @@ export {
 } from './kek.js';
 export {
   KeyManager,
-  type KeyManagerOptions, type SigningAlgorithm, type SigningKey, type PublicJwks, type RotationResult, type SignOptions,
+  type KeyManagerOptions, type SigningAlgorithm, type SigningKey, type PublicJwks, type RotationResult, type SignHeader,
 } from './key-manager.js';

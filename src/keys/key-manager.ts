@@ -56,11 +56,13 @@ export interface RotationResult {
   deleted: string[];
 }
 
-export interface SignOptions {
-  /** `typ` header, e.g. `at+jwt` (RFC 9068) or `secevent+jwt` (RFC 8417). */
+/**
+ * Extra protected-header parameters, e.g. `{ typ: 'at+jwt' }` (RFC 9068) or
+ * `{ typ: 'secevent+jwt' }` (RFC 8417). `alg` and `kid` are always the signing key's.
+ */
+export interface SignHeader {
   typ?: string;
-  /** Further protected-header parameters; `alg` and `kid` are always the signing key's. */
-  header?: Record<string, unknown>;
+  [param: string]: unknown;
 }
 
 interface LoadedKey {
@@ -283,18 +285,16 @@ export class KeyManager {
     return this.currentRecord(this.clock.now())?.kid;
   }
 
-  /** Signs a JWT with the current key; the protected header is `{ ...header, typ?, alg, kid }`. */
-  async sign(payload: JWTPayload, opts: SignOptions = {}): Promise<string> {
+  /** Signs a JWT (compact JWS) with the current key; protected header `{ ...header, alg, kid }`. */
+  async sign(payload: JWTPayload, header: SignHeader = {}): Promise<string> {
     const { kid, alg, key } = this.signingKey();
-    const header = { ...(opts.header ?? {}), ...(opts.typ !== undefined ? { typ: opts.typ } : {}), alg, kid };
-    return new SignJWT(payload).setProtectedHeader(header).sign(key);
+    return new SignJWT(payload).setProtectedHeader({ ...header, alg, kid }).sign(key);
   }
 
-  /** Signs arbitrary bytes as a compact JWS with the current key. */
-  async signCompact(payload: Uint8Array, opts: SignOptions = {}): Promise<string> {
+  /** Signs arbitrary bytes as a compact JWS with the current key; protected header `{ ...header, alg, kid }`. */
+  async signCompact(payload: Uint8Array, header: SignHeader = {}): Promise<string> {
     const { kid, alg, key } = this.signingKey();
-    const header = { ...(opts.header ?? {}), ...(opts.typ !== undefined ? { typ: opts.typ } : {}), alg, kid };
-    return new CompactSign(payload).setProtectedHeader(header).sign(key);
+    return new CompactSign(payload).setProtectedHeader({ ...header, alg, kid }).sign(key);
   }
 
   /**

@@ -3,7 +3,7 @@ import { dirname, resolve as resolvePath } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
 import pg from 'pg';
 import {
-  Kysely, Migrator, PostgresDialect, SqliteAdapter, SqliteDialect, sql, type DialectAdapter, type Expression, type SqlBool,
+  Kysely, PostgresDialect, SqliteDialect, sql, type Expression, type SqlBool,
 } from 'kysely';
 import { ConfigError, MandateError, NotFoundError, UnavailableError } from '../core/errors.js';
 import { isSecretRef } from '../core/secrets.js';
@@ -17,7 +17,7 @@ import type { AuditEvent, AuditFilter, AuditHead, AuditRecord, AuditStore } from
 import type { KeyStore, SigningKeyRecord } from '../keys/ports.js';
 import type { AdminCredentialRecord, AdminStore } from '../admin/ports.js';
 import type { AuditTable, Database } from './database.js';
-import { StaticMigrationProvider } from './migrations/index.js';
+import { MIGRATIONS } from './migrations/index.js';
 import { KeyedMutex } from './mutex.js';
 import { translateError, type ErrorContext } from './errors.js';
 import {
@@ -45,8 +45,7 @@ export type StoreOptions =
 
 export type StoreDialect = 'sqlite' | 'postgres';
 
-const MIGRATION_TABLE = 'mandate_migrations';
-const MIGRATION_LOCK_TABLE = 'mandate_migrations_lock';
+const MIGRATION_TABLE = 'mandate_schema_migrations';
 /** First key of the two-key advisory lock form, so that our locks do not collide with other users of the database. */
 const PG_LOCK_NAMESPACE = 'mandate';
 const SCHEMA_RE = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -69,23 +68,6 @@ interface SqliteFile {
   refs: number;
 }
 const sqliteFiles = new Map<string, SqliteFile>();
-
-/**
- * Kysely's SQLite adapter reports no transactional DDL, so its Migrator would run a migration
- * statement by statement: a failure halfway leaves some tables created and the migration
- * unrecorded, and every later run fails on "table already exists". SQLite does run DDL inside
- * transactions, so claim it: the Migrator then applies each run (DDL and bookkeeping) atomically.
- */
-class TransactionalDdlSqliteAdapter extends SqliteAdapter {
-  override get supportsTransactionalDdl(): boolean {
-    return true;
-  }
-}
-class MandateSqliteDialect extends SqliteDialect {
-  override createAdapter(): DialectAdapter {
-    return new TransactionalDdlSqliteAdapter();
-  }
-}
 
 /** State shared by a Store and the transaction-bound Stores made from it. */
 interface Shared {
@@ -128,33 +110,65 @@ export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, 
 
   /**
    * Applies pending migrations; returns the names applied (empty when up to date). One run is
-   * one transaction on both dialects (see MandateSqliteDialect), so when a migration fails none
-   * of the run's migrations stay applied, and the thrown MandateError (ERR_MIGRATION) names it.
-   * Concurrent callers (several instances starting) are serialized by Kysely's migration lock.
+   * one transaction on both dialects, so when a migration fails none of the run's migrations
+   * stay applied, and the thrown MandateError (ERR_MIGRATION) names it. Concurrent callers
+   * (several instances starting) are serialized: an advisory transaction lock on PostgreSQL,
+   * SQLite's single writer.
+   *
+   * Why not Kysely's Migrator: it decides what exists by introspecting every schema in the
+   * database, which fails ("schema … does not exist") while another schema is being dropped,
+   * and cannot be scoped to one schema. This runner only reads its own bookkeeping table.
    */
   async migrate(): Promise<string[]> {
     this.#assertRoot('migrate');
-    const { error, results } = await this.#guard({ what: 'migrate' }, () => this.#migrator().migrateToLatest());
-    if (error !== undefined) {
-      const failed = results?.find((r) => r.status === 'Error')?.migrationName;
-      const detail = error instanceof Error ? error.message : String(error);
-      const mapped = translateError(error, { what: 'migrate' });
+    let failed: string | undefined;
+    try {
+      return await this.#guard({ what: 'migrate' }, () =>
+        this.#shared.root.transaction().execute(async (trx) => {
+          if (this.dialect === 'postgres') {
+            await sql`select pg_advisory_xact_lock(hashtext(${`${this.#shared.pgSchema ?? ''}:mandate-migrate`}))`.execute(trx);
+          }
+          await sql`create table if not exists ${sql.table(MIGRATION_TABLE)} (name text primary key, executed_at bigint not null)`.execute(trx);
+          const done = new Set(
+            (await sql<{ name: string }>`select name from ${sql.table(MIGRATION_TABLE)}`.execute(trx)).rows.map((r) => r.name),
+          );
+          const applied: string[] = [];
+          for (const name of Object.keys(MIGRATIONS).sort()) {
+            if (done.has(name)) continue;
+            failed = name;
+            await MIGRATIONS[name]!.up(trx as unknown as Kysely<unknown>);
+            await sql`insert into ${sql.table(MIGRATION_TABLE)} (name, executed_at) values (${name}, ${this.#shared.clock.now()})`.execute(trx);
+            applied.push(name);
+          }
+          failed = undefined;
+          return applied;
+        }),
+      );
+    } catch (error) {
+      const mapped = error instanceof UnavailableError ? error : translateError(error, { what: 'migrate' });
       if (mapped instanceof UnavailableError) throw mapped;
+      const detail = error instanceof Error ? error.message : String(error);
       throw new MandateError(
         'ERR_MIGRATION',
-        failed
-          ? `migration ${failed} failed (the run was rolled back): ${detail}`
-          : `migrations could not run: ${detail}`,
+        failed ? `migration ${failed} failed (the run was rolled back): ${detail}` : `migrations could not run: ${detail}`,
         { cause: error },
       );
     }
-    return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
   }
 
   async migrationStatus(): Promise<{ name: string; executedAt: Date | null }[]> {
     this.#assertRoot('migrationStatus');
-    const all = await this.#guard({ what: 'migration status' }, () => this.#migrator().getMigrations());
-    return all.map((m) => ({ name: m.name, executedAt: m.executedAt ?? null }));
+    const rows = await this.#guard({ what: 'migration status' }, async () => {
+      try {
+        return (await sql<{ name: string; executed_at: number | string }>`select name, executed_at from ${sql.table(MIGRATION_TABLE)}`.execute(this.#shared.root)).rows;
+      } catch (err) {
+        // No bookkeeping table yet: nothing has been applied.
+        if (/no such table|does not exist/.test(String((err as Error).message))) return [];
+        throw err;
+      }
+    });
+    const at = new Map(rows.map((r) => [r.name, new Date(Number(r.executed_at))]));
+    return Object.keys(MIGRATIONS).sort().map((name) => ({ name, executedAt: at.get(name) ?? null }));
   }
 
   /** Resolves when the database answers; throws UnavailableError otherwise (and after close). */
@@ -594,19 +608,6 @@ export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, 
 
   // ---------------------------------------------------------------- internals
 
-  #migrator(): Migrator {
-    return new Migrator({
-      db: this.#shared.root,
-      provider: new StaticMigrationProvider(),
-      migrationTableName: MIGRATION_TABLE,
-      migrationLockTableName: MIGRATION_LOCK_TABLE,
-      // PostgreSQL: name the schema explicitly. Without it Kysely decides whether its
-      // bookkeeping table exists by looking in *every* schema, so a second Mandate schema in
-      // the same database (tests, staging) would make it skip creating its own.
-      ...(this.#shared.pgSchema !== undefined ? { migrationTableSchema: this.#shared.pgSchema } : {}),
-    });
-  }
-
   #assertOpen(what: string): void {
     if (this.#shared.closed) throw new UnavailableError(`store unavailable (${what}): the store is closed`);
   }
@@ -716,7 +717,7 @@ function openSqlite(path: string, clock: Clock): Store {
     } catch (err) {
       throw new UnavailableError(`store unavailable: cannot open SQLite database ${path}: ${String(err)}`, { cause: err });
     }
-    entry = { root: new Kysely<Database>({ dialect: new MandateSqliteDialect({ database: sqlite }) }), locks: new KeyedMutex(), refs: 0 };
+    entry = { root: new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) }), locks: new KeyedMutex(), refs: 0 };
     if (file !== undefined) sqliteFiles.set(file, entry);
   }
   const shared = entry;

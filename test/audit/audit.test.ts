@@ -75,6 +75,7 @@ describe('audit chain', () => {
       when: new Date(T0),
       big: 10n,
       nul: 'a\u0000b',
+      plan: 'Basic plan selected',
     };
     const out = scrubAuditData(input);
     assert.deepEqual(out, {
@@ -90,6 +91,7 @@ describe('audit chain', () => {
       when: new Date(T0).toISOString(),
       big: '10',
       nul: 'ab',
+      plan: 'Basic plan selected',
     });
     assert.equal(input.authorization, 'Bearer abc', 'the caller\'s object is not modified');
     const cyclic: Record<string, unknown> = { a: 1 };

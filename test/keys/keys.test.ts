@@ -190,7 +190,8 @@ for (const dialect of STORE_DIALECTS) {
       // The last token A signs before the switch, valid for the longest TTL.
       clock.set(T0 + ROTATION_S * S - 1);
       const iat = Math.floor(clock.now() / 1000);
-      const tokenA = await km.sign({ sub: 'agent-1', iat, exp: iat + MAX_TTL_S }, { typ: 'at+jwt' });
+      // alg and kid always come from the key, whatever the caller's header says.
+      const tokenA = await km.sign({ sub: 'agent-1', iat, exp: iat + MAX_TTL_S }, { typ: 'at+jwt', alg: 'none', kid: 'forged' });
       assert.deepEqual(decodeProtectedHeader(tokenA), { typ: 'at+jwt', alg: 'ES256', kid: a });
 
       // At B's activatesAt, B signs by the clock alone (before any rotation pass), A stays published.
