@@ -225,6 +225,21 @@ describe('app lifecycle', () => {
     }
   });
 
+  it('reports not ready (503) when the store is unreachable, while /healthz still answers', async () => {
+    const t = await startTestApp(BACKENDS[0]!, CONFIG);
+    try {
+      await t.app.store.close();
+      const r = await fetch(`${t.url}/readyz`);
+      assert.equal(r.status, 503);
+      const body = (await r.json()) as { status: string; checks: { store: { ok: boolean } } };
+      assert.equal(body.status, 'not_ready');
+      assert.equal(body.checks.store.ok, false);
+      assert.equal((await fetch(`${t.url}/healthz`)).status, 200);
+    } finally {
+      await t.app.close();
+    }
+  });
+
   it('refuses to start in production without a key-encryption key', async () => {
     await assert.rejects(
       startTestApp(BACKENDS[0]!, {}, { NODE_ENV: 'production' }),

@@ -102,4 +102,19 @@ describe('mandate config check', () => {
     assert.equal(await main(['config', 'check', '--config', good], { log: (s) => out.push(s), err: () => {} }, {}), EXIT.ok);
     assert.match(out.join(''), /^ok: 0 NHIs/);
   });
+
+  it('mandate migrate applies migrations once', async () => {
+    const { writeFileSync, mkdtempSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { tmpdir } = await import('node:os');
+    const dir = mkdtempSync(join(tmpdir(), 'mandate-mig-'));
+    const cfg = join(dir, 'mandate.yaml');
+    writeFileSync(cfg, `store:\n  sqlite_path: ${join(dir, 'm.db')}\n`);
+    const out: string[] = [];
+    const io = { log: (s: string) => out.push(s), err: (s: string) => out.push(s) };
+    assert.equal(await main(['migrate', '--config', cfg], io, {}), EXIT.ok);
+    assert.match(out.join('\n'), /applied: 001_initial/);
+    assert.equal(await main(['migrate', '--config', cfg], io, {}), EXIT.ok);
+    assert.match(out.join('\n'), /store is up to date/);
+  });
 });
