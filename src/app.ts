@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import {
   Router, createLogger, resolveSecret, sendJson, systemClock,
-  type Clock, type Logger, type MandateConfig, type AuditSink, type AuditInput,
+  type Clock, type Logger, type MandateConfig, type AuditSink,
 } from './core/index.js';
 import { openStore, storeOptionsFromConfig, type Store } from './store/index.js';
 import { createBus } from './bus/index.js';
@@ -97,7 +97,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
     const metrics = new Metrics();
     const audit = new AuditLog({ store, clock, logger });
     cleanup.push(() => audit.close());
-    const auditSink: AuditSink = { record: (e: AuditInput) => audit.record(normalizeAudit(e)) };
+    const auditSink: AuditSink = audit;
 
     const kek = loadKek(config.keys.kek, { resolveSecret: resolve, devKekPath: join(dataDir, 'dev-kek'), nodeEnv: env.NODE_ENV });
     const warnings: string[] = [];
@@ -115,7 +115,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
     const maxTokenTtlS = Math.max(...config.tokens.profiles.map((p) => p.ttl), config.tokens.max_ttl);
     const keys = new KeyManager({
       store, kek: kek.kek, algorithm: config.keys.algorithm, rotationIntervalS: config.keys.rotation_interval,
-      prePublishS: config.keys.pre_publish, maxTokenTtlS, clock, logger,
+      prePublishS: config.keys.pre_publish, maxTokenTtlS, clock, logger, audit: auditSink,
     });
     await keys.init();
     keys.start(60_000);
@@ -178,13 +178,6 @@ export async function startApp(opts: AppOptions): Promise<App> {
   }
 }
 
-function normalizeAudit(e: AuditInput) {
-  return {
-    type: e.type, actor: e.actor ?? null, subject: e.subject ?? null, tool: e.tool ?? null,
-    decision: e.decision ?? null, traceId: e.traceId ?? null, data: e.data ?? {},
-  };
-}
-
 function printBootstrap(token: string): void {
   process.stderr.write(
     `\n  One-time admin credential (shown once, stored only as a hash):\n\n    export MANDATE_TOKEN=${token}\n\n`,
@@ -223,7 +216,7 @@ function mountAdminCoreRoutes(api: AdminApi, d: { audit: AuditLog; store: Store;
     body: z.strictObject({ name: z.string().min(1).max(100), role: z.enum(['admin', 'approver', 'viewer']) }),
     handler: async ({ body, actor }) => {
       const created = await d.adminAuth.create(body.name, body.role);
-      d.audit.record({ type: 'admin.credential_created', actor, subject: created.id, tool: null, decision: null, traceId: null, data: { name: body.name, role: body.role } });
+      d.audit.record({ type: 'admin.credential_created', actor, subject: created.id, data: { name: body.name, role: body.role } });
       return { id: created.id, name: body.name, role: body.role, token: created.token };
     },
   });

@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { inspect } from 'node:util';
@@ -11,7 +11,7 @@ import { resolveSecret as defaultResolveSecret, secretEquals } from '../core/sec
  * KEK learns the public keys and nothing else.
  *
  * The bytes live in a private field: a `Kek` prints, logs and serializes as `Kek(<id>)`, never as
- * its material, so a careless `log.info({ kek })` cannot leak it.
+ * its material, so a careless `log.info({ kek })` cannot leak it, and no public method returns it.
  */
 export class Kek {
   readonly #key: Buffer;
@@ -30,17 +30,35 @@ export class Kek {
 
   /** Parses KEK material: 64 hex characters, or base64/base64url of exactly 32 bytes. */
   static parse(material: string): Kek {
-    return new Kek(parseKekMaterial(material));
+    const bytes = parseKekMaterial(material);
+    try {
+      return new Kek(bytes);
+    } finally {
+      bytes.fill(0);
+    }
   }
 
-  /** A fresh random KEK (development only; production KEKs come from a secret manager). */
+  /**
+   * A subkey for another purpose (HKDF-SHA256, RFC 5869, info = label), so that every
+   * instance sharing this KEK derives the same secret (e.g. for stateless DPoP nonces)
+   * without the KEK itself ever being used for two things.
+   */
+  derive(label: string, bytes = 32): Buffer {
+    return Buffer.from(hkdfSync('sha256', this.#key, Buffer.alloc(0), `mandate/${label}`, bytes));
+  }
+
+  /** A fresh random KEK (tests; production KEKs come from a secret manager). */
   static generate(): Kek {
     return new Kek(randomBytes(KEK_BYTES));
   }
 
-  /** base64url of the key; only for writing the development KEK file. */
-  exportForDevFile(): string {
-    return this.#key.toString('base64url');
+  /** Generates a development KEK and writes it to `path` (0600, never overwriting); internal to loadKek. */
+  static createDevFile(path: string): Kek {
+    const key = randomBytes(KEK_BYTES);
+    writeFileSync(path, key.toString('base64url') + '\n', { mode: 0o600, flag: 'wx' });
+    const kek = new Kek(key);
+    key.fill(0);
+    return kek;
   }
 
   /** Constant-time comparison of two KEKs. */
@@ -204,10 +222,9 @@ function readOrCreateDevKek(path: string): Kek {
     }
   }
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  const kek = Kek.generate();
   try {
     // 'wx': never overwrite; if another process created it meanwhile, use theirs.
-    writeFileSync(path, kek.exportForDevFile() + '\n', { mode: 0o600, flag: 'wx' });
+    const kek = Kek.createDevFile(path);
     chmodSync(path, 0o600); // the umask cannot widen it, but be explicit
     return kek;
   } catch (err) {
