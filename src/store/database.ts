@@ -14,6 +14,7 @@
 import type { Generated } from 'kysely';
 import type { CredentialType, NhiClass, NhiStatus, PermissionTier, RecordSource } from '../inventory/ports.js';
 import type { AdminRole } from '../admin/ports.js';
+import type { ApprovalStatus, KillScope, RevocationKind } from '../broker/ports.js';
 
 /** A JSON document stored as TEXT. */
 export type JsonText = string;
@@ -108,8 +109,10 @@ export interface SigningKeysTable {
 export interface IssuedTokensTable {
   jti: string;
   nhi_id: string;
+  /** The tool id (the token's `aud`). */
   audience: string;
-  scope: string;
+  /** JSON array of granted action names. */
+  scope: JsonText;
   tier: string;
   client_id: string | null;
   issued_at: EpochMs;
@@ -125,7 +128,7 @@ export interface IssuedTokensTable {
 
 export interface RevocationsTable {
   id: string;
-  kind: 'token' | 'nhi' | 'tool' | 'global';
+  kind: RevocationKind;
   /** jti, NHI id or tool id; null for `global`. */
   target: string | null;
   /** Tokens issued before this instant are revoked (epoch ms). */
@@ -142,8 +145,9 @@ export interface ApprovalsTable {
   nhi_id: string;
   tool_id: string;
   action: string;
-  args_digest: string;
-  status: string;
+  /** base64url SHA-256 of the canonical arguments; nullable since 002_broker. */
+  args_digest: string | null;
+  status: ApprovalStatus;
   requested_at: EpochMs;
   expires_at: EpochMs;
   decided_by: string | null;
@@ -151,6 +155,19 @@ export interface ApprovalsTable {
   reason: string | null;
   redeemed_at: EpochMs | null;
   details: JsonText;
+}
+
+/** Since 002_broker. A kill switch is active while lifted_at is null. */
+export interface KillSwitchesTable {
+  id: string;
+  scope: KillScope;
+  /** NHI or tool id; null for `global`. */
+  target: string | null;
+  reason: string;
+  created_by: string;
+  created_at: EpochMs;
+  lifted_at: EpochMs | null;
+  lifted_by: string | null;
 }
 
 export interface AuditTable {
@@ -249,6 +266,7 @@ export interface Database {
   issued_tokens: IssuedTokensTable;
   revocations: RevocationsTable;
   approvals: ApprovalsTable;
+  kill_switches: KillSwitchesTable;
   audit: AuditTable;
   audit_head: AuditHeadTable;
   ssf_streams: SsfStreamsTable;

@@ -3,7 +3,7 @@ export {
   GENESIS_HASH,
   type Database, type JsonText, type EpochMs, type IntBool,
   type NhisTable, type CredentialsTable, type GrantsTable, type ToolsTable, type TrustTable, type SigningKeysTable,
-  type IssuedTokensTable, type RevocationsTable, type ApprovalsTable, type AuditTable, type AuditHeadTable,
+  type IssuedTokensTable, type RevocationsTable, type ApprovalsTable, type KillSwitchesTable, type AuditTable, type AuditHeadTable,
   type SsfStreamsTable, type SsfEventsTable, type SignalsTable, type DetectionsTable, type AdminCredentialsTable,
   type ReplayTable,
 } from './database.js';

@@ -8,8 +8,10 @@ import type { CredentialRecord, GrantRecord, NhiRecord, ToolRecord } from '../in
 import type { AuditRecord } from '../audit/ports.js';
 import type { SigningKeyRecord } from '../keys/ports.js';
 import type { AdminCredentialRecord } from '../admin/ports.js';
+import type { ApprovalRecord, IssuedTokenRecord, KillSwitchRecord, RevocationRecord } from '../broker/ports.js';
 import type {
-  AdminCredentialsTable, AuditTable, CredentialsTable, GrantsTable, NhisTable, SigningKeysTable, ToolsTable,
+  AdminCredentialsTable, ApprovalsTable, AuditTable, CredentialsTable, GrantsTable, IssuedTokensTable, KillSwitchesTable,
+  NhisTable, RevocationsTable, SigningKeysTable, ToolsTable,
 } from './database.js';
 
 const num = (v: number): number => Number(v);
@@ -114,5 +116,65 @@ export function auditFromRow(r: Selectable<AuditTable>): AuditRecord {
   return {
     seq: num(r.seq), id: r.id, ts: num(r.ts), type: r.type, actor: r.actor, subject: r.subject, tool: r.tool,
     decision: r.decision, traceId: r.trace_id, data: parseJson(r.data, {}), prevHash: r.prev_hash, hash: r.hash,
+  };
+}
+
+export function issuedTokenFromRow(r: Selectable<IssuedTokensTable>): IssuedTokenRecord {
+  return {
+    jti: r.jti, nhiId: r.nhi_id, audience: r.audience, scope: parseJson<string[]>(r.scope, []), tier: r.tier, clientId: r.client_id,
+    issuedAt: num(r.issued_at), expiresAt: num(r.expires_at), cnfJkt: r.cnf_jkt, cnfX5t: r.cnf_x5t,
+    act: parseJson<Record<string, unknown> | null>(r.act, null), runId: r.run_id,
+  };
+}
+
+export function issuedTokenToRow(t: IssuedTokenRecord): IssuedTokensTable {
+  return {
+    jti: t.jti, nhi_id: t.nhiId, audience: t.audience, scope: JSON.stringify(t.scope ?? []), tier: t.tier, client_id: t.clientId ?? null,
+    issued_at: t.issuedAt, expires_at: t.expiresAt, cnf_jkt: t.cnfJkt ?? null, cnf_x5t: t.cnfX5t ?? null,
+    act: t.act == null ? null : JSON.stringify(t.act), run_id: t.runId ?? null,
+  };
+}
+
+export function revocationFromRow(r: Selectable<RevocationsTable>): RevocationRecord {
+  return {
+    id: r.id, kind: r.kind, target: r.target, notBefore: numOrNull(r.not_before), reason: r.reason, signalId: r.signal_id,
+    createdAt: num(r.created_at), expiresAt: numOrNull(r.expires_at),
+  };
+}
+
+export function revocationToRow(v: RevocationRecord): RevocationsTable {
+  return {
+    id: v.id, kind: v.kind, target: v.target ?? null, not_before: v.notBefore ?? null, reason: v.reason ?? null,
+    signal_id: v.signalId ?? null, created_at: v.createdAt, expires_at: v.expiresAt ?? null,
+  };
+}
+
+export function killSwitchFromRow(r: Selectable<KillSwitchesTable>): KillSwitchRecord {
+  return {
+    id: r.id, scope: r.scope, target: r.target, reason: r.reason, createdBy: r.created_by, createdAt: num(r.created_at),
+    liftedAt: numOrNull(r.lifted_at), liftedBy: r.lifted_by,
+  };
+}
+
+export function killSwitchToRow(k: KillSwitchRecord): KillSwitchesTable {
+  return {
+    id: k.id, scope: k.scope, target: k.target ?? null, reason: k.reason, created_by: k.createdBy, created_at: k.createdAt,
+    lifted_at: k.liftedAt ?? null, lifted_by: k.liftedBy ?? null,
+  };
+}
+
+export function approvalFromRow(r: Selectable<ApprovalsTable>): ApprovalRecord {
+  return {
+    id: r.id, nhiId: r.nhi_id, toolId: r.tool_id, action: r.action, argsDigest: r.args_digest, status: r.status,
+    requestedAt: num(r.requested_at), expiresAt: num(r.expires_at), decidedBy: r.decided_by, decidedAt: numOrNull(r.decided_at),
+    reason: r.reason, redeemedAt: numOrNull(r.redeemed_at), details: parseJson(r.details, {}),
+  };
+}
+
+export function approvalToRow(a: ApprovalRecord): ApprovalsTable {
+  return {
+    id: a.id, nhi_id: a.nhiId, tool_id: a.toolId, action: a.action, args_digest: a.argsDigest ?? null, status: a.status,
+    requested_at: a.requestedAt, expires_at: a.expiresAt, decided_by: a.decidedBy ?? null, decided_at: a.decidedAt ?? null,
+    reason: a.reason ?? null, redeemed_at: a.redeemedAt ?? null, details: JSON.stringify(a.details ?? {}),
   };
 }

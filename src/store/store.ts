@@ -16,13 +16,17 @@ import type {
 import type { AuditEvent, AuditFilter, AuditHead, AuditRecord, AuditStore } from '../audit/ports.js';
 import type { KeyStore, SigningKeyRecord } from '../keys/ports.js';
 import type { AdminCredentialRecord, AdminStore } from '../admin/ports.js';
+import type {
+  ApprovalRecord, ApprovalStatus, BrokerStore, IssuedTokenRecord, KillSwitchRecord, RevocationRecord,
+} from '../broker/ports.js';
 import type { AuditTable, Database } from './database.js';
 import { MIGRATIONS } from './migrations/index.js';
 import { KeyedMutex } from './mutex.js';
 import { translateError, type ErrorContext } from './errors.js';
 import {
-  adminFromRow, adminToRow, auditFromRow, credentialFromRow, credentialToRow, grantFromRow, grantToRow,
-  keyFromRow, keyToRow, nhiFromRow, nhiToRow, toolFromRow, toolToRow,
+  adminFromRow, adminToRow, approvalFromRow, approvalToRow, auditFromRow, credentialFromRow, credentialToRow, grantFromRow, grantToRow,
+  issuedTokenFromRow, issuedTokenToRow, keyFromRow, keyToRow, killSwitchFromRow, killSwitchToRow, nhiFromRow, nhiToRow,
+  revocationFromRow, revocationToRow, toolFromRow, toolToRow,
 } from './rows.js';
 
 export type StoreOptions =
@@ -52,6 +56,9 @@ const SCHEMA_RE = /^[a-z_][a-z0-9_]{0,62}$/;
 const PG_INT8_OID = 20;
 const AUDIT_QUERY_DEFAULT_LIMIT = 100;
 const AUDIT_QUERY_MAX_LIMIT = 10_000;
+/** Default and maximum `limit` of the broker's newest-first listings (issued tokens, approvals). */
+const LIST_DEFAULT_LIMIT = 100;
+const LIST_MAX_LIMIT = 10_000;
 /** Rows per INSERT: far below SQLite's (32766) and PostgreSQL's (65535) bound-parameter limits. */
 const INSERT_CHUNK = 500;
 
@@ -88,7 +95,7 @@ interface Shared {
  * ConflictError, foreign-key violations to NotFoundError, an unreachable or closed database
  * to UnavailableError.
  */
-export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, ReplayStore {
+export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, ReplayStore, BrokerStore {
   readonly dialect: StoreDialect;
   /**
    * The query builder. Inside `transaction(fn)`, the Store handed to fn has the Kysely
@@ -571,6 +578,165 @@ export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, 
     });
   }
 
+  // ---------------------------------------------------------------- broker
+
+  async recordIssuedToken(t: IssuedTokenRecord): Promise<void> {
+    await this.#guard({ what: `record issued token ${t.jti}`, unique: `issued token ${t.jti} already exists` }, async () => {
+      await this.db.insertInto('issued_tokens').values(issuedTokenToRow(t)).execute();
+    });
+  }
+
+  async getIssuedToken(jti: string): Promise<IssuedTokenRecord | undefined> {
+    return this.#guard({ what: `get issued token ${jti}` }, async () => {
+      const row = await this.db.selectFrom('issued_tokens').selectAll().where('jti', '=', jti).executeTakeFirst();
+      return row && issuedTokenFromRow(row);
+    });
+  }
+
+  /** Newest first (issued_at, then jti, descending); `limit` defaults to 100 and is capped at 10000. */
+  async listIssuedTokens(filter: { nhiId?: string; audience?: string; activeAt?: number; limit?: number }): Promise<IssuedTokenRecord[]> {
+    return this.#guard({ what: 'list issued tokens' }, async () => {
+      const limit = clampLimit(filter.limit);
+      if (limit === 0) return [];
+      let q = this.db.selectFrom('issued_tokens').selectAll();
+      if (filter.nhiId !== undefined) q = q.where('nhi_id', '=', filter.nhiId);
+      if (filter.audience !== undefined) q = q.where('audience', '=', filter.audience);
+      if (filter.activeAt !== undefined) q = q.where('expires_at', '>', filter.activeAt);
+      const rows = await q.orderBy('issued_at', 'desc').orderBy('jti', 'desc').limit(limit).execute();
+      return rows.map(issuedTokenFromRow);
+    });
+  }
+
+  async addRevocation(r: RevocationRecord): Promise<void> {
+    await this.#guard({ what: `add revocation ${r.id}`, unique: `revocation ${r.id} already exists` }, async () => {
+      await this.db.insertInto('revocations').values(revocationToRow(r)).execute();
+    });
+  }
+
+  /** Not expired at `now`: expires_at null or > now. Oldest first (created_at, then id). */
+  async listRevocations(now: number): Promise<RevocationRecord[]> {
+    return this.#guard({ what: 'list revocations' }, async () => {
+      const rows = await this.db
+        .selectFrom('revocations')
+        .selectAll()
+        .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
+        .orderBy('created_at', 'asc')
+        .orderBy('id', 'asc')
+        .execute();
+      return rows.map(revocationFromRow);
+    });
+  }
+
+  /** Deletes the revocations expired at `now` (expires_at <= now, the complement of listRevocations). */
+  async purgeRevocations(now: number): Promise<number> {
+    return this.#guard({ what: 'purge revocations' }, async () => {
+      const r = await this.db.deleteFrom('revocations').where('expires_at', 'is not', null).where('expires_at', '<=', now).executeTakeFirst();
+      return Number(r.numDeletedRows);
+    });
+  }
+
+  async addKillSwitch(k: KillSwitchRecord): Promise<void> {
+    await this.#guard({ what: `add kill switch ${k.id}`, unique: `kill switch ${k.id} already exists` }, async () => {
+      await this.db.insertInto('kill_switches').values(killSwitchToRow(k)).execute();
+    });
+  }
+
+  /** One conditional UPDATE (… AND lifted_at IS NULL): of concurrent lifts, exactly one gets true. */
+  async liftKillSwitch(id: string, liftedBy: string, at: number): Promise<boolean> {
+    return this.#guard({ what: `lift kill switch ${id}` }, async () => {
+      const r = await this.db
+        .updateTable('kill_switches')
+        .set({ lifted_at: at, lifted_by: liftedBy })
+        .where('id', '=', id)
+        .where('lifted_at', 'is', null)
+        .executeTakeFirst();
+      return Number(r.numUpdatedRows) > 0;
+    });
+  }
+
+  /** Oldest first (created_at, then id); lifted ones too unless `activeOnly`. */
+  async listKillSwitches(opts: { activeOnly?: boolean } = {}): Promise<KillSwitchRecord[]> {
+    return this.#guard({ what: 'list kill switches' }, async () => {
+      let q = this.db.selectFrom('kill_switches').selectAll();
+      if (opts.activeOnly) q = q.where('lifted_at', 'is', null);
+      const rows = await q.orderBy('created_at', 'asc').orderBy('id', 'asc').execute();
+      return rows.map(killSwitchFromRow);
+    });
+  }
+
+  async createApproval(a: ApprovalRecord): Promise<void> {
+    await this.#guard({ what: `create approval ${a.id}`, unique: `approval ${a.id} already exists` }, async () => {
+      await this.db.insertInto('approvals').values(approvalToRow(a)).execute();
+    });
+  }
+
+  async getApproval(id: string): Promise<ApprovalRecord | undefined> {
+    return this.#guard({ what: `get approval ${id}` }, async () => {
+      const row = await this.db.selectFrom('approvals').selectAll().where('id', '=', id).executeTakeFirst();
+      return row && approvalFromRow(row);
+    });
+  }
+
+  /**
+   * Newest first (requested_at, then id, descending); `limit` defaults to 100 and is capped at
+   * 10000. `status` matches the stored status: a pending request past its expiry is still
+   * stored as pending (nothing rewrites it), so it is listed under `pending`.
+   */
+  async listApprovals(filter: { status?: ApprovalStatus; nhiId?: string; limit?: number } = {}): Promise<ApprovalRecord[]> {
+    return this.#guard({ what: 'list approvals' }, async () => {
+      const limit = clampLimit(filter.limit);
+      if (limit === 0) return [];
+      let q = this.db.selectFrom('approvals').selectAll();
+      if (filter.status !== undefined) q = q.where('status', '=', filter.status);
+      if (filter.nhiId !== undefined) q = q.where('nhi_id', '=', filter.nhiId);
+      const rows = await q.orderBy('requested_at', 'desc').orderBy('id', 'desc').limit(limit).execute();
+      return rows.map(approvalFromRow);
+    });
+  }
+
+  /**
+   * One conditional UPDATE … WHERE id = ? AND status = 'pending' AND expires_at > decidedAt,
+   * RETURNING the row: atomic on both dialects (PostgreSQL re-checks the WHERE against the
+   * winner's row under READ COMMITTED; SQLite has a single writer), so of concurrent deciders
+   * exactly one gets the record. "Unexpired" is judged at `decidedAt`, the caller's clock.
+   */
+  async decideApproval(
+    id: string,
+    d: { status: 'approved' | 'denied'; decidedBy: string; decidedAt: number; reason: string | null },
+  ): Promise<ApprovalRecord | undefined> {
+    return this.#guard({ what: `decide approval ${id}` }, async () => {
+      const row = await this.db
+        .updateTable('approvals')
+        .set({ status: d.status, decided_by: d.decidedBy, decided_at: d.decidedAt, reason: d.reason ?? null })
+        .where('id', '=', id)
+        .where('status', '=', 'pending')
+        .where('expires_at', '>', d.decidedAt)
+        .returningAll()
+        .executeTakeFirst();
+      return row && approvalFromRow(row);
+    });
+  }
+
+  /**
+   * One conditional UPDATE … WHERE id = ? AND status = 'approved' AND redeemed_at IS NULL AND
+   * expires_at > at; true when it changed the row, so exactly one of concurrent callers wins
+   * (same reasoning as decideApproval).
+   */
+  async redeemApproval(id: string, at: number): Promise<boolean> {
+    return this.#guard({ what: `redeem approval ${id}` }, async () => {
+      const rows = await this.db
+        .updateTable('approvals')
+        .set({ status: 'redeemed', redeemed_at: at })
+        .where('id', '=', id)
+        .where('status', '=', 'approved')
+        .where('redeemed_at', 'is', null)
+        .where('expires_at', '>', at)
+        .returning('id')
+        .execute();
+      return rows.length === 1;
+    });
+  }
+
   // ---------------------------------------------------------------- replay
 
   /**
@@ -656,6 +822,12 @@ function excludedSet<R extends object>(row: R, key: readonly (keyof R & string)[
     if (!key.includes(col as keyof R & string)) set[col] = sql.ref(`excluded.${col}`);
   }
   return set;
+}
+
+/** A listing's `limit`: default when absent, truncated, within [0, LIST_MAX_LIMIT]. */
+function clampLimit(limit: number | undefined): number {
+  if (limit === undefined || Number.isNaN(limit)) return LIST_DEFAULT_LIMIT;
+  return Math.min(Math.max(Math.trunc(limit), 0), LIST_MAX_LIMIT);
 }
 
 /** Escapes LIKE wildcards so that a search for "a_b" or "50%" matches literally. */

@@ -11,10 +11,12 @@ import type { NhiRecord, ToolRecord, GrantRecord, CredentialRecord } from '../..
 import type { AuditEvent, AuditRecord } from '../../src/audit/ports.js';
 import type { SigningKeyRecord } from '../../src/keys/ports.js';
 import type { AdminCredentialRecord } from '../../src/admin/ports.js';
-import { GENESIS_HASH, openStore, storeOptionsFromConfig, type Store } from '../../src/store/index.js';
+import type { ApprovalRecord, IssuedTokenRecord, KillSwitchRecord, RevocationRecord } from '../../src/broker/ports.js';
+import { GENESIS_HASH, MIGRATIONS, openStore, storeOptionsFromConfig, type Store } from '../../src/store/index.js';
 import { STORE_DIALECTS, TEST_PG_URL, type StoreDialectCase } from '../helpers/stores.js';
 
 const T0 = 1_700_000_000_000;
+const ALL_MIGRATIONS = ['001_initial', '002_broker'];
 
 function nhi(id: string, over: Partial<NhiRecord> = {}): NhiRecord {
   return {
@@ -35,6 +37,20 @@ function grant(id: string, nhiId: string, toolId: string, over: Partial<GrantRec
   return {
     id, nhiId, toolId, actions: ['list'], changeRef: null, source: 'config', expiresAt: null, createdAt: T0, updatedAt: T0,
     lastUsedAt: null, ...over,
+  };
+}
+
+function token(jti: string, over: Partial<IssuedTokenRecord> = {}): IssuedTokenRecord {
+  return {
+    jti, nhiId: 'deploy-agent', audience: 'tickets', scope: ['list'], tier: 'read', clientId: null, issuedAt: T0, expiresAt: T0 + 300_000,
+    cnfJkt: null, cnfX5t: null, act: null, runId: null, ...over,
+  };
+}
+
+function approval(id: string, over: Partial<ApprovalRecord> = {}): ApprovalRecord {
+  return {
+    id, nhiId: 'deploy-agent', toolId: 'deploys', action: 'deploy', argsDigest: null, status: 'pending', requestedAt: T0,
+    expiresAt: T0 + 900_000, decidedBy: null, decidedAt: null, reason: null, redeemedAt: null, details: {}, ...over,
   };
 }
 
@@ -113,25 +129,25 @@ for (const d of STORE_DIALECTS) {
     describe('migrations', () => {
       it('are applied by open() and a second migrate() applies nothing', async () => {
         const status = await store.migrationStatus();
-        assert.deepEqual(status.map((s) => s.name), ['001_initial']);
-        assert.ok(status[0]?.executedAt instanceof Date);
+        assert.deepEqual(status.map((s) => s.name), ALL_MIGRATIONS);
+        assert.ok(status.every((s) => s.executedAt instanceof Date));
         assert.deepEqual(await store.migrate(), []);
         assert.deepEqual(await peer.migrate(), []);
         assert.deepEqual(await store.auditHead(), { seq: 0, hash: GENESIS_HASH });
       });
 
-      it('report pending on an empty database, then apply 001_initial once', async (t) => {
+      it('report pending on an empty database, then apply every migration once', async (t) => {
         const fresh = await openUnmigrated(d);
         t.after(fresh.cleanup);
-        assert.deepEqual(await fresh.store.migrationStatus(), [{ name: '001_initial', executedAt: null }]);
+        assert.deepEqual(await fresh.store.migrationStatus(), ALL_MIGRATIONS.map((name) => ({ name, executedAt: null })));
         if (fresh.peer) {
           // PostgreSQL: two instances migrating at once; Kysely's migration lock lets one do it.
           const other = await fresh.peer();
           t.after(() => other.close());
           const [a, b] = await Promise.all([fresh.store.migrate(), other.migrate()]);
-          assert.deepEqual([...a, ...b], ['001_initial']);
+          assert.deepEqual([...a, ...b], ALL_MIGRATIONS);
         } else {
-          assert.deepEqual(await fresh.store.migrate(), ['001_initial']);
+          assert.deepEqual(await fresh.store.migrate(), ALL_MIGRATIONS);
         }
         assert.deepEqual(await fresh.store.migrate(), []);
         assert.deepEqual(await fresh.store.auditHead(), { seq: 0, hash: GENESIS_HASH });
@@ -149,7 +165,35 @@ for (const d of STORE_DIALECTS) {
           return true;
         });
         await assert.rejects(sql`select count(*) from nhis`.execute(fresh.store.db));
-        assert.deepEqual(await fresh.store.migrationStatus(), [{ name: '001_initial', executedAt: null }]);
+        assert.deepEqual(await fresh.store.migrationStatus(), ALL_MIGRATIONS.map((name) => ({ name, executedAt: null })));
+      });
+
+      it('002_broker upgrades a 001 database: approvals keep their rows, args_digest becomes nullable', async (t) => {
+        const fresh = await openUnmigrated(d);
+        t.after(fresh.cleanup);
+        // A database as 001_initial left it (the runner's bookkeeping table and row included).
+        await fresh.store.db.transaction().execute(async (trx) => {
+          await sql`create table mandate_schema_migrations (name text primary key, executed_at bigint not null)`.execute(trx);
+          await MIGRATIONS['001_initial']!.up(trx as never);
+          await sql`insert into mandate_schema_migrations (name, executed_at) values ('001_initial', ${T0})`.execute(trx);
+        });
+        const old = approval('apr-001', { argsDigest: 'digest-1', status: 'approved', decidedBy: 'admin:alice', decidedAt: T0 + 1, details: { run_id: 'r1' } });
+        await sql`insert into approvals (id, nhi_id, tool_id, action, args_digest, status, requested_at, expires_at, decided_by, decided_at, reason, redeemed_at, details)
+          values (${old.id}, ${old.nhiId}, ${old.toolId}, ${old.action}, ${old.argsDigest}, ${old.status}, ${old.requestedAt}, ${old.expiresAt},
+                  ${old.decidedBy}, ${old.decidedAt}, ${old.reason}, ${old.redeemedAt}, ${JSON.stringify(old.details)})`.execute(fresh.store.db);
+        await assert.rejects(
+          sql`insert into approvals (id, nhi_id, tool_id, action, args_digest, status, requested_at, expires_at, details)
+            values ('apr-null', 'n', 't', 'a', null, 'pending', 1, 2, '{}')`.execute(fresh.store.db),
+          'args_digest is NOT NULL under 001',
+        );
+
+        assert.deepEqual(await fresh.store.migrate(), ['002_broker']);
+        assert.deepEqual(await fresh.store.getApproval('apr-001'), old);
+        await fresh.store.createApproval(approval('apr-null'));
+        assert.equal((await fresh.store.getApproval('apr-null'))?.argsDigest, null);
+        assert.equal(await fresh.store.redeemApproval('apr-001', T0 + 2), true, 'the copied row is usable');
+        await fresh.store.addKillSwitch({ id: 'k', scope: 'global', target: null, reason: 'r', createdBy: 'a', createdAt: T0, liftedAt: null, liftedBy: null });
+        assert.equal((await fresh.store.listKillSwitches()).length, 1);
       });
     });
 
@@ -450,6 +494,205 @@ for (const d of STORE_DIALECTS) {
         await assert.rejects(store.appendChained([event(), { ...event(), id: first!.id }], chain), ConflictError);
         assert.deepEqual(await store.auditHead(), head);
         await assertChainIntact(store);
+      });
+    });
+
+    describe('broker', () => {
+      it('issued tokens round-trip and refuse a duplicate jti', async () => {
+        const full = token('jti-full', {
+          scope: ['deploy', 'rollback'], tier: 'admin', clientId: 'ci-runner', cnfJkt: 'jkt-thumb', cnfX5t: null,
+          act: { sub: 'orchestrator', act: { sub: 'human:alice' } }, runId: 'run-42',
+        });
+        const bare = token('jti-bare', { scope: [], cnfX5t: 'x5t-thumb' });
+        await store.recordIssuedToken(full);
+        await store.recordIssuedToken(bare);
+        assert.deepEqual(await store.getIssuedToken('jti-full'), full);
+        assert.deepEqual(await peer.getIssuedToken('jti-bare'), bare);
+        assert.equal(await store.getIssuedToken('nope'), undefined);
+        await assert.rejects(store.recordIssuedToken({ ...bare, nhiId: 'other' }), ConflictError);
+      });
+
+      it('listIssuedTokens filters by NHI, audience and activity, newest first, with a limit', async () => {
+        const toks = [
+          token('it-1', { nhiId: 'lister', audience: 'tickets', issuedAt: T0 + 10, expiresAt: T0 + 100 }),
+          token('it-2', { nhiId: 'lister', audience: 'deploys', issuedAt: T0 + 30, expiresAt: T0 + 300 }),
+          token('it-3', { nhiId: 'lister', audience: 'tickets', issuedAt: T0 + 20, expiresAt: T0 + 200 }),
+          token('it-4', { nhiId: 'lister-2', audience: 'tickets', issuedAt: T0 + 40, expiresAt: T0 + 400 }),
+          // same issuedAt as it-4: ties are broken by jti, descending
+          token('it-5', { nhiId: 'lister-2', audience: 'tickets', issuedAt: T0 + 40, expiresAt: T0 + 50 }),
+        ];
+        for (const t of toks) await store.recordIssuedToken(t);
+        const jtis = async (f: Parameters<Store['listIssuedTokens']>[0]) => (await store.listIssuedTokens(f)).map((t) => t.jti);
+
+        assert.deepEqual(await jtis({ nhiId: 'lister' }), ['it-2', 'it-3', 'it-1']);
+        assert.deepEqual(await jtis({ nhiId: 'lister-2' }), ['it-5', 'it-4']);
+        assert.deepEqual(await jtis({ nhiId: 'lister', audience: 'tickets' }), ['it-3', 'it-1']);
+        assert.deepEqual((await jtis({ audience: 'tickets' })).filter((j) => j.startsWith('it-')), ['it-5', 'it-4', 'it-3', 'it-1']);
+        // activeAt: expiresAt > activeAt (a token expiring exactly then is not active)
+        assert.deepEqual(await jtis({ nhiId: 'lister', activeAt: T0 + 200 }), ['it-2']);
+        assert.deepEqual(await jtis({ nhiId: 'lister', activeAt: T0 + 199 }), ['it-2', 'it-3']);
+        assert.deepEqual((await jtis({ audience: 'tickets', activeAt: T0 + 100 })).filter((j) => j.startsWith('it-')), ['it-4', 'it-3']);
+        assert.deepEqual(await jtis({ nhiId: 'lister', activeAt: T0 + 300 }), []);
+        assert.deepEqual(await jtis({ nhiId: 'lister', limit: 2 }), ['it-2', 'it-3']);
+        assert.deepEqual(await jtis({ nhiId: 'lister', limit: 0 }), []);
+        assert.deepEqual(await jtis({ nhiId: 'nobody' }), []);
+        assert.deepEqual(await store.listIssuedTokens({ nhiId: 'lister', audience: 'deploys' }), [toks[1]]);
+
+        // Unfiltered: everything, newest first.
+        const all = await store.listIssuedTokens({});
+        assert.ok(all.length >= toks.length);
+        for (let i = 1; i < all.length; i++) assert.ok(all[i - 1]!.issuedAt >= all[i]!.issuedAt, 'newest first');
+        assert.equal((await store.listIssuedTokens({ limit: 1 })).length, 1);
+      });
+
+      it('revocations round-trip; listRevocations excludes expired ones, oldest first; purge removes exactly those', async () => {
+        const now = T0 + 1_000_000;
+        const revs: RevocationRecord[] = [
+          { id: 'rev-token', kind: 'token', target: 'jti-full', notBefore: null, reason: 'leaked', signalId: 'sig-1', createdAt: T0 + 3, expiresAt: now + 1 },
+          { id: 'rev-nhi', kind: 'nhi', target: 'deploy-agent', notBefore: T0 + 2, reason: null, signalId: null, createdAt: T0 + 2, expiresAt: now + 60_000 },
+          { id: 'rev-global', kind: 'global', target: null, notBefore: T0 + 1, reason: 'incident', signalId: null, createdAt: T0 + 1, expiresAt: null },
+          { id: 'rev-old', kind: 'tool', target: 'tickets', notBefore: T0, reason: 'x', signalId: null, createdAt: T0, expiresAt: now - 1 },
+          { id: 'rev-edge', kind: 'token', target: 'jti-bare', notBefore: null, reason: null, signalId: null, createdAt: T0 + 4, expiresAt: now },
+        ];
+        for (const r of revs) await store.addRevocation(r);
+        await assert.rejects(store.addRevocation(revs[0]!), ConflictError);
+
+        const live = [revs[2], revs[1], revs[0]];
+        assert.deepEqual(await store.listRevocations(now), live, 'expiresAt <= now is expired');
+        assert.deepEqual(await peer.listRevocations(T0), [revs[3], revs[2], revs[1], revs[0], revs[4]]);
+
+        assert.equal(await store.purgeRevocations(now), 2, 'rev-old and rev-edge');
+        assert.equal(await store.purgeRevocations(now), 0);
+        assert.deepEqual(await store.listRevocations(T0), live, 'purge leaves unexpired and never-expiring ones');
+        assert.equal(await store.purgeRevocations(now + 60_000), 2);
+        assert.deepEqual(await store.listRevocations(T0), [revs[2]], 'a revocation without expiry is never purged');
+        assert.equal(await store.purgeRevocations(Number.MAX_SAFE_INTEGER), 0);
+      });
+
+      it('kill switches: add, list (active only or all), lift exactly once', async () => {
+        const k1: KillSwitchRecord = { id: 'kill-1', scope: 'nhi', target: 'deploy-agent', reason: 'runaway', createdBy: 'admin:alice', createdAt: T0 + 1, liftedAt: null, liftedBy: null };
+        const k2: KillSwitchRecord = { id: 'kill-2', scope: 'global', target: null, reason: 'incident', createdBy: 'admin:bob', createdAt: T0 + 2, liftedAt: null, liftedBy: null };
+        const k3: KillSwitchRecord = { id: 'kill-3', scope: 'tool', target: 'deploys', reason: 'upstream bug', createdBy: 'admin:bob', createdAt: T0, liftedAt: null, liftedBy: null };
+        for (const k of [k1, k2, k3]) await store.addKillSwitch(k);
+        await assert.rejects(store.addKillSwitch(k1), ConflictError);
+        assert.deepEqual(await store.listKillSwitches(), [k3, k1, k2]);
+        assert.deepEqual(await store.listKillSwitches({ activeOnly: true }), [k3, k1, k2]);
+
+        assert.equal(await store.liftKillSwitch('kill-1', 'admin:carol', T0 + 10), true);
+        assert.equal(await store.liftKillSwitch('kill-1', 'admin:dave', T0 + 20), false, 'already lifted');
+        assert.equal(await store.liftKillSwitch('nope', 'admin:carol', T0 + 10), false);
+        const lifted = { ...k1, liftedAt: T0 + 10, liftedBy: 'admin:carol' };
+        assert.deepEqual(await peer.listKillSwitches(), [k3, lifted, k2], 'the first lift stands');
+        assert.deepEqual(await store.listKillSwitches({ activeOnly: true }), [k3, k2]);
+        assert.deepEqual(await store.listKillSwitches({ activeOnly: false }), [k3, lifted, k2]);
+
+        // Concurrent lifts, across instances: one wins.
+        const wins = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? store : peer).liftKillSwitch('kill-2', `admin:${i}`, T0 + 30 + i)));
+        assert.equal(wins.filter(Boolean).length, 1);
+        const winner = wins.indexOf(true);
+        const k2Now = (await store.listKillSwitches()).find((k) => k.id === 'kill-2');
+        assert.deepEqual(k2Now, { ...k2, liftedAt: T0 + 30 + winner, liftedBy: `admin:${winner}` });
+        assert.deepEqual(await store.listKillSwitches({ activeOnly: true }), [k3]);
+      });
+
+      it('approvals round-trip, refuse a duplicate id, and list newest first with filters', async () => {
+        const a1 = approval('apr-1', { nhiId: 'lister', argsDigest: 'q1pG0x-digest', details: { client_id: 'ci', run_id: null, act: { sub: 'x' } }, requestedAt: T0 + 1 });
+        const a2 = approval('apr-2', { nhiId: 'lister', requestedAt: T0 + 3, status: 'denied', decidedBy: 'admin:alice', decidedAt: T0 + 4, reason: 'no' });
+        const a3 = approval('apr-3', { nhiId: 'lister-2', requestedAt: T0 + 2 });
+        for (const a of [a1, a2, a3]) await store.createApproval(a);
+        await assert.rejects(store.createApproval(a1), ConflictError);
+        assert.deepEqual(await store.getApproval('apr-1'), a1);
+        assert.deepEqual(await peer.getApproval('apr-2'), a2);
+        assert.equal(await store.getApproval('nope'), undefined);
+
+        const ids = async (f?: Parameters<Store['listApprovals']>[0]) => (await store.listApprovals(f)).map((a) => a.id);
+        assert.deepEqual(await ids(), ['apr-2', 'apr-3', 'apr-1']);
+        assert.deepEqual(await ids({ nhiId: 'lister' }), ['apr-2', 'apr-1']);
+        assert.deepEqual(await ids({ status: 'pending' }), ['apr-3', 'apr-1']);
+        assert.deepEqual(await ids({ status: 'pending', nhiId: 'lister' }), ['apr-1']);
+        assert.deepEqual(await ids({ status: 'denied' }), ['apr-2']);
+        assert.deepEqual(await ids({ status: 'redeemed' }), []);
+        assert.deepEqual(await ids({ limit: 2 }), ['apr-2', 'apr-3']);
+        assert.deepEqual(await store.listApprovals({ nhiId: 'lister-2' }), [a3]);
+      });
+
+      it('decideApproval decides only a pending, unexpired approval, once', async () => {
+        const a = approval('apr-d1', { expiresAt: T0 + 1000 });
+        await store.createApproval(a);
+        const decided = await store.decideApproval('apr-d1', { status: 'approved', decidedBy: 'admin:alice', decidedAt: T0 + 10, reason: 'ok' });
+        const expected = { ...a, status: 'approved' as const, decidedBy: 'admin:alice', decidedAt: T0 + 10, reason: 'ok' };
+        assert.deepEqual(decided, expected, 'returns the updated record');
+        assert.deepEqual(await store.getApproval('apr-d1'), expected);
+        assert.equal(await store.decideApproval('apr-d1', { status: 'denied', decidedBy: 'admin:bob', decidedAt: T0 + 11, reason: null }), undefined, 'already decided');
+        assert.deepEqual(await store.getApproval('apr-d1'), expected, 'unchanged');
+
+        await store.createApproval(approval('apr-d2', { expiresAt: T0 + 1000 }));
+        const denied = await peer.decideApproval('apr-d2', { status: 'denied', decidedBy: 'admin:bob', decidedAt: T0 + 5, reason: null });
+        assert.equal(denied?.status, 'denied');
+        assert.equal(denied?.reason, null);
+        assert.equal(await store.decideApproval('apr-d2', { status: 'approved', decidedBy: 'admin:alice', decidedAt: T0 + 6, reason: null }), undefined);
+
+        // Expired: expiresAt <= decidedAt.
+        await store.createApproval(approval('apr-d3', { expiresAt: T0 + 1000 }));
+        assert.equal(await store.decideApproval('apr-d3', { status: 'approved', decidedBy: 'admin:alice', decidedAt: T0 + 1000, reason: null }), undefined);
+        assert.equal((await store.getApproval('apr-d3'))?.status, 'pending');
+        assert.equal((await store.decideApproval('apr-d3', { status: 'approved', decidedBy: 'admin:alice', decidedAt: T0 + 999, reason: null }))?.status, 'approved');
+
+        assert.equal(await store.decideApproval('nope', { status: 'approved', decidedBy: 'admin:alice', decidedAt: T0, reason: null }), undefined);
+      });
+
+      it('decideApproval: of 50 concurrent deciders (two instances) exactly one wins', async () => {
+        await store.createApproval(approval('apr-race-d', { expiresAt: T0 + 1000 }));
+        const results = await Promise.all(Array.from({ length: 50 }, (_, i) =>
+          (i % 2 === 0 ? store : peer).decideApproval('apr-race-d', {
+            status: i % 3 === 0 ? 'denied' : 'approved', decidedBy: `admin:${i}`, decidedAt: T0 + 10 + i, reason: `r${i}`,
+          })));
+        const winners = results.flatMap((r, i) => (r ? [i] : []));
+        assert.equal(winners.length, 1);
+        const w = winners[0]!;
+        const stored = await store.getApproval('apr-race-d');
+        assert.deepEqual(stored, results[w]);
+        assert.equal(stored?.decidedBy, `admin:${w}`);
+        assert.equal(stored?.status, w % 3 === 0 ? 'denied' : 'approved');
+      });
+
+      it('redeemApproval: of 50 concurrent callers (two instances) exactly one redeems an approved approval', async () => {
+        await store.createApproval(approval('apr-race-r', { expiresAt: T0 + 1000 }));
+        assert.ok(await store.decideApproval('apr-race-r', { status: 'approved', decidedBy: 'admin:alice', decidedAt: T0 + 1, reason: null }));
+        const results = await Promise.all(Array.from({ length: 50 }, (_, i) => (i % 2 === 0 ? store : peer).redeemApproval('apr-race-r', T0 + 100 + i)));
+        assert.equal(results.filter(Boolean).length, 1);
+        const w = results.indexOf(true);
+        const stored = await peer.getApproval('apr-race-r');
+        assert.equal(stored?.status, 'redeemed');
+        assert.equal(stored?.redeemedAt, T0 + 100 + w);
+        assert.equal(stored?.decidedBy, 'admin:alice', 'the decision is kept');
+        assert.equal(await store.redeemApproval('apr-race-r', T0 + 200), false, 'single use');
+      });
+
+      it('redeemApproval refuses a pending, denied, expired or unknown approval', async () => {
+        await store.createApproval(approval('apr-r-pending', { expiresAt: T0 + 1000 }));
+        assert.equal(await store.redeemApproval('apr-r-pending', T0 + 1), false, 'not approved yet');
+        assert.equal((await store.getApproval('apr-r-pending'))?.status, 'pending');
+
+        await store.createApproval(approval('apr-r-denied', { expiresAt: T0 + 1000 }));
+        await store.decideApproval('apr-r-denied', { status: 'denied', decidedBy: 'admin:alice', decidedAt: T0 + 1, reason: null });
+        assert.equal(await store.redeemApproval('apr-r-denied', T0 + 2), false);
+        assert.equal((await store.getApproval('apr-r-denied'))?.status, 'denied');
+
+        await store.createApproval(approval('apr-r-expired', { expiresAt: T0 + 1000 }));
+        await store.decideApproval('apr-r-expired', { status: 'approved', decidedBy: 'admin:alice', decidedAt: T0 + 1, reason: null });
+        assert.equal(await store.redeemApproval('apr-r-expired', T0 + 1000), false, 'expiresAt <= at');
+        assert.equal(await store.redeemApproval('apr-r-expired', T0 + 5000), false);
+        const still = await store.getApproval('apr-r-expired');
+        assert.equal(still?.status, 'approved');
+        assert.equal(still?.redeemedAt, null);
+        assert.equal(await store.redeemApproval('apr-r-expired', T0 + 999), true, 'just before expiry it still works');
+
+        // A row stored as 'expired' (status set elsewhere) is not redeemable either.
+        await store.createApproval(approval('apr-r-marked', { status: 'expired', expiresAt: T0 + 1000 }));
+        assert.equal(await store.redeemApproval('apr-r-marked', T0 + 1), false);
+
+        assert.equal(await store.redeemApproval('nope', T0), false);
       });
     });
 

@@ -1,5 +1,6 @@
 import type { Migration } from 'kysely';
 import * as m001 from './001_initial.js';
+import * as m002 from './002_broker.js';
 
 /**
  * Every migration, by name. They run in name order (Store.migrate), so names start with a
@@ -8,5 +9,6 @@ import * as m001 from './001_initial.js';
  */
 export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '001_initial': m001,
+  '002_broker': m002,
 });
 
