@@ -1,0 +1,154 @@
+import { compactVerify, importJWK, type JWK } from 'jose';
+import { oauth, type Clock, type ReplayStore } from '../core/index.js';
+import { checkAlgorithms, keyFitsAlg, keyUsableFor, parseCompactJws, publicJwkOf } from './dpop.js';
+
+/**
+ * Client authentication with `private_key_jwt`: a JWT the client signs with a key it
+ * registered (RFC 7523 §2.2 and §3, RFC 7521 §4.2, OpenID Connect Core §9). Keys come only from
+ * the client's registered JWKS; `jwk`, `jku`, `x5u`, `x5c` in the token header are ignored.
+ * Every assertion is single use across all instances (RFC 7523 §3 item 7, via the replay store).
+ */
+
+export const CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+
+const DEFAULT_ALGS = ['ES256', 'EdDSA', 'RS256', 'PS256'];
+const MAX_ID_LENGTH = 256;
+/** `typ` values of other Mandate JWTs, refused here so that one kind of token is never taken for another (RFC 8725 §3.11). */
+const FOREIGN_TYPS = new Set(['dpop+jwt', 'at+jwt', 'application/at+jwt', 'application/dpop+jwt']);
+
+export interface ClientAssertionVerifierOptions {
+  /** One-time `jti` records shared by every instance. */
+  replay: ReplayStore;
+  clock: Clock;
+  /** Values identifying this server (the issuer and the token endpoint URL): `aud` must contain one of them. */
+  audiences: string[];
+  /** Accepted `alg` values (default ES256, EdDSA, RS256, PS256); asymmetric only. */
+  algorithms?: string[];
+  /** The furthest `exp` may be from now, seconds (default 300). */
+  maxLifetimeS?: number;
+  /** Allowed clock difference, seconds (default 30). */
+  skewS?: number;
+  /** Size cap of the assertion, bytes (default 8192). */
+  maxBytes?: number;
+  /** The client's registered public keys, or undefined for an unknown client. */
+  getClientKeys: (clientId: string) => Promise<JWK[] | undefined>;
+}
+
+export interface VerifiedClientAssertion {
+  clientId: string;
+  jti: string;
+  /** `exp` in epoch milliseconds. */
+  expiresAt: number;
+}
+
+const fail = (d: string) => oauth.invalidClient(d);
+
+export class ClientAssertionVerifier {
+  private readonly replay: ReplayStore;
+  private readonly clock: Clock;
+  private readonly audiences: string[];
+  private readonly algorithms: string[];
+  private readonly maxLifetimeS: number;
+  private readonly skewS: number;
+  private readonly maxBytes: number;
+  private readonly getClientKeys: (clientId: string) => Promise<JWK[] | undefined>;
+
+  constructor(opts: ClientAssertionVerifierOptions) {
+    this.replay = opts.replay;
+    this.clock = opts.clock;
+    this.audiences = [...opts.audiences];
+    this.algorithms = checkAlgorithms(opts.algorithms ?? DEFAULT_ALGS, 'ClientAssertionVerifier');
+    this.maxLifetimeS = opts.maxLifetimeS ?? 300;
+    this.skewS = opts.skewS ?? 30;
+    this.maxBytes = opts.maxBytes ?? 8192;
+    this.getClientKeys = opts.getClientKeys;
+    if (this.audiences.length === 0 || this.audiences.some((a) => typeof a !== 'string' || a === '')) {
+      throw new TypeError('ClientAssertionVerifier: audiences must be a non-empty list of non-empty strings');
+    }
+    if (!(this.maxLifetimeS > 0) || !(this.skewS >= 0) || !(this.maxBytes > 0)) {
+      throw new TypeError('ClientAssertionVerifier: maxLifetimeS, skewS and maxBytes must be positive');
+    }
+  }
+
+  async verify(assertion: string, opts: { clientIdParam?: string; assertionType: string | undefined }): Promise<VerifiedClientAssertion> {
+    // RFC 7521 §4.2: the assertion type.
+    if (opts.assertionType !== CLIENT_ASSERTION_TYPE) throw fail(`client_assertion_type must be ${CLIENT_ASSERTION_TYPE}`);
+
+    // RFC 7523 §3 items 8–9 (a well-formed JWT), RFC 8725 §3.1 (a pinned asymmetric alg).
+    const { header, payload } = parseCompactJws(assertion, this.maxBytes, (d) => fail(`client_assertion is malformed: ${d}`));
+    const alg = header.alg;
+    if (typeof alg !== 'string' || !this.algorithms.includes(alg)) {
+      throw fail(`client_assertion "alg" must be one of ${this.algorithms.join(', ')}`);
+    }
+    if (header.crit !== undefined) throw fail('client_assertion must not have "crit" header parameters');
+    if (typeof header.typ === 'string' && FOREIGN_TYPS.has(header.typ.toLowerCase())) throw fail('client_assertion "typ" names another kind of token');
+    if (header.kid !== undefined && (typeof header.kid !== 'string' || header.kid.length > MAX_ID_LENGTH)) throw fail('client_assertion "kid" must be a string');
+
+    // RFC 7523 §3 items 1–2 and §2.2: iss = sub = client_id.
+    const { iss, sub } = payload;
+    if (typeof iss !== 'string' || iss === '' || iss.length > MAX_ID_LENGTH) throw fail('client_assertion "iss" must be the client_id');
+    if (typeof sub !== 'string' || sub !== iss) throw fail('client_assertion "sub" must equal "iss" (the client_id)');
+    if (opts.clientIdParam !== undefined && opts.clientIdParam !== iss) throw fail('client_assertion "iss" and "sub" must equal the client_id parameter');
+    const clientId = iss;
+
+    // The key: only from the client's registration, chosen by kid (or the only one that fits alg).
+    const registered = await this.getClientKeys(clientId);
+    if (!registered || registered.length === 0) throw fail('unknown client or no registered keys');
+    const usable: Array<{ raw: Record<string, unknown>; jwk: JWK }> = [];
+    for (const raw of registered as unknown as Array<Record<string, unknown>>) {
+      let jwk: JWK;
+      try {
+        jwk = publicJwkOf(raw);
+      } catch {
+        continue;
+      }
+      if (keyFitsAlg(jwk, alg) && keyUsableFor(raw, alg)) usable.push({ raw, jwk });
+    }
+    let chosen: JWK | undefined;
+    if (typeof header.kid === 'string') {
+      const byKid = usable.filter((k) => k.raw.kid === header.kid);
+      if (byKid.length !== 1) throw fail(`no registered key of the client matches "kid" for ${alg}`);
+      chosen = byKid[0]!.jwk;
+    } else {
+      if (usable.length !== 1) {
+        throw fail(usable.length === 0 ? `the client has no registered key for ${alg}` : 'client_assertion needs a "kid": the client has several keys');
+      }
+      chosen = usable[0]!.jwk;
+    }
+    try {
+      const key = await importJWK(chosen, alg);
+      await compactVerify(assertion, key, { algorithms: [alg] });
+    } catch {
+      throw fail('client_assertion signature does not verify with the client\'s registered key');
+    }
+
+    // RFC 7523 §3 item 3: aud names this server.
+    const aud = payload.aud;
+    const auds = typeof aud === 'string' ? [aud] : Array.isArray(aud) && aud.every((a) => typeof a === 'string') ? (aud as string[]) : undefined;
+    if (!auds || auds.length === 0) throw fail('client_assertion "aud" is required');
+    if (!auds.some((a) => this.audiences.includes(a))) throw fail('client_assertion "aud" does not name this server (issuer or token endpoint)');
+
+    // RFC 7523 §3 items 4–6: exp (required, short), nbf, iat.
+    const now = this.clock.now() / 1000;
+    const { exp, nbf, iat, jti } = payload;
+    if (typeof exp !== 'number' || !Number.isFinite(exp)) throw fail('client_assertion "exp" is required');
+    if (now >= exp + this.skewS) throw fail('client_assertion has expired');
+    if (exp - now > this.maxLifetimeS + this.skewS) throw fail(`client_assertion "exp" is too far in the future (at most ${this.maxLifetimeS}s)`);
+    if (nbf !== undefined) {
+      if (typeof nbf !== 'number' || !Number.isFinite(nbf)) throw fail('client_assertion "nbf" must be a number');
+      if (nbf > now + this.skewS) throw fail('client_assertion is not valid yet ("nbf")');
+    }
+    if (iat !== undefined) {
+      if (typeof iat !== 'number' || !Number.isFinite(iat)) throw fail('client_assertion "iat" must be a number');
+      if (iat > now + this.skewS) throw fail('client_assertion "iat" is in the future');
+    }
+    // RFC 7523 §3 item 7: jti, and single use.
+    if (typeof jti !== 'string' || jti === '') throw fail('client_assertion "jti" is required');
+    if (jti.length > MAX_ID_LENGTH) throw fail(`client_assertion "jti" is longer than ${MAX_ID_LENGTH} characters`);
+    const expiresAt = Math.ceil((exp + this.skewS) * 1000);
+    if (!(await this.replay.insertOnce('client_assertion', `${clientId}:${jti}`, expiresAt))) {
+      throw fail('client_assertion was already used (replayed)');
+    }
+    return { clientId, jti, expiresAt: Math.ceil(exp * 1000) };
+  }
+}
