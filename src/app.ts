@@ -15,6 +15,7 @@ import { KeyManager, loadKek } from './keys/index.js';
 import { AuditLog, verifyAuditChain } from './audit/index.js';
 import { Inventory, mountInventoryRoutes } from './inventory/index.js';
 import { AdminApi, AdminAuth } from './admin/index.js';
+import { Broker, mountBrokerRoutes } from './broker/index.js';
 import { Metrics, mountOps, startHttpServer, type RunningServer } from './server/index.js';
 
 export const VERSION = '0.1.0';
@@ -47,6 +48,9 @@ export interface App {
   readonly keys: KeyManager;
   readonly audit: AuditLog;
   readonly inventory: Inventory;
+  readonly broker: Broker;
+  /** The OAuth issuer URL (public_url, or where this instance listens). */
+  readonly issuer: string;
   readonly adminAuth: AdminAuth;
   readonly metrics: Metrics;
   readonly router: Router;
@@ -165,11 +169,23 @@ export async function startApp(opts: AppOptions): Promise<App> {
       cleanup.push(() => s.close(config.server.shutdown_grace * 1000));
     }
     const url = server?.url ?? config.server.public_url ?? `http://${config.server.host}:${config.server.port}`;
+    // The issuer is the public URL; without one, the URL this instance listens on.
+    const issuer = (config.server.public_url ?? url).replace(/\/$/, '');
+
+    const broker = new Broker({
+      config, issuer: () => issuer, keys, store, bus, audit: auditSink, clock, logger, env,
+      nonceSecret: kek.kek.derive('dpop-nonce'),
+      allowLoopbackHttp: env.NODE_ENV !== 'production',
+    });
+    await broker.start();
+    cleanup.push(() => broker.stop());
+    if (role === 'all' || role === 'broker') broker.mount(router, config.server.max_body_bytes);
+    mountBrokerRoutes(admin, { broker, store, audit: auditSink, bus, clock });
     logger.info({ url, role, store: config.store.driver, bus: config.bus.driver }, 'mandate started');
 
     let closed: Promise<void> | undefined;
     return {
-      config, role, url, logger, warnings, store, bus, keys, audit, inventory, adminAuth, metrics, router, server,
+      config, role, url, issuer, logger, warnings, store, bus, keys, audit, inventory, broker, adminAuth, metrics, router, server,
       close: () => (closed ??= closeAll().then(() => logger.info('mandate stopped'))),
     };
   } catch (err) {

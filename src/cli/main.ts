@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { ConfigError, loadConfigFile, buildConfig, type MandateConfig } from '../core/index.js';
+import { ConfigError, loadConfigFile, buildConfig, formatDuration, type MandateConfig } from '../core/index.js';
 import { runMigrations, startApp, VERSION, type App, type Role } from '../app.js';
 import { AdminClient, CliError, EXIT } from './admin-client.js';
 import { details, isoTime, table } from './format.js';
@@ -25,6 +25,11 @@ Admin (over the admin API; MANDATE_URL, MANDATE_TOKEN or --url, --token):
   mandate audit list [--type T] [--subject S] [--tool T] [--decision D] [--trace-id T] [--limit N]
   mandate audit verify
   mandate keys list
+  mandate token list [--nhi ID] [--tool ID] [--active]
+  mandate revoke --jti JTI | --nhi ID | --tool ID | --all  [--reason R]
+  mandate kill --nhi ID | --tool ID | --all --reason R   |  mandate kill list  |  mandate kill lift KILL_ID
+  mandate approval list [--status S]  |  mandate approval approve|deny APPROVAL_ID [--reason R]
+  mandate report profiles [--config FILE] [--markdown]   the token profile catalogue (no server needed)
   mandate admin-credential create --name N --role admin|approver|viewer
 
 Every command takes --json. Exit codes: 0 ok, 1 failed or problems found, 2 usage or config error,
@@ -72,6 +77,14 @@ export async function main(argv: string[], out: Out = stdio, env: NodeJS.Process
         const { values } = args(r, {});
         const cfg = loadConfig(values.config as string | undefined, env, true);
         out.log(values.json ? JSON.stringify({ ok: true }) : `ok: ${cfg.nhis.length} NHIs, ${cfg.tools.length} tools, ${cfg.grants.length} grants, ${cfg.trust.length} trust entries`);
+        return EXIT.ok;
+      }
+      case 'report': {
+        const [verb, ...r] = rest;
+        if (verb !== 'profiles') throw new CliError('usage: mandate report profiles [--config FILE] [--markdown] [--json]', EXIT.usage);
+        const { values } = args(r, { markdown: { type: 'boolean' } });
+        const cfg = loadConfig(values.config as string | undefined, env, false);
+        out.log(profilesReport(cfg, values.json ? 'json' : values.markdown ? 'markdown' : 'table'));
         return EXIT.ok;
       }
       default:
@@ -164,7 +177,7 @@ async function adminCommand(noun: string, argv: string[], out: Out, env: NodeJS.
     description: { type: 'string' }, reason: { type: 'string' }, nhi: { type: 'string' }, tool: { type: 'string' },
     actions: { type: 'string' }, 'change-ref': { type: 'string' }, type: { type: 'string' }, subject: { type: 'string' },
     decision: { type: 'string' }, 'trace-id': { type: 'string' }, limit: { type: 'string' }, name: { type: 'string' },
-    role: { type: 'string' },
+    role: { type: 'string' }, jti: { type: 'string' }, all: { type: 'boolean' }, active: { type: 'boolean' },
   });
   const v = values as Record<string, string | boolean | undefined>;
   const s = (k: string) => (typeof v[k] === 'string' ? (v[k] as string) : undefined);
@@ -277,7 +290,77 @@ async function adminCommand(noun: string, argv: string[], out: Out, env: NodeJS.
       print(r, () => `created ${String(r.role)} credential ${String(r.id)} (shown once):\n  ${String(r.token)}`);
       return EXIT.ok;
     }
+    case 'token list': {
+      const r = (await client.call('GET', '/tokens', { query: { nhi: s('nhi'), tool: s('tool'), active: v.active ? 'true' : undefined, limit: s('limit') } })) as { tokens: Record<string, unknown>[] };
+      print(r, () => table(r.tokens.map((t) => ({ ...t, issued_at: isoTime(t.issued_at), expires_at: isoTime(t.expires_at) })), ['jti', 'nhi', 'tool', 'scope', 'tier', 'bound', 'issued_at', 'expires_at']));
+      return EXIT.ok;
+    }
+    case 'approval list': {
+      const r = (await client.call('GET', '/approvals', { query: { status: s('status') ?? 'pending', nhi: s('nhi'), limit: s('limit') } })) as { approvals: Record<string, unknown>[] };
+      print(r, () => table(r.approvals.map((a) => ({ ...a, requested_at: isoTime(a.requested_at), expires_at: isoTime(a.expires_at) })), ['id', 'nhi', 'tool', 'action', 'args_digest', 'status', 'requested_at', 'expires_at']));
+      return EXIT.ok;
+    }
+    case 'approval approve':
+    case 'approval deny': {
+      const r = (await client.call('POST', `/approvals/${encodeURIComponent(arg0())}/${verb}`, { body: s('reason') ? { reason: s('reason') } : {} })) as Record<string, unknown>;
+      print(r, () => `${String(r.id)} ${String(r.status)}: ${String(r.nhi)} may${r.status === 'approved' ? '' : ' not'} ${String(r.action)} on ${String(r.tool)}`);
+      return EXIT.ok;
+    }
+    case 'kill list': {
+      const r = (await client.call('GET', '/kill')) as { kill_switches: Record<string, unknown>[] };
+      print(r, () => table(r.kill_switches.map((k) => ({ ...k, createdAt: isoTime(k.createdAt) })), ['id', 'scope', 'target', 'reason', 'createdBy', 'createdAt']));
+      return EXIT.ok;
+    }
+    case 'kill lift': {
+      const r = await client.call('DELETE', `/kill/${encodeURIComponent(arg0())}`);
+      print(r, () => `lifted ${positionals[0]}`);
+      return EXIT.ok;
+    }
     default:
+      if (noun === 'revoke' || noun === 'kill') return revokeOrKill(noun, [verb, ...rest].filter((x): x is string => x !== undefined), client, out, json);
       throw new CliError(`unknown command "${[noun, verb].filter(Boolean).join(' ')}"\n\n${USAGE}`, EXIT.usage);
   }
+}
+
+async function revokeOrKill(noun: 'revoke' | 'kill', argv: string[], client: AdminClient, out: Out, json: boolean): Promise<number> {
+  const { values } = args(argv, { jti: { type: 'string' }, nhi: { type: 'string' }, tool: { type: 'string' }, all: { type: 'boolean' }, reason: { type: 'string' } });
+  const v = values as Record<string, string | boolean | undefined>;
+  const targets = (['jti', 'nhi', 'tool', 'all'] as const).filter((k) => v[k] !== undefined);
+  if (targets.length !== 1 || (noun === 'kill' && targets[0] === 'jti')) {
+    throw new CliError(noun === 'revoke' ? 'give exactly one of --jti, --nhi, --tool, --all' : 'give exactly one of --nhi, --tool, --all', EXIT.usage);
+  }
+  const t = targets[0]!;
+  const reason = typeof v.reason === 'string' ? v.reason : undefined;
+  if (noun === 'kill' && !reason) throw new CliError('--reason is required for kill', EXIT.usage);
+  const body = noun === 'revoke'
+    ? { ...(t === 'all' ? { all: true } : { [t]: v[t] }), ...(reason ? { reason } : {}) }
+    : { scope: t === 'all' ? 'global' : t, ...(t === 'all' ? {} : { target: v[t] }), reason };
+  const r = (await client.call('POST', noun === 'revoke' ? '/revocations' : '/kill', { body })) as Record<string, unknown>;
+  out.log(json ? JSON.stringify(r, null, 2) : noun === 'revoke' ? `revoked ${JSON.stringify(r.revoked)}` : `kill switch ${String(r.id)} engaged (${t === 'all' ? 'global' : `${t} ${String(v[t])}`}); lift with: mandate kill lift ${String(r.id)}`);
+  return EXIT.ok;
+}
+
+/** The token profile catalogue: each risk tier, its rules, and the actions that fall in it. */
+export function profilesReport(cfg: Readonly<MandateConfig>, format: 'table' | 'markdown' | 'json'): string {
+  const rows = cfg.tokens.profiles.map((p) => ({
+    tier: p.name,
+    ttl: formatDuration(p.ttl),
+    binding: p.binding === 'required' ? 'DPoP or mTLS required' : 'optional',
+    approval: p.approval ? 'human approval per call' : 'no',
+    actions: cfg.tools.flatMap((t) => t.actions.filter((a) => a.tier === p.name).map((a) => `${t.id}.${a.name}`)),
+    description: p.description ?? '',
+  }));
+  if (format === 'json') return JSON.stringify({ max_ttl: cfg.tokens.max_ttl, refresh_tokens: false, profiles: rows }, null, 2);
+  if (format === 'table') return table(rows, ['tier', 'ttl', 'binding', 'approval', 'actions']);
+  const esc = (x: string) => x.replace(/\|/g, '\\|');
+  return [
+    '# Token profiles',
+    '',
+    `Every token Mandate issues is for one tool, carries only the actions asked for and granted, and lives no longer than its tier allows (organisation ceiling: ${formatDuration(cfg.tokens.max_ttl)}). Machines get no refresh tokens: they re-federate with their workload identity.`,
+    '',
+    '| Tier | Lifetime | Sender constraint | Approval | Actions | Description |',
+    '|---|---|---|---|---|---|',
+    ...rows.map((r) => `| ${esc(r.tier)} | ${r.ttl} | ${r.binding} | ${r.approval} | ${r.actions.length ? r.actions.map((a) => `\`${a}\``).join(', ') : '–'} | ${esc(r.description)} |`),
+    '',
+  ].join('\n');
 }
