@@ -84,6 +84,67 @@ describe('mandate CLI over the admin API', () => {
   });
 });
 
+describe('mandate CLI: kill switches, revocation, approvals, profiles', () => {
+  let t: TestApp;
+  before(async () => {
+    t = await startTestApp(undefined, {
+      nhis: [{ id: 'bot', class: 'agent', owner: 'o', system: 's', tier: 'write' }],
+      tools: [{ id: 'tickets', kind: 'http', upstream: 'http://127.0.0.1:9', actions: [
+        { name: 'list_tickets', method: 'GET', path: '/tickets', tier: 'read' },
+        { name: 'delete_ticket', method: 'DELETE', path: '/tickets/{id}', tier: 'destructive' },
+      ] }],
+    });
+  });
+  after(() => t.app.close());
+
+  it('engages, lists and lifts a kill switch', async () => {
+    const noReason = await run(t, ['kill', '--nhi', 'bot']);
+    assert.equal(noReason.code, EXIT.usage);
+    const k = await run(t, ['kill', '--nhi', 'bot', '--reason', 'drill', '--json']);
+    assert.equal(k.code, EXIT.ok, k.err);
+    const id = JSON.parse(k.out).id as string;
+    assert.equal(t.app.broker.revocations.killed('bot', 'tickets'), 'nhi_killed');
+    assert.match((await run(t, ['kill', 'list'])).out, new RegExp(id));
+    assert.equal((await run(t, ['kill', 'lift', id])).code, EXIT.ok);
+    assert.equal(t.app.broker.revocations.killed('bot', 'tickets'), undefined);
+  });
+
+  it('revokes every token of an NHI', async () => {
+    const r = await run(t, ['revoke', '--nhi', 'bot', '--reason', 'suspected theft']);
+    assert.equal(r.code, EXIT.ok, r.err);
+    assert.equal(t.app.broker.revocations.check({ jti: 'x', nhiId: 'bot', toolId: 'tickets', issuedAt: Date.now() - 1000 }), 'nhi_revoked');
+    assert.equal((await run(t, ['revoke', '--nhi', 'bot', '--all'])).code, EXIT.usage);
+  });
+
+  it('lists and decides approvals; a decided approval cannot be decided again', async () => {
+    const now = Date.now();
+    await t.app.store.createApproval({
+      id: 'apr_cli', nhiId: 'bot', toolId: 'tickets', action: 'delete_ticket', argsDigest: null, status: 'pending',
+      requestedAt: now, expiresAt: now + 60_000, decidedBy: null, decidedAt: null, reason: null, redeemedAt: null, details: {},
+    });
+    const list = await run(t, ['approval', 'list']);
+    assert.match(list.out, /^apr_cli\s+bot\s+tickets\s+delete_ticket/m);
+    const ok = await run(t, ['approval', 'approve', 'apr_cli', '--reason', 'change CHG-1']);
+    assert.equal(ok.code, EXIT.ok, ok.err);
+    assert.match(ok.out, /apr_cli approved/);
+    const again = await run(t, ['approval', 'deny', 'apr_cli']);
+    assert.equal(again.code, EXIT.failed);
+    assert.match(again.err, /not pending/);
+  });
+
+  it('prints the token profile catalogue as a table and as Markdown', async () => {
+    const out: string[] = [];
+    const io = { log: (s: string) => out.push(s), err: (s: string) => out.push(s) };
+    assert.equal(await main(['report', 'profiles'], io, {}), EXIT.ok);
+    assert.match(out.join('\n'), /^TIER\s+TTL\s+BINDING\s+APPROVAL/m);
+    assert.match(out.join('\n'), /^destructive\s+2m\s+DPoP or mTLS required\s+human approval per call/m);
+    out.length = 0;
+    assert.equal(await main(['report', 'profiles', '--markdown'], io, {}), EXIT.ok);
+    assert.match(out.join('\n'), /^\| Tier \| Lifetime \| Sender constraint \| Approval \| Actions \| Description \|$/m);
+    assert.match(out.join('\n'), /^\| read \| 10m \| DPoP or mTLS required \| no \|/m);
+  });
+});
+
 describe('mandate config check', () => {
   it('exits 2 naming the key for a bad file and 0 for a good one', async () => {
     const { writeFileSync, mkdtempSync } = await import('node:fs');

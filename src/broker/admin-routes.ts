@@ -4,9 +4,11 @@ import type { AdminApi } from '../admin/index.js';
 import type { Broker } from './broker.js';
 import type { ApprovalRecord, BrokerStore, IssuedTokenRecord } from './ports.js';
 
-export function approvalJson(a: ApprovalRecord) {
+/** Wire shape of an approval; a pending request past its expiry is shown as expired. */
+export function approvalJson(a: ApprovalRecord, now: number) {
   return {
-    id: a.id, nhi: a.nhiId, tool: a.toolId, action: a.action, args_digest: a.argsDigest, status: a.status,
+    id: a.id, nhi: a.nhiId, tool: a.toolId, action: a.action, args_digest: a.argsDigest,
+    status: a.status === 'pending' && a.expiresAt <= now ? 'expired' : a.status,
     requested_at: a.requestedAt, expires_at: a.expiresAt, decided_by: a.decidedBy, decided_at: a.decidedAt,
     reason: a.reason, redeemed_at: a.redeemedAt, details: a.details,
   };
@@ -69,14 +71,14 @@ export function mountBrokerRoutes(api: AdminApi, d: { broker: Broker; store: Bro
   api.route({
     method: 'GET', path: '/approvals', summary: 'Approval requests (pending by default).', tag: 'approvals', role: 'viewer',
     query: z.strictObject({ status: z.enum(['pending', 'approved', 'denied', 'expired', 'redeemed']).optional(), nhi: z.string().optional(), limit: z.coerce.number().int().min(1).max(1000).default(100) }),
-    handler: async ({ query }) => ({ approvals: (await d.store.listApprovals({ status: query.status, nhiId: query.nhi, limit: query.limit })).map(approvalJson) }),
+    handler: async ({ query }) => ({ approvals: (await d.store.listApprovals({ status: query.status, nhiId: query.nhi, limit: query.limit })).map((a) => approvalJson(a, d.clock.now())) }),
   });
   api.route({
     method: 'GET', path: '/approvals/:id', summary: 'One approval request.', tag: 'approvals', role: 'viewer',
     handler: async ({ params }) => {
       const a = await d.store.getApproval(params.id!);
       if (!a) throw new NotFoundError(`no approval "${params.id}"`);
-      return approvalJson(a);
+      return approvalJson(a, d.clock.now());
     },
   });
   for (const verb of ['approve', 'deny'] as const) {
@@ -92,7 +94,7 @@ export function mountBrokerRoutes(api: AdminApi, d: { broker: Broker; store: Bro
         if (!decided) throw new ConflictError(`approval ${a.id} is ${a.expiresAt <= d.clock.now() ? 'expired' : a.status}, not pending`);
         d.audit.record({ type: verb === 'approve' ? 'approval.approved' : 'approval.denied', actor, subject: a.id, tool: a.toolId, decision: verb === 'approve' ? 'allow' : 'deny', data: { nhi: a.nhiId, action: a.action, reason: body.reason ?? null } });
         void d.bus.publish(`approval.${verb === 'approve' ? 'approved' : 'denied'}`, { id: a.id, nhi: a.nhiId, tool: a.toolId, action: a.action, by: actor, at: d.clock.now() }).catch(() => {});
-        return approvalJson(decided);
+        return approvalJson(decided, d.clock.now());
       },
     });
   }
