@@ -13,9 +13,8 @@ import { GRANT, TOKEN_TYPE, ToolCatalog, newJti, parseScope, sha256b64u, type Ac
 import { DpopVerifier } from './dpop.js';
 import { DpopNonces } from './dpop-nonce.js';
 import { ClientAssertionVerifier } from './client-assertion.js';
-import { FederationVerifier, ShadowAgentError, type VerifiedWorkload } from './federation.js';
+import { FederationVerifier, ShadowAgentError, nhiMatcher, type VerifiedWorkload } from './federation.js';
 import { JwksFetcher } from './jwks-fetcher.js';
-import { matchPattern } from './claims.js';
 
 export interface BrokerDeps {
   config: Readonly<MandateConfig>;
@@ -86,10 +85,7 @@ export class Broker {
     this.fetcher = new JwksFetcher({ allowLoopbackHttp: d.allowLoopbackHttp ?? false, clock: d.clock, logger: d.logger });
     this.federation = new FederationVerifier({
       trust: d.config.trust, fetcher: this.fetcher, clock: d.clock,
-      findNhis: async (trust, subject) => {
-        const creds = await d.store.listCredentials();
-        return [...new Set(creds.filter((c) => c.type === 'federated' && c.trust === trust && c.subject && matchPattern(c.subject, subject)).map((c) => c.nhiId))];
-      },
+      findNhis: nhiMatcher(() => d.store.listCredentials(), d.clock),
     });
     this.clientAssertions = new ClientAssertionVerifier({
       replay: d.store, clock: d.clock,
