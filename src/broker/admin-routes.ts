@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { ConflictError, NotFoundError, OAuthError, type AuditSink, type Bus, type Clock } from '../core/index.js';
 import type { AdminApi } from '../admin/index.js';
 import type { Broker } from './broker.js';
-import type { ApprovalRecord, BrokerStore, IssuedTokenRecord } from './ports.js';
+import type { ApprovalRecord, BrokerStore, IssuedTokenRecord, KillSwitchRecord } from './ports.js';
 
 /** Wire shape of an approval; a pending request past its expiry is shown as expired. */
 export function approvalJson(a: ApprovalRecord, now: number) {
@@ -19,6 +19,10 @@ function tokenJson(t: IssuedTokenRecord) {
     jti: t.jti, nhi: t.nhiId, tool: t.audience, scope: t.scope, tier: t.tier, client_id: t.clientId, issued_at: t.issuedAt,
     expires_at: t.expiresAt, bound: t.cnfJkt ? 'dpop' : t.cnfX5t ? 'mtls' : 'none', act: t.act, run_id: t.runId,
   };
+}
+
+function killJson(k: KillSwitchRecord) {
+  return { id: k.id, scope: k.scope, target: k.target, reason: k.reason, created_by: k.createdBy, created_at: k.createdAt, lifted_at: k.liftedAt, lifted_by: k.liftedBy };
 }
 
 /** Revocation, kill switches, approvals and issued tokens in the admin API. */
@@ -51,14 +55,14 @@ export function mountBrokerRoutes(api: AdminApi, d: { broker: Broker; store: Bro
   api.route({
     method: 'GET', path: '/kill', summary: 'Kill switches (active by default).', tag: 'broker', role: 'viewer',
     query: z.strictObject({ all: z.enum(['true', 'false']).optional() }),
-    handler: async ({ query }) => ({ kill_switches: await d.store.listKillSwitches({ activeOnly: query.all !== 'true' }) }),
+    handler: async ({ query }) => ({ kill_switches: (await d.store.listKillSwitches({ activeOnly: query.all !== 'true' })).map(killJson) }),
   });
   api.route({
     method: 'POST', path: '/kill', summary: 'Engage a kill switch for an NHI, a tool, or everything: issuance and calls refused at once.', tag: 'broker', role: 'admin', status: 201,
     body: z.strictObject({ scope: z.enum(['nhi', 'tool', 'global']), target: z.string().min(1).optional(), reason: z.string().min(1).max(500) }),
     handler: async ({ body, actor }) => {
       if ((body.scope === 'global') !== (body.target === undefined)) throw new OAuthError('invalid_request', 'target is required for nhi and tool, and not allowed for global');
-      return d.broker.kill(body.scope, body.target ?? null, body.reason, actor);
+      return killJson(await d.broker.kill(body.scope, body.target ?? null, body.reason, actor));
     },
   });
   api.route({

@@ -168,12 +168,9 @@ export class Broker {
         this.deny(ctx, err, nhiForAudit, grantType);
         if (err.error === 'use_dpop_nonce') ctx.res.setHeader('dpop-nonce', this.dpop.currentNonce());
         if (err.error === 'invalid_dpop_proof' || err.error === 'use_dpop_nonce') {
-          ctx.res.setHeader('www-authenticate', `DPoP error="${err.error}", algs="ES256 EdDSA RS256 PS256"`);
+          ctx.res.setHeader('www-authenticate', `DPoP error="${err.error}", algs="${this.dpop.supportedAlgorithms.join(' ')}"`);
         }
-        const { status, body } = { status: err.status === 401 ? 401 : err.status, body: { error: err.error, error_description: err.message, ...err.extra } };
-        const headers: Record<string, string> = {};
-        if (status === 401) headers['www-authenticate'] = 'Basic realm="mandate", error="invalid_client"';
-        sendJson(ctx.res, status, body, headers);
+        sendOAuthError(ctx, err);
         return;
       }
       throw err;
@@ -222,7 +219,9 @@ export class Broker {
       if (!ok) throw oauth.invalidClient('client authentication failed');
       return clientId;
     }
-    return params.get('client_id') !== undefined ? undefined : undefined;
+    // No client authentication: a public client (token exchange and JWT bearer authenticate
+    // through their assertion; client_credentials refuses this in grant()).
+    return undefined;
   }
 
   /** The grant: who the subject is and what ceilings it brings. */

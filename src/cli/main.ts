@@ -308,7 +308,7 @@ async function adminCommand(noun: string, argv: string[], out: Out, env: NodeJS.
     }
     case 'kill list': {
       const r = (await client.call('GET', '/kill')) as { kill_switches: Record<string, unknown>[] };
-      print(r, () => table(r.kill_switches.map((k) => ({ ...k, createdAt: isoTime(k.createdAt) })), ['id', 'scope', 'target', 'reason', 'createdBy', 'createdAt']));
+      print(r, () => table(r.kill_switches.map((k) => ({ ...k, created_at: isoTime(k.created_at) })), ['id', 'scope', 'target', 'reason', 'created_by', 'created_at']));
       return EXIT.ok;
     }
     case 'kill lift': {

@@ -313,7 +313,7 @@ function nhiFromConfig(n: NhiConfig, prev: NhiRecord | undefined, now: number): 
     id: n.id, class: n.class, owner: n.owner, system: n.system, environment: n.environment, tier: n.tier,
     status: n.status === 'disabled' || prev?.status === 'disabled' ? 'disabled' : 'active',
     description: n.description ?? null, mayAct: [...n.may_act], source: 'config',
-    createdAt: prev?.createdAt ?? now, updatedAt: prev ? now : now,
+    createdAt: prev?.createdAt ?? now, updatedAt: now,
   };
 }
 
