@@ -1,7 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { MandateClient, ApprovalRequiredError } from '../src/client/index.js';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { once } from 'node:events';
@@ -46,6 +47,14 @@ describe('mandate up (npm start)', () => {
     assert.deepEqual(((await tools.json()) as { tools: { id: string }[] }).tools.map((x) => x.id).sort(), ['docs', 'tickets']);
     assert.match(stdout, /Try this next/);
     assert.equal(statSync(join(cwd, '.mandate', 'demo-agent.private.jwk')).mode & 0o077, 0, 'agent key readable by its owner only');
+    // The README's SDK example: the demo agent gets a DPoP-bound token with its key file.
+    const client = new MandateClient({
+      issuer: url, clientId: 'demo-agent',
+      auth: { type: 'private_key_jwt', privateJwk: JSON.parse(readFileSync(join(cwd, '.mandate', 'demo-agent.private.jwk'), 'utf8')) },
+    });
+    const tok = await client.getToken('tickets', ['list_tickets']);
+    assert.equal(tok.tokenType, 'DPoP');
+    await assert.rejects(client.getToken('tickets', ['delete_ticket']), ApprovalRequiredError);
     child.kill('SIGTERM');
     const [code] = (await once(child, 'exit')) as [number];
     assert.equal(code, 0);
