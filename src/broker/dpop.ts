@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { calculateJwkThumbprint, compactVerify, importJWK, type JWK } from 'jose';
-import { OAuthError, hasDuplicateKeys, oauth, secretEquals, type Clock, type ReplayStore } from '../core/index.js';
+import { OAuthError, oauth, secretEquals, type Clock, type ReplayStore } from '../core/index.js';
+import { JwtGuardError, decodeUnverified } from './jwt-guard.js';
 import type { DpopNonces } from './dpop-nonce.js';
 import { normalizeHtu } from './htu.js';
 
@@ -30,35 +31,20 @@ export interface ParsedJws {
 }
 
 /**
- * Parses a compact JWS without verifying it: a size cap, three base64url parts (no padding, no
- * whitespace), a header and a payload that are UTF-8 JSON objects without duplicate member
- * names (RFC 7515 §5.2 item 4, RFC 8725 §3.1). `fail(description)` builds the error to throw.
+ * Parses a compact JWS without verifying it, with the shared guard (`jwt-guard.ts`): a size
+ * cap, three canonical base64url parts, a header and a payload that are UTF-8 JSON objects
+ * without duplicate member names (RFC 7515 §5.2 item 4, RFC 8725 §3.1). `fail(description)`
+ * builds the error to throw, so each caller keeps its own OAuth error code.
  */
 export function parseCompactJws(jws: string, maxBytes: number, fail: (description: string) => Error): ParsedJws {
   if (typeof jws !== 'string' || jws.length === 0) throw fail('the JWT is empty');
-  if (jws.length > maxBytes) throw fail(`the JWT is larger than ${maxBytes} bytes`);
-  const parts = jws.split('.');
-  if (parts.length !== 3) throw fail('the JWT must be a compact JWS with three parts (JWE and unsecured JWTs are refused)');
-  const [h, p, s] = parts as [string, string, string];
-  if (!B64URL_PART.test(h) || !B64URL_PART.test(p) || !B64URL_PART.test(s)) throw fail('the JWT parts must be non-empty base64url without padding');
-  return { header: jsonPart(h, 'header', fail), payload: jsonPart(p, 'payload', fail) };
-}
-
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-
-function jsonPart(part: string, name: string, fail: (description: string) => Error): Record<string, unknown> {
-  if (part.length % 4 === 1) throw fail(`the JWT ${name} is not base64url`);
-  let text: string;
-  let value: unknown;
+  if (jws.endsWith('.')) throw fail('the JWT has no signature (unsecured JWTs are refused)');
   try {
-    text = utf8.decode(Buffer.from(part, 'base64url'));
-    value = JSON.parse(text);
-  } catch {
-    throw fail(`the JWT ${name} is not base64url-encoded UTF-8 JSON`);
+    return decodeUnverified(jws, maxBytes);
+  } catch (err) {
+    if (err instanceof JwtGuardError) throw fail(err.message);
+    throw err;
   }
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw fail(`the JWT ${name} must be a JSON object`);
-  if (hasDuplicateKeys(text)) throw fail(`the JWT ${name} has duplicate member names`);
-  return value as Record<string, unknown>;
 }
 
 /**

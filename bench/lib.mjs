@@ -1,0 +1,162 @@
+// Shared helpers for the benchmarks: a fast client-side JWS signer (the client's cost, done
+// before the timed window), a closed-loop load generator on undici, latency statistics and
+// child-process servers. Everything talks to 127.0.0.1 only.
+import { spawn } from 'node:child_process';
+import { createPrivateKey, generateKeyPairSync, randomUUID, sign, createHash } from 'node:crypto';
+import { createInterface } from 'node:readline';
+import { performance } from 'node:perf_hooks';
+import { Pool } from 'undici';
+
+const b64u = (x) => Buffer.from(x).toString('base64url');
+
+/** An ES256 key pair as { privateKey (KeyObject), publicJwk, jkt }. */
+export function es256Key(kid) {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const { kty, crv, x, y } = publicKey.export({ format: 'jwk' });
+  const publicJwk = { kty, crv, x, y };
+  // RFC 7638 thumbprint: required members in lexicographic order.
+  const jkt = createHash('sha256').update(JSON.stringify({ crv, kty, x, y })).digest('base64url');
+  return { privateKey, publicJwk: kid ? { ...publicJwk, kid, alg: 'ES256', use: 'sig' } : publicJwk, jkt };
+}
+
+export function privateJwk(key) {
+  return key.privateKey.export({ format: 'jwk' });
+}
+
+/** Compact JWS (ES256) with node:crypto: synchronous and fast. */
+export function signEs256(header, payload, privateKey) {
+  const input = `${b64u(JSON.stringify(header))}.${b64u(JSON.stringify(payload))}`;
+  const sig = sign('sha256', Buffer.from(input), { key: privateKey, dsaEncoding: 'ieee-p1363' });
+  return `${input}.${sig.toString('base64url')}`;
+}
+
+/** RFC 7523 §3 client assertion. */
+export function clientAssertion(key, clientId, aud, now = Math.floor(Date.now() / 1000)) {
+  return signEs256(
+    { alg: 'ES256', typ: 'JWT', kid: key.publicJwk.kid },
+    { iss: clientId, sub: clientId, aud, jti: randomUUID(), iat: now, exp: now + 300 },
+    key.privateKey,
+  );
+}
+
+/** RFC 9449 §4.2 DPoP proof. */
+export function dpopProof(key, htm, htu, now = Math.floor(Date.now() / 1000)) {
+  const { kty, crv, x, y } = key.publicJwk;
+  return signEs256({ alg: 'ES256', typ: 'dpop+jwt', jwk: { kty, crv, x, y } }, { jti: randomUUID(), htm, htu, iat: now }, key.privateKey);
+}
+
+export function form(params) {
+  const body = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) body.append(k, v);
+  return body.toString();
+}
+
+/** One request, for warm-up checks: returns { status, body }. */
+export async function postOnce(url, body, headers) {
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, body });
+  const text = await res.text();
+  let json;
+  try { json = JSON.parse(text); } catch { json = text; }
+  return { status: res.status, body: json };
+}
+
+/**
+ * Closed-loop load: `concurrency` workers take pre-built requests ({ body, headers }) from
+ * `requests` in order and send them over a keep-alive undici Pool until `durationMs` has
+ * passed or the requests run out. Returns per-request latencies and status counts.
+ */
+export async function runLoad({ url, requests, concurrency, durationMs = Infinity }) {
+  const u = new URL(url);
+  const pool = new Pool(u.origin, { connections: concurrency, pipelining: 1, keepAliveTimeout: 60_000 });
+  const latencies = new Float64Array(requests.length);
+  const statuses = new Map();
+  const errorSamples = [];
+  let next = 0;
+  let done = 0;
+  const start = performance.now();
+  const deadline = start + durationMs;
+  async function worker() {
+    while (next < requests.length && performance.now() < deadline) {
+      const r = requests[next++];
+      const t0 = performance.now();
+      let status;
+      let text;
+      try {
+        const res = await pool.request({
+          path: u.pathname, method: 'POST', body: r.body,
+          headers: { 'content-type': 'application/x-www-form-urlencoded', ...r.headers },
+        });
+        status = res.statusCode;
+        text = await res.body.text();
+      } catch (err) {
+        status = `ERR ${err.code ?? err.message}`;
+        text = String(err);
+      }
+      latencies[done++] = performance.now() - t0;
+      statuses.set(status, (statuses.get(status) ?? 0) + 1);
+      if (status !== 200 && errorSamples.length < 5) errorSamples.push({ status, body: text.slice(0, 300) });
+    }
+  }
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  const elapsedMs = performance.now() - start;
+  await pool.close();
+  return { latencies: latencies.subarray(0, done), elapsedMs, statuses, errorSamples, exhausted: next >= requests.length };
+}
+
+export function summarize(name, run) {
+  const sorted = Float64Array.from(run.latencies).sort();
+  const q = (p) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)] : NaN);
+  const ok = run.statuses.get(200) ?? 0;
+  return {
+    scenario: name,
+    requests: sorted.length,
+    duration_s: +(run.elapsedMs / 1000).toFixed(3),
+    rps: +(sorted.length / (run.elapsedMs / 1000)).toFixed(1),
+    p50_ms: +q(0.5).toFixed(2),
+    p90_ms: +q(0.9).toFixed(2),
+    p99_ms: +q(0.99).toFixed(2),
+    max_ms: +(sorted.length ? sorted[sorted.length - 1] : NaN).toFixed(2),
+    errors: sorted.length - ok,
+    statuses: Object.fromEntries(run.statuses),
+    error_samples: run.errorSamples,
+    ended_early: run.exhausted,
+  };
+}
+
+/**
+ * Starts `node <script>` as a child with the given env (plus extra node flags) and resolves
+ * with the first JSON line it prints on stdout and a stop() that ends it with SIGTERM.
+ */
+export function startServer(script, { env = {}, nodeArgs = [] } = {}) {
+  const child = spawn(process.execPath, [...nodeArgs, script], {
+    env: { ...process.env, NODE_ENV: 'production', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (d) => {
+    stderr += d;
+    if (stderr.length > 20_000) stderr = stderr.slice(-10_000);
+  });
+  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  return new Promise((resolve, reject) => {
+    const rl = createInterface({ input: child.stdout });
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`${script} did not start in 30 s:\n${stderr}`)); }, 30_000);
+    rl.once('line', (line) => {
+      clearTimeout(timer);
+      let info;
+      try { info = JSON.parse(line); } catch { reject(new Error(`${script} printed ${line}\n${stderr}`)); return; }
+      resolve({
+        info, pid: child.pid,
+        stderr: () => stderr,
+        async stop() {
+          if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+          const killer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+          const r = await exited;
+          clearTimeout(killer);
+          return r;
+        },
+      });
+    });
+    exited.then(({ code, signal }) => { clearTimeout(timer); reject(new Error(`${script} exited (${code ?? signal}) before it was ready:\n${stderr}`)); });
+  });
+}
