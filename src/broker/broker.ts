@@ -44,6 +44,8 @@ interface Subject {
   audienceCeiling?: string;
   /** A DPoP-bound subject token: the exchange must prove the same key. */
   boundJkt?: string;
+  /** A certificate-bound subject token (RFC 8705): the exchange must present the same certificate. */
+  boundX5t?: string;
   act?: Record<string, unknown>;
   runId: string | null;
   via: string;
@@ -123,7 +125,7 @@ export class Broker {
       revocation_endpoint: `${iss}/oauth/revoke`,
       grant_types_supported: [GRANT.clientCredentials, GRANT.tokenExchange, GRANT.jwtBearer],
       response_types_supported: [],
-      token_endpoint_auth_methods_supported: ['private_key_jwt', 'client_secret_basic', 'client_secret_post', ...(tls?.client_auth !== 'none' && tls ? ['tls_client_auth'] : [])],
+      token_endpoint_auth_methods_supported: ['private_key_jwt', 'client_secret_basic', 'client_secret_post'],
       token_endpoint_auth_signing_alg_values_supported: ['ES256', 'EdDSA', 'RS256', 'PS256'],
       introspection_endpoint_auth_methods_supported: ['private_key_jwt'],
       revocation_endpoint_auth_methods_supported: ['private_key_jwt', 'client_secret_basic', 'client_secret_post'],
@@ -160,6 +162,9 @@ export class Broker {
       nhiForAudit = subject.nhi.id;
       if (subject.boundJkt && subject.boundJkt !== jkt) {
         throw oauth.invalidGrant('the subject token is DPoP-bound: prove possession of the same key (RFC 9449 §4.3)');
+      }
+      if (subject.boundX5t && subject.boundX5t !== x5t) {
+        throw oauth.invalidGrant('the subject token is certificate-bound: present the same client certificate (RFC 8705 §3)');
       }
       const result = await this.issue(req, subject, { jkt, x5t }, ctx);
       sendJson(ctx.res, 200, result);
@@ -286,7 +291,7 @@ export class Broker {
       if (revoked) throw oauth.invalidGrant(`${name} was revoked (${revoked})`);
       return {
         nhi: await this.activeNhi(claims.sub), clientId: clientId ?? claims.client_id, notAfter: claims.exp * 1000,
-        scopeCeiling: claims.scope.split(' '), audienceCeiling: claims.aud, boundJkt: claims.cnf?.jkt,
+        scopeCeiling: claims.scope.split(' '), audienceCeiling: claims.aud, boundJkt: claims.cnf?.jkt, boundX5t: claims.cnf?.['x5t#S256'],
         act: claims.act, runId: claims.mandate_run_id ?? null, via: 'token_exchange_narrowing',
       };
     }
