@@ -3,7 +3,7 @@ import { systemClock } from '../core/clock.js';
 import { UnavailableError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import type { Logger } from '../core/logger.js';
-import type { AuditSink } from '../core/ports/audit-sink.js';
+import type { AuditInput, AuditSink } from '../core/ports/audit-sink.js';
 import { canonicalJson, chainHash } from './chain.js';
 import type { AuditEvent, AuditRecord, AuditStore } from './ports.js';
 import { cleanString, scrubAuditData } from './scrub.js';
@@ -13,14 +13,7 @@ import { cleanString, scrubAuditData } from './scrub.js';
  * be unique: the log refuses a duplicate). `data` must hold no secret: pass ids and digests;
  * see scrub.ts for what is redacted anyway.
  */
-export interface AuditRecordInput {
-  type: string;
-  actor?: string | null;
-  subject?: string | null;
-  tool?: string | null;
-  decision?: string | null;
-  traceId?: string | null;
-  data?: Record<string, unknown>;
+export interface AuditRecordInput extends AuditInput {
   id?: string;
   ts?: number;
 }
