@@ -8,9 +8,11 @@
 // carries a fresh client assertion and a fresh DPoP proof (unique jti, iat now), built before
 // the timed window (signing is the client's cost, not the server's).
 //
-// Environment: BENCH_DURATION (s, default 8), BENCH_WARMUP (s, default 3), BENCH_CONCURRENCY
-// (default 16), BENCH_PROFILE=1 (run the Mandate server under --cpu-prof and summarize it).
-import { mkdirSync, writeFileSync, readdirSync, statSync } from 'node:fs';
+// Environment: BENCH_DURATION (s per scenario per round, default 6), BENCH_ROUNDS (default 2;
+// the scenarios alternate round by round), BENCH_WARMUP (s, default 3), BENCH_CONCURRENCY
+// (default 16), BENCH_PROFILE (1 or mandate: run the Mandate server under --cpu-prof and
+// summarize the profile; oidc-provider; all).
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -67,6 +69,26 @@ function exchangeRequest(info, subjectToken, dpopKey) {
   };
 }
 
+/** CPU time (user + system, ms) a process has used so far, from /proc (Linux); undefined elsewhere. */
+function cpuMs(pid) {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1000) / CLK_TCK;
+  } catch {
+    return undefined;
+  }
+}
+const CLK_TCK = 100;
+
+/** The aggregate "cpu" line of /proc/stat (user nice system idle iowait irq softirq steal …), or undefined. */
+function systemCpu() {
+  try {
+    return readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  } catch {
+    return undefined;
+  }
+}
+
 function build(n, make) {
   const out = new Array(n);
   for (let i = 0; i < n; i++) out[i] = make(i);
@@ -84,117 +106,161 @@ function checkTokenResponse(label, r, { resource, jkt }) {
   return r.body.access_token;
 }
 
-/**
- * Warm-up (excluded), then the timed window. The timed window's requests are built after the
- * warm-up, sized from its rate (×2 headroom, the JIT is warmer later); if they run out before
- * the duration, the window simply ends early (reported as ended_early).
- */
-async function scenario(name, { url, make, concurrency, warmupS, durationS, log }) {
-  const warm = build(Math.max(2000, Math.ceil(warmupS * 4000)), make);
-  const w = await runLoad({ url, requests: warm, concurrency, durationMs: warmupS * 1000 });
-  const ws = summarize(`${name} (warm-up)`, w);
-  if (ws.errors) {
-    throw new Error(`${name}: ${ws.errors} non-200 answers during warm-up: ${JSON.stringify(ws.statuses)} ${JSON.stringify(ws.error_samples, null, 1)}`);
-  }
-  const n = Math.min(200_000, Math.ceil(ws.rps * durationS * 2) + 1000);
-  const t0 = performance.now();
-  const reqs = build(n, make);
-  log(`  ${name}: warm-up ${ws.requests} req at ${ws.rps} req/s; built ${n} requests in ${((performance.now() - t0) / 1000).toFixed(1)} s; measuring ${durationS} s`);
-  const r = summarize(name, await runLoad({ url, requests: reqs, concurrency, durationMs: durationS * 1000 }));
-  r.concurrency = concurrency;
-  r.warmup = { requests: ws.requests, rps: ws.rps };
-  return r;
+/** One timed window: the load, plus the server's CPU, this process's CPU and the machine's. */
+async function measure({ url, requests, concurrency, durationMs, pid }) {
+  const cpu0 = cpuMs(pid);
+  const self0 = process.cpuUsage();
+  const sys0 = systemCpu();
+  const run = await runLoad({ url, requests, concurrency, durationMs });
+  const cpu1 = cpuMs(pid);
+  const self = process.cpuUsage(self0);
+  const sys1 = systemCpu();
+  run.serverCpuMs = cpu0 !== undefined && cpu1 !== undefined ? cpu1 - cpu0 : undefined;
+  run.loadgenCpuMs = (self.user + self.system) / 1000;
+  run.sys = sys0 && sys1 ? sys1.slice(0, 8).map((v, i) => v - sys0[i]) : undefined; // guest time is already in user
+  return run;
 }
 
-function newestProfile(dir, since) {
-  try {
-    const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile')).map((f) => join(dir, f)).filter((f) => statSync(f).mtimeMs >= since);
-    files.sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
-    return files[0];
-  } catch {
-    return undefined;
+/** Several windows of one scenario as one: latencies pooled, durations and CPU times added. */
+function combine(name, runs, concurrency) {
+  const n = runs.reduce((a, r) => a + r.latencies.length, 0);
+  const latencies = new Float64Array(n);
+  let o = 0;
+  for (const r of runs) {
+    latencies.set(r.latencies, o);
+    o += r.latencies.length;
   }
+  const statuses = new Map();
+  for (const r of runs) for (const [k, v] of r.statuses) statuses.set(k, (statuses.get(k) ?? 0) + v);
+  const elapsedMs = runs.reduce((a, r) => a + r.elapsedMs, 0);
+  const out = summarize(name, {
+    latencies, elapsedMs, statuses, errorSamples: runs.flatMap((r) => r.errorSamples).slice(0, 5), exhausted: runs.some((r) => r.exhausted),
+  });
+  out.rounds = runs.map((r) => +(r.latencies.length / (r.elapsedMs / 1000)).toFixed(1));
+  out.concurrency = concurrency;
+  const serverCpu = runs.every((r) => r.serverCpuMs !== undefined) ? runs.reduce((a, r) => a + r.serverCpuMs, 0) : undefined;
+  // The server's own CPU (all its threads) per request: its cost, whatever the load generator does.
+  out.server_cpu_ms_per_req = serverCpu !== undefined ? +(serverCpu / n).toFixed(3) : null;
+  out.server_cpu_pct = serverCpu !== undefined ? +((100 * serverCpu) / elapsedMs).toFixed(0) : null;
+  out.loadgen_cpu_pct = +((100 * runs.reduce((a, r) => a + r.loadgenCpuMs, 0)) / elapsedMs).toFixed(0);
+  if (runs.every((r) => r.sys)) {
+    const d = runs.map((r) => r.sys).reduce((a, b) => a.map((v, i) => v + b[i]));
+    const total = d.reduce((a, b) => a + b, 0) || 1;
+    const busyCores = ((total - d[3] - d[4] - (d[7] ?? 0)) / total) * cpus().length * 100;
+    // The whole machine during the windows, in % of all CPUs; other_pct: CPU used by anything
+    // but the server and this load generator, in % of one core (another job on the machine).
+    out.machine = {
+      idle_pct: +((100 * (d[3] + d[4])) / total).toFixed(1),
+      steal_pct: +((100 * (d[7] ?? 0)) / total).toFixed(1),
+      other_pct: out.server_cpu_pct !== null ? +Math.max(0, busyCores - out.server_cpu_pct - out.loadgen_cpu_pct).toFixed(0) : null,
+    };
+  }
+  return out;
+}
+
+/**
+ * A scenario's warm-up (excluded; it must be all 200s), then the requests for its timed
+ * window, built after the warm-up and sized from its rate (×2 headroom: the JIT is warmer
+ * later). If they run out before the duration, the window simply ends early (ended_early).
+ */
+async function prepare(s, { warmupS, durationS, concurrency, log }) {
+  const warm = build(Math.max(500, Math.ceil(warmupS * 2500)), s.make);
+  const w = summarize(`${s.name} (warm-up)`, await runLoad({ url: s.url, requests: warm, concurrency, durationMs: warmupS * 1000 }));
+  if (w.errors) {
+    throw new Error(`${s.name}: ${w.errors} non-200 answers during warm-up: ${JSON.stringify(w.statuses)} ${JSON.stringify(w.error_samples, null, 1)}`);
+  }
+  const n = Math.min(200_000, Math.ceil(w.rps * durationS * 2) + 1000);
+  const t0 = performance.now();
+  const requests = build(n, s.make);
+  log(`  ${s.name}: warm-up ${w.requests} req at ${w.rps} req/s; built ${n} requests in ${((performance.now() - t0) / 1000).toFixed(1)} s; measuring ${durationS} s`);
+  return requests;
 }
 
 export async function runBroker(opts = {}) {
   const log = opts.log ?? ((s) => console.error(s));
-  const durationS = opts.durationS ?? num(process.env.BENCH_DURATION, 8);
+  const durationS = opts.durationS ?? num(process.env.BENCH_DURATION, 6);
   const warmupS = opts.warmupS ?? num(process.env.BENCH_WARMUP, 3);
   const concurrency = opts.concurrency ?? num(process.env.BENCH_CONCURRENCY, 16);
-  const profile = opts.profile ?? process.env.BENCH_PROFILE === '1';
-  const started = Date.now();
+  const rounds = Math.max(1, Math.floor(opts.rounds ?? num(process.env.BENCH_ROUNDS, 2)));
   const results = [];
-
-  // ---------------------------------------------------------------- node-oidc-provider (a)
-  {
-    const client = es256Key('bench-client-1');
-    const dpopKey = es256Key();
-    log('starting node-oidc-provider …');
-    const srv = await startServer(join(HERE, 'servers', 'oidc-provider.mjs'), {
-      env: { BENCH_CLIENT_JWK: JSON.stringify(client.publicJwk), BENCH_CLIENT_ID: 'bench' },
+  const profEnv = opts.profile ?? process.env.BENCH_PROFILE ?? '';
+  const profileOf = (server) => profEnv === 'all' || profEnv === server || (server === 'mandate' && (profEnv === '1' || profEnv === true));
+  const profDir = join(RESULTS, 'profiles');
+  const profiles = {};
+  /** Starts a server, under --cpu-prof if asked; stop() then summarizes its profile. */
+  async function start(server, env) {
+    const prof = profileOf(server);
+    if (prof) mkdirSync(profDir, { recursive: true });
+    log(`starting ${server}${prof ? ' (--cpu-prof)' : ''} …`);
+    const since = Date.now();
+    const srv = await startServer(join(HERE, 'servers', `${server}.mjs`), {
+      env, nodeArgs: prof ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=${server}-${since}.cpuprofile`] : [],
     });
-    try {
-      const info = srv.info;
-      const one = ccRequest(info, client, dpopKey);
-      checkTokenResponse('oidc-provider', await postOnce(info.token_endpoint, one.body, one.headers), { resource: info.resource, jkt: dpopKey.jkt });
-      // A replayed assertion must be refused, or the comparison is unfair.
-      const replay = await postOnce(info.token_endpoint, one.body, { dpop: dpopProof(dpopKey, 'POST', info.token_endpoint) });
-      assert(replay.status !== 200, 'oidc-provider accepted a replayed client assertion');
-      results.push(await scenario('oidc-provider client_credentials+pkjwt+DPoP', {
-        url: info.token_endpoint, make: () => ccRequest(info, client, dpopKey), concurrency, warmupS, durationS, log,
-      }));
-    } finally {
-      await srv.stop();
-    }
-  }
-
-  // ---------------------------------------------------------------- Mandate (a) and (b)
-  let profileSummary;
-  {
-    const client = es256Key('bench-agent-1');
-    const dpopKey = es256Key();
-    const profDir = join(RESULTS, 'profiles');
-    if (profile) mkdirSync(profDir, { recursive: true });
-    log(`starting Mandate${profile ? ' (--cpu-prof)' : ''} …`);
-    const profStart = Date.now();
-    const srv = await startServer(join(HERE, 'servers', 'mandate.mjs'), {
-      env: { BENCH_CLIENT_JWK: JSON.stringify(client.publicJwk), BENCH_CLIENT_ID: 'bench-agent' },
-      nodeArgs: profile ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [],
-    });
-    try {
-      const info = srv.info;
-      const one = ccRequest(info, client, dpopKey);
-      checkTokenResponse('mandate', await postOnce(info.token_endpoint, one.body, one.headers), { resource: info.resource, jkt: dpopKey.jkt });
-      const replay = await postOnce(info.token_endpoint, one.body, { dpop: dpopProof(dpopKey, 'POST', info.token_endpoint) });
-      assert(replay.status !== 200, 'mandate accepted a replayed client assertion');
-      results.push(await scenario('mandate client_credentials+pkjwt+DPoP', {
-        url: info.token_endpoint, make: () => ccRequest(info, client, dpopKey), concurrency, warmupS, durationS, log,
-      }));
-
-      // Subject tokens for (b): a few, all bound to dpopKey, used round-robin.
-      const subjects = [];
-      for (let i = 0; i < 32; i++) {
-        const r = ccRequest(info, client, dpopKey);
-        subjects.push(checkTokenResponse('mandate', await postOnce(info.token_endpoint, r.body, r.headers), { resource: info.resource, jkt: dpopKey.jkt }));
-      }
-      const ex = exchangeRequest(info, subjects[0], dpopKey);
-      const exr = await postOnce(info.token_endpoint, ex.body, ex.headers);
-      checkTokenResponse('mandate exchange', exr, { resource: info.resource, jkt: dpopKey.jkt });
-      assert(exr.body.issued_token_type === AT_TYPE, `mandate exchange: issued_token_type ${exr.body.issued_token_type}`);
-      results.push(await scenario('mandate token exchange + DPoP', {
-        url: info.token_endpoint, make: (i) => exchangeRequest(info, subjects[i % subjects.length], dpopKey), concurrency, warmupS, durationS, log,
-      }));
-    } finally {
-      const exit = await srv.stop();
-      if (profile) {
-        const file = newestProfile(profDir, profStart);
-        if (file) {
-          profileSummary = { file, ...summarizeProfile(file) };
-        } else {
-          log(`no .cpuprofile found in ${profDir} (server exit: ${JSON.stringify(exit)})`);
+    return {
+      ...srv,
+      async stop() {
+        const exit = await srv.stop();
+        if (!prof) return;
+        const file = join(profDir, `${server}-${since}.cpuprofile`);
+        try {
+          profiles[server] = { file, ...summarizeProfile(file) };
+        } catch (err) {
+          log(`no CPU profile for ${server} (${err.message}; exit ${JSON.stringify(exit)})`);
         }
+      },
+    };
+  }
+  const started = Date.now();
+
+  // Both servers run for the whole benchmark (an idle one costs nothing) so that the scenarios
+  // can alternate: drift on a shared machine (CPU steal, other jobs) hits each of them alike.
+  const oidcClient = es256Key('bench-client-1');
+  const mandateClient = es256Key('bench-agent-1');
+  const dpopKey = es256Key();
+  const servers = [];
+  try {
+    const oidc = await start('oidc-provider', { BENCH_CLIENT_JWK: JSON.stringify(oidcClient.publicJwk), BENCH_CLIENT_ID: 'bench' });
+    servers.push(oidc);
+    const mandate = await start('mandate', { BENCH_CLIENT_JWK: JSON.stringify(mandateClient.publicJwk), BENCH_CLIENT_ID: 'bench-agent' });
+    servers.push(mandate);
+
+    // Both must answer a real token, and refuse a replayed assertion (or the comparison is unfair).
+    for (const [label, srv, client] of [['oidc-provider', oidc, oidcClient], ['mandate', mandate, mandateClient]]) {
+      const info = srv.info;
+      const one = ccRequest(info, client, dpopKey);
+      checkTokenResponse(label, await postOnce(info.token_endpoint, one.body, one.headers), { resource: info.resource, jkt: dpopKey.jkt });
+      const replay = await postOnce(info.token_endpoint, one.body, { dpop: dpopProof(dpopKey, 'POST', info.token_endpoint) });
+      assert(replay.status !== 200, `${label} accepted a replayed client assertion`);
+    }
+    // Subject tokens for (b): a few Mandate tokens, all bound to dpopKey, used round-robin.
+    const mi = mandate.info;
+    const subjects = [];
+    for (let i = 0; i < 32; i++) {
+      const r = ccRequest(mi, mandateClient, dpopKey);
+      subjects.push(checkTokenResponse('mandate', await postOnce(mi.token_endpoint, r.body, r.headers), { resource: mi.resource, jkt: dpopKey.jkt }));
+    }
+    const ex = exchangeRequest(mi, subjects[0], dpopKey);
+    const exr = await postOnce(mi.token_endpoint, ex.body, ex.headers);
+    checkTokenResponse('mandate exchange', exr, { resource: mi.resource, jkt: dpopKey.jkt });
+    assert(exr.body.issued_token_type === AT_TYPE, `mandate exchange: issued_token_type ${exr.body.issued_token_type}`);
+
+    const scenarios = [
+      { name: 'oidc-provider client_credentials+pkjwt+DPoP', srv: oidc, url: oidc.info.token_endpoint, make: () => ccRequest(oidc.info, oidcClient, dpopKey) },
+      { name: 'mandate client_credentials+pkjwt+DPoP', srv: mandate, url: mi.token_endpoint, make: () => ccRequest(mi, mandateClient, dpopKey) },
+      { name: 'mandate token exchange + DPoP', srv: mandate, url: mi.token_endpoint, make: (i) => exchangeRequest(mi, subjects[i % subjects.length], dpopKey) },
+    ];
+    for (const s of scenarios) s.runs = [];
+    for (let round = 1; round <= rounds; round++) {
+      log(`round ${round}/${rounds}`);
+      for (const s of scenarios) {
+        // The first round warms up for warmupS; later ones briefly (the other scenarios ran in between).
+        const requests = await prepare(s, { warmupS: round === 1 ? warmupS : Math.min(1, warmupS), durationS, concurrency, log });
+        s.runs.push(await measure({ url: s.url, requests, concurrency, durationMs: durationS * 1000, pid: s.srv.pid }));
       }
     }
+    results.push(...scenarios.map((s) => combine(s.name, s.runs, concurrency)));
+  } finally {
+    for (const srv of servers) await srv.stop();
   }
 
   const [oidcA, mandateA, mandateB] = results;
@@ -210,10 +276,12 @@ export async function runBroker(opts = {}) {
     benchmark: 'broker',
     date: new Date(started).toISOString(),
     machine: { cpus: cpus().length, cpu_model: cpus()[0]?.model, mem_gb: +(totalmem() / 2 ** 30).toFixed(1), node: process.version, platform: process.platform },
-    config: { duration_s: durationS, warmup_s: warmupS, concurrency },
+    config: { duration_s_per_round: durationS, rounds, warmup_s: warmupS, concurrency },
     results,
     ratios,
-    ...(profileSummary ? { profile: { file: profileSummary.file, top_self: profileSummary.top.slice(0, 40), by_package: profileSummary.byPackage.slice(0, 20) } } : {}),
+    profiles: Object.fromEntries(Object.entries(profiles).map(([k, v]) => [k, {
+      file: v.file, busy_ms: v.busy_ms, idle_ms: v.idle_ms, top_self: v.top.slice(0, 40), by_category: v.byCategory, by_package: v.byPackage.slice(0, 20), mandate_inclusive: v.mandateInclusive.slice(0, 40),
+    }])),
   };
   mkdirSync(RESULTS, { recursive: true });
   const file = join(RESULTS, `broker-${report.date.replace(/[:.]/g, '-')}.json`);
@@ -222,23 +290,27 @@ export async function runBroker(opts = {}) {
   const lines = [];
   const pad = (s, n) => String(s).padEnd(n);
   const lpad = (s, n) => String(s).padStart(n);
-  lines.push(`${pad('scenario', 44)}${lpad('req/s', 9)}${lpad('p50 ms', 9)}${lpad('p99 ms', 9)}${lpad('errors', 8)}`);
+  lines.push(`${pad('scenario', 44)}${lpad('req/s', 9)}${lpad('p50 ms', 9)}${lpad('p99 ms', 9)}${lpad('errors', 8)}${lpad('server CPU ms/req', 19)}`);
   for (const r of results) {
-    lines.push(`${pad(r.scenario, 44)}${lpad(r.rps.toFixed(0), 9)}${lpad(r.p50_ms.toFixed(2), 9)}${lpad(r.p99_ms.toFixed(2), 9)}${lpad(r.errors, 8)}`);
+    const cpu = r.server_cpu_ms_per_req === null ? 'n/a' : `${r.server_cpu_ms_per_req.toFixed(2)} (${r.server_cpu_pct}%)`;
+    lines.push(`${pad(r.scenario, 44)}${lpad(r.rps.toFixed(0), 9)}${lpad(r.p50_ms.toFixed(2), 9)}${lpad(r.p99_ms.toFixed(2), 9)}${lpad(r.errors, 8)}${lpad(cpu, 19)}`);
   }
   lines.push(`ratio mandate/oidc-provider (a): ${ratio.toFixed(2)}x   target >= ${TARGET}x: ${ratios.pass ? 'PASS' : 'BELOW'}`);
   lines.push(`p99 oidc-provider/mandate (a): ${ratios.p99_a_oidc_over_mandate.toFixed(2)}x   token exchange (b) / oidc-provider (a): ${ratios.throughput_b_over_oidc_a.toFixed(2)}x`);
-  lines.push(`(${concurrency} connections, ${durationS} s per scenario after ${warmupS} s warm-up, ${cpus().length} CPUs, Node ${process.version})`);
+  lines.push(`(${concurrency} connections; ${rounds} interleaved round(s) of ${durationS} s per scenario after a ${warmupS} s warm-up; ${cpus().length} CPUs; Node ${process.version})`);
+  lines.push(`per-round ratio (a): ${mandateA.rounds.map((m, i) => (m / oidcA.rounds[i]).toFixed(2)).join(', ')}`);
   for (const r of results) {
     if (r.errors) lines.push(`!! ${r.scenario}: ${r.errors} non-200 answers ${JSON.stringify(r.statuses)}\n${JSON.stringify(r.error_samples, null, 1)}`);
+    if (r.machine && r.machine.other_pct >= 15) lines.push(`note: ${r.scenario}: other processes used ${r.machine.other_pct}% of a core during the window; numbers are less reliable`);
+    if (r.machine && r.machine.steal_pct >= 5) lines.push(`note: ${r.scenario}: ${r.machine.steal_pct}% CPU steal during the window (noisy VM); numbers are less reliable`);
     if (r.ended_early) lines.push(`note: ${r.scenario} ran out of pre-built requests after ${r.duration_s} s`);
   }
-  if (profileSummary) lines.push('', `Mandate server CPU profile: ${profileSummary.file}`, formatProfile(profileSummary));
+  for (const [server, v] of Object.entries(profiles)) lines.push('', `${server} server CPU profile (whole process life): ${v.file}`, formatProfile(v));
   lines.push(`results: ${file}`);
   return { report, text: lines.join('\n'), file };
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const { text, report } = await runBroker();
   console.log(text);
   if (report.results.some((r) => r.errors)) process.exitCode = 1;

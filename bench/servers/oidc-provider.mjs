@@ -25,6 +25,7 @@ const provider = new Provider(issuer, {
     client_id: CLIENT_ID,
     token_endpoint_auth_method: 'private_key_jwt',
     token_endpoint_auth_signing_alg: 'ES256',
+    id_token_signed_response_alg: 'ES256', // the only signing key is ES256 (no ID tokens are issued here)
     jwks: { keys: [clientJwk] },
     grant_types: ['client_credentials'],
     response_types: [],
