@@ -43,7 +43,28 @@ export interface VerifiedClientAssertion {
 
 const fail = (d: string) => oauth.invalidClient(d);
 
+const KEY_CACHE_MAX = 10_000;
+
 export class ClientAssertionVerifier {
+  /**
+   * Imported registered keys, by (alg, public JWK): importing costs more than verifying, and a
+   * client's keys change only when its credential does (a changed JWK is a new entry).
+   * Bounded: the oldest entries are dropped beyond KEY_CACHE_MAX.
+   */
+  private readonly keyCache = new Map<string, Promise<Awaited<ReturnType<typeof importJWK>>>>();
+
+  private importKey(jwk: JWK, alg: string): Promise<Awaited<ReturnType<typeof importJWK>>> {
+    const id = `${alg}:${JSON.stringify(jwk)}`;
+    let key = this.keyCache.get(id);
+    if (!key) {
+      key = importJWK(jwk, alg);
+      key.catch(() => this.keyCache.delete(id));
+      this.keyCache.set(id, key);
+      if (this.keyCache.size > KEY_CACHE_MAX) this.keyCache.delete(this.keyCache.keys().next().value!);
+    }
+    return key;
+  }
+
   private readonly replay: ReplayStore;
   private readonly clock: Clock;
   private readonly audiences: string[];
@@ -116,8 +137,7 @@ export class ClientAssertionVerifier {
       chosen = usable[0]!.jwk;
     }
     try {
-      const key = await importJWK(chosen, alg);
-      await compactVerify(assertion, key, { algorithms: [alg] });
+      await compactVerify(assertion, await this.importKey(chosen, alg), { algorithms: [alg] });
     } catch {
       throw fail('client_assertion signature does not verify with the client\'s registered key');
     }
