@@ -32,7 +32,7 @@ const capabilityEntry = (t, files) => CAPABILITIES.has(t.folder) && files.includ
  * - core:       the shared kernel; depends on nothing else in src/.
  * - store/bus:  implementations of ports; they know core and the ports they implement.
  * - capability: core, itself, and other capabilities only through their public surface.
- * - client:     ships to agents, so it stays light: only core/errors.ts.
+ * - client:     ships to agents, so it stays light: only core/errors.ts and core/canonical.ts.
  * - cli:        a front end over the composition root and the capabilities' public surface.
  * - app:        src/app.ts, the composition root, wires everything.
  * Anything else under src/ (a new folder or top-level file) must be given a kind here first.
@@ -57,8 +57,8 @@ const RULES = {
     allows: (s, t) => inCore(t) || own(s, t) || capabilityEntry(t, ['index.ts', 'ports.ts']),
   },
   client: {
-    rule: 'src/client/** may import only src/core/errors.ts and its own folder (it ships to agents; keep it light)',
-    allows: (s, t) => t.path === 'core/errors.ts' || own(s, t),
+    rule: 'src/client/** may import only src/core/errors.ts, src/core/canonical.ts and its own folder (it ships to agents; keep it light)',
+    allows: (s, t) => t.path === 'core/errors.ts' || t.path === 'core/canonical.ts' || own(s, t),
   },
   cli: {
     rule: "src/cli/** may import only src/core/**, src/app.ts and the capabilities' index.ts",

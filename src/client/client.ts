@@ -4,6 +4,7 @@ import { DpopKey, type DpopAlg } from './dpop.js';
 import {
   ApprovalTimeoutError, AuthorizationPendingError, BrokerError, MandateClientError, TokenRevokedError, oauthErrorFrom,
 } from './errors.js';
+import { argsDigest } from '../core/canonical.js';
 import { canonicalJson, sha256b64u, systemClock, unverifiedTyp, type ClientClock } from './util.js';
 import { CLIENT_ASSERTION_TYPE, privateKeyClient, type PrivateKeyClient, type WorkloadSource } from './workload.js';
 
@@ -468,10 +469,6 @@ export async function waitForApproval(
 
 // ---------------------------------------------------------------------------- helpers
 
-/** base64url SHA-256 of the canonical JSON (keys sorted at every depth) of a tool call's arguments. */
-export function argsDigest(args: unknown): string {
-  return sha256b64u(canonicalJson(args));
-}
 
 function normalizeActions(actions: readonly string[]): string[] {
   if (!Array.isArray(actions)) throw new MandateClientError('ERR_CLIENT_ARGS', 'actions must be an array of action names');
@@ -539,3 +536,5 @@ async function challengeOf(res: Response): Promise<{ error: string; description:
 async function discard(res: Response): Promise<void> {
   await res.body?.cancel().catch(() => {});
 }
+
+export { argsDigest };

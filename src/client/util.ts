@@ -10,24 +10,7 @@ export function randomJti(): string {
   return randomBytes(16).toString('base64url');
 }
 
-/**
- * JSON with object keys sorted (by UTF-16 code units) at every depth; otherwise exactly
- * JSON.stringify (undefined members dropped, toJSON honoured). The same canonical form the
- * server side uses, so digests agree.
- */
-export function canonicalJson(value: unknown): string {
-  return JSON.stringify(sortKeys(value)) ?? 'null';
-}
-
-function sortKeys(value: unknown): unknown {
-  if (value === null || typeof value !== 'object') return value;
-  const v = value as { toJSON?: () => unknown };
-  if (typeof v.toJSON === 'function') return sortKeys(v.toJSON());
-  if (Array.isArray(value)) return value.map(sortKeys);
-  const out = Object.create(null) as Record<string, unknown>;
-  for (const k of Object.keys(value).sort()) out[k] = sortKeys((value as Record<string, unknown>)[k]);
-  return out;
-}
+export { canonicalJson } from '../core/canonical.js';
 
 /** The `exp` claim (seconds) of a compact JWT, without verifying it; undefined when unreadable. */
 export function unverifiedExp(jwt: string): number | undefined {

@@ -199,9 +199,16 @@ export const toolSchema = z.strictObject({
   description: z.string().optional(),
   credential: toolCredentialSchema.optional(),
   actions: z.array(actionSchema).min(1),
+  /** Upstream timeout: for the response headers, and between two chunks of the body. */
   timeout: duration.prefault(30),
+  /** Cap of a request body sent to this tool; a larger one is refused with 413 before it reaches the tool. */
   max_body_bytes: z.number().int().positive().default(1024 * 1024),
-  rate_limit: z.strictObject({ per_second: z.number().positive(), burst: z.number().int().positive() }).optional(),
+  /** Cap of a response body from this tool; a larger one is cut off (502 when known before the first byte). */
+  max_response_bytes: z.number().int().positive().default(16 * 1024 * 1024),
+  /** Token bucket per NHI on this tool: 429 with Retry-After when empty. */
+  rate_limit: ex(z.strictObject({ per_second: z.number().positive(), burst: z.number().int().positive() }), '{ per_second: 10, burst: 20 }').optional(),
+  /** Host names routed to this tool as a whole (besides /tools/<id>/…), e.g. a tool's own DNS name pointing at the proxy. */
+  hosts: ex(z.array(z.string().regex(/^[a-z0-9.-]+(:[0-9]{1,5})?$/, 'a lowercase host name, optionally with a port')).default([]), '[tickets.tools.example.com]'),
 });
 
 export const grantSchema = z.strictObject({
@@ -237,6 +244,15 @@ export const signalsSchema = z.strictObject({
     .default([]),
 });
 
+export const proxySchema = z.strictObject({
+  /** Allowed clock difference for `exp`/`nbf`/`iat` of access tokens and DPoP proofs. */
+  clock_skew: duration.prefault(5),
+  /** Verified tokens kept in memory (by digest, never longer than their expiry). */
+  token_cache_size: z.number().int().min(0).max(1_000_000).default(10_000),
+  /** At most this many (NHI, tool) rate-limit buckets are kept; the least recently used go first. */
+  rate_limit_keys: z.number().int().min(100).max(1_000_000).default(100_000),
+});
+
 export const adminSchema = z.strictObject({
   /** Print a one-time bootstrap credential on the first start (kept only as a hash). */
   bootstrap: z.boolean().default(true),
@@ -255,6 +271,7 @@ export const configSchema = z
     grants: z.array(grantSchema).default([]),
     policy: policySchema.prefault({}),
     signals: signalsSchema.prefault({}),
+    proxy: proxySchema.prefault({}),
     admin: adminSchema.prefault({}),
     log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),
   })
@@ -285,6 +302,7 @@ function crossCheck(c: MandateConfig, ctx: z.RefinementCtx): void {
   unique(c.trust, (t) => t.name, ['trust']);
   unique(c.nhis, (n) => n.id, ['nhis']);
   unique(c.tools, (t) => t.id, ['tools']);
+  unique(c.tools.flatMap((t) => t.hosts.map((h) => ({ h }))), (x) => x.h, ['tools']);
 
   const tiers = new Set(c.tokens.profiles.map((p) => p.name));
   c.tokens.profiles.forEach((p, i) => {
