@@ -28,17 +28,22 @@ export class PathRefusedError extends OAuthError {
   }
 }
 
-const HEX = /^[0-9A-Fa-f]{2}$/;
+/** The value of one hex digit (RFC 3986 §2.1 HEXDIG, either case), or -1 (also for NaN past the end). */
+function hexValue(c: number): number {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30;
+  if (c >= 0x41 && c <= 0x46) return c - 0x37;
+  if (c >= 0x61 && c <= 0x66) return c - 0x57;
+  return -1;
+}
 
 /**
  * Characters allowed raw in a path segment (RFC 3986 §3.3): `pchar = unreserved / pct-encoded /
- * sub-delims / ":" / "@"`, plus `/` between segments. Indexed by char code; `%` is handled apart.
+ * sub-delims / ":" / "@"`, plus `/` between segments. `%` starts a percent-encoding, checked apart.
  * Everything else (space, `"`, `<`, `>`, `\`, `^`, `` ` ``, `{`, `|`, `}`, `[`, `]`, `?`, `#`)
  * is not part of a valid origin-form path (RFC 9112 §3.2.1) and is refused, not re-encoded:
  * servers disagree on what such bytes mean, which is the very ambiguity being removed.
  */
-const PCHAR = new Uint8Array(128);
-for (const c of "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/") PCHAR[c.charCodeAt(0)] = 1;
+const PATH_CHARS = /^[A-Za-z0-9\-._~!$&'()*+,;=:@\/%]*$/;
 
 /** Unreserved characters (RFC 3986 §2.3): their percent-encodings are decoded (§6.2.2.2). */
 const UNRESERVED = new Uint8Array(128);
@@ -68,15 +73,21 @@ export function normalizePath(raw: string): string {
   if (raw.length > MAX_PATH_LENGTH) throw new PathRefusedError(`longer than ${MAX_PATH_LENGTH} characters`);
   if (raw.charCodeAt(0) !== 0x2f) throw new PathRefusedError('does not start with "/"');
 
-  // Pass 1: validate every character and percent-encoding, decode the unreserved ones.
-  let out = '';
+  // Pass 1: every character must be a pchar, "/" or "%" (one native regex test on the fast path);
+  // the slow loop runs only to say which character was refused.
+  if (!PATH_CHARS.test(raw)) throw refuseCharacter(raw);
+  // Percent-encodings: validate each, decode the unreserved ones, upper-case the rest.
+  let out = raw;
   let highBytes = false;
-  for (let i = 0; i < raw.length; i++) {
-    const c = raw.charCodeAt(i);
-    if (c === 0x25 /* % */) {
-      const hex = raw.slice(i + 1, i + 3);
-      if (!HEX.test(hex)) throw new PathRefusedError(`malformed percent-encoding at offset ${i}`);
-      const b = parseInt(hex, 16);
+  let pct = raw.indexOf('%');
+  if (pct !== -1) {
+    out = raw.slice(0, pct);
+    while (pct !== -1) {
+      const hi = hexValue(raw.charCodeAt(pct + 1));
+      const lo = hexValue(raw.charCodeAt(pct + 2));
+      if (hi < 0 || lo < 0) throw new PathRefusedError(`malformed percent-encoding at offset ${pct}`);
+      const b = hi * 16 + lo;
+      const hex = raw.slice(pct + 1, pct + 3);
       if (b < 0x20 || b === 0x7f) throw new PathRefusedError(`encoded control character %${hex.toUpperCase()}`);
       if (b === 0x2f) throw new PathRefusedError('encoded "/" (%2F)');
       if (b === 0x5c) throw new PathRefusedError('encoded "\\" (%5C)');
@@ -86,14 +97,10 @@ export function normalizePath(raw: string): string {
         if (b >= 0x80) highBytes = true;
         out += `%${hex.toUpperCase()}`;
       }
-      i += 2;
-      continue;
+      const next = raw.indexOf('%', pct + 3);
+      out += raw.slice(pct + 3, next === -1 ? raw.length : next);
+      pct = next;
     }
-    if (c < 0x20 || c === 0x7f) throw new PathRefusedError(`control character 0x${c.toString(16).padStart(2, '0')}`);
-    if (c > 0x7f) throw new PathRefusedError('non-ASCII character (percent-encode it as UTF-8)');
-    if (c === 0x5c) throw new PathRefusedError('"\\"');
-    if (PCHAR[c] !== 1) throw new PathRefusedError(`character "${raw[i]}" is not allowed in a path (RFC 3986 §3.3)`);
-    out += raw[i];
   }
   if (highBytes && !isUtf8(percentBytes(out))) throw new PathRefusedError('percent-encoded bytes are not valid UTF-8');
 
@@ -137,6 +144,18 @@ function isDotWithParameter(seg: string): boolean {
   if (cut === -1) return false;
   const head = seg.slice(0, cut);
   return head === '.' || head === '..';
+}
+
+/** The error for the first character PATH_CHARS refused (the slow path: only for refused input). */
+function refuseCharacter(raw: string): PathRefusedError {
+  for (let i = 0; i < raw.length; i++) {
+    const c = raw.charCodeAt(i);
+    if (c < 0x20 || c === 0x7f) return new PathRefusedError(`control character 0x${c.toString(16).padStart(2, '0')}`);
+    if (c > 0x7f) return new PathRefusedError('non-ASCII character (percent-encode it as UTF-8)');
+    if (c === 0x5c) return new PathRefusedError('"\\"');
+    if (!PATH_CHARS.test(raw[i]!)) return new PathRefusedError(`character "${raw[i]}" is not allowed in a path (RFC 3986 §3.3)`);
+  }
+  return new PathRefusedError('invalid character');
 }
 
 /** The bytes a path denotes once percent-decoded (the input is ASCII, encodings validated). */
