@@ -1,0 +1,264 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import { randomBytes } from 'node:crypto';
+import { MandateError } from '../core/errors.js';
+import { traceIdFrom } from '../core/http.js';
+import { lenientDecode } from './actions.js';
+
+/**
+ * The headers the proxy sends upstream and back. The agent's credentials (its Mandate token and
+ * DPoP proof) never reach the upstream, the upstream's credential never reaches the agent, and
+ * what the upstream learns about the client comes from the proxy, not from the agent's claims.
+ */
+
+/** The upstream credential, its secret already resolved (config `tools[].credential`). */
+export interface InjectedCredential {
+  readonly type: 'bearer' | 'header' | 'basic' | 'query';
+  readonly value: string;
+  /** Header name (type header) or query parameter name (type query). */
+  readonly name?: string;
+  /** User name (type basic); `value` is the password. */
+  readonly username?: string;
+}
+
+export interface UpstreamHeaderOptions {
+  /** The client's address as the proxy saw it (the socket, or the trusted front proxy's word). */
+  readonly clientIp: string;
+  readonly proto: 'http' | 'https';
+  /** The Host the client addressed (the proxy's), for `x-forwarded-host`. */
+  readonly host: string;
+  /** The W3C `traceparent` to send (see traceparentFor). */
+  readonly traceparent: string;
+  readonly credential?: InjectedCredential;
+  /** The proxy re-encodes the body (so its length changes): `content-length` is dropped. */
+  readonly bodyRewritten?: boolean;
+}
+
+/**
+ * Hop-by-hop fields (RFC 9110 §7.6.1): meaningful for one connection only, never forwarded.
+ * `proxy-connection` and `keep-alive` are the pre-RFC 7230 forms; `te` and `trailer` are listed
+ * by RFC 9110 as connection-specific too; `http2-settings` (RFC 7540 §3.2.1) only with upgrade.
+ */
+const HOP_BY_HOP = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer',
+  'transfer-encoding', 'upgrade', 'http2-settings',
+]);
+
+/**
+ * Request fields the proxy never forwards, besides the hop-by-hop ones:
+ * - `authorization`, `dpop`: the agent's Mandate access token and proof (RFC 9449 §7.1) are for
+ *   the proxy; forwarding them would let the upstream replay them (it is not their audience).
+ * - `cookie`: ambient browser-style credentials have no place between an agent and a tool.
+ * - `forwarded`, `x-real-ip`, `x-client-ip`, `true-client-ip`, `x-forwarded-*`: client claims
+ *   about its own address; the proxy states the facts itself (RFC 7239 §8.2 on spoofing).
+ * - `host`: the HTTP client sets the upstream's own (RFC 9110 §7.2).
+ * - `expect`: the proxy has already read or is streaming the body; undici refuses it anyway.
+ * - `traceparent`: replaced by the proxy's own (W3C Trace Context §3.2: a new parent id).
+ */
+const NEVER_FORWARDED = new Set([
+  'authorization', 'dpop', 'cookie', 'forwarded', 'x-real-ip', 'x-client-ip', 'true-client-ip', 'host', 'expect', 'traceparent',
+]);
+
+/** RFC 9110 §5.6.2 token: a valid field name. */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** RFC 9110 §5.5: a field value has no CR, LF, NUL or other control characters but HTAB. */
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+/** A credential that cannot be sent (a config or secret problem, never the agent's doing). */
+export class CredentialError extends MandateError {
+  constructor(message: string) {
+    super('ERR_CREDENTIAL_INVALID', message);
+  }
+}
+
+/** The names listed in `Connection` (RFC 9110 §7.6.1: those fields are hop-by-hop too), lower-cased. */
+function connectionListed(headers: Record<string, string | string[] | undefined>): Set<string> | undefined {
+  // node:http and undici give lower-case names; a hand-built record may not.
+  let value = headers.connection;
+  if (value === undefined) {
+    const key = Object.keys(headers).find((k) => k.toLowerCase() === 'connection');
+    value = key === undefined ? undefined : headers[key];
+  }
+  if (value === undefined) return undefined;
+  const set = new Set<string>();
+  for (const v of Array.isArray(value) ? value : [value]) {
+    for (const part of v.split(',')) {
+      const name = part.trim().toLowerCase();
+      if (name !== '') set.add(name);
+    }
+  }
+  return set;
+}
+
+/**
+ * The headers to send upstream. Drops hop-by-hop fields and those named in `Connection`,
+ * HTTP/2 pseudo-headers, the agent's `authorization`/`dpop`, `cookie`, every client claim about
+ * addresses (`forwarded`, `x-forwarded-*`, `x-real-ip`, …), `host`, `expect`, the incoming
+ * `traceparent`, and `content-length` when `bodyRewritten`. Sets fresh `x-forwarded-for` (the
+ * client ip alone: the agent's claimed chain is not trusted), `x-forwarded-proto`,
+ * `x-forwarded-host` and `traceparent`, then the credential (bearer, header or basic; a query
+ * credential goes through applyQueryCredential instead). Names come out lower-cased; an agent
+ * header with the credential's name is replaced, never merged. Throws CredentialError for a
+ * credential that is malformed (no name, a name that is not a token, a value with CR/LF/NUL).
+ */
+export function upstreamHeaders(incoming: IncomingHttpHeaders, opts: UpstreamHeaderOptions): Record<string, string | string[]> {
+  const listed = connectionListed(incoming);
+  const out: Record<string, string | string[]> = Object.create(null) as Record<string, string | string[]>;
+  for (const rawName of Object.keys(incoming)) {
+    const value = incoming[rawName];
+    if (value === undefined) continue;
+    const name = rawName.toLowerCase();
+    if (HOP_BY_HOP.has(name) || NEVER_FORWARDED.has(name) || name.startsWith('x-forwarded-') || name.charCodeAt(0) === 0x3a /* : */) continue;
+    if (listed?.has(name)) continue;
+    if (name === 'content-length' && opts.bodyRewritten) continue;
+    out[name] = value;
+  }
+  out['x-forwarded-for'] = opts.clientIp;
+  out['x-forwarded-proto'] = opts.proto;
+  out['x-forwarded-host'] = opts.host;
+  out.traceparent = opts.traceparent;
+  const cred = opts.credential;
+  if (cred !== undefined) {
+    const header = credentialHeader(cred);
+    if (header !== undefined) out[header[0]] = header[1];
+  }
+  return { ...out };
+}
+
+/** The header a credential becomes, or undefined for a query credential. */
+function credentialHeader(cred: InjectedCredential): [string, string] | undefined {
+  if (typeof cred.value !== 'string' || cred.value === '') throw new CredentialError(`the ${cred.type} credential has no value`);
+  if (!FIELD_VALUE.test(cred.value)) throw new CredentialError(`the ${cred.type} credential contains characters not allowed in a header`);
+  switch (cred.type) {
+    case 'bearer':
+      // RFC 6750 §2.1.
+      return ['authorization', `Bearer ${cred.value}`];
+    case 'header': {
+      const name = cred.name;
+      if (name === undefined || !TOKEN.test(name)) throw new CredentialError('a header credential needs a valid header name');
+      const lower = name.toLowerCase();
+      // A credential can never be smuggled as a field the proxy itself controls.
+      if (HOP_BY_HOP.has(lower) || lower === 'host' || lower === 'content-length' || lower === 'traceparent' || lower.startsWith('x-forwarded-')) {
+        throw new CredentialError(`a header credential cannot be sent as "${name}"`);
+      }
+      return [lower, cred.value];
+    }
+    case 'basic': {
+      // RFC 7617 §2: user-id MUST NOT contain ":"; §2.1: UTF-8 is the charset to use.
+      const user = cred.username ?? '';
+      if (user.includes(':') || !FIELD_VALUE.test(user)) throw new CredentialError('a basic credential user name cannot contain ":" or control characters');
+      return ['authorization', `Basic ${Buffer.from(`${user}:${cred.value}`, 'utf8').toString('base64')}`];
+    }
+    case 'query':
+      return undefined;
+    default:
+      throw new CredentialError(`unknown credential type "${String((cred as { type: unknown }).type)}"`);
+  }
+}
+
+/**
+ * Puts a query credential into the query string `search` (with or without its leading `?`;
+ * the result has one when not empty). Every client parameter that a server could read as the
+ * credential's name is removed first: equal after form-decoding (`api%5Fkey`, `api+key`) and
+ * case-folding, also when hidden behind a `;` (some servers split parameters on it). The other
+ * parameters are kept byte for byte. Non-query credentials return `search` unchanged.
+ * The result carries a secret: never log it (the logger strips query strings).
+ */
+export function applyQueryCredential(search: string, cred: InjectedCredential): string {
+  if (cred.type !== 'query') return search;
+  const name = cred.name;
+  if (name === undefined || name === '') throw new CredentialError('a query credential needs a parameter name');
+  if (typeof cred.value !== 'string' || cred.value === '') throw new CredentialError('the query credential has no value');
+  const target = name.toLowerCase();
+  const q = search.charCodeAt(0) === 0x3f ? search.slice(1) : search;
+  const kept: string[] = [];
+  if (q !== '') {
+    for (const part of q.split('&')) {
+      if (part === '') continue;
+      const names = part.split(';').map((p) => {
+        const eq = p.indexOf('=');
+        return lenientDecode(eq === -1 ? p : p.slice(0, eq)).toLowerCase();
+      });
+      if (!names.includes(target)) kept.push(part);
+    }
+  }
+  kept.push(`${encodeURIComponent(name)}=${encodeURIComponent(cred.value)}`);
+  return `?${kept.join('&')}`;
+}
+
+export interface ResponseHeaderOptions {
+  /** The credential the proxy injected: a response echoing it is stripped. */
+  readonly credential?: InjectedCredential;
+  /** The proxy re-encodes the response body (tools/list filtering): `content-length` is dropped. */
+  readonly bodyRewritten?: boolean;
+}
+
+/**
+ * The upstream's response headers as the agent gets them. Drops hop-by-hop fields and those
+ * named in `Connection` (RFC 9110 §7.6.1), HTTP/2 pseudo-headers, `set-cookie` (an upstream
+ * session is a credential for the upstream that would bypass the proxy), and anything echoing
+ * the injected credential: the header of a header-type credential, `authorization`, and any
+ * field whose value contains the secret (some upstreams reflect request headers back).
+ */
+export function responseHeaders(
+  upstream: Record<string, string | string[] | undefined>,
+  opts: ResponseHeaderOptions = {},
+): Record<string, string | string[]> {
+  const listed = connectionListed(upstream);
+  const cred = opts.credential;
+  const credName = cred?.type === 'header' && cred.name ? cred.name.toLowerCase() : undefined;
+  const secrets = cred && typeof cred.value === 'string' && cred.value !== '' ? secretForms(cred) : [];
+  const out: Record<string, string | string[]> = Object.create(null) as Record<string, string | string[]>;
+  for (const rawName of Object.keys(upstream)) {
+    const value = upstream[rawName];
+    if (value === undefined) continue;
+    const name = rawName.toLowerCase();
+    if (HOP_BY_HOP.has(name) || name.charCodeAt(0) === 0x3a || listed?.has(name)) continue;
+    if (name === 'set-cookie' || name === 'authorization' || name === credName) continue;
+    if (name === 'content-length' && opts.bodyRewritten) continue;
+    if (secrets.length > 0 && echoes(value, secrets)) continue;
+    out[name] = value;
+  }
+  return { ...out };
+}
+
+/** The forms in which a credential's secret would appear in a reflected header. */
+function secretForms(cred: InjectedCredential): string[] {
+  const forms = [cred.value];
+  if (cred.type === 'basic') forms.push(Buffer.from(`${cred.username ?? ''}:${cred.value}`, 'utf8').toString('base64'));
+  if (cred.type === 'query') forms.push(encodeURIComponent(cred.value));
+  return forms;
+}
+
+function echoes(value: string | string[], secrets: string[]): boolean {
+  const values = Array.isArray(value) ? value : [value];
+  return values.some((v) => secrets.some((s) => v.includes(s)));
+}
+
+const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+const SPAN_ID = /^(?!0{16})[0-9a-f]{16}$/;
+
+/**
+ * The `traceparent` to send upstream (W3C Trace Context Level 1 §3.2). A well-formed incoming
+ * header (core's traceIdFrom, plus: version not `ff` (§3.2.2.1), parent id not all zeros
+ * (§3.2.2.4)) keeps its trace id and flags with a new parent id from `newSpanId`: the proxy is a
+ * hop of the same trace. Otherwise a new trace starts (§4.3), not sampled. The output is always
+ * version 00. Throws if `newSpanId` returns something that is not 16 lower-case hex digits.
+ */
+export function traceparentFor(
+  incoming: string | undefined,
+  newSpanId: () => string,
+  newTraceId: () => string = () => randomBytes(16).toString('hex'),
+): { traceparent: string; traceId: string } {
+  const spanId = newSpanId();
+  if (!SPAN_ID.test(spanId)) throw new MandateError('ERR_VALIDATION', 'a span id is 16 lower-case hex digits, not all zero');
+  const traceId = traceIdFrom(incoming);
+  const m = traceId !== undefined ? TRACEPARENT.exec(incoming!.trim()) : null;
+  if (traceId !== undefined && m && m[1] !== 'ff' && !/^0+$/.test(m[3]!)) {
+    // §3.2.2.5: of the flags only "sampled" (bit 0) is defined in version 00; keep it, clear the rest.
+    const flags = (parseInt(m[4]!, 16) & 0x01).toString(16).padStart(2, '0');
+    return { traceparent: `00-${traceId}-${spanId}-${flags}`, traceId };
+  }
+  const fresh = newTraceId();
+  if (!/^(?!0{32})[0-9a-f]{32}$/.test(fresh)) throw new MandateError('ERR_VALIDATION', 'a trace id is 32 lower-case hex digits, not all zero');
+  return { traceparent: `00-${fresh}-${spanId}-00`, traceId: fresh };
+}
