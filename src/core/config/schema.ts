@@ -221,7 +221,10 @@ export const grantSchema = z.strictObject({
 });
 
 export const policySchema = z.strictObject({
+  /** Cedar policy files, relative to the working directory of the process (docs/architecture.md, "Policy (Cedar)"). */
   files: ex(z.array(z.string().min(1)).default([]), '[policies/base.cedar]'),
+  /** Add `permit(principal, action, resource)`, so that what a token's scope allows is allowed unless a `forbid` says otherwise; false: Cedar's default deny. */
+  base_permit: ex(z.boolean().default(true), 'true'),
 });
 
 export const signalsSchema = z.strictObject({
