@@ -16,6 +16,8 @@ import { AuditLog, verifyAuditChain } from './audit/index.js';
 import { Inventory, mountInventoryRoutes } from './inventory/index.js';
 import { AdminApi, AdminAuth } from './admin/index.js';
 import { Broker, mountBrokerRoutes } from './broker/index.js';
+import { PolicyEngine } from './policy/index.js';
+import { ToolProxy } from './proxy/index.js';
 import { Metrics, mountOps, startHttpServer, type RunningServer } from './server/index.js';
 
 export const VERSION = '0.1.0';
@@ -49,6 +51,9 @@ export interface App {
   readonly audit: AuditLog;
   readonly inventory: Inventory;
   readonly broker: Broker;
+  /** The tool proxy, on roles all and proxy (only they hold the tools' real credentials). */
+  readonly proxy: ToolProxy | undefined;
+  readonly policy: PolicyEngine;
   /** The OAuth issuer URL (public_url, or where this instance listens). */
   readonly issuer: string;
   readonly adminAuth: AdminAuth;
@@ -181,11 +186,24 @@ export async function startApp(opts: AppOptions): Promise<App> {
     cleanup.push(() => broker.stop());
     if (role === 'all' || role === 'broker') broker.mount(router, config.server.max_body_bytes);
     mountBrokerRoutes(admin, { broker, store, audit: auditSink, bus, clock });
+
+    const policy = await PolicyEngine.load({ files: config.policy.files, basePermit: config.policy.base_permit });
+    let proxy: ToolProxy | undefined;
+    if (role === 'all' || role === 'proxy') {
+      const p = new ToolProxy({
+        config, issuer: () => issuer, accessTokens: broker.accessTokens, dpop: broker.dpop, revocations: broker.revocations, policy,
+        store, audit: auditSink, bus, clock, logger, env, stalenessBoundS: config.bus.staleness_bound,
+      });
+      await p.start();
+      cleanup.push(() => p.stop());
+      p.mount(router);
+      proxy = p;
+    }
     logger.info({ url, role, store: config.store.driver, bus: config.bus.driver }, 'mandate started');
 
     let closed: Promise<void> | undefined;
     return {
-      config, role, url, issuer, logger, warnings, store, bus, keys, audit, inventory, broker, adminAuth, metrics, router, server,
+      config, role, url, issuer, logger, warnings, store, bus, keys, audit, inventory, broker, proxy, policy, adminAuth, metrics, router, server,
       close: () => (closed ??= closeAll().then(() => logger.info('mandate stopped'))),
     };
   } catch (err) {

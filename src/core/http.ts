@@ -35,6 +35,18 @@ interface Route {
 /** Routes by method and path segments. Literal segments win over `:params` at equal length. */
 export class Router {
   private readonly routes: Route[] = [];
+  private hostHandler: ((host: string) => Handler | undefined) | undefined;
+
+  /** Routes whole host names before paths (the proxy's per-tool host names). */
+  setHostHandler(fn: (host: string) => Handler | undefined): this {
+    this.hostHandler = fn;
+    return this;
+  }
+
+  /** The handler for a `Host` header, when one claims it. */
+  matchHost(host: string | undefined): Handler | undefined {
+    return host && this.hostHandler ? this.hostHandler(host.toLowerCase()) : undefined;
+  }
 
   add(method: string, path: string, handler: Handler): this {
     const segments = path.split('/').filter(Boolean);

@@ -19,6 +19,8 @@ export interface DemoToolOptions {
   host?: string;
   /** The bearer credential the tool requires; none when unset. */
   expectedCredential?: string;
+  /** MCP tool only: answer requests as server-sent event streams instead of JSON bodies. */
+  sse?: boolean;
 }
 
 export interface DemoTool {

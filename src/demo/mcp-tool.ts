@@ -146,7 +146,7 @@ export async function startDemoMcpTool(opts: DemoToolOptions = {}): Promise<Demo
       return jsonRpcError(res, 400, -32700, 'Parse error');
     }
     const server = buildServer(state);
-    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
+    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: !opts.sse });
     res.on('close', () => {
       void transport.close();
       void server.close();

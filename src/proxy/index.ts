@@ -1,5 +1,8 @@
-// The proxy's public surface (issue 4). Pure building blocks, no I/O: the request pipeline
-// (proxy.ts) and other capabilities import them from here.
+// The proxy's public surface (issue 4): the pipeline (ToolProxy, wired by app.ts) and its pure
+// building blocks (no I/O), which other capabilities may use too.
+export { ToolProxy, MCP_ERROR, type ProxyDeps } from './proxy.js';
+export { ApprovalRequiredError, ApprovalGate } from './approval-gate.js';
+export { ResourceAuthError, TokenChecker, credentialsOf } from './token-check.js';
 export { normalizePath, PathRefusedError, MAX_PATH_LENGTH } from './path.js';
 export {
   ActionMatcher, hasMethodOverride, hasMethodOverrideParam, lenientDecode, METHOD_OVERRIDE_HEADERS, type HttpMatch,

@@ -84,7 +84,8 @@ async function handle(opts: HttpServerOptions, req: IncomingMessage, res: Server
   const log = opts.logger.child({ reqId: requestId });
   res.setHeader('x-request-id', requestId);
   const method = req.method ?? 'GET';
-  const { handler, params, allowed } = opts.router.match(method, path);
+  const byHost = opts.router.matchHost(req.headers.host);
+  const { handler, params, allowed } = byHost ? { handler: byHost, params: {}, allowed: [] } : opts.router.match(method, path);
   const routeLabel = handler ? routeOf(path) : 'unmatched';
   if (opts.onResponse) {
     res.once('finish', () => opts.onResponse!(routeLabel, method, res.statusCode, Number(process.hrtime.bigint() - started) / 1e9));

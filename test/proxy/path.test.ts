@@ -160,12 +160,9 @@ describe('normalizePath (RFC 3986 §6.2.2, §5.2.4)', () => {
     }
   });
 
-  // A loose bound (the suite runs on loaded CI machines): it catches quadratic work, not small regressions.
-  it('normalizes a long path in linear time', () => {
+  // Speed is the benchmarks' business (bench/proxy); this checks a long path is normalized right.
+  it('normalizes a long path with many dot segments', () => {
     const p = `/${'seg/%2e/x/../'.repeat(150)}end`;
-    const start = process.hrtime.bigint();
-    for (let i = 0; i < 1000; i++) normalizePath(p);
-    const perCallUs = Number(process.hrtime.bigint() - start) / 1000 / 1000;
-    assert.ok(perCallUs < 5000, `${perCallUs} µs per call`);
+    assert.equal(normalizePath(p), `/${'seg/'.repeat(150)}end`);
   });
 });

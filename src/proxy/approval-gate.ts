@@ -1,0 +1,97 @@
+import {
+  OAuthError, newId, type AuditSink, type Bus, type Clock, type ReplayStore, type ToolConfig,
+} from '../core/index.js';
+import { APPROVAL_TTL_MS, type AccessTokenClaims, type ApprovalRecord, type BrokerStore } from '../broker/index.js';
+
+/**
+ * The approval gate for calls that a human must approve: the action's tier says so
+ * (`approval: true` in its token profile) or a Cedar policy annotated `@approval("required")`
+ * holds it. A call passes once, with either
+ * - an elevation token from the broker (`mandate_approval`), whose argument digest, when it
+ *   has one, is this call's; each elevation token passes once (its `jti`, atomically, across
+ *   instances), or
+ * - an approval a human granted at the proxy's request for the same NHI, tool, action and
+ *   argument digest, redeemed atomically (single use).
+ * Otherwise the call is held: an approval request is created (or the pending one reused) and
+ * the caller gets `approval_required` with its id and where to approve.
+ */
+export class ApprovalRequiredError extends OAuthError {
+  constructor(
+    readonly approval: ApprovalRecord,
+    approvalUri: string,
+    now: number,
+  ) {
+    super('approval_required', `a human must approve ${approval.action} on ${approval.toolId}; retry the same call once approved`, 403, {
+      approval_id: approval.id,
+      approval_uri: approvalUri,
+      expires_in: Math.max(0, Math.floor((approval.expiresAt - now) / 1000)),
+    });
+  }
+}
+
+export interface GateRequest {
+  claims: AccessTokenClaims;
+  tool: ToolConfig;
+  action: string;
+  argsDigest: string;
+  traceId: string;
+  /** Why the call is held: the tier or a policy. */
+  because: 'tier' | 'policy';
+}
+
+export class ApprovalGate {
+  constructor(
+    private readonly d: {
+      store: BrokerStore & ReplayStore;
+      audit: AuditSink;
+      bus: Bus;
+      clock: Clock;
+      issuer: () => string;
+      skewS: number;
+    },
+  ) {}
+
+  /** Resolves with how the call was approved; throws ApprovalRequiredError or an OAuthError (403). */
+  async pass(g: GateRequest): Promise<{ via: 'elevation_token' | 'approval'; approvalId: string }> {
+    const { claims } = g;
+    const now = this.d.clock.now();
+    if (claims.mandate_approval !== undefined) {
+      if (claims.mandate_args_digest !== undefined && claims.mandate_args_digest !== g.argsDigest) {
+        throw new OAuthError('access_denied', 'the elevation token is bound to other arguments', 403);
+      }
+      const first = await this.d.store.insertOnce('elevation', claims.jti, claims.exp * 1000 + this.d.skewS * 1000);
+      if (!first) throw new OAuthError('access_denied', 'the elevation token was already used: it passes one call', 403);
+      return { via: 'elevation_token', approvalId: claims.mandate_approval };
+    }
+
+    const mine = (await this.d.store.listApprovals({ nhiId: claims.sub, limit: 200 })).filter(
+      (a) => a.toolId === g.tool.id && a.action === g.action && a.argsDigest === g.argsDigest && a.expiresAt > now,
+    );
+    for (const a of mine) {
+      if (a.status === 'approved' && (await this.d.store.redeemApproval(a.id, now))) {
+        this.d.audit.record({ type: 'approval.redeemed', actor: claims.sub, subject: a.id, tool: g.tool.id, traceId: g.traceId, data: { action: g.action, at: 'proxy' } });
+        return { via: 'approval', approvalId: a.id };
+      }
+    }
+    const denied = mine.find((a) => a.status === 'denied');
+    const pending = mine.find((a) => a.status === 'pending');
+    if (pending) throw new ApprovalRequiredError(pending, this.uri(pending.id), now);
+    if (denied && !mine.some((a) => a.status === 'pending')) {
+      // A denial stands for this exact call until it would have expired; asking again needs other arguments or time.
+      throw new OAuthError('access_denied', `a human denied ${g.action} with these arguments (${denied.id})`, 403, { approval_id: denied.id });
+    }
+    const a: ApprovalRecord = {
+      id: newId('apr'), nhiId: claims.sub, toolId: g.tool.id, action: g.action, argsDigest: g.argsDigest, status: 'pending',
+      requestedAt: now, expiresAt: now + APPROVAL_TTL_MS, decidedBy: null, decidedAt: null, reason: null, redeemedAt: null,
+      details: { client_id: claims.client_id, run_id: claims.mandate_run_id ?? null, act: claims.act ?? null, via: 'proxy', because: g.because },
+    };
+    await this.d.store.createApproval(a);
+    this.d.audit.record({ type: 'approval.requested', actor: claims.sub, subject: a.id, tool: g.tool.id, traceId: g.traceId, data: { action: g.action, args_digest: g.argsDigest, because: g.because, at: 'proxy' } });
+    void this.d.bus.publish('approval.requested', { id: a.id, nhi: claims.sub, tool: g.tool.id, action: g.action, at: now }).catch(() => {});
+    throw new ApprovalRequiredError(a, this.uri(a.id), now);
+  }
+
+  private uri(id: string): string {
+    return `${this.d.issuer()}/admin/v1/approvals/${id}`;
+  }
+}

@@ -1,0 +1,563 @@
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import {
+  OAuthError, argsDigest, readBody, resolveSecret, sendJson,
+  type ActionConfig, type AuditSink, type Bus, type Clock, type Logger, type MandateConfig, type ReplayStore,
+  type RequestContext, type Router, type Subscription, type ToolConfig,
+} from '../core/index.js';
+import type { AccessTokenVerifier, BrokerStore, DpopVerifier, RevocationState } from '../broker/index.js';
+import type { InventoryStore, NhiRecord } from '../inventory/index.js';
+import { MCP_METHODS, type PolicyDecision, type PolicyEngine, type PolicyRequest } from '../policy/index.js';
+import { ActionMatcher, hasMethodOverride, hasMethodOverrideParam } from './actions.js';
+import { normalizePath } from './path.js';
+import { UpstreamResponseError, filterToolsListResponse, parseJsonRpcBody, rpcError, toolsCall, type ParsedRpc, type RpcMessage } from './jsonrpc.js';
+import { TokenBucketLimiter } from './rate-limit.js';
+import { applyQueryCredential, responseHeaders, traceparentFor, upstreamHeaders, type InjectedCredential } from './headers.js';
+import { ResourceAuthError, TokenChecker, type CheckedToken } from './token-check.js';
+import { ApprovalGate, ApprovalRequiredError } from './approval-gate.js';
+import { Upstreams, UpstreamError } from './upstream.js';
+
+export interface ProxyDeps {
+  config: Readonly<MandateConfig>;
+  /** The issuer: `iss` of the tokens, and the base of each tool's resource URL (`{issuer}/tools/{id}`). */
+  issuer: () => string;
+  accessTokens: AccessTokenVerifier;
+  dpop: DpopVerifier;
+  revocations: RevocationState;
+  policy: PolicyEngine;
+  store: InventoryStore & BrokerStore & ReplayStore;
+  audit: AuditSink;
+  bus: Bus;
+  clock: Clock;
+  logger: Logger;
+  env?: NodeJS.ProcessEnv;
+  /** Seconds without bus contact after which every call is refused (fail closed). */
+  stalenessBoundS: number;
+}
+
+/** JSON-RPC error codes for refusals inside MCP (the implementation-defined server range, JSON-RPC 2.0 §5.1). */
+export const MCP_ERROR = {
+  accessDenied: -32001,
+  approvalRequired: -32002,
+  batchRefused: -32003,
+} as const;
+
+interface ToolRuntime {
+  tool: ToolConfig;
+  resource: string;
+  matcher: ActionMatcher;
+  credential: InjectedCredential | undefined;
+  limiter: TokenBucketLimiter | undefined;
+  approvalTiers: ReadonlySet<string>;
+}
+
+/** What the audit log and the bus learn about one call (no token, no secret, no query string). */
+interface CallFacts {
+  tool: string;
+  method: string;
+  path: string | null;
+  nhi: string | null;
+  on_behalf_of: string | null;
+  run_id: string | null;
+  action: string | null;
+  args_digest: string | null;
+  jti: string | null;
+  binding: string | null;
+  approval: string | null;
+  policies: string[];
+}
+
+const NHI_TTL_MS = 5000;
+const MCP_METHOD_SET: ReadonlySet<string> = new Set(MCP_METHODS);
+
+/**
+ * The tool proxy: the one door to every tool. Per request, in order: route → fail closed on a
+ * stale bus → kill switch → request hygiene (method overrides) → token (signature, iss, aud =
+ * this tool, exp, typ; cached by digest) → revocation set → binding (DPoP proof or mTLS
+ * certificate) → NHI active → rate limit → action (declared method + path template, or MCP
+ * `tools/call` name) → scope → Cedar policy → approval gate → the tool's real credential in
+ * place of the agent's token → forward → audit (`tool.called` / `tool.call_denied`).
+ */
+export class ToolProxy {
+  private readonly tools = new Map<string, ToolRuntime>();
+  private readonly byHost = new Map<string, ToolRuntime>();
+  private readonly tokens: TokenChecker;
+  private readonly gate: ApprovalGate;
+  private readonly upstreams: Upstreams;
+  private readonly nhis = new Map<string, { nhi: NhiRecord | undefined; at: number }>();
+  private sub: Subscription | undefined;
+
+  constructor(private readonly d: ProxyDeps) {
+    const env = d.env ?? process.env;
+    const approvalTiers = new Set(d.config.tokens.profiles.filter((p) => p.approval).map((p) => p.name));
+    for (const tool of d.config.tools) {
+      const c = tool.credential;
+      // Resolved once at start: a missing secret fails start-up, not the first call.
+      const credential: InjectedCredential | undefined = c
+        ? { type: c.type, value: resolveSecret(c.value, env), ...(c.name ? { name: c.name } : {}), ...(c.username ? { username: c.username } : {}) }
+        : undefined;
+      const rt: ToolRuntime = {
+        tool,
+        resource: '',
+        matcher: new ActionMatcher(tool.actions),
+        credential,
+        limiter: tool.rate_limit
+          ? new TokenBucketLimiter({ perSecond: tool.rate_limit.per_second, burst: tool.rate_limit.burst, maxKeys: d.config.proxy.rate_limit_keys })
+          : undefined,
+        approvalTiers,
+      };
+      this.tools.set(tool.id, rt);
+      for (const h of tool.hosts) this.byHost.set(h, rt);
+    }
+    this.tokens = new TokenChecker({
+      accessTokens: d.accessTokens, dpop: d.dpop, revocations: d.revocations, clock: d.clock,
+      skewS: d.config.proxy.clock_skew, cacheSize: d.config.proxy.token_cache_size,
+    });
+    this.gate = new ApprovalGate({ store: d.store, audit: d.audit, bus: d.bus, clock: d.clock, issuer: d.issuer, skewS: d.config.proxy.clock_skew });
+    this.upstreams = new Upstreams(d.config.tools);
+  }
+
+  async start(): Promise<void> {
+    // NHI changes (disable, attributes) reach this instance at once; the TTL covers a missed message.
+    this.sub = await this.d.bus.subscribe('inventory.>', (m) => {
+      const nhi = (m.data as { nhi?: unknown }).nhi;
+      if (typeof nhi === 'string') this.nhis.delete(nhi);
+    }, { name: 'proxy-nhi-cache' });
+  }
+
+  async stop(): Promise<void> {
+    await this.sub?.close();
+    await this.upstreams.close();
+  }
+
+  /** The resource URL of a tool (RFC 8707 / RFC 9728 `resource`). */
+  resourceOf(toolId: string): string {
+    return `${this.d.issuer()}/tools/${toolId}`;
+  }
+
+  mount(router: Router): void {
+    const handler = (ctx: RequestContext) => this.handle(ctx);
+    for (const m of ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']) {
+      router.add(m, '/tools/:tool', handler);
+      router.add(m, '/tools/:tool/*', handler);
+    }
+    router.get('/.well-known/oauth-protected-resource/tools/:tool', (ctx) => {
+      const rt = this.tools.get(ctx.params.tool ?? '');
+      if (!rt) return sendJson(ctx.res, 404, { error: 'not_found', error_description: 'no such tool' });
+      sendJson(ctx.res, 200, this.resourceMetadata(rt), { 'cache-control': 'public, max-age=300' });
+    });
+    if (this.byHost.size > 0) router.setHostHandler((host) => (this.byHost.has(host) ? handler : undefined));
+  }
+
+  /** RFC 9728 §2 protected resource metadata for one tool. */
+  resourceMetadata(rt: ToolRuntime): Record<string, unknown> {
+    const iss = this.d.issuer();
+    const tls = this.d.config.server.tls;
+    const bindingRequired = rt.tool.actions.every((a) => this.d.config.tokens.profiles.find((p) => p.name === a.tier)?.binding === 'required');
+    return {
+      resource: this.resourceOf(rt.tool.id),
+      authorization_servers: [iss],
+      jwks_uri: `${iss}/oauth/jwks`,
+      scopes_supported: rt.tool.actions.map((a) => a.name),
+      bearer_methods_supported: ['header'],
+      resource_signing_alg_values_supported: [],
+      resource_name: rt.tool.description ?? rt.tool.id,
+      dpop_signing_alg_values_supported: [...this.d.dpop.supportedAlgorithms],
+      dpop_bound_access_tokens_required: bindingRequired && !(tls && tls.client_auth !== 'none'),
+      ...(tls && tls.client_auth !== 'none' ? { tls_client_certificate_bound_access_tokens: true } : {}),
+    };
+  }
+
+  // ------------------------------------------------------------------ the pipeline
+
+  private async handle(ctx: RequestContext): Promise<void> {
+    const started = this.d.clock.now();
+    // The tool segment is taken from the raw path and compared exactly: `/tools/tick%65ts` or
+    // `/tools//tickets` name no tool (the router would have decoded or collapsed them).
+    const hostRt = this.byHost.get(String(ctx.req.headers.host ?? '').toLowerCase());
+    const seg = hostRt ? undefined : /^\/tools\/([^/]*)/.exec(ctx.path);
+    const rt = hostRt ?? (seg ? this.tools.get(seg[1]!) : undefined);
+    if (!rt) {
+      // Unknown tool: nothing to audit against, and nothing about other tools is revealed.
+      sendJson(ctx.res, 404, { error: 'not_found', error_description: 'no such tool' });
+      return;
+    }
+    if (!rt.resource) rt.resource = this.resourceOf(rt.tool.id);
+    const method = ctx.req.method ?? 'GET';
+    const rawRest = hostRt ? ctx.path : ctx.path.slice(seg![0].length);
+    const rawQuery = queryOf(ctx.req.url ?? '');
+    const trace = traceparentFor(ctx.req.headers.traceparent as string | undefined, () => randomBytes(8).toString('hex'));
+    const facts: CallFacts = {
+      tool: rt.tool.id, method, path: null, nhi: null, on_behalf_of: null, run_id: null, action: null, args_digest: null,
+      jti: null, binding: null, approval: null, policies: [],
+    };
+    let token: CheckedToken | undefined;
+    try {
+      this.failClosedIfStale();
+      const killed = this.d.revocations.killed(undefined, rt.tool.id);
+      if (killed) throw new ResourceAuthError('invalid_token', `access revoked: kill switch (${killed})`, 'Bearer');
+
+      const override = hasMethodOverride(ctx.req.headers) ?? hasMethodOverrideParam(rawQuery);
+      if (override) throw new OAuthError('invalid_request', `method override (${override}) is refused: send the real method`, 400);
+
+      token = await this.tokens.check(ctx.req, rt.tool.id, rt.resource, `${this.d.issuer()}${ctx.path}`);
+      const c = token.claims;
+      facts.nhi = c.sub;
+      facts.jti = c.jti;
+      facts.binding = token.binding;
+      facts.on_behalf_of = typeof c.act?.sub === 'string' ? c.act.sub : null;
+      facts.run_id = c.mandate_run_id ?? null;
+
+      const nhi = await this.nhi(c.sub);
+      if (!nhi || nhi.status !== 'active') throw new ResourceAuthError('invalid_token', `the access token was revoked (${c.sub} is disabled)`, token.scheme);
+      const nhiKilled = this.d.revocations.killed(c.sub, rt.tool.id);
+      if (nhiKilled) throw new ResourceAuthError('invalid_token', `the access token was revoked (kill switch: ${nhiKilled})`, token.scheme);
+
+      if (rt.limiter) {
+        const r = rt.limiter.take(c.sub, this.d.clock.now());
+        if (!r.ok) throw new OAuthError('rate_limited', `too many calls to ${rt.tool.id}; retry after ${r.retryAfterS}s`, 429, { retry_after: r.retryAfterS });
+      }
+
+      if (rt.tool.kind === 'mcp') await this.mcp(ctx, rt, token, nhi, facts, rawRest, rawQuery, trace, started);
+      else await this.http(ctx, rt, token, nhi, facts, rawRest, rawQuery, trace, started);
+    } catch (err) {
+      this.refuse(ctx, rt, token, facts, err, trace.traceId, started);
+    }
+  }
+
+  private async http(
+    ctx: RequestContext, rt: ToolRuntime, token: CheckedToken, nhi: NhiRecord, facts: CallFacts,
+    rawRest: string, rawQuery: string, trace: { traceparent: string; traceId: string }, started: number,
+  ): Promise<void> {
+    const method = facts.method;
+    const path = normalizePath(rawRest === '' ? '/' : rawRest);
+    facts.path = path;
+    const m = rt.matcher.matchHttp(method, path);
+    if (!m) throw new OAuthError('access_denied', `no declared action of ${rt.tool.id} matches ${method} ${path}`, 403);
+    facts.action = m.action.name;
+    this.inScope(token, m.action);
+
+    const declared = Number(ctx.req.headers['content-length'] ?? NaN);
+    if (Number.isFinite(declared) && declared > rt.tool.max_body_bytes) {
+      throw new OAuthError('invalid_request', `request body is larger than ${rt.tool.max_body_bytes} bytes`, 413);
+    }
+    const args: Record<string, unknown> = { params: m.params, query: queryObject(rawQuery) };
+    const needsBody = this.holdsForTier(rt, m.action);
+    // A held call is bound to its body too, so the body is read (capped) before anything is sent.
+    let body: Buffer | IncomingMessage | undefined = hasBody(ctx.req) ? ctx.req : undefined;
+    if (needsBody && body) {
+      body = await readBody(ctx.req, rt.tool.max_body_bytes);
+      args.body = argsDigest(body.toString('base64'));
+    }
+    facts.args_digest = argsDigest(args);
+    const decision = await this.decide(rt, token, nhi, m.action, args, facts, { method, path: m.action.path ?? path }, trace.traceId);
+    if (decision.decision !== 'allow') throw new OAuthError('access_denied', `denied by policy ${decision.policies.join(', ') || '(default deny)'}`, 403);
+
+    const pathAndQuery = this.upstreams.pathFor(rt.tool.id, path) + this.upstreamQuery(rt, rawQuery);
+    const headers = upstreamHeaders(ctx.req.headers, {
+      clientIp: ctx.req.socket.remoteAddress ?? '', proto: isTls(ctx.req) ? 'https' : 'http', host: String(ctx.req.headers.host ?? ''),
+      traceparent: trace.traceparent, ...(rt.credential ? { credential: rt.credential } : {}),
+    });
+    const up = await this.upstreams.send({ tool: rt.tool, method, pathAndQuery, headers, body });
+    const sent = await this.upstreams.pipe(up, ctx.res, responseHeaders(up.headers, { credential: rt.credential }), rt.tool.max_response_bytes);
+    this.record('tool.called', 'allow', 'allowed', facts, trace.traceId, started, { upstream_status: up.status, response_bytes: sent });
+  }
+
+  private async mcp(
+    ctx: RequestContext, rt: ToolRuntime, token: CheckedToken, nhi: NhiRecord, facts: CallFacts,
+    rawRest: string, rawQuery: string, trace: { traceparent: string; traceId: string }, started: number,
+  ): Promise<void> {
+    const method = facts.method;
+    const path = normalizePath(rawRest === '' ? '/' : rawRest);
+    facts.path = path;
+    const headers = upstreamHeaders(ctx.req.headers, {
+      clientIp: ctx.req.socket.remoteAddress ?? '', proto: isTls(ctx.req) ? 'https' : 'http', host: String(ctx.req.headers.host ?? ''),
+      traceparent: trace.traceparent, ...(rt.credential ? { credential: rt.credential } : {}),
+    });
+    const pathAndQuery = this.upstreams.pathFor(rt.tool.id, path) + this.upstreamQuery(rt, rawQuery);
+    if (method === 'GET' || method === 'DELETE') {
+      // Streamable HTTP: GET opens the server's SSE stream, DELETE ends a session (MCP
+      // transports §2.2–2.5). Neither calls a tool: what flows on the stream are the server's
+      // requests and notifications, and the answers to them come back as POSTs, checked there.
+      facts.action = method === 'GET' ? 'mcp:stream' : 'mcp:session/delete';
+      const up = await this.upstreams.send({ tool: rt.tool, method, pathAndQuery, headers, body: undefined });
+      const sent = await this.upstreams.pipe(up, ctx.res, responseHeaders(up.headers, { credential: rt.credential }), rt.tool.max_response_bytes);
+      this.record('tool.called', 'allow', 'allowed', facts, trace.traceId, started, { upstream_status: up.status, response_bytes: sent });
+      return;
+    }
+    if (method !== 'POST') throw new OAuthError('invalid_request', 'MCP over Streamable HTTP uses POST, GET or DELETE', 405);
+    const type = String(ctx.req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+    if (type !== 'application/json') throw new OAuthError('invalid_request', 'Content-Type must be application/json (MCP Streamable HTTP)', 415);
+    const raw = await readBody(ctx.req, rt.tool.max_body_bytes);
+    let parsed: ParsedRpc;
+    try {
+      parsed = parseJsonRpcBody(raw.toString('utf8'), rt.tool.max_body_bytes);
+    } catch (err) {
+      const code = (err as { rpcCode?: number }).rpcCode ?? -32700;
+      sendJson(ctx.res, 400, rpcError(null, code, (err as Error).message));
+      this.record('tool.call_denied', 'deny', 'malformed JSON-RPC', facts, trace.traceId, started);
+      return;
+    }
+
+    // Every message is decided before anything is sent: one refusal refuses the whole batch,
+    // so an allowed call cannot carry a denied one past the proxy.
+    const verdicts: Array<{ msg: RpcMessage; facts: CallFacts; error?: { code: number; message: string; data?: Record<string, unknown> } }> = [];
+    let listsTools = false;
+    for (const msg of parsed.messages) {
+      const f: CallFacts = { ...facts, policies: [] };
+      verdicts.push({ msg, facts: f });
+      const v = verdicts[verdicts.length - 1]!;
+      if (msg.kind === 'response') {
+        f.action = 'mcp:response';
+        continue;
+      }
+      try {
+        if (msg.method === 'tools/call') {
+          const call = toolsCall(msg);
+          const action = rt.matcher.byName(call.name);
+          f.action = action?.name ?? call.name.slice(0, 128);
+          if (!action) throw new OAuthError('access_denied', `${rt.tool.id} declares no tool named ${JSON.stringify(call.name.slice(0, 128))}`, 403);
+          this.inScope(token, action);
+          f.args_digest = argsDigest(call.arguments);
+          const decision = await this.decide(rt, token, nhi, action, call.arguments, f, undefined, trace.traceId);
+          if (decision.decision !== 'allow') throw new OAuthError('access_denied', `denied by policy ${decision.policies.join(', ') || '(default deny)'}`, 403);
+        } else if (msg.kind === 'notification') {
+          // Notifications (initialized, cancelled, progress, roots/list_changed) ask for nothing.
+          f.action = `mcp:${msg.method!.slice(0, 100)}`;
+        } else {
+          const m = msg.method!;
+          f.action = `mcp:${m.slice(0, 100)}`;
+          // A method the proxy does not know is refused: the list grows with the MCP spec, not by default.
+          if (!MCP_METHOD_SET.has(f.action)) throw new OAuthError('access_denied', `the MCP method ${JSON.stringify(m.slice(0, 100))} is not allowed through the proxy`, 403);
+          if (m === 'tools/list') listsTools = true;
+          const decision = await this.decide(rt, token, nhi, undefined, null, f, undefined, trace.traceId, f.action);
+          if (decision.decision !== 'allow') throw new OAuthError('access_denied', `${m} denied by policy ${decision.policies.join(', ')}`, 403);
+        }
+      } catch (err) {
+        if (err instanceof ApprovalRequiredError) {
+          v.error = { code: MCP_ERROR.approvalRequired, message: err.message, data: { error: 'approval_required', ...err.extra } };
+        } else if (err instanceof OAuthError && err.status === 403) {
+          v.error = { code: MCP_ERROR.accessDenied, message: err.message, data: { error: err.error, ...err.extra } };
+        } else if ((err as { rpcCode?: number }).rpcCode !== undefined) {
+          v.error = { code: (err as { rpcCode: number }).rpcCode, message: (err as Error).message };
+        } else throw err;
+      }
+    }
+
+    const refused = verdicts.filter((v) => v.error);
+    if (refused.length > 0) {
+      const replies = verdicts
+        .filter((v) => v.msg.kind === 'request')
+        .map((v) => rpcError(v.msg.id ?? null, v.error?.code ?? MCP_ERROR.batchRefused, v.error?.message ?? 'refused: another message in this batch was denied', v.error?.data));
+      for (const v of verdicts) {
+        if (v.msg.kind === 'response') continue;
+        this.record('tool.call_denied', 'deny', v.error?.message ?? 'batch refused', v.facts, trace.traceId, started);
+      }
+      // JSON-RPC errors travel in a 200 (MCP: the transport worked, the call did not);
+      // a batch of notifications only gets 202 with nothing to say.
+      if (replies.length === 0) {
+        ctx.res.writeHead(202).end();
+        return;
+      }
+      sendJson(ctx.res, 200, parsed.batch ? replies : replies[0]);
+      return;
+    }
+
+    const up = await this.upstreams.send({ tool: rt.tool, method, pathAndQuery, headers, body: raw });
+    let sent: number;
+    if (listsTools && up.status === 200) {
+      // tools/list answers only with what this caller may call (scope, then policy).
+      const body = await this.upstreams.buffer(up, rt.tool.max_response_bytes);
+      const allowed = (name: string) => this.mayCall(rt, token, nhi, name, trace.traceId);
+      const filtered = filterToolsListResponse(body, String(up.headers['content-type'] ?? ''), allowed);
+      const h = responseHeaders(up.headers, { credential: rt.credential, bodyRewritten: true });
+      ctx.res.writeHead(up.status, { ...h, 'content-length': Buffer.byteLength(filtered) });
+      ctx.res.end(filtered);
+      sent = Buffer.byteLength(filtered);
+    } else {
+      sent = await this.upstreams.pipe(up, ctx.res, responseHeaders(up.headers, { credential: rt.credential }), rt.tool.max_response_bytes);
+    }
+    for (const v of verdicts) {
+      this.record('tool.called', 'allow', 'allowed', v.facts, trace.traceId, started, { upstream_status: up.status, response_bytes: sent });
+    }
+  }
+
+  // ------------------------------------------------------------------ decisions
+
+  /** RFC 6750 §3.1: the action must be one the token was issued for. */
+  private inScope(token: CheckedToken, action: ActionConfig): void {
+    if (!token.claims.scope.split(' ').includes(action.name)) {
+      throw new OAuthError('insufficient_scope', `the access token does not carry ${action.name}`, 403, { scope: action.name });
+    }
+  }
+
+  private holdsForTier(rt: ToolRuntime, action: ActionConfig): boolean {
+    return rt.approvalTiers.has(action.tier);
+  }
+
+  /**
+   * Cedar, then the approval gate when the tier or a policy holds the call. Returns the final
+   * decision (allow or deny); throws ApprovalRequiredError while a human has not approved.
+   */
+  private async decide(
+    rt: ToolRuntime, token: CheckedToken, nhi: NhiRecord, action: ActionConfig | undefined, args: Record<string, unknown> | null,
+    facts: CallFacts, endpoint: { method: string; path: string } | undefined, traceId: string, protocolAction?: string,
+  ): Promise<PolicyDecision> {
+    const req = this.policyRequest(rt, token, nhi, action, args, facts.args_digest, endpoint, protocolAction, false);
+    let decision = this.d.policy.evaluate(req);
+    facts.policies = decision.policies;
+    const tierHold = action !== undefined && this.holdsForTier(rt, action);
+    if (action && (tierHold || decision.decision === 'approval_required')) {
+      if (decision.decision === 'deny') return decision;
+      const passed = await this.gate.pass({
+        claims: token.claims, tool: rt.tool, action: action.name, argsDigest: facts.args_digest ?? argsDigest(null), traceId,
+        because: tierHold ? 'tier' : 'policy',
+      });
+      facts.approval = passed.approvalId;
+      decision = this.d.policy.evaluate({ ...req, approved: true });
+      facts.policies = decision.policies;
+      if (decision.decision === 'approval_required') decision = { ...decision, decision: 'deny' };
+    }
+    return decision;
+  }
+
+  /** Whether tools/list shows a tool to this caller: declared, in scope, and not denied by policy. */
+  private mayCall(rt: ToolRuntime, token: CheckedToken, nhi: NhiRecord, name: string, _traceId: string): boolean {
+    const action = rt.matcher.byName(name);
+    if (!action || !token.claims.scope.split(' ').includes(action.name)) return false;
+    const d = this.d.policy.evaluate(this.policyRequest(rt, token, nhi, action, null, null, undefined, undefined, false));
+    // A call a human must approve is still listed: calling it asks for the approval.
+    return d.decision !== 'deny';
+  }
+
+  private policyRequest(
+    rt: ToolRuntime, token: CheckedToken, nhi: NhiRecord, action: ActionConfig | undefined, args: Record<string, unknown> | null,
+    digest: string | null, endpoint: { method: string; path: string } | undefined, protocolAction: string | undefined, approved: boolean,
+  ): PolicyRequest {
+    return {
+      nhi: { id: nhi.id, class: nhi.class, owner: nhi.owner, system: nhi.system, environment: nhi.environment, tier: nhi.tier },
+      tool: { id: rt.tool.id, kind: rt.tool.kind },
+      action: action?.name ?? protocolAction ?? 'mcp:unknown',
+      tier: action?.tier ?? null,
+      args,
+      argsDigest: digest,
+      ...(endpoint ? { endpoint } : {}),
+      riskScore: 0,
+      approved,
+      onBehalfOf: typeof token.claims.act?.sub === 'string' ? token.claims.act.sub : null,
+      runId: token.claims.mandate_run_id ?? null,
+      now: this.d.clock.now(),
+    };
+  }
+
+  // ------------------------------------------------------------------ helpers
+
+  private failClosedIfStale(): void {
+    const h = this.d.bus.health();
+    if (!h.connected && this.d.clock.now() - h.lastContactAt > this.d.stalenessBoundS * 1000) {
+      // Revocations may be arriving that this instance cannot hear: refuse rather than guess.
+      throw new OAuthError('temporarily_unavailable', 'this proxy has lost contact with the bus for too long to know what is revoked', 503);
+    }
+  }
+
+  private async nhi(id: string): Promise<NhiRecord | undefined> {
+    const now = this.d.clock.now();
+    const hit = this.nhis.get(id);
+    if (hit && now - hit.at < NHI_TTL_MS) return hit.nhi;
+    const nhi = await this.d.store.getNhi(id);
+    this.nhis.set(id, { nhi, at: now });
+    return nhi;
+  }
+
+  private upstreamQuery(rt: ToolRuntime, rawQuery: string): string {
+    const q = rt.credential?.type === 'query' ? applyQueryCredential(rawQuery, rt.credential) : rawQuery;
+    return q === '' ? '' : `?${q.replace(/^\?/, '')}`;
+  }
+
+  /** Writes the refusal in the tool's vocabulary and records it. */
+  private refuse(ctx: RequestContext, rt: ToolRuntime, token: CheckedToken | undefined, facts: CallFacts, err: unknown, traceId: string, started: number): void {
+    const oauthErr = err instanceof OAuthError ? err : undefined;
+    if (!oauthErr) {
+      // A tool answer the proxy cannot check (tools/list it cannot filter) is not passed on.
+      const bad = err instanceof UpstreamResponseError;
+      if (!bad) ctx.log.error({ err }, 'proxy failed');
+      const description = bad ? `${rt.tool.id} sent a response the proxy cannot check` : 'internal error';
+      this.record('tool.call_denied', 'deny', description, facts, traceId, started);
+      if (!ctx.res.headersSent) sendJson(ctx.res, bad ? 502 : 500, { error: bad ? 'bad_gateway' : 'server_error', error_description: description });
+      else ctx.res.destroy();
+      return;
+    }
+    this.record('tool.call_denied', 'deny', oauthErr.message, facts, traceId, started, { error: oauthErr.error });
+    if (ctx.res.headersSent) {
+      ctx.res.destroy();
+      return;
+    }
+    if (err instanceof UpstreamError) {
+      sendJson(ctx.res, err.status, { error: err.error, error_description: err.message });
+      return;
+    }
+    const headers: Record<string, string> = {};
+    const algs = this.d.dpop.supportedAlgorithms.join(' ');
+    const meta = `${this.d.issuer()}/.well-known/oauth-protected-resource/tools/${rt.tool.id}`;
+    const desc = oauthErr.message.replace(/["\\]/g, '');
+    if (err instanceof ResourceAuthError) {
+      // RFC 6750 §3, RFC 9449 §7.1 and §8, RFC 9728 §5.1.
+      if (err.error === 'use_dpop_nonce') headers['dpop-nonce'] = this.d.dpop.currentNonce();
+      headers['www-authenticate'] = err.scheme === 'DPoP'
+        ? `DPoP error="${err.error}", error_description="${desc}", algs="${algs}", resource_metadata="${meta}"`
+        : token === undefined && err.error === 'invalid_token' && !ctx.req.headers.authorization
+          ? `Bearer realm="mandate", resource_metadata="${meta}", DPoP algs="${algs}"`
+          : `Bearer error="${err.error}", error_description="${desc}", resource_metadata="${meta}"`;
+    } else if (oauthErr.error === 'insufficient_scope') {
+      const scheme = token?.scheme ?? 'Bearer';
+      headers['www-authenticate'] = `${scheme} error="insufficient_scope", error_description="${desc}", scope="${String(oauthErr.extra.scope ?? '')}", resource_metadata="${meta}"`;
+    } else if (oauthErr.status === 429) {
+      headers['retry-after'] = String(oauthErr.extra.retry_after ?? 1);
+    }
+    if (rt.tool.kind === 'mcp' && oauthErr.status === 403) {
+      // After authentication, an MCP refusal is a JSON-RPC error the client can show.
+      const code = err instanceof ApprovalRequiredError ? MCP_ERROR.approvalRequired : MCP_ERROR.accessDenied;
+      sendJson(ctx.res, 200, rpcError(null, code, oauthErr.message, { error: oauthErr.error, ...oauthErr.extra }), headers);
+      return;
+    }
+    sendJson(ctx.res, oauthErr.status, { error: oauthErr.error, error_description: oauthErr.message, ...oauthErr.extra }, headers);
+  }
+
+  private record(
+    type: 'tool.called' | 'tool.call_denied', decision: 'allow' | 'deny', reason: string, f: CallFacts, traceId: string, started: number,
+    extra: Record<string, unknown> = {},
+  ): void {
+    const latency_ms = this.d.clock.now() - started;
+    const data = {
+      method: f.method, path: f.path, action: f.action, args_digest: f.args_digest, reason, jti: f.jti, on_behalf_of: f.on_behalf_of,
+      run_id: f.run_id, binding: f.binding, approval: f.approval, policies: f.policies, latency_ms, ...extra,
+    };
+    this.d.audit.record({ type, actor: f.nhi, subject: f.nhi, tool: f.tool, decision, traceId, data });
+    void this.d.bus.publish(type, { ...data, nhi: f.nhi, tool: f.tool, decision, trace_id: traceId, at: this.d.clock.now() }).catch(() => {});
+  }
+}
+
+function queryOf(url: string): string {
+  const q = url.indexOf('?');
+  return q < 0 ? '' : url.slice(q + 1);
+}
+
+/** The query as an object for policies: a repeated parameter becomes a list. */
+function queryObject(raw: string): Record<string, string | string[]> {
+  // No prototype: a parameter named __proto__ is just a key.
+  const out = Object.create(null) as Record<string, string | string[]>;
+  if (raw === '') return out;
+  for (const [k, v] of new URLSearchParams(raw)) {
+    const prev = out[k];
+    out[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
+  }
+  return out;
+}
+
+function hasBody(req: IncomingMessage): boolean {
+  return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+}
+
+function isTls(req: IncomingMessage): boolean {
+  return (req.socket as { encrypted?: boolean }).encrypted === true;
+}

@@ -1,0 +1,176 @@
+import { createHash } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import { OAuthError, secretEquals, type Clock } from '../core/index.js';
+import type { AccessTokenClaims, AccessTokenVerifier, DpopVerifier, RevocationState } from '../broker/index.js';
+
+/**
+ * The token checks the proxy runs on every request (RFC 6750, RFC 9068 §4, RFC 9449 §7, RFC
+ * 8705 §3): exactly one `Authorization` header with the Bearer or DPoP scheme, the token
+ * verified against the broker's keys (cached by digest, never past its expiry), the
+ * revocation set consulted every time, then the binding: a DPoP proof for this method and
+ * URL with `ath` and the token's `cnf.jkt`, or the TLS client certificate of `cnf.x5t#S256`.
+ */
+
+/** A 401/400 at the resource: the error code and which `WWW-Authenticate` scheme to answer with. */
+export class ResourceAuthError extends OAuthError {
+  constructor(
+    error: 'invalid_request' | 'invalid_token' | 'invalid_dpop_proof' | 'use_dpop_nonce',
+    description: string,
+    /** The scheme the client used (or should use); the challenge is written in it. */
+    readonly scheme: 'Bearer' | 'DPoP',
+    status = error === 'invalid_request' ? 400 : 401,
+  ) {
+    super(error, description, status);
+  }
+}
+
+export interface CheckedToken {
+  claims: AccessTokenClaims;
+  scheme: 'Bearer' | 'DPoP';
+  /** base64url SHA-256 of the token: the cache key, and what the audit log may name. */
+  digest: string;
+  /** How the token is bound: 'dpop', 'mtls' or 'none'. */
+  binding: 'dpop' | 'mtls' | 'none';
+}
+
+interface CacheEntry {
+  claims: AccessTokenClaims;
+  aud: string;
+  /** `exp` in ms: the entry is never used after it. */
+  expMs: number;
+}
+
+const MAX_TOKEN_CHARS = 8192;
+const B68 = /^[A-Za-z0-9\-._~+/]+=*$/; // RFC 6750 §2.1 b64token
+
+export class TokenChecker {
+  private readonly cache = new Map<string, CacheEntry>();
+
+  constructor(
+    private readonly d: {
+      accessTokens: AccessTokenVerifier;
+      dpop: DpopVerifier;
+      revocations: RevocationState;
+      clock: Clock;
+      skewS: number;
+      cacheSize: number;
+    },
+  ) {}
+
+  /**
+   * Checks the request's token for the tool whose resource URL is `resource`, with `url` the
+   * absolute URL the client called (the DPoP `htu`). Throws ResourceAuthError.
+   */
+  async check(req: IncomingMessage, toolId: string, resource: string, url: string): Promise<CheckedToken> {
+    const { scheme, token } = credentialsOf(req);
+    const digest = createHash('sha256').update(token).digest('base64url');
+    const claims = await this.verified(token, digest, resource, scheme);
+
+    const revoked = this.d.revocations.check({ jti: claims.jti, nhiId: claims.sub, toolId, issuedAt: claims.iat * 1000 });
+    // The SDK and agents key on "revoked" in the description (RFC 6750 §3.1 leaves the text to us).
+    if (revoked) throw new ResourceAuthError('invalid_token', `the access token was revoked (${revoked})`, scheme);
+
+    const jkt = claims.cnf?.jkt;
+    const x5t = claims.cnf?.['x5t#S256'];
+    if (jkt !== undefined) {
+      // RFC 9449 §7.1: a DPoP-bound token is only accepted with the DPoP scheme and a proof.
+      if (scheme !== 'DPoP') throw new ResourceAuthError('invalid_token', 'the access token is DPoP-bound: use the DPoP authorization scheme with a proof', 'DPoP');
+      try {
+        await this.d.dpop.verify(req.headers.dpop, { method: req.method ?? 'GET', url, accessToken: token, expectedJkt: jkt });
+      } catch (err) {
+        if (err instanceof OAuthError) {
+          throw new ResourceAuthError(err.error === 'use_dpop_nonce' ? 'use_dpop_nonce' : 'invalid_dpop_proof', err.message, 'DPoP');
+        }
+        throw err;
+      }
+      return { claims, scheme, digest, binding: 'dpop' };
+    }
+    if (scheme === 'DPoP') {
+      // RFC 9449 §7.2: the DPoP scheme with a token that is not DPoP-bound is an error.
+      throw new ResourceAuthError('invalid_token', 'the access token is not DPoP-bound: use the Bearer scheme', 'DPoP');
+    }
+    if (x5t !== undefined) {
+      const presented = peerCertThumbprint(req);
+      // RFC 8705 §3: the certificate of this TLS connection must be the one the token names.
+      if (presented === undefined || !secretEquals(presented, x5t)) {
+        throw new ResourceAuthError('invalid_token', 'the access token is certificate-bound: present the same client certificate (RFC 8705 §3)', 'Bearer');
+      }
+      return { claims, scheme, digest, binding: 'mtls' };
+    }
+    return { claims, scheme, digest, binding: 'none' };
+  }
+
+  /** Signature, `iss`, `aud`, `typ`, `exp`, from the cache when this exact token was verified before. */
+  private async verified(token: string, digest: string, resource: string, scheme: 'Bearer' | 'DPoP'): Promise<AccessTokenClaims> {
+    const now = this.d.clock.now();
+    const hit = this.cache.get(digest);
+    if (hit) {
+      if (hit.expMs + this.d.skewS * 1000 <= now) {
+        this.cache.delete(digest);
+        throw new ResourceAuthError('invalid_token', 'the access token expired', scheme);
+      }
+      // The cached claims were verified for their own audience; a token for tool A at tool B fails here.
+      if (hit.aud !== resource) throw new ResourceAuthError('invalid_token', 'the access token is for another tool (aud)', scheme);
+      return hit.claims;
+    }
+    let claims: AccessTokenClaims;
+    try {
+      claims = await this.d.accessTokens.verify(token);
+    } catch (err) {
+      if (err instanceof OAuthError) throw new ResourceAuthError('invalid_token', err.message, scheme);
+      throw err;
+    }
+    if (typeof claims.aud !== 'string' || typeof claims.scope !== 'string' || typeof claims.sub !== 'string') {
+      throw new ResourceAuthError('invalid_token', 'the access token is not a Mandate tool token', scheme);
+    }
+    if (this.d.cacheSize > 0) {
+      if (this.cache.size >= this.d.cacheSize) {
+        // Insertion order: the oldest entry goes first.
+        const oldest = this.cache.keys().next().value;
+        if (oldest !== undefined) this.cache.delete(oldest);
+      }
+      this.cache.set(digest, { claims, aud: claims.aud, expMs: claims.exp * 1000 });
+    }
+    if (claims.aud !== resource) throw new ResourceAuthError('invalid_token', 'the access token is for another tool (aud)', scheme);
+    return claims;
+  }
+}
+
+/**
+ * RFC 6750 §2.1 / RFC 9449 §7.1: exactly one Authorization header, scheme Bearer or DPoP
+ * (case-insensitive, RFC 9110 §11.1), one b64token. Node keeps only the first of repeated
+ * Authorization headers, so they are counted in the raw headers: two are refused, not merged.
+ */
+export function credentialsOf(req: IncomingMessage): { scheme: 'Bearer' | 'DPoP'; token: string } {
+  let authCount = 0;
+  let dpopCount = 0;
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 13 && name.toLowerCase() === 'authorization') authCount++;
+    else if (name.length === 4 && name.toLowerCase() === 'dpop') dpopCount++;
+  }
+  if (authCount > 1) throw new ResourceAuthError('invalid_request', 'exactly one Authorization header is allowed', 'Bearer');
+  if (dpopCount > 1) throw new ResourceAuthError('invalid_dpop_proof', 'exactly one DPoP header is allowed (RFC 9449 §4.3)', 'DPoP');
+  const header = req.headers.authorization;
+  if (!header) throw new ResourceAuthError('invalid_token', 'an access token is required', 'Bearer', 401);
+  const sp = header.indexOf(' ');
+  const schemeRaw = sp < 0 ? header : header.slice(0, sp);
+  const token = sp < 0 ? '' : header.slice(sp + 1).trim();
+  const lower = schemeRaw.toLowerCase();
+  const scheme = lower === 'bearer' ? 'Bearer' : lower === 'dpop' ? 'DPoP' : undefined;
+  if (!scheme) throw new ResourceAuthError('invalid_request', 'use the Bearer or DPoP authorization scheme', 'Bearer');
+  if (token.length === 0 || token.length > MAX_TOKEN_CHARS || !B68.test(token)) {
+    throw new ResourceAuthError('invalid_token', 'the access token is malformed', scheme);
+  }
+  return { scheme, token };
+}
+
+/** RFC 8705 §3.1: x5t#S256 of the verified client certificate, when TLS client auth is on. */
+export function peerCertThumbprint(req: IncomingMessage): string | undefined {
+  const sock = req.socket as TLSSocket;
+  if (typeof sock.getPeerCertificate !== 'function' || !sock.authorized) return undefined;
+  const cert = sock.getPeerCertificate();
+  return cert?.raw ? createHash('sha256').update(cert.raw).digest('base64url') : undefined;
+}
