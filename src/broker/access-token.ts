@@ -1,49 +1,161 @@
-import { createLocalJWKSet, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import type { KeyObject } from 'node:crypto';
 import { OAuthError, type Clock } from '../core/index.js';
 import type { AccessTokenClaims } from './tokens.js';
+import { keyFitsAlg, keyUsableFor, publicJwkOf } from './dpop.js';
+import { BoundedCache, importPublicKey, verifyCompact } from './jws.js';
 
 /** Where the verification keys come from: the broker's own JWKS (in process) or a fetched one. */
 export type JwksSource = () => { keys: Record<string, unknown>[] };
 
+/** The algorithms Mandate signs access tokens with (keys.algorithm). */
+const ALGORITHMS: readonly string[] = ['ES256', 'EdDSA'];
+const REQUIRED_CLAIMS = ['exp', 'iat', 'jti', 'sub', 'aud'] as const;
+
+interface VerifyKey {
+  kid: string | undefined;
+  raw: Record<string, unknown>;
+  jwk: ReturnType<typeof publicJwkOf>;
+  /** Imported lazily, per algorithm. */
+  imported: Map<string, KeyObject>;
+}
+
+interface Verified {
+  payload: Record<string, unknown>;
+  typ: unknown;
+}
+
+const invalidToken = (why = 'token is not a valid Mandate access token') => new OAuthError('invalid_token', why, 401);
+
 /**
  * Verifies Mandate's own access tokens (RFC 9068 §4): signature against the broker's JWKS
  * only, `typ` = `at+jwt`, algorithms pinned to what Mandate signs with, `iss` exact, `exp`
- * with a small skew. The key set object is rebuilt only when the JWKS changes (rotation).
+ * with a small skew. The tool proxy calls this on every tool call, so:
+ *
+ * - signatures are checked with node:crypto KeyObjects imported once per JWKS version (see
+ *   jws.ts), not through WebCrypto;
+ * - a token whose signature verified is remembered (by its exact text, bounded) so that the
+ *   next call with it skips the signature; the claims (`iss`, `typ`, `exp`, `nbf`, `aud`) are
+ *   checked again on every call, and the memory is dropped whenever the JWKS changes (a key
+ *   that left it verifies nothing any more).
+ *
+ * The checks and their errors are those of jose's `jwtVerify` with the same options (the
+ * earlier implementation): `invalid_token` with "token expired", "token <claim> is not valid
+ * here" or a generic description.
  */
 export class AccessTokenVerifier {
-  private keySet: JWTVerifyGetKey | undefined;
-  private keySetFor: string | undefined;
+  private keysFor: string | undefined;
+  private keys: VerifyKey[] = [];
+  private readonly verified: BoundedCache<string, Verified>;
 
   constructor(
-    private readonly opts: { issuer: () => string; jwks: JwksSource; clock: Clock; skewS?: number; maxBytes?: number },
-  ) {}
+    private readonly opts: { issuer: () => string; jwks: JwksSource; clock: Clock; skewS?: number; maxBytes?: number; cacheSize?: number },
+  ) {
+    this.verified = new BoundedCache(opts.cacheSize ?? 10_000);
+  }
 
   async verify(token: string, expectedAudience?: string): Promise<AccessTokenClaims> {
-    if (token.length > (this.opts.maxBytes ?? 8192)) throw new OAuthError('invalid_token', 'token too large', 401);
-    const jwks = this.opts.jwks();
-    const fingerprint = jwks.keys.map((k) => k.kid).join(',');
-    if (!this.keySet || fingerprint !== this.keySetFor) {
-      this.keySet = createLocalJWKSet(jwks as never);
-      this.keySetFor = fingerprint;
+    if (typeof token !== 'string' || token.length > (this.opts.maxBytes ?? 8192)) throw new OAuthError('invalid_token', 'token too large', 401);
+    this.refreshKeys();
+    let v = this.verified.get(token);
+    if (!v) {
+      v = this.verifySignature(token);
+      this.verified.set(token, v);
     }
-    try {
-      const { payload } = await jwtVerify(token, this.keySet, {
-        issuer: this.opts.issuer(),
-        typ: 'at+jwt',
-        algorithms: ['ES256', 'EdDSA'],
-        clockTolerance: this.opts.skewS ?? 5,
-        currentDate: new Date(this.opts.clock.now()),
-        requiredClaims: ['exp', 'iat', 'jti', 'sub', 'aud'],
-        ...(expectedAudience ? { audience: expectedAudience } : {}),
-      });
-      return payload as unknown as AccessTokenClaims;
-    } catch (err) {
-      const code = (err as { code?: string }).code;
-      const why =
-        code === 'ERR_JWT_EXPIRED' ? 'token expired'
-          : code === 'ERR_JWT_CLAIM_VALIDATION_FAILED' ? `token ${(err as { claim?: string }).claim ?? 'claim'} is not valid here`
-            : 'token is not a valid Mandate access token';
-      throw new OAuthError('invalid_token', why, 401);
-    }
+    return this.checkClaims(v, expectedAudience);
   }
+
+  private refreshKeys(): void {
+    const jwks = this.opts.jwks();
+    const fingerprint = jwks.keys.map((k) => `${String(k.kid)}:${String(k.x)}`).join(',');
+    if (fingerprint === this.keysFor) return;
+    const keys: VerifyKey[] = [];
+    for (const raw of jwks.keys) {
+      try {
+        keys.push({ kid: typeof raw.kid === 'string' ? raw.kid : undefined, raw, jwk: publicJwkOf(raw), imported: new Map() });
+      } catch {
+        // Not a public key Mandate signs with: it verifies nothing.
+      }
+    }
+    this.keys = keys;
+    this.keysFor = fingerprint;
+    // Tokens verified with the previous key set must be verified again.
+    this.verified.clear();
+  }
+
+  private verifySignature(token: string): Verified {
+    // RFC 7515 §7.1: three base64url parts; the header and payload are JSON objects.
+    const first = token.indexOf('.');
+    const second = first < 0 ? -1 : token.indexOf('.', first + 1);
+    if (first <= 0 || second <= first + 1 || second === token.length - 1 || token.indexOf('.', second + 1) !== -1) throw invalidToken();
+    const header = decodePart(token.slice(0, first));
+    const alg = header.alg;
+    // RFC 8725 §3.1: only the algorithms Mandate signs with; RFC 7515 §4.1.11: no extensions.
+    if (typeof alg !== 'string' || !ALGORITHMS.includes(alg)) throw invalidToken();
+    if (header.crit !== undefined) throw invalidToken();
+    const kid = header.kid;
+    if (kid !== undefined && typeof kid !== 'string') throw invalidToken();
+    // The key from our JWKS only (never from the token): by kid, fitting alg, `use`/`alg` honoured.
+    const fit = this.keys.filter((k) => (kid === undefined || k.kid === kid) && keyFitsAlg(k.jwk, alg) && keyUsableFor(k.raw, alg));
+    if (fit.length !== 1) throw invalidToken();
+    const k = fit[0]!;
+    let key = k.imported.get(alg);
+    if (!key) {
+      try {
+        key = importPublicKey(k.jwk, alg);
+      } catch {
+        throw invalidToken();
+      }
+      k.imported.set(alg, key);
+    }
+    if (!verifyCompact(token, alg, key)) throw invalidToken();
+    const payload = decodePart(token.slice(first + 1, second));
+    return { payload, typ: header.typ };
+  }
+
+  /** RFC 7519 §7.2 item 10 and RFC 9068 §4, as jose's validateClaimsSet with the earlier options. */
+  private checkClaims(v: Verified, expectedAudience: string | undefined): AccessTokenClaims {
+    const p = v.payload;
+    // RFC 9068 §4: typ at+jwt (media type comparison: case-insensitive, application/ optional).
+    if (typeof v.typ !== 'string' || normalizeTyp(v.typ) !== 'at+jwt') throw claim('typ');
+    for (const c of REQUIRED_CLAIMS) if (p[c] === undefined) throw claim(c);
+    if (p.iss === undefined) throw claim('iss');
+    if (p.iss !== this.opts.issuer()) throw claim('iss');
+    if (expectedAudience !== undefined && !audienceIncludes(p.aud, expectedAudience)) throw claim('aud');
+    const skew = this.opts.skewS ?? 5;
+    const now = Math.floor(this.opts.clock.now() / 1000);
+    if (typeof p.iat !== 'number') throw claim('iat');
+    if (p.nbf !== undefined) {
+      if (typeof p.nbf !== 'number' || p.nbf > now + skew) throw claim('nbf');
+    }
+    if (typeof p.exp !== 'number') throw claim('exp');
+    if (p.exp <= now - skew) throw new OAuthError('invalid_token', 'token expired', 401);
+    // A fresh object each time: callers may keep or change what they get.
+    return { ...p } as unknown as AccessTokenClaims;
+  }
+}
+
+const claim = (name: string) => new OAuthError('invalid_token', `token ${name} is not valid here`, 401);
+
+function normalizeTyp(typ: string): string {
+  const t = typ.toLowerCase();
+  return t.startsWith('application/') ? t.slice('application/'.length) : t;
+}
+
+function audienceIncludes(aud: unknown, expected: string): boolean {
+  if (typeof aud === 'string') return aud === expected;
+  return Array.isArray(aud) && aud.includes(expected);
+}
+
+const B64URL = /^[A-Za-z0-9_-]+$/;
+
+function decodePart(part: string): Record<string, unknown> {
+  if (!B64URL.test(part)) throw invalidToken();
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.from(part, 'base64url').toString('utf8'));
+  } catch {
+    throw invalidToken();
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw invalidToken();
+  return value as Record<string, unknown>;
 }

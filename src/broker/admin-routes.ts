@@ -30,9 +30,13 @@ export function mountBrokerRoutes(api: AdminApi, d: { broker: Broker; store: Bro
   api.route({
     method: 'GET', path: '/tokens', summary: 'Issued tokens (metadata only, never the tokens).', tag: 'broker', role: 'viewer',
     query: z.strictObject({ nhi: z.string().optional(), tool: z.string().optional(), active: z.enum(['true', 'false']).optional(), limit: z.coerce.number().int().min(1).max(1000).default(100) }),
-    handler: async ({ query }) => ({
-      tokens: (await d.store.listIssuedTokens({ nhiId: query.nhi, audience: query.tool, activeAt: query.active === 'true' ? d.clock.now() : undefined, limit: query.limit })).map(tokenJson),
-    }),
+    handler: async ({ query }) => {
+      // Issued-token records are written in batches (within 50 ms); an operator reads their own writes.
+      await d.broker.flush().catch(() => {});
+      return {
+        tokens: (await d.store.listIssuedTokens({ nhiId: query.nhi, audience: query.tool, activeAt: query.active === 'true' ? d.clock.now() : undefined, limit: query.limit })).map(tokenJson),
+      };
+    },
   });
   api.route({
     method: 'POST', path: '/revocations', summary: 'Revoke one token (jti), or every token of an NHI or tool issued before now, or all.', tag: 'broker', role: 'admin', status: 201,

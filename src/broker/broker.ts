@@ -1,3 +1,4 @@
+import { KeyObject } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import {
@@ -6,7 +7,7 @@ import {
 } from '../core/index.js';
 import type { InventoryStore, NhiRecord } from '../inventory/index.js';
 import type { KeyManager } from '../keys/index.js';
-import type { BrokerStore, ApprovalRecord } from './ports.js';
+import type { BrokerBatchStore, BrokerStore, ApprovalRecord } from './ports.js';
 import { AccessTokenVerifier } from './access-token.js';
 import { RevocationState } from './revocation-state.js';
 import { GRANT, TOKEN_TYPE, ToolCatalog, newJti, parseScope, sha256b64u, type AccessTokenClaims } from './tokens.js';
@@ -15,13 +16,18 @@ import { DpopNonces } from './dpop-nonce.js';
 import { ClientAssertionVerifier } from './client-assertion.js';
 import { FederationVerifier, ShadowAgentError, nhiMatcher, type VerifiedWorkload } from './federation.js';
 import { JwksFetcher } from './jwks-fetcher.js';
+import { ReplayBatcher } from './replay-batcher.js';
+import { IssuedTokenWriter } from './issued-tokens.js';
+import { InventoryView } from './inventory-view.js';
+import { signCompact } from './jws.js';
 
 export interface BrokerDeps {
   config: Readonly<MandateConfig>;
   /** The issuer URL (RFC 8414 §2): the public URL, known once the server listens (construct the broker after). */
   issuer: () => string;
   keys: KeyManager;
-  store: BrokerStore & InventoryStore & ReplayStore;
+  /** `BrokerBatchStore`'s methods, when present, batch the hot writes (group commit). */
+  store: BrokerStore & InventoryStore & ReplayStore & Partial<BrokerBatchStore>;
   bus: Bus;
   audit: AuditSink;
   clock: Clock;
@@ -75,14 +81,27 @@ export class Broker {
   readonly fetcher: JwksFetcher;
   private readonly federation: FederationVerifier;
   private readonly clientAssertions: ClientAssertionVerifier;
+  /** One-time jtis (DPoP proofs, client assertions), group-committed to the store. */
+  private readonly replay: ReplayBatcher;
+  /** Issued-token records, written in batches off the request path. */
+  private readonly issued: IssuedTokenWriter;
+  /** NHIs, credentials and grants in memory, invalidated by `inventory.*` events. */
+  private readonly inventory: InventoryView;
+  /** The signing key as a node:crypto KeyObject, per CryptoKey (a rotation brings a new one). */
+  private readonly signers = new WeakMap<object, KeyObject>();
 
   constructor(private readonly d: BrokerDeps) {
     this.catalog = new ToolCatalog(d.config, d.issuer);
     this.revocations = new RevocationState({ store: d.store, bus: d.bus, clock: d.clock, logger: d.logger });
     this.accessTokens = new AccessTokenVerifier({ issuer: d.issuer, jwks: () => d.keys.jwks() as never, clock: d.clock });
+    this.replay = new ReplayBatcher({ store: d.store, clock: d.clock });
+    this.issued = new IssuedTokenWriter({ store: d.store, logger: d.logger });
+    this.inventory = new InventoryView({ store: d.store, bus: d.bus, clock: d.clock, logger: d.logger });
     this.dpop = new DpopVerifier({
-      replay: d.store, clock: d.clock, maxAgeS: d.config.tokens.dpop_proof_max_age,
+      replay: this.replay, clock: d.clock, maxAgeS: d.config.tokens.dpop_proof_max_age,
       nonces: new DpopNonces(d.nonceSecret, d.clock),
+      // RFC 9449 §8: tokens.dpop_nonce: required makes every proof carry a server nonce.
+      requireNonce: d.config.tokens.dpop_nonce === 'required',
     });
     this.fetcher = new JwksFetcher({ allowLoopbackHttp: d.allowLoopbackHttp ?? false, clock: d.clock, logger: d.logger });
     this.federation = new FederationVerifier({
@@ -90,23 +109,37 @@ export class Broker {
       findNhis: nhiMatcher(() => d.store.listCredentials(), d.clock),
     });
     this.clientAssertions = new ClientAssertionVerifier({
-      replay: d.store, clock: d.clock,
+      replay: this.replay, clock: d.clock,
       // RFC 7523 §3 item 3: the assertion's aud names this server (issuer or token endpoint).
       audiences: [d.issuer(), `${d.issuer()}/oauth/token`],
       getClientKeys: async (clientId) => {
-        const creds = await d.store.listCredentials(clientId);
-        const keys = creds.filter((c) => c.type === 'private_key_jwt').flatMap((c) => ((c.data.jwks as { keys?: Record<string, unknown>[] } | undefined)?.keys ?? []));
+        const { credentials } = await this.inventory.get(clientId);
+        const keys = credentials.filter((c) => c.type === 'private_key_jwt').flatMap((c) => ((c.data.jwks as { keys?: Record<string, unknown>[] } | undefined)?.keys ?? []));
         return keys.length ? (keys as never) : undefined;
       },
+      getClientJwksUris: async (clientId) => {
+        const { credentials } = await this.inventory.get(clientId);
+        return credentials.flatMap((c) => (c.type === 'private_key_jwt' && typeof c.data.jwks_uri === 'string' ? [c.data.jwks_uri] : []));
+      },
+      fetcher: this.fetcher,
     });
   }
 
   async start(): Promise<void> {
+    await this.inventory.start();
     await this.revocations.start();
   }
 
   async stop(): Promise<void> {
     await this.revocations.stop();
+    await this.inventory.stop();
+    await this.replay.drain().catch(() => {});
+    await this.issued.close();
+  }
+
+  /** Writes queued issued-token records now (they are otherwise written within 50 ms). */
+  async flush(): Promise<void> {
+    await this.issued.flush();
   }
 
   tokenEndpoint(): string {
@@ -208,7 +241,7 @@ export class Broker {
       const secret = basic?.secret ?? postSecret!;
       if (!clientId) throw oauth.invalidClient('client_id is required');
       const now = this.d.clock.now();
-      const creds = (await this.d.store.listCredentials(clientId)).filter(
+      const creds = (await this.inventory.get(clientId)).credentials.filter(
         (c) => c.type === 'static_secret' && c.exceptionExpiresAt !== null && c.exceptionExpiresAt > now && typeof c.data.secret_ref === 'string',
       );
       let ok = false;
@@ -322,7 +355,7 @@ export class Broker {
   }
 
   private async activeNhi(id: string): Promise<NhiRecord> {
-    const nhi = await this.d.store.getNhi(id);
+    const { nhi } = await this.inventory.get(id);
     if (!nhi) throw oauth.invalidClient('unknown client');
     if (nhi.status !== 'active') throw oauth.accessDenied(`${id} is disabled`);
     return nhi;
@@ -337,7 +370,7 @@ export class Broker {
     }
     const requested = parseScope(p.get('scope'));
     if (requested.length === 0) throw oauth.invalidScope('scope is required: name the actions this task needs');
-    const grants = await this.d.store.listGrants({ nhiId: s.nhi.id, toolId: tool.id });
+    const grants = (await this.inventory.get(s.nhi.id)).grants.filter((g) => g.toolId === tool.id);
     const now = this.d.clock.now();
     const granted = new Set(grants.filter((g) => g.expiresAt === null || g.expiresAt > now).flatMap((g) => (g.actions.includes('*') ? tool.actions.map((a) => a.name) : g.actions)));
     let scope = requested.filter((a) => granted.has(a) && tool.actions.some((x) => x.name === a));
@@ -372,8 +405,8 @@ export class Broker {
       ...(s.runId ? { mandate_run_id: s.runId } : p.get('run_id') ? { mandate_run_id: p.get('run_id')!.slice(0, 200) } : {}),
       ...(approval ? { mandate_approval: approval.id, ...(approval.argsDigest ? { mandate_args_digest: approval.argsDigest } : {}) } : {}),
     };
-    const token = await this.d.keys.sign(claims as never, { typ: 'at+jwt' });
-    await this.d.store.recordIssuedToken({
+    const token = this.sign(claims);
+    this.issued.record({
       jti, nhiId: s.nhi.id, audience: tool.id, scope, tier: profile.name, clientId: s.clientId, issuedAt: iat * 1000,
       expiresAt: exp * 1000, cnfJkt: binding.jkt ?? null, cnfX5t: binding.jkt ? null : binding.x5t ?? null, act: s.act ?? null, runId: claims.mandate_run_id ?? null,
     });
@@ -390,6 +423,20 @@ export class Broker {
       scope: claims.scope,
       ...(p.get('grant_type') === GRANT.tokenExchange ? { issued_token_type: TOKEN_TYPE.accessToken } : {}),
     };
+  }
+
+  /**
+   * Signs an RFC 9068 access token (`typ: at+jwt`) with the current signing key, through a
+   * node:crypto KeyObject made once per key (synchronous; WebCrypto's path costs more).
+   */
+  private sign(claims: AccessTokenClaims): string {
+    const { kid, alg, key } = this.d.keys.signingKey();
+    let k = this.signers.get(key);
+    if (!k) {
+      k = KeyObject.from(key as Parameters<typeof KeyObject.from>[0]);
+      this.signers.set(key, k);
+    }
+    return signCompact({ typ: 'at+jwt', alg, kid }, claims as unknown as Record<string, unknown>, alg, k);
   }
 
   /**
@@ -445,10 +492,10 @@ export class Broker {
       }
       const toolId = toolIdOf(claims.aud, this.d.issuer());
       if (this.revocations.check({ jti: claims.jti, nhiId: claims.sub, toolId, issuedAt: claims.iat * 1000 })) return inactive();
-      const nhi = await this.d.store.getNhi(claims.sub);
+      const { nhi } = await this.inventory.get(claims.sub);
       if (!nhi || nhi.status !== 'active') return inactive();
       // RFC 7662 §4: only the token's own NHI or a tool NHI may learn about it.
-      const callerNhi = await this.d.store.getNhi(caller);
+      const { nhi: callerNhi } = await this.inventory.get(caller);
       if (caller !== claims.sub && callerNhi?.class !== 'tool') return inactive();
       sendJson(ctx.res, 200, {
         active: true, iss: claims.iss, sub: claims.sub, aud: claims.aud, scope: claims.scope, client_id: claims.client_id,
@@ -485,7 +532,7 @@ export class Broker {
   // ------------------------------------------------------------------ operator actions
 
   async revokeToken(jti: string, expiresAt: number | null, reason: string, actor: string, signalId: string | null = null): Promise<void> {
-    const tok = expiresAt === null ? await this.d.store.getIssuedToken(jti) : undefined;
+    const tok = expiresAt === null ? this.issued.pending(jti) ?? await this.d.store.getIssuedToken(jti) : undefined;
     const rec = { id: newId('rev'), kind: 'token' as const, target: jti, notBefore: null, reason, signalId, createdAt: this.d.clock.now(), expiresAt: expiresAt ?? tok?.expiresAt ?? null };
     await this.d.store.addRevocation(rec);
     this.revocations.applyRevocation(rec);

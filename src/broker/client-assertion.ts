@@ -1,6 +1,9 @@
-import { compactVerify, importJWK, type JWK } from 'jose';
+import type { KeyObject } from 'node:crypto';
+import { compactVerify, type JWK } from 'jose';
 import { oauth, type Clock, type ReplayStore } from '../core/index.js';
 import { checkAlgorithms, keyFitsAlg, keyUsableFor, parseCompactJws, publicJwkOf } from './dpop.js';
+import { BoundedCache, importPublicKey, verifyCompact } from './jws.js';
+import type { JwksFetcher } from './jwks-fetcher.js';
 
 /**
  * Client authentication with `private_key_jwt`: a JWT the client signs with a key it
@@ -32,6 +35,14 @@ export interface ClientAssertionVerifierOptions {
   maxBytes?: number;
   /** The client's registered public keys, or undefined for an unknown client. */
   getClientKeys: (clientId: string) => Promise<JWK[] | undefined>;
+  /**
+   * The `jwks_uri`s the client registered (RFC 7591 §2), fetched through `fetcher`; consulted
+   * when none of the inline keys fits the assertion. Keys are cached per (jwks_uri, kid) by the
+   * fetcher, and an unknown kid refetches at most once per cooldown.
+   */
+  getClientJwksUris?: (clientId: string) => Promise<readonly string[]>;
+  /** The guarded fetcher for `getClientJwksUris` (required with it). */
+  fetcher?: JwksFetcher;
 }
 
 export interface VerifiedClientAssertion {
@@ -47,20 +58,18 @@ const KEY_CACHE_MAX = 10_000;
 
 export class ClientAssertionVerifier {
   /**
-   * Imported registered keys, by (alg, public JWK): importing costs more than verifying, and a
-   * client's keys change only when its credential does (a changed JWK is a new entry).
-   * Bounded: the oldest entries are dropped beyond KEY_CACHE_MAX.
+   * Imported registered keys (node:crypto KeyObjects), by (alg, public JWK): importing costs
+   * more than verifying, and a client's keys change only when its credential does (a changed
+   * JWK is a new entry). Bounded: the oldest entries go beyond KEY_CACHE_MAX.
    */
-  private readonly keyCache = new Map<string, Promise<Awaited<ReturnType<typeof importJWK>>>>();
+  private readonly keyCache = new BoundedCache<string, KeyObject>(KEY_CACHE_MAX);
 
-  private importKey(jwk: JWK, alg: string): Promise<Awaited<ReturnType<typeof importJWK>>> {
+  private importKey(jwk: JWK, alg: string): KeyObject {
     const id = `${alg}:${JSON.stringify(jwk)}`;
     let key = this.keyCache.get(id);
     if (!key) {
-      key = importJWK(jwk, alg);
-      key.catch(() => this.keyCache.delete(id));
+      key = importPublicKey(jwk, alg);
       this.keyCache.set(id, key);
-      if (this.keyCache.size > KEY_CACHE_MAX) this.keyCache.delete(this.keyCache.keys().next().value!);
     }
     return key;
   }
@@ -73,6 +82,8 @@ export class ClientAssertionVerifier {
   private readonly skewS: number;
   private readonly maxBytes: number;
   private readonly getClientKeys: (clientId: string) => Promise<JWK[] | undefined>;
+  private readonly getClientJwksUris: ((clientId: string) => Promise<readonly string[]>) | undefined;
+  private readonly fetcher: JwksFetcher | undefined;
 
   constructor(opts: ClientAssertionVerifierOptions) {
     this.replay = opts.replay;
@@ -83,6 +94,9 @@ export class ClientAssertionVerifier {
     this.skewS = opts.skewS ?? 30;
     this.maxBytes = opts.maxBytes ?? 8192;
     this.getClientKeys = opts.getClientKeys;
+    this.getClientJwksUris = opts.getClientJwksUris;
+    this.fetcher = opts.fetcher;
+    if (this.getClientJwksUris && !this.fetcher) throw new TypeError('ClientAssertionVerifier: getClientJwksUris needs a fetcher');
     if (this.audiences.length === 0 || this.audiences.some((a) => typeof a !== 'string' || a === '')) {
       throw new TypeError('ClientAssertionVerifier: audiences must be a non-empty list of non-empty strings');
     }
@@ -112,9 +126,11 @@ export class ClientAssertionVerifier {
     if (opts.clientIdParam !== undefined && opts.clientIdParam !== iss) throw fail('client_assertion "iss" and "sub" must equal the client_id parameter');
     const clientId = iss;
 
-    // The key: only from the client's registration, chosen by kid (or the only one that fits alg).
-    const registered = await this.getClientKeys(clientId);
-    if (!registered || registered.length === 0) throw fail('unknown client or no registered keys');
+    // The key: only from the client's registration, chosen by kid (or the only one that fits
+    // alg): inline keys first, then the client's registered jwks_uri.
+    const registered = (await this.getClientKeys(clientId)) ?? [];
+    const uris = this.getClientJwksUris ? await this.getClientJwksUris(clientId) : [];
+    if (registered.length === 0 && uris.length === 0) throw fail('unknown client or no registered keys');
     const usable: Array<{ raw: Record<string, unknown>; jwk: JWK }> = [];
     for (const raw of registered as unknown as Array<Record<string, unknown>>) {
       let jwk: JWK;
@@ -125,21 +141,23 @@ export class ClientAssertionVerifier {
       }
       if (keyFitsAlg(jwk, alg) && keyUsableFor(raw, alg)) usable.push({ raw, jwk });
     }
-    let chosen: JWK | undefined;
-    if (typeof header.kid === 'string') {
-      const byKid = usable.filter((k) => k.raw.kid === header.kid);
-      if (byKid.length !== 1) throw fail(`no registered key of the client matches "kid" for ${alg}`);
-      chosen = byKid[0]!.jwk;
-    } else {
-      if (usable.length !== 1) {
-        throw fail(usable.length === 0 ? `the client has no registered key for ${alg}` : 'client_assertion needs a "kid": the client has several keys');
-      }
-      chosen = usable[0]!.jwk;
+    const kid = typeof header.kid === 'string' ? header.kid : undefined;
+    const inline = kid !== undefined ? usable.filter((k) => k.raw.kid === kid) : usable;
+    if (inline.length > 1) {
+      throw fail(kid !== undefined ? `no registered key of the client matches "kid" for ${alg}` : 'client_assertion needs a "kid": the client has several keys');
     }
-    try {
-      await compactVerify(assertion, await this.importKey(chosen, alg), { algorithms: [alg] });
-    } catch {
-      throw fail('client_assertion signature does not verify with the client\'s registered key');
+    if (inline.length === 1) {
+      let key: KeyObject;
+      try {
+        key = this.importKey(inline[0]!.jwk, alg);
+      } catch {
+        throw fail('client_assertion signature does not verify with the client\'s registered key');
+      }
+      if (!verifyCompact(assertion, alg, key)) throw fail('client_assertion signature does not verify with the client\'s registered key');
+    } else if (uris.length > 0) {
+      await this.verifyWithJwksUri(assertion, uris, kid, alg);
+    } else {
+      throw fail(kid !== undefined ? `no registered key of the client matches "kid" for ${alg}` : `the client has no registered key for ${alg}`);
     }
 
     // RFC 7523 §3 item 3: aud names this server.
@@ -170,5 +188,33 @@ export class ClientAssertionVerifier {
       throw fail('client_assertion was already used (replayed)');
     }
     return { clientId, jti, expiresAt: Math.ceil(exp * 1000) };
+  }
+
+  /**
+   * Verifies against the client's `jwks_uri` (fetched through the guarded JwksFetcher: https,
+   * size cap, timeout, no redirects; a key the client does not publish never verifies). With
+   * several URIs, the first that has a fitting key decides.
+   */
+  private async verifyWithJwksUri(assertion: string, uris: readonly string[], kid: string | undefined, alg: string): Promise<void> {
+    let lastReason = 'no key of the client\'s jwks_uri fits the assertion';
+    for (const uri of uris) {
+      let key;
+      try {
+        key = await this.fetcher!.getKey(uri, { kid, alg });
+      } catch (err) {
+        const reason = (err as { reason?: string }).reason;
+        lastReason = reason === 'key_not_found' || reason === 'ambiguous_key' || reason === 'alg_mismatch' || reason === 'key_use'
+          ? `no key of the client's jwks_uri matches "kid" for ${alg}`
+          : 'the client\'s jwks_uri could not be fetched';
+        continue;
+      }
+      try {
+        await compactVerify(assertion, key, { algorithms: [alg] });
+        return;
+      } catch {
+        throw fail('client_assertion signature does not verify with the client\'s registered key');
+      }
+    }
+    throw fail(lastReason);
   }
 }

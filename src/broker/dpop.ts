@@ -1,9 +1,10 @@
-import { createHash } from 'node:crypto';
-import { calculateJwkThumbprint, compactVerify, importJWK, type JWK } from 'jose';
+import { createHash, type KeyObject } from 'node:crypto';
+import { calculateJwkThumbprint, type JWK } from 'jose';
 import { OAuthError, oauth, secretEquals, type Clock, type ReplayStore } from '../core/index.js';
 import { JwtGuardError, decodeUnverified } from './jwt-guard.js';
 import type { DpopNonces } from './dpop-nonce.js';
 import { normalizeHtu } from './htu.js';
+import { BoundedCache, importPublicKey, thumbprintSync, verifyCompact } from './jws.js';
 
 /**
  * DPoP proof verification, every check of RFC 9449 §4.3, plus replay detection (§11.1) and
@@ -136,6 +137,8 @@ export interface DpopVerifierOptions {
   requireNonce?: boolean;
   /** Size cap of the proof, bytes (default 8192). */
   maxBytes?: number;
+  /** Imported proof keys remembered by thumbprint (default 10 000). */
+  keyCacheSize?: number;
 }
 
 export interface DpopCheck {
@@ -175,6 +178,12 @@ export class DpopVerifier {
   private readonly nonces: DpopNonces | undefined;
   private readonly requireNonce: boolean;
   private readonly maxBytes: number;
+  /**
+   * Imported proof keys by JWK thumbprint (RFC 7638): an agent proves with the same key on every
+   * request, and importing costs more than verifying. The thumbprint covers every member that
+   * defines the public key, so one thumbprint is one key.
+   */
+  private readonly keys: BoundedCache<string, KeyObject>;
 
   constructor(opts: DpopVerifierOptions) {
     this.replay = opts.replay;
@@ -185,6 +194,7 @@ export class DpopVerifier {
     this.nonces = opts.nonces;
     this.requireNonce = opts.requireNonce ?? false;
     this.maxBytes = opts.maxBytes ?? 8192;
+    this.keys = new BoundedCache(opts.keyCacheSize ?? 10_000);
     if (!(this.maxAgeS > 0) || !(this.skewS >= 0) || !(this.maxBytes > 0)) throw new TypeError('DpopVerifier: maxAgeS, skewS and maxBytes must be positive');
     if (this.requireNonce && !this.nonces) throw new TypeError('DpopVerifier: requireNonce needs nonces');
   }
@@ -229,18 +239,18 @@ export class DpopVerifier {
       throw invalid('the DPoP proof "jwk" does not fit its "alg"');
     }
 
-    // §4.3 item 6: the signature verifies with the key in the header.
-    let key: Awaited<ReturnType<typeof importJWK>>;
-    try {
-      key = await importJWK(jwk, alg);
-    } catch {
-      throw invalid('the DPoP proof "jwk" is not a valid public key');
+    // §4.3 item 6: the signature verifies with the key in the header (node:crypto, see jws.ts).
+    const jkt = thumbprintSync(jwk);
+    let key = this.keys.get(jkt);
+    if (!key) {
+      try {
+        key = importPublicKey(jwk, alg);
+      } catch {
+        throw invalid('the DPoP proof "jwk" is not a valid public key');
+      }
+      this.keys.set(jkt, key);
     }
-    try {
-      await compactVerify(proofHeader, key, { algorithms: [alg] });
-    } catch {
-      throw invalid('the DPoP proof signature does not verify');
-    }
+    if (!verifyCompact(proofHeader, alg, key)) throw invalid('the DPoP proof signature does not verify');
 
     // §4.3 item 8: required claims, then items 9–11.
     const { jti, htm, htu, iat } = payload;
@@ -273,7 +283,6 @@ export class DpopVerifier {
       if (typeof payload.ath !== 'string') throw invalid('the DPoP proof has no "ath" for the access token');
       if (!secretEquals(payload.ath, athFor(check.accessToken))) throw invalid('the DPoP proof "ath" does not match the access token');
     }
-    const jkt = await jwkThumbprint(jwk);
     if (check.expectedJkt !== undefined && !secretEquals(jkt, check.expectedJkt)) {
       throw invalid('the DPoP proof key is not the key the access token is bound to');
     }

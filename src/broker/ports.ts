@@ -103,3 +103,27 @@ export interface BrokerStore {
    */
   redeemApproval(id: string, at: number): Promise<boolean>;
 }
+
+/** One one-time record for `ReplayBatchStore.insertOnceMany`. */
+export interface ReplayInsert {
+  scope: string;
+  key: string;
+  /** Epoch ms; the record may be taken over after this. */
+  expiresAt: number;
+}
+
+/**
+ * Batched forms of the broker's hot writes, so that many requests share one statement (group
+ * commit). Implemented by store/; the broker falls back to the single-record methods when a
+ * store lacks them.
+ */
+export interface BrokerBatchStore {
+  /**
+   * `ReplayStore.insertOnce` for many distinct (scope, key) pairs in one atomic statement:
+   * for each record, in order, true when it was inserted (absent, or present but expired),
+   * false when an unexpired record already existed. Keys within one call must be distinct.
+   */
+  insertOnceMany(records: readonly ReplayInsert[]): Promise<boolean[]>;
+  /** Records many issued tokens in one statement; a jti already recorded is left as it is (a retried batch). */
+  recordIssuedTokens(tokens: readonly IssuedTokenRecord[]): Promise<void>;
+}

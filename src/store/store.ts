@@ -17,7 +17,7 @@ import type { AuditEvent, AuditFilter, AuditHead, AuditRecord, AuditStore } from
 import type { KeyStore, SigningKeyRecord } from '../keys/ports.js';
 import type { AdminCredentialRecord, AdminStore } from '../admin/ports.js';
 import type {
-  ApprovalRecord, ApprovalStatus, BrokerStore, IssuedTokenRecord, KillSwitchRecord, RevocationRecord,
+  ApprovalRecord, ApprovalStatus, BrokerBatchStore, BrokerStore, IssuedTokenRecord, KillSwitchRecord, ReplayInsert, RevocationRecord,
 } from '../broker/ports.js';
 import type { AuditTable, Database } from './database.js';
 import { MIGRATIONS } from './migrations/index.js';
@@ -61,6 +61,8 @@ const LIST_DEFAULT_LIMIT = 100;
 const LIST_MAX_LIMIT = 10_000;
 /** Rows per INSERT: far below SQLite's (32766) and PostgreSQL's (65535) bound-parameter limits. */
 const INSERT_CHUNK = 500;
+/** Rows per multi-row insert of the broker's batches (12 columns × 500 stays under both dialects' parameter limits). */
+const BATCH_ROWS = INSERT_CHUNK;
 
 /**
  * One connection per SQLite file per process, shared (reference-counted) by every Store
@@ -95,7 +97,7 @@ interface Shared {
  * ConflictError, foreign-key violations to NotFoundError, an unreachable or closed database
  * to UnavailableError.
  */
-export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, ReplayStore, BrokerStore {
+export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, ReplayStore, BrokerStore, BrokerBatchStore {
   readonly dialect: StoreDialect;
   /**
    * The query builder. Inside `transaction(fn)`, the Store handed to fn has the Kysely
@@ -586,6 +588,21 @@ export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, 
     });
   }
 
+  /**
+   * Many issued tokens in one multi-row INSERT (the broker writes them in batches, off the
+   * request path). ON CONFLICT DO NOTHING: a batch retried after an unacknowledged commit
+   * must not fail on the rows it already wrote.
+   */
+  async recordIssuedTokens(tokens: readonly IssuedTokenRecord[]): Promise<void> {
+    if (tokens.length === 0) return;
+    await this.#guard({ what: `record ${tokens.length} issued tokens` }, async () => {
+      for (let i = 0; i < tokens.length; i += BATCH_ROWS) {
+        const rows = tokens.slice(i, i + BATCH_ROWS).map(issuedTokenToRow);
+        await this.db.insertInto('issued_tokens').values(rows).onConflict((oc) => oc.column('jti').doNothing()).execute();
+      }
+    });
+  }
+
   async getIssuedToken(jti: string): Promise<IssuedTokenRecord | undefined> {
     return this.#guard({ what: `get issued token ${jti}` }, async () => {
       const row = await this.db.selectFrom('issued_tokens').selectAll().where('jti', '=', jti).executeTakeFirst();
@@ -761,6 +778,37 @@ export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, 
         .returning('scope')
         .execute();
       return rows.length === 1;
+    });
+  }
+
+  /**
+   * insertOnce for many distinct (scope, key) pairs: one multi-row statement with the same
+   * conditional ON CONFLICT … DO UPDATE … WHERE expired, so each row is decided atomically
+   * exactly as insertOnce decides it (PostgreSQL serializes conflicting rows across
+   * instances; SQLite has one writer). RETURNING names the rows this call won. The keys must
+   * be distinct: PostgreSQL refuses to update one row twice in a statement.
+   */
+  async insertOnceMany(records: readonly ReplayInsert[]): Promise<boolean[]> {
+    if (records.length === 0) return [];
+    return this.#guard({ what: `replay insert ${records.length}` }, async () => {
+      const now = this.#shared.clock.now();
+      const won = new Set<string>();
+      for (let i = 0; i < records.length; i += BATCH_ROWS) {
+        const rows = records.slice(i, i + BATCH_ROWS).map((r) => ({ scope: r.scope, key: r.key, expires_at: r.expiresAt }));
+        const back = await this.db
+          .insertInto('replay')
+          .values(rows)
+          .onConflict((oc) =>
+            oc
+              .columns(['scope', 'key'])
+              .doUpdateSet((eb) => ({ expires_at: eb.ref('excluded.expires_at') }))
+              .where('replay.expires_at', '<=', now),
+          )
+          .returning(['scope', 'key'])
+          .execute();
+        for (const b of back) won.add(`${b.scope}\u0000${b.key}`);
+      }
+      return records.map((r) => won.has(`${r.scope}\u0000${r.key}`));
     });
   }
 

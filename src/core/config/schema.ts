@@ -111,6 +111,12 @@ export const tokensSchema = z.strictObject({
   refresh_tokens: ex(z.literal(false, { error: 'refresh tokens are never issued to machines: remove the key or write false' }).default(false), 'false'),
   /** DPoP proof `iat` window and replay retention. */
   dpop_proof_max_age: duration.prefault(60),
+  /**
+   * `required`: every DPoP proof at the token endpoint must carry a server nonce (RFC 9449 §8);
+   * a proof without one gets `use_dpop_nonce` and a `DPoP-Nonce` header, and the client retries.
+   * Bounds how long a proof made in advance stays usable. `optional`: a nonce is checked when present.
+   */
+  dpop_nonce: ex(z.enum(['required', 'optional']).default('optional'), 'required'),
 });
 
 export const trustSchema = z.strictObject({
