@@ -11,7 +11,8 @@ export const SIGNAL_SEVERITIES: readonly SignalSeverity[] = ['low', 'medium', 'h
  * - `recorded`: stored, not yet applied;
  * - `applied`: enforced through the broker (appliedAt set);
  * - `unmapped`: from a SET whose subject maps to no NHI (kept for the record, nothing enforced);
- * - `ignored`: a known event type with no action (e.g. credential-change `create`);
+ * - `ignored`: recorded only, nothing to enforce (kept for other sources; an SSF event that maps to
+ *   no action is audited as `ssf.event_ignored` instead of becoming a signal);
  * - `failed`: enforcement threw (error says why).
  */
 export type SignalStatus = 'recorded' | 'applied' | 'unmapped' | 'ignored' | 'failed';

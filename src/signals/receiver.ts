@@ -278,7 +278,8 @@ export class SsfReceiver {
         data: { set_jti: set.jti, event: type, ...(ev.change_type ? { change_type: ev.change_type } : {}), ...(ev.current_level ? { current_level: ev.current_level } : {}) },
       };
       if (action === 'ignore') {
-        await this.d.signals.raise({ ...base, ...target, action: 'revoke_tokens', severity: 'low', recordOnly: 'ignored' });
+        // A known event that asks for nothing (e.g. credential-change `create`): on record in the audit log only.
+        this.d.audit.record({ type: 'ssf.event_ignored', actor: `ssf:${r.name}`, subject: target.nhiId ?? null, data: { ...base.data, txn: set.txn } });
       } else if (!target.nhiId && !target.jti) {
         await this.d.signals.raise({ ...base, action, severity: SEVERITY[action], recordOnly: 'unmapped', data: { ...base.data, subject } });
       } else {

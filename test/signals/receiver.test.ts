@@ -1,7 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPair, SignJWT } from 'jose';
-import { startTestApp, type TestApp } from '../helpers/app.js';
+import { BACKENDS, startTestApp, type TestApp } from '../helpers/app.js';
 import { CAEP, RISC, startTestTransmitter, waitFor, type TestTransmitter } from './helpers.js';
 
 const AUD = 'https://mandate.example.com/ssf';
@@ -157,5 +157,36 @@ describe('SSF receiver (RFC 8935 push, RFC 8936 poll, RFC 8417 validation)', () 
     assert.equal(t.app.broker.revocations.killed('poll-agent', undefined), 'nhi_killed');
     assert.equal(polled.pollRequests[0]!.authorization, 'Bearer poll-credential');
     assert.equal(polled.pollRequests[0]!.body.returnImmediately, true);
+  });
+});
+
+describe('signals on PostgreSQL + NATS: a received SET is enforced and re-transmitted', () => {
+  it('CAEP session-revoked in → revocation → CAEP session-revoked out (poll), txn carried', async () => {
+    const tx = await startTestTransmitter();
+    const t = await startTestApp(BACKENDS[1], {
+      nhis: [nhi('pg-agent')],
+      signals: { receivers: [{ name: 'idp', issuer: tx.issuer, jwks_uri: tx.jwksUri, audience: AUD, delivery: 'push' }] },
+    });
+    try {
+      const rc = (await t.admin('POST', '/admin-credentials', { name: 'siem', role: 'viewer' })).body.token as string;
+      const call = async (path: string, body: unknown) => {
+        const res = await fetch(`${t.url}${path}`, { method: 'POST', headers: { authorization: `Bearer ${rc}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+        return (await res.json()) as Record<string, any>;
+      };
+      const stream = await call('/ssf/streams', { delivery: { method: 'urn:ietf:rfc:8936' } });
+      const issuedAt = Date.now() - 1000;
+      const set = await tx.sign({ aud: AUD, txn: 'pg-txn', sub_id: { format: 'opaque', id: 'pg-agent' }, events: { [`${CAEP}session-revoked`]: {} } });
+      const res = await fetch(`${t.url}/ssf/receivers/idp/events`, { method: 'POST', headers: { 'content-type': 'application/secevent+jwt' }, body: set });
+      assert.equal(res.status, 202);
+      assert.equal(t.app.broker.revocations.check({ jti: 'j', nhiId: 'pg-agent', toolId: 't', issuedAt }), 'nhi_revoked');
+      const polled = await call(`/ssf/poll/${stream.stream_id}`, { maxEvents: 5 });
+      const out = Object.values(polled.sets as Record<string, string>).map((s) => JSON.parse(Buffer.from(s.split('.')[1]!, 'base64url').toString()));
+      assert.equal(out.length, 1);
+      assert.equal(out[0].txn, 'pg-txn');
+      assert.deepEqual(Object.keys(out[0].events), [`${CAEP}session-revoked`]);
+    } finally {
+      await t.app.close();
+      await tx.close();
+    }
   });
 });
