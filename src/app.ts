@@ -15,9 +15,10 @@ import { KeyManager, loadKek } from './keys/index.js';
 import { AuditLog, verifyAuditChain } from './audit/index.js';
 import { Inventory, mountInventoryRoutes } from './inventory/index.js';
 import { AdminApi, AdminAuth } from './admin/index.js';
-import { Broker, mountBrokerRoutes } from './broker/index.js';
+import { Broker, JwksFetcher, assertJwsShape, mountBrokerRoutes } from './broker/index.js';
 import { PolicyEngine } from './policy/index.js';
 import { ToolProxy } from './proxy/index.js';
+import { RestrictionState, Signals, SsfReceiver, SsfTransmitter, mountSignalsRoutes } from './signals/index.js';
 import { Metrics, mountOps, startHttpServer, type RunningServer } from './server/index.js';
 
 export const VERSION = '0.1.0';
@@ -54,6 +55,8 @@ export interface App {
   /** The tool proxy, on roles all and proxy (only they hold the tools' real credentials). */
   readonly proxy: ToolProxy | undefined;
   readonly policy: PolicyEngine;
+  /** Internal signals, step-down / step-up restrictions (consulted by broker and proxy), SSF transmitter and receiver. */
+  readonly signals: SignalsWiring;
   /** The OAuth issuer URL (public_url, or where this instance listens). */
   readonly issuer: string;
   readonly adminAuth: AdminAuth;
@@ -199,17 +202,73 @@ export async function startApp(opts: AppOptions): Promise<App> {
       p.mount(router);
       proxy = p;
     }
+
+    const signals = await wireSignals({ config, role, router, admin, store, bus, keys, broker, adminAuth, audit: auditSink, clock, logger, metrics, env, issuer: () => issuer });
+    cleanup.push(() => signals.stop());
     logger.info({ url, role, store: config.store.driver, bus: config.bus.driver }, 'mandate started');
 
     let closed: Promise<void> | undefined;
     return {
-      config, role, url, issuer, logger, warnings, store, bus, keys, audit, inventory, broker, proxy, policy, adminAuth, metrics, router, server,
+      config, role, url, issuer, logger, warnings, store, bus, keys, audit, inventory, broker, proxy, policy, signals, adminAuth, metrics, router, server,
       close: () => (closed ??= closeAll().then(() => logger.info('mandate stopped'))),
     };
   } catch (err) {
     await closeAll();
     throw err;
   }
+}
+
+export interface SignalsWiring {
+  signals: Signals;
+  restrictions: RestrictionState;
+  transmitter: SsfTransmitter;
+  receiver: SsfReceiver;
+  stop(): Promise<void>;
+}
+
+/**
+ * Signals (issue 5). Every role keeps the restriction state (the broker and proxy consult it);
+ * roles `signals` and `all` mount the SSF endpoints, run the push loop and the receivers' pollers.
+ */
+async function wireSignals(d: {
+  config: Readonly<MandateConfig>; role: Role; router: Router; admin: AdminApi; store: Store; bus: Bus; keys: KeyManager; broker: Broker;
+  adminAuth: AdminAuth; audit: AuditSink; clock: Clock; logger: Logger; metrics: Metrics; env: NodeJS.ProcessEnv; issuer: () => string;
+}): Promise<SignalsWiring> {
+  const { config, store, bus, clock, logger, audit, issuer } = d;
+  const allowLoopbackHttp = d.env.NODE_ENV !== 'production';
+  const restrictions = new RestrictionState({ store, bus, clock, logger });
+  await restrictions.start();
+  const signals = new Signals({
+    store, broker: d.broker, bus, audit, clock, logger,
+    defaultFallbackTier: config.signals.fallback_tier ?? config.tokens.profiles[0]!.name,
+    onApplied: (seconds, action) => d.metrics.signalApply.observe({ action }, seconds),
+  });
+  const transmitter = new SsfTransmitter({
+    store, signer: d.keys, adminAuth: d.adminAuth, bus, audit, clock, logger, issuer, config: config.signals.transmitter,
+    maxBodyBytes: config.server.max_body_bytes, allowLoopbackHttp,
+  });
+  const receiver = new SsfReceiver({
+    receivers: config.signals.receivers, store, signals, keySource: new JwksFetcher({ allowLoopbackHttp, clock, logger }),
+    checkShape: assertJwsShape, resolveSecret: (ref) => resolveSecret(ref, d.env), issuer, audit, clock, logger, allowLoopbackHttp,
+  });
+  const active = d.role === 'all' || d.role === 'signals';
+  if (active) {
+    if (config.signals.transmitter.enabled) {
+      transmitter.mount(d.router);
+      await transmitter.start();
+    }
+    receiver.mount(d.router);
+    await receiver.start();
+  }
+  mountSignalsRoutes(d.admin, { signals, store, transmitter, receiver, audit, clock });
+  return {
+    signals, restrictions, transmitter, receiver,
+    stop: async () => {
+      await receiver.stop();
+      await transmitter.stop();
+      await restrictions.stop();
+    },
+  };
 }
 
 function printBootstrap(token: string): void {

@@ -6,6 +6,8 @@ import { buildConfig, silentLogger } from '../src/core/index.js';
 import { startApp } from '../src/app.js';
 import type { BusMessage } from '../src/core/index.js';
 
+/** The tools' credentials: the proxy resolves them at start (a missing one fails start-up). */
+const ENV = { TICKETS_TOKEN: 'test-tickets-credential' };
 const CONFIG = {
   nhis: [
     { id: 'ci-runner', class: 'runner' as const, owner: 'platform@example.com', system: 'ci', tier: 'write' as const,
@@ -25,7 +27,7 @@ for (const backend of BACKENDS) {
   describe(`app on ${backend.store} + ${backend.bus}`, () => {
     let t: TestApp;
     before(async () => {
-      t = await startTestApp(backend, CONFIG);
+      t = await startTestApp(backend, CONFIG, ENV);
     });
     after(async () => {
       await t.app.close();
@@ -181,7 +183,7 @@ for (const backend of BACKENDS) {
 
 describe('app lifecycle', () => {
   it('flushes every audit record on graceful shutdown', async () => {
-    const t = await startTestApp(BACKENDS[0]!, CONFIG);
+    const t = await startTestApp(BACKENDS[0]!, CONFIG, ENV);
     for (let i = 0; i < 300; i++) t.app.audit.record({ type: 'test.event', actor: 'test', subject: `s${i}`, tool: null, decision: null, traceId: null, data: { i } });
     const path = t.app.config.store.sqlite_path;
     await t.app.close();
@@ -195,12 +197,12 @@ describe('app lifecycle', () => {
   });
 
   it('keeps an operator’s disable across a restart with the same config', async () => {
-    const t = await startTestApp(BACKENDS[0]!, CONFIG);
+    const t = await startTestApp(BACKENDS[0]!, CONFIG, ENV);
     assert.equal((await t.admin('POST', '/nhis/ci-runner/disable', { reason: 'kill' })).body.status, 'disabled');
     await t.app.close();
     const app2 = await startApp({
       config: buildConfig({ ...CONFIG, server: { port: 0 }, store: { driver: 'sqlite', sqlite_path: t.app.config.store.sqlite_path }, log: { level: 'silent' } }, { env: {} }),
-      env: {}, dataDir: t.dataDir, logger: silentLogger(), onBootstrapCredential: () => assert.fail('no second bootstrap credential'),
+      env: ENV, dataDir: t.dataDir, logger: silentLogger(), onBootstrapCredential: () => assert.fail('no second bootstrap credential'),
     });
     try {
       const nhi = await app2.store.getNhi('ci-runner');
@@ -211,11 +213,11 @@ describe('app lifecycle', () => {
   });
 
   it('disables an NHI removed from config and removes its config grants', async () => {
-    const t = await startTestApp(BACKENDS[0]!, CONFIG);
+    const t = await startTestApp(BACKENDS[0]!, CONFIG, ENV);
     await t.app.close();
     const app2 = await startApp({
       config: buildConfig({ tools: CONFIG.tools, server: { port: 0 }, store: { driver: 'sqlite', sqlite_path: t.app.config.store.sqlite_path }, log: { level: 'silent' } }, { env: {} }),
-      env: {}, dataDir: t.dataDir, logger: silentLogger(),
+      env: ENV, dataDir: t.dataDir, logger: silentLogger(),
     });
     try {
       assert.equal((await app2.store.getNhi('ci-runner'))?.status, 'disabled');
@@ -226,7 +228,7 @@ describe('app lifecycle', () => {
   });
 
   it('reports not ready (503) when the store is unreachable, while /healthz still answers', async () => {
-    const t = await startTestApp(BACKENDS[0]!, CONFIG);
+    const t = await startTestApp(BACKENDS[0]!, CONFIG, ENV);
     try {
       await t.app.store.close();
       const r = await fetch(`${t.url}/readyz`);

@@ -9,3 +9,5 @@ export { normalizeHtu } from './htu.js';
 export type {
   BrokerStore, IssuedTokenRecord, RevocationRecord, RevocationKind, KillSwitchRecord, KillScope, ApprovalRecord, ApprovalStatus,
 } from './ports.js';
+export { JwksFetcher } from './jwks-fetcher.js';
+export { assertJwsShape } from './jwt-guard.js';

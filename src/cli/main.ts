@@ -35,6 +35,11 @@ Admin (over the admin API; MANDATE_URL, MANDATE_TOKEN or --url, --token):
   mandate revoke --jti JTI | --nhi ID | --tool ID | --all  [--reason R]
   mandate kill --nhi ID | --tool ID | --all --reason R   |  mandate kill list  |  mandate kill lift KILL_ID
   mandate approval list [--status S]  |  mandate approval approve|deny APPROVAL_ID [--reason R]
+  mandate signal raise --nhi ID | --jti JTI --action revoke_tokens|step_down|step_up|disable|block --reason R
+                       [--severity low|medium|high|critical] [--run ID] [--credential ID] [--tier T]
+  mandate signal list [--nhi ID] [--limit N]  |  mandate signal show SIGNAL_ID
+  mandate signal restore --nhi ID              lift a step-down / step-up
+  mandate ssf dead-letters [--stream ID]  |  mandate ssf retry EVENT_ID
   mandate report profiles [--config FILE] [--markdown]   the token profile catalogue (no server needed)
   mandate admin-credential create --name N --role admin|approver|viewer
 
@@ -186,6 +191,8 @@ async function adminCommand(noun: string, argv: string[], out: Out, env: NodeJS.
     actions: { type: 'string' }, 'change-ref': { type: 'string' }, type: { type: 'string' }, subject: { type: 'string' },
     decision: { type: 'string' }, 'trace-id': { type: 'string' }, limit: { type: 'string' }, name: { type: 'string' },
     role: { type: 'string' }, jti: { type: 'string' }, all: { type: 'boolean' }, active: { type: 'boolean' },
+    action: { type: 'string' }, severity: { type: 'string' }, run: { type: 'string' }, credential: { type: 'string' },
+    stream: { type: 'string' },
   });
   const v = values as Record<string, string | boolean | undefined>;
   const s = (k: string) => (typeof v[k] === 'string' ? (v[k] as string) : undefined);
@@ -312,6 +319,43 @@ async function adminCommand(noun: string, argv: string[], out: Out, env: NodeJS.
     case 'approval deny': {
       const r = (await client.call('POST', `/approvals/${encodeURIComponent(arg0())}/${verb}`, { body: s('reason') ? { reason: s('reason') } : {} })) as Record<string, unknown>;
       print(r, () => `${String(r.id)} ${String(r.status)}: ${String(r.nhi)} may${r.status === 'approved' ? '' : ' not'} ${String(r.action)} on ${String(r.tool)}`);
+      return EXIT.ok;
+    }
+    case 'signal raise': {
+      if (!s('nhi') && !s('jti')) throw new CliError('give --nhi or --jti for "signal raise"', EXIT.usage);
+      const r = (await client.call('POST', '/signals', {
+        body: {
+          ...(s('nhi') ? { nhi: s('nhi') } : {}), ...(s('jti') ? { jti: s('jti') } : {}), ...(s('run') ? { run_id: s('run') } : {}),
+          ...(s('credential') ? { credential: s('credential') } : {}), ...(s('severity') ? { severity: s('severity') } : {}),
+          ...(s('tier') ? { fallback_tier: s('tier') } : {}), action: need('action'), reason: need('reason'),
+        },
+      })) as Record<string, unknown>;
+      print(r, () => `signal ${String(r.id)} ${String(r.status)}: ${String(r.action)} ${String(r.nhi ?? r.jti)}${r.error ? ` (${String(r.error)})` : ''}`);
+      return r.status === 'applied' ? EXIT.ok : EXIT.failed;
+    }
+    case 'signal list': {
+      const r = (await client.call('GET', '/signals', { query: { nhi: s('nhi'), limit: s('limit') } })) as { signals: Record<string, unknown>[] };
+      print(r, () => table(r.signals.map((x) => ({ ...x, received_at: isoTime(x.received_at), applied_at: isoTime(x.applied_at) })), ['id', 'nhi', 'jti', 'action', 'severity', 'reason', 'source', 'status', 'received_at', 'applied_at']));
+      return EXIT.ok;
+    }
+    case 'signal show': {
+      const r = (await client.call('GET', `/signals/${encodeURIComponent(arg0())}`)) as Record<string, unknown>;
+      print(r, () => details({ ...r, received_at: isoTime(r.received_at), applied_at: isoTime(r.applied_at) }, ['id', 'nhi', 'jti', 'run_id', 'credential', 'action', 'severity', 'reason', 'source', 'txn', 'status', 'error', 'received_at', 'applied_at']));
+      return EXIT.ok;
+    }
+    case 'signal restore': {
+      const r = (await client.call('POST', `/restrictions/${encodeURIComponent(need('nhi'))}/lift`)) as { lifted: Record<string, unknown>[] };
+      print(r, () => r.lifted.map((x) => `lifted ${String(x.kind)} of ${String(x.nhi)} (${String(x.id)}, from signal ${String(x.signal_id)})`).join('\n'));
+      return EXIT.ok;
+    }
+    case 'ssf dead-letters': {
+      const r = (await client.call('GET', '/ssf/events', { query: { status: 'dead', stream_id: s('stream'), limit: s('limit') } })) as { events: Record<string, unknown>[] };
+      print(r, () => table(r.events.map((e) => ({ ...e, created_at: isoTime(e.created_at) })), ['id', 'stream_id', 'jti', 'attempts', 'last_error', 'created_at']));
+      return EXIT.ok;
+    }
+    case 'ssf retry': {
+      const r = await client.call('POST', `/ssf/events/${encodeURIComponent(arg0())}/retry`);
+      print(r, () => `queued ${positionals[0]} again`);
       return EXIT.ok;
     }
     case 'kill list': {

@@ -230,10 +230,11 @@ export class ToolProxy {
     rawRest: string, rawQuery: string, trace: { traceparent: string; traceId: string }, started: number,
   ): Promise<void> {
     const method = facts.method;
-    const path = normalizePath(rawRest === '' ? '/' : rawRest);
-    facts.path = path;
-    const m = rt.matcher.matchHttp(method, path);
-    if (!m) throw new OAuthError('access_denied', `no declared action of ${rt.tool.id} matches ${method} ${path}`, 403);
+    // `/tools/x` and `/tools/x/` both mean the tool's root; the tool gets exactly what was asked.
+    const path = rawRest === '' ? '' : normalizePath(rawRest);
+    facts.path = path || '/';
+    const m = rt.matcher.matchHttp(method, path || '/');
+    if (!m) throw new OAuthError('access_denied', `no declared action of ${rt.tool.id} matches ${method} ${facts.path}`, 403);
     facts.action = m.action.name;
     this.inScope(token, m.action);
 
@@ -250,7 +251,7 @@ export class ToolProxy {
       args.body = argsDigest(body.toString('base64'));
     }
     facts.args_digest = argsDigest(args);
-    const decision = await this.decide(rt, token, nhi, m.action, args, facts, { method, path: m.action.path ?? path }, trace.traceId);
+    const decision = await this.decide(rt, token, nhi, m.action, args, facts, { method, path: m.action.path ?? facts.path }, trace.traceId);
     if (decision.decision !== 'allow') throw new OAuthError('access_denied', `denied by policy ${decision.policies.join(', ') || '(default deny)'}`, 403);
 
     const pathAndQuery = this.upstreams.pathFor(rt.tool.id, path) + this.upstreamQuery(rt, rawQuery);
@@ -268,8 +269,8 @@ export class ToolProxy {
     rawRest: string, rawQuery: string, trace: { traceparent: string; traceId: string }, started: number,
   ): Promise<void> {
     const method = facts.method;
-    const path = normalizePath(rawRest === '' ? '/' : rawRest);
-    facts.path = path;
+    const path = rawRest === '' ? '' : normalizePath(rawRest);
+    facts.path = path || '/';
     const headers = upstreamHeaders(ctx.req.headers, {
       clientIp: ctx.req.socket.remoteAddress ?? '', proto: isTls(ctx.req) ? 'https' : 'http', host: String(ctx.req.headers.host ?? ''),
       traceparent: trace.traceparent, ...(rt.credential ? { credential: rt.credential } : {}),

@@ -45,10 +45,10 @@ export class Upstreams {
     }
   }
 
-  /** The upstream path for a path below the tool: its base path joined with it. */
+  /** The upstream path for a (normalized) path below the tool: its base path joined with it; '' is the base itself. */
   pathFor(toolId: string, rest: string): string {
     const base = this.pools.get(toolId)!.basePath;
-    if (rest === '' || rest === '/') return base === '' ? '/' : rest === '/' ? `${base}/` : base;
+    if (rest === '') return base === '' ? '/' : base;
     return `${base}${rest}`;
   }
 

@@ -23,6 +23,14 @@ export class Metrics {
   readonly auditWritten = new Gauge({ name: 'mandate_audit_written_total', help: 'Audit events written since start.', registers: [this.registry] });
   readonly busConnected = new Gauge({ name: 'mandate_bus_connected', help: '1 when the bus is reachable.', registers: [this.registry] });
   readonly busStaleness = new Gauge({ name: 'mandate_bus_staleness_seconds', help: 'Seconds since the last confirmed contact with the bus.', registers: [this.registry] });
+  /** Time to revoke: from a signal's arrival to this instance enforcing it (issue 5). */
+  readonly signalApply = new Histogram({
+    name: 'mandate_signal_apply_seconds',
+    help: 'Seconds from a signal arriving (SET received, operator call) to this instance applying it.',
+    labelNames: ['action'] as const,
+    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15],
+    registers: [this.registry],
+  });
   readonly storeUp = new Gauge({ name: 'mandate_store_up', help: '1 when the last store check succeeded.', registers: [this.registry] });
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {

@@ -200,6 +200,31 @@ export interface SsfStreamsTable {
   status: string;
   created_at: EpochMs;
   updated_at: EpochMs;
+  /** Admin credential id owning an outbound stream (010_signals). */
+  owner: string | null;
+  status_reason: string | null;
+}
+
+/** Subjects of an SSF stream (010_signals); (stream_id, subject_key) is the key. */
+export interface SsfSubjectsTable {
+  stream_id: string;
+  subject_key: string;
+  subject: JsonText;
+  nhi_id: string | null;
+  created_at: EpochMs;
+}
+
+/** Step-down / step-up restrictions per NHI (010_signals); active while lifted_at is null. */
+export interface RestrictionsTable {
+  id: string;
+  nhi_id: string;
+  kind: string;
+  fallback_tier: string;
+  signal_id: string;
+  reason: string;
+  created_at: EpochMs;
+  lifted_at: EpochMs | null;
+  lifted_by: string | null;
 }
 
 export interface SsfEventsTable {
@@ -208,7 +233,7 @@ export interface SsfEventsTable {
   stream_id: string;
   jti: string;
   set_jwt: string;
-  status: 'queued' | 'delivered' | 'acked' | 'dead';
+  status: 'queued' | 'delivered' | 'acked' | 'error' | 'dead';
   attempts: Generated<number>;
   next_attempt_at: EpochMs | null;
   last_error: string | null;
@@ -226,6 +251,12 @@ export interface SignalsTable {
   source: string;
   received_at: EpochMs;
   data: JsonText;
+  /** 010_signals */
+  credential_id: string | null;
+  txn: string | null;
+  status: Generated<string>;
+  applied_at: EpochMs | null;
+  error: string | null;
 }
 
 export interface DetectionsTable {
@@ -271,6 +302,8 @@ export interface Database {
   audit_head: AuditHeadTable;
   ssf_streams: SsfStreamsTable;
   ssf_events: SsfEventsTable;
+  ssf_subjects: SsfSubjectsTable;
+  restrictions: RestrictionsTable;
   signals: SignalsTable;
   detections: DetectionsTable;
   admin_credentials: AdminCredentialsTable;

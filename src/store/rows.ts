@@ -10,8 +10,13 @@ import type { SigningKeyRecord } from '../keys/ports.js';
 import type { AdminCredentialRecord } from '../admin/ports.js';
 import type { ApprovalRecord, IssuedTokenRecord, KillSwitchRecord, RevocationRecord } from '../broker/ports.js';
 import type {
+  RestrictionKind, RestrictionRecord, SignalAction, SignalRecord, SignalSeverity, SignalStatus, SsfEventRecord, SsfStreamRecord,
+  SsfStreamStatus, SsfSubjectRecord,
+} from '../signals/ports.js';
+import type {
   AdminCredentialsTable, ApprovalsTable, AuditTable, CredentialsTable, GrantsTable, IssuedTokensTable, KillSwitchesTable,
-  NhisTable, RevocationsTable, SigningKeysTable, ToolsTable,
+  NhisTable, RestrictionsTable, RevocationsTable, SignalsTable, SigningKeysTable, SsfEventsTable, SsfStreamsTable, SsfSubjectsTable,
+  ToolsTable,
 } from './database.js';
 
 const num = (v: number): number => Number(v);
@@ -176,5 +181,61 @@ export function approvalToRow(a: ApprovalRecord): ApprovalsTable {
     id: a.id, nhi_id: a.nhiId, tool_id: a.toolId, action: a.action, args_digest: a.argsDigest ?? null, status: a.status,
     requested_at: a.requestedAt, expires_at: a.expiresAt, decided_by: a.decidedBy ?? null, decided_at: a.decidedAt ?? null,
     reason: a.reason ?? null, redeemed_at: a.redeemedAt ?? null, details: JSON.stringify(a.details ?? {}),
+  };
+}
+
+export function signalFromRow(r: Selectable<SignalsTable>): SignalRecord {
+  return {
+    id: r.id, nhiId: r.nhi_id, jti: r.jti, runId: r.run_id, credentialId: r.credential_id, reason: r.reason,
+    severity: r.severity as SignalSeverity, action: r.action as SignalAction, source: r.source, txn: r.txn,
+    receivedAt: num(r.received_at), appliedAt: numOrNull(r.applied_at), status: r.status as SignalStatus, error: r.error,
+    data: parseJson(r.data, {}),
+  };
+}
+
+export function signalToRow(v: SignalRecord): Omit<SignalsTable, 'status'> & { status: string } {
+  return {
+    id: v.id, nhi_id: v.nhiId ?? null, jti: v.jti ?? null, run_id: v.runId ?? null, credential_id: v.credentialId ?? null,
+    reason: v.reason, severity: v.severity, action: v.action, source: v.source, txn: v.txn ?? null, received_at: v.receivedAt,
+    applied_at: v.appliedAt ?? null, status: v.status, error: v.error ?? null, data: JSON.stringify(v.data ?? {}),
+  };
+}
+
+export function restrictionFromRow(r: Selectable<RestrictionsTable>): RestrictionRecord {
+  return {
+    id: r.id, nhiId: r.nhi_id, kind: r.kind as RestrictionKind, fallbackTier: r.fallback_tier, signalId: r.signal_id, reason: r.reason,
+    createdAt: num(r.created_at), liftedAt: numOrNull(r.lifted_at), liftedBy: r.lifted_by,
+  };
+}
+
+export function restrictionToRow(v: RestrictionRecord): RestrictionsTable {
+  return {
+    id: v.id, nhi_id: v.nhiId, kind: v.kind, fallback_tier: v.fallbackTier, signal_id: v.signalId, reason: v.reason,
+    created_at: v.createdAt, lifted_at: v.liftedAt ?? null, lifted_by: v.liftedBy ?? null,
+  };
+}
+
+export function ssfStreamFromRow(r: Selectable<SsfStreamsTable>): SsfStreamRecord {
+  return {
+    id: r.id, direction: r.direction, owner: r.owner, config: parseJson(r.config, {}), status: r.status as SsfStreamStatus,
+    statusReason: r.status_reason, createdAt: num(r.created_at), updatedAt: num(r.updated_at),
+  };
+}
+
+export function ssfStreamToRow(v: SsfStreamRecord): SsfStreamsTable {
+  return {
+    id: v.id, direction: v.direction, owner: v.owner ?? null, config: JSON.stringify(v.config ?? {}), status: v.status,
+    status_reason: v.statusReason ?? null, created_at: v.createdAt, updated_at: v.updatedAt,
+  };
+}
+
+export function ssfSubjectFromRow(r: Selectable<SsfSubjectsTable>): SsfSubjectRecord {
+  return { streamId: r.stream_id, key: r.subject_key, subject: parseJson(r.subject, {}), nhiId: r.nhi_id, createdAt: num(r.created_at) };
+}
+
+export function ssfEventFromRow(r: Selectable<SsfEventsTable>): SsfEventRecord {
+  return {
+    id: r.id, streamId: r.stream_id, jti: r.jti, setJwt: r.set_jwt, status: r.status, attempts: num(r.attempts),
+    nextAttemptAt: numOrNull(r.next_attempt_at), lastError: r.last_error, createdAt: num(r.created_at),
   };
 }

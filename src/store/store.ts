@@ -19,6 +19,10 @@ import type { AdminCredentialRecord, AdminStore } from '../admin/ports.js';
 import type {
   ApprovalRecord, ApprovalStatus, BrokerBatchStore, BrokerStore, IssuedTokenRecord, KillSwitchRecord, ReplayInsert, RevocationRecord,
 } from '../broker/ports.js';
+import type {
+  RestrictionRecord, SignalRecord, SignalStatus, SignalsStore, SsfEventRecord, SsfEventStatus, SsfStreamDirection, SsfStreamRecord,
+  SsfSubjectRecord,
+} from '../signals/ports.js';
 import type { AuditTable, Database } from './database.js';
 import { MIGRATIONS } from './migrations/index.js';
 import { KeyedMutex } from './mutex.js';
@@ -26,7 +30,8 @@ import { translateError, type ErrorContext } from './errors.js';
 import {
   adminFromRow, adminToRow, approvalFromRow, approvalToRow, auditFromRow, credentialFromRow, credentialToRow, grantFromRow, grantToRow,
   issuedTokenFromRow, issuedTokenToRow, keyFromRow, keyToRow, killSwitchFromRow, killSwitchToRow, nhiFromRow, nhiToRow,
-  revocationFromRow, revocationToRow, toolFromRow, toolToRow,
+  revocationFromRow, revocationToRow, toolFromRow, toolToRow, signalFromRow, signalToRow, restrictionFromRow, restrictionToRow,
+  ssfStreamFromRow, ssfStreamToRow, ssfSubjectFromRow, ssfEventFromRow,
 } from './rows.js';
 
 export type StoreOptions =
@@ -97,7 +102,7 @@ interface Shared {
  * ConflictError, foreign-key violations to NotFoundError, an unreachable or closed database
  * to UnavailableError.
  */
-export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, ReplayStore, BrokerStore, BrokerBatchStore {
+export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, ReplayStore, BrokerStore, BrokerBatchStore, SignalsStore {
   readonly dialect: StoreDialect;
   /**
    * The query builder. Inside `transaction(fn)`, the Store handed to fn has the Kysely
@@ -751,6 +756,225 @@ export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, 
         .returning('id')
         .execute();
       return rows.length === 1;
+    });
+  }
+
+  // ---------------------------------------------------------------- signals
+
+  async insertSignal(sig: SignalRecord): Promise<void> {
+    await this.#guard({ what: `insert signal ${sig.id}`, unique: `signal ${sig.id} already exists` }, async () => {
+      await this.db.insertInto('signals').values(signalToRow(sig)).execute();
+    });
+  }
+
+  async getSignal(id: string): Promise<SignalRecord | undefined> {
+    return this.#guard({ what: `get signal ${id}` }, async () => {
+      const row = await this.db.selectFrom('signals').selectAll().where('id', '=', id).executeTakeFirst();
+      return row && signalFromRow(row);
+    });
+  }
+
+  /** Newest first (received_at, then id, descending); `limit` defaults to 100 and is capped at 10000. */
+  async listSignals(filter: { nhiId?: string; since?: number; limit?: number } = {}): Promise<SignalRecord[]> {
+    return this.#guard({ what: 'list signals' }, async () => {
+      const limit = clampLimit(filter.limit);
+      if (limit === 0) return [];
+      let q = this.db.selectFrom('signals').selectAll();
+      if (filter.nhiId !== undefined) q = q.where('nhi_id', '=', filter.nhiId);
+      if (filter.since !== undefined) q = q.where('received_at', '>=', filter.since);
+      const rows = await q.orderBy('received_at', 'desc').orderBy('id', 'desc').limit(limit).execute();
+      return rows.map(signalFromRow);
+    });
+  }
+
+  async updateSignalOutcome(id: string, o: { status: SignalStatus; appliedAt: number | null; error: string | null }): Promise<void> {
+    await this.#guard({ what: `update signal ${id}` }, async () => {
+      await this.db.updateTable('signals').set({ status: o.status, applied_at: o.appliedAt, error: o.error }).where('id', '=', id).execute();
+    });
+  }
+
+  /** One transaction: the NHI's active restrictions are lifted (by the new signal), then the new one is inserted. */
+  async addRestriction(r: RestrictionRecord): Promise<void> {
+    await this.#guard({ what: `add restriction ${r.id}`, unique: `restriction ${r.id} already exists` }, async () => {
+      const write = async (db: Kysely<Database>) => {
+        await db.updateTable('restrictions').set({ lifted_at: r.createdAt, lifted_by: `signal:${r.signalId}` })
+          .where('nhi_id', '=', r.nhiId).where('lifted_at', 'is', null).execute();
+        await db.insertInto('restrictions').values(restrictionToRow(r)).execute();
+      };
+      if (this.#inTx) await write(this.db);
+      else await this.db.transaction().execute(write);
+    });
+  }
+
+  /** One conditional UPDATE … RETURNING: of concurrent lifts, each active row is lifted once. */
+  async liftRestrictions(nhiId: string, liftedBy: string, at: number): Promise<RestrictionRecord[]> {
+    return this.#guard({ what: `lift restrictions of ${nhiId}` }, async () => {
+      const rows = await this.db.updateTable('restrictions').set({ lifted_at: at, lifted_by: liftedBy })
+        .where('nhi_id', '=', nhiId).where('lifted_at', 'is', null).returningAll().execute();
+      return rows.map(restrictionFromRow);
+    });
+  }
+
+  /** Oldest first (created_at, then id). */
+  async listRestrictions(opts: { activeOnly?: boolean; nhiId?: string } = {}): Promise<RestrictionRecord[]> {
+    return this.#guard({ what: 'list restrictions' }, async () => {
+      let q = this.db.selectFrom('restrictions').selectAll();
+      if (opts.activeOnly) q = q.where('lifted_at', 'is', null);
+      if (opts.nhiId !== undefined) q = q.where('nhi_id', '=', opts.nhiId);
+      const rows = await q.orderBy('created_at', 'asc').orderBy('id', 'asc').execute();
+      return rows.map(restrictionFromRow);
+    });
+  }
+
+  async createSsfStream(st: SsfStreamRecord): Promise<void> {
+    await this.#guard({ what: `create ssf stream ${st.id}`, unique: `ssf stream ${st.id} already exists` }, async () => {
+      await this.db.insertInto('ssf_streams').values(ssfStreamToRow(st)).execute();
+    });
+  }
+
+  async getSsfStream(id: string): Promise<SsfStreamRecord | undefined> {
+    return this.#guard({ what: `get ssf stream ${id}` }, async () => {
+      const row = await this.db.selectFrom('ssf_streams').selectAll().where('id', '=', id).executeTakeFirst();
+      return row && ssfStreamFromRow(row);
+    });
+  }
+
+  async listSsfStreams(filter: { direction?: SsfStreamDirection; owner?: string } = {}): Promise<SsfStreamRecord[]> {
+    return this.#guard({ what: 'list ssf streams' }, async () => {
+      let q = this.db.selectFrom('ssf_streams').selectAll();
+      if (filter.direction !== undefined) q = q.where('direction', '=', filter.direction);
+      if (filter.owner !== undefined) q = q.where('owner', '=', filter.owner);
+      const rows = await q.orderBy('created_at', 'asc').orderBy('id', 'asc').execute();
+      return rows.map(ssfStreamFromRow);
+    });
+  }
+
+  async updateSsfStream(st: SsfStreamRecord): Promise<boolean> {
+    return this.#guard({ what: `update ssf stream ${st.id}` }, async () => {
+      const r = await this.db.updateTable('ssf_streams')
+        .set({ config: JSON.stringify(st.config ?? {}), status: st.status, status_reason: st.statusReason ?? null, updated_at: st.updatedAt })
+        .where('id', '=', st.id).executeTakeFirst();
+      return Number(r.numUpdatedRows) > 0;
+    });
+  }
+
+  /** Subjects and events go with it (ON DELETE CASCADE), deleted explicitly too so that no dialect relies on it. */
+  async deleteSsfStream(id: string): Promise<boolean> {
+    return this.#guard({ what: `delete ssf stream ${id}` }, async () => {
+      const del = async (db: Kysely<Database>) => {
+        await db.deleteFrom('ssf_subjects').where('stream_id', '=', id).execute();
+        await db.deleteFrom('ssf_events').where('stream_id', '=', id).execute();
+        const r = await db.deleteFrom('ssf_streams').where('id', '=', id).executeTakeFirst();
+        return Number(r.numDeletedRows) > 0;
+      };
+      return this.#inTx ? del(this.db) : this.db.transaction().execute(del);
+    });
+  }
+
+  async addSsfSubject(sub: SsfSubjectRecord): Promise<void> {
+    await this.#guard({ what: `add subject to ssf stream ${sub.streamId}` }, async () => {
+      await this.db.insertInto('ssf_subjects')
+        .values({ stream_id: sub.streamId, subject_key: sub.key, subject: JSON.stringify(sub.subject), nhi_id: sub.nhiId ?? null, created_at: sub.createdAt })
+        .onConflict((oc) => oc.columns(['stream_id', 'subject_key']).doNothing())
+        .execute();
+    });
+  }
+
+  async removeSsfSubject(streamId: string, key: string): Promise<boolean> {
+    return this.#guard({ what: `remove subject from ssf stream ${streamId}` }, async () => {
+      const r = await this.db.deleteFrom('ssf_subjects').where('stream_id', '=', streamId).where('subject_key', '=', key).executeTakeFirst();
+      return Number(r.numDeletedRows) > 0;
+    });
+  }
+
+  async listSsfSubjects(streamId: string): Promise<SsfSubjectRecord[]> {
+    return this.#guard({ what: `list subjects of ssf stream ${streamId}` }, async () => {
+      const rows = await this.db.selectFrom('ssf_subjects').selectAll().where('stream_id', '=', streamId)
+        .orderBy('created_at', 'asc').orderBy('subject_key', 'asc').execute();
+      return rows.map(ssfSubjectFromRow);
+    });
+  }
+
+  /** INSERT … ON CONFLICT (stream_id, jti) DO NOTHING RETURNING: true only for the one that inserted. */
+  async enqueueSsfEvent(e: SsfEventRecord): Promise<boolean> {
+    return this.#guard({ what: `enqueue ssf event ${e.jti}` }, async () => {
+      const rows = await this.db.insertInto('ssf_events')
+        .values({
+          id: e.id, stream_id: e.streamId, jti: e.jti, set_jwt: e.setJwt, status: e.status, attempts: e.attempts,
+          next_attempt_at: e.nextAttemptAt ?? null, last_error: e.lastError ?? null, created_at: e.createdAt,
+        })
+        .onConflict((oc) => oc.columns(['stream_id', 'jti']).doNothing())
+        .returning('id')
+        .execute();
+      return rows.length === 1;
+    });
+  }
+
+  async getSsfEvent(id: string): Promise<SsfEventRecord | undefined> {
+    return this.#guard({ what: `get ssf event ${id}` }, async () => {
+      const row = await this.db.selectFrom('ssf_events').selectAll().where('id', '=', id).executeTakeFirst();
+      return row && ssfEventFromRow(row);
+    });
+  }
+
+  async dueSsfEvents(filter: { streamId?: string; now: number; limit: number }): Promise<SsfEventRecord[]> {
+    return this.#guard({ what: 'due ssf events' }, async () => {
+      const limit = clampLimit(filter.limit);
+      if (limit === 0) return [];
+      let q = this.db.selectFrom('ssf_events').selectAll().where('status', '=', 'queued')
+        .where((eb) => eb.or([eb('next_attempt_at', 'is', null), eb('next_attempt_at', '<=', filter.now)]));
+      if (filter.streamId !== undefined) q = q.where('stream_id', '=', filter.streamId);
+      const rows = await q.orderBy('created_at', 'asc').orderBy('id', 'asc').limit(limit).execute();
+      return rows.map(ssfEventFromRow);
+    });
+  }
+
+  /** Compare-and-set on next_attempt_at: concurrent claimers (instances) cannot both win. */
+  async claimSsfEvent(id: string, expectedNextAt: number | null, leaseUntil: number): Promise<boolean> {
+    return this.#guard({ what: `claim ssf event ${id}` }, async () => {
+      const r = await this.db.updateTable('ssf_events').set({ next_attempt_at: leaseUntil })
+        .where('id', '=', id).where('status', '=', 'queued')
+        .where((eb) => (expectedNextAt === null ? eb('next_attempt_at', 'is', null) : eb('next_attempt_at', '=', expectedNextAt)))
+        .executeTakeFirst();
+      return Number(r.numUpdatedRows) > 0;
+    });
+  }
+
+  async updateSsfEvent(id: string, patch: { status: SsfEventStatus; attempts?: number; nextAttemptAt?: number | null; lastError?: string | null }): Promise<void> {
+    await this.#guard({ what: `update ssf event ${id}` }, async () => {
+      await this.db.updateTable('ssf_events')
+        .set({
+          status: patch.status,
+          ...(patch.attempts !== undefined ? { attempts: patch.attempts } : {}),
+          ...(patch.nextAttemptAt !== undefined ? { next_attempt_at: patch.nextAttemptAt } : {}),
+          ...(patch.lastError !== undefined ? { last_error: patch.lastError } : {}),
+        })
+        .where('id', '=', id).execute();
+    });
+  }
+
+  async settleSsfEvents(streamId: string, jtis: string[], outcome: { status: 'acked' | 'error'; lastError?: string | null }): Promise<number> {
+    if (jtis.length === 0) return 0;
+    return this.#guard({ what: `settle ssf events of ${streamId}` }, async () => {
+      let n = 0;
+      for (let i = 0; i < jtis.length; i += INSERT_CHUNK) {
+        const r = await this.db.updateTable('ssf_events').set({ status: outcome.status, last_error: outcome.lastError ?? null })
+          .where('stream_id', '=', streamId).where('status', '=', 'queued').where('jti', 'in', jtis.slice(i, i + INSERT_CHUNK)).executeTakeFirst();
+        n += Number(r.numUpdatedRows);
+      }
+      return n;
+    });
+  }
+
+  async listSsfEvents(filter: { streamId?: string; status?: SsfEventStatus; limit?: number }): Promise<SsfEventRecord[]> {
+    return this.#guard({ what: 'list ssf events' }, async () => {
+      const limit = clampLimit(filter.limit);
+      if (limit === 0) return [];
+      let q = this.db.selectFrom('ssf_events').selectAll();
+      if (filter.streamId !== undefined) q = q.where('stream_id', '=', filter.streamId);
+      if (filter.status !== undefined) q = q.where('status', '=', filter.status);
+      const rows = await q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(limit).execute();
+      return rows.map(ssfEventFromRow);
     });
   }
 

@@ -137,7 +137,11 @@ describe('tool proxy: MCP tools (Streamable HTTP)', () => {
       return { status: res.status, text, json: text ? JSON.parse(text) : undefined };
     };
     const call = (id: number, name: string, args: Record<string, unknown> = {}) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: args } });
-    const search = async (q: string) => JSON.stringify((await post(call(99, 'search_docs', { query: q }))).json);
+    /** The pages a search finds (the demo answers with its query and the results). */
+    const search = async (q: string): Promise<unknown[]> => {
+      const r = (await post(call(99, 'search_docs', { query: q }))).json as { result: { content: Array<{ text: string }> } };
+      return (JSON.parse(r.result.content[0]!.text) as { results: unknown[] }).results;
+    };
 
     it('refuses a whole batch that hides a denied call among allowed ones; nothing reaches the tool', async () => {
       const title = `batch-smuggled-${Date.now()}`;
@@ -147,7 +151,10 @@ describe('tool proxy: MCP tools (Streamable HTTP)', () => {
       assert.equal(r.json.length, 2);
       assert.ok(r.json.every((m: { error?: { code: number } }) => m.error && m.error.code < -32000));
       assert.equal(r.json.find((m: { id: number }) => m.id === 2).error.code, -32001);
-      assert.doesNotMatch(await search(title), new RegExp(title), 'the allowed call in the refused batch did not run');
+      assert.deepEqual(await search(title), [], 'the allowed call in the refused batch did not run');
+      // The same call alone passes and creates the page, so the search above would have found it.
+      assert.equal((await post(call(3, 'create_page', { space: 'eng', title, body: 'b' }))).status, 200);
+      assert.equal((await search(title)).length, 1);
     });
 
     it('passes an allowed batch', async () => {

@@ -12,11 +12,12 @@ import type { AuditEvent, AuditRecord } from '../../src/audit/ports.js';
 import type { SigningKeyRecord } from '../../src/keys/ports.js';
 import type { AdminCredentialRecord } from '../../src/admin/ports.js';
 import type { ApprovalRecord, IssuedTokenRecord, KillSwitchRecord, RevocationRecord } from '../../src/broker/ports.js';
+import type { RestrictionRecord, SignalRecord, SsfEventRecord, SsfStreamRecord } from '../../src/signals/ports.js';
 import { GENESIS_HASH, MIGRATIONS, openStore, storeOptionsFromConfig, type Store } from '../../src/store/index.js';
 import { STORE_DIALECTS, TEST_PG_URL, type StoreDialectCase } from '../helpers/stores.js';
 
 const T0 = 1_700_000_000_000;
-const ALL_MIGRATIONS = ['001_initial', '002_broker'];
+const ALL_MIGRATIONS = ['001_initial', '002_broker', '010_signals'];
 
 function nhi(id: string, over: Partial<NhiRecord> = {}): NhiRecord {
   return {
@@ -187,7 +188,7 @@ for (const d of STORE_DIALECTS) {
           'args_digest is NOT NULL under 001',
         );
 
-        assert.deepEqual(await fresh.store.migrate(), ['002_broker']);
+        assert.deepEqual(await fresh.store.migrate(), ALL_MIGRATIONS.slice(1));
         assert.deepEqual(await fresh.store.getApproval('apr-001'), old);
         await fresh.store.createApproval(approval('apr-null'));
         assert.equal((await fresh.store.getApproval('apr-null'))?.argsDigest, null);
@@ -693,6 +694,96 @@ for (const d of STORE_DIALECTS) {
         assert.equal(await store.redeemApproval('apr-r-marked', T0 + 1), false);
 
         assert.equal(await store.redeemApproval('nope', T0), false);
+      });
+    });
+
+    describe('signals', () => {
+      const sig = (id: string, over: Partial<SignalRecord> = {}): SignalRecord => ({
+        id, nhiId: 'deploy-agent', jti: null, runId: null, credentialId: null, reason: 'caep.session_revoked', severity: 'high',
+        action: 'revoke_tokens', source: 'ssf:idp', txn: 'txn-1', receivedAt: T0, appliedAt: null, status: 'recorded', error: null,
+        data: { set_jti: 'abc' }, ...over,
+      });
+      const rst = (id: string, over: Partial<RestrictionRecord> = {}): RestrictionRecord => ({
+        id, nhiId: 'nhi-r', kind: 'step_down', fallbackTier: 'read', signalId: 'sig-x', reason: 'risk', createdAt: T0, liftedAt: null, liftedBy: null, ...over,
+      });
+      const stream = (id: string, over: Partial<SsfStreamRecord> = {}): SsfStreamRecord => ({
+        id, direction: 'out', owner: 'cred-1', config: { aud: 'rcv', events_requested: ['e'], delivery: { method: 'urn:ietf:rfc:8936' } },
+        status: 'enabled', statusReason: null, createdAt: T0, updatedAt: T0, ...over,
+      });
+      const ev = (id: string, streamId: string, jti: string, over: Partial<SsfEventRecord> = {}): SsfEventRecord => ({
+        id, streamId, jti, setJwt: `set.${jti}`, status: 'queued', attempts: 0, nextAttemptAt: null, lastError: null, createdAt: T0, ...over,
+      });
+
+      it('signals round-trip, list newest first, and record their outcome (time to apply)', async () => {
+        await store.insertSignal(sig('sig-1'));
+        await store.insertSignal(sig('sig-2', { receivedAt: T0 + 10, nhiId: 'other', jti: 'j', runId: 'r', credentialId: 'c', txn: null }));
+        assert.deepEqual(await store.getSignal('sig-1'), sig('sig-1'));
+        assert.deepEqual((await store.listSignals()).map((x) => x.id).slice(0, 2), ['sig-2', 'sig-1']);
+        assert.deepEqual((await store.listSignals({ nhiId: 'other' })).map((x) => x.id), ['sig-2']);
+        assert.deepEqual((await store.listSignals({ since: T0 + 5 })).map((x) => x.id), ['sig-2']);
+        await store.updateSignalOutcome('sig-1', { status: 'applied', appliedAt: T0 + 42, error: null });
+        const got = await store.getSignal('sig-1');
+        assert.equal(got?.status, 'applied');
+        assert.equal(got?.appliedAt, T0 + 42);
+        await assert.rejects(store.insertSignal(sig('sig-1')), ConflictError);
+      });
+
+      it('a new restriction supersedes the active one; lifting is atomic across instances', async () => {
+        await store.addRestriction(rst('rst-1'));
+        await store.addRestriction(rst('rst-2', { kind: 'step_up', createdAt: T0 + 5, signalId: 'sig-y' }));
+        const active = await store.listRestrictions({ activeOnly: true, nhiId: 'nhi-r' });
+        assert.deepEqual(active.map((r) => r.id), ['rst-2']);
+        const old = (await store.listRestrictions({ nhiId: 'nhi-r' })).find((r) => r.id === 'rst-1');
+        assert.equal(old?.liftedBy, 'signal:sig-y');
+        const [a, b] = await Promise.all([store.liftRestrictions('nhi-r', 'admin:a', T0 + 9), peer.liftRestrictions('nhi-r', 'admin:b', T0 + 9)]);
+        assert.equal(a.length + b.length, 1, 'exactly one lift wins');
+        assert.deepEqual(await store.listRestrictions({ activeOnly: true, nhiId: 'nhi-r' }), []);
+        assert.deepEqual(await store.liftRestrictions('nhi-r', 'admin:a', T0 + 10), []);
+      });
+
+      it('streams, subjects and the SET queue: enqueue once, claim once, settle, dead letters, cascade on delete', async () => {
+        await store.createSsfStream(stream('str-1'));
+        await store.createSsfStream(stream('str-2', { owner: 'cred-2' }));
+        await store.createSsfStream(stream('rcv_x', { direction: 'in', owner: null }));
+        assert.deepEqual(await store.getSsfStream('str-1'), stream('str-1'));
+        assert.deepEqual((await store.listSsfStreams({ direction: 'out', owner: 'cred-2' })).map((x) => x.id), ['str-2']);
+        assert.equal(await store.updateSsfStream(stream('str-1', { status: 'paused', statusReason: 'maintenance', updatedAt: T0 + 1 })), true);
+        assert.equal((await store.getSsfStream('str-1'))?.statusReason, 'maintenance');
+        assert.equal(await store.updateSsfStream(stream('nope')), false);
+
+        const sub = { streamId: 'str-1', key: '{"format":"opaque","id":"a"}', subject: { format: 'opaque', id: 'a' }, nhiId: 'a', createdAt: T0 };
+        await store.addSsfSubject(sub);
+        await store.addSsfSubject(sub); // idempotent
+        assert.deepEqual(await store.listSsfSubjects('str-1'), [sub]);
+        assert.equal(await store.removeSsfSubject('str-1', sub.key), true);
+        assert.equal(await store.removeSsfSubject('str-1', sub.key), false);
+
+        const inserted = await Promise.all([store.enqueueSsfEvent(ev('sev-1', 'str-1', 'j1')), peer.enqueueSsfEvent(ev('sev-1b', 'str-1', 'j1'))]);
+        assert.equal(inserted.filter(Boolean).length, 1, 'one SET per (stream, jti)');
+        await store.enqueueSsfEvent(ev('sev-2', 'str-1', 'j2', { createdAt: T0 + 1, nextAttemptAt: T0 + 100 }));
+        await store.enqueueSsfEvent(ev('sev-3', 'str-2', 'j1'));
+        assert.equal((await store.dueSsfEvents({ streamId: 'str-1', now: T0, limit: 10 })).length, 1);
+        assert.equal((await store.dueSsfEvents({ streamId: 'str-1', now: T0 + 100, limit: 10 })).length, 2);
+        assert.equal((await store.dueSsfEvents({ now: T0 + 100, limit: 10 })).length, 3);
+
+        const claims = await Promise.all([store.claimSsfEvent('sev-2', T0 + 100, T0 + 500), peer.claimSsfEvent('sev-2', T0 + 100, T0 + 600)]);
+        assert.equal(claims.filter(Boolean).length, 1, 'exactly one claimer wins');
+        assert.equal((await store.dueSsfEvents({ streamId: 'str-1', now: T0 + 200, limit: 10 })).length, 1);
+
+        await store.updateSsfEvent('sev-2', { status: 'dead', attempts: 6, nextAttemptAt: null, lastError: 'HTTP 503' });
+        const dead = await store.listSsfEvents({ status: 'dead' });
+        assert.deepEqual(dead.map((e) => [e.id, e.attempts, e.lastError]), [['sev-2', 6, 'HTTP 503']]);
+        assert.equal((await store.getSsfEvent('sev-2'))?.status, 'dead');
+
+        const firstId = inserted[0] ? 'sev-1' : 'sev-1b';
+        assert.equal(await store.settleSsfEvents('str-1', ['j1', 'j2', 'unknown'], { status: 'acked' }), 1, 'only queued events are settled');
+        assert.equal((await store.getSsfEvent(firstId))?.status, 'acked');
+        assert.equal(await store.settleSsfEvents('str-1', [], { status: 'acked' }), 0);
+
+        assert.equal(await store.deleteSsfStream('str-1'), true);
+        assert.equal(await store.deleteSsfStream('str-1'), false);
+        assert.deepEqual(await store.listSsfEvents({ streamId: 'str-1' }), []);
+        assert.equal((await store.listSsfEvents({ streamId: 'str-2' })).length, 1);
       });
     });
 

@@ -233,8 +233,28 @@ export const policySchema = z.strictObject({
   base_permit: ex(z.boolean().default(true), 'true'),
 });
 
+/** What a received event may ask for (src/signals), or `ignore`. */
+const signalActionOrIgnore = ex(z.enum(['revoke_tokens', 'step_down', 'step_up', 'disable', 'block', 'ignore']), 'revoke_tokens');
+
 export const signalsSchema = z.strictObject({
-  transmitter: z.strictObject({ enabled: z.boolean().default(true) }).prefault({}),
+  /** The token profile a step-down or step-up falls back to; default: the least dangerous profile. */
+  fallback_tier: ex(slug.optional(), 'read'),
+  transmitter: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      /** RFC 8935 push: attempts per SET before it becomes a dead letter. */
+      push_max_attempts: ex(z.number().int().min(1).max(50).default(6), '6'),
+      /** First retry delay; doubled after each failure (exponential backoff), up to push_max_backoff. */
+      push_initial_backoff: duration.prefault('1s'),
+      push_max_backoff: duration.prefault('5m'),
+      /** Whole-request timeout of one push. */
+      push_timeout: duration.prefault('10s'),
+      /** RFC 8936 long poll: the longest a poll without returnImmediately waits for events. */
+      poll_max_wait: duration.prefault('30s'),
+      /** A polled, unacknowledged SET is handed out again after this long. */
+      poll_redelivery: duration.prefault('30s'),
+    })
+    .prefault({}),
   receivers: z
     .array(
       z.strictObject({
@@ -248,6 +268,22 @@ export const signalsSchema = z.strictObject({
         poll_interval: duration.prefault(5),
         /** Credential presented when polling, or expected on push (`Authorization`). */
         authorization: secretRef.optional(),
+        /** Pinned signature algorithms (asymmetric only). */
+        algorithms: ex(z.array(z.enum(['ES256', 'ES384', 'ES512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'EdDSA'])).min(1)
+          .default(['ES256', 'RS256', 'PS256', 'EdDSA']), '[ES256]'),
+        /** A SET whose `iat` is older than this is refused (and its jti is remembered this long). */
+        max_age: duration.prefault('10m'),
+        /** Maps `email` and `iss_sub` subjects to NHIs (an `opaque` id is the NHI id itself). */
+        subjects: z
+          .array(
+            z.union([
+              z.strictObject({ email: ex(z.string().min(3), 'deploy-bot@example.com'), nhi: z.string().min(1) }),
+              z.strictObject({ iss: z.string().min(1), sub: z.string().min(1), nhi: z.string().min(1) }),
+            ]),
+          )
+          .default([]),
+        /** Event type URI → action; replaces the default mapping for that event type. */
+        event_actions: z.record(z.string().min(1), signalActionOrIgnore).default({}),
       }),
     )
     .default([]),
@@ -331,6 +367,15 @@ function crossCheck(c: MandateConfig, ctx: z.RefinementCtx): void {
   }
   if (c.server.tls && c.server.tls.client_auth !== 'none' && !c.server.tls.client_ca) {
     issue(['server', 'tls', 'client_ca'], 'required when client_auth is optional or required');
+  }
+
+  unique(c.signals.receivers, (r) => r.name, ['signals', 'receivers']);
+  c.signals.receivers.forEach((r, i) => {
+    if ((r.jwks === undefined) === (r.jwks_uri === undefined)) issue(['signals', 'receivers', i], 'give exactly one of jwks or jwks_uri');
+    if (r.delivery === 'poll' && !r.poll_url) issue(['signals', 'receivers', i, 'poll_url'], 'required when delivery is poll');
+  });
+  if (c.signals.fallback_tier !== undefined && !c.tokens.profiles.some((p) => p.name === c.signals.fallback_tier)) {
+    issue(['signals', 'fallback_tier'], `no token profile named "${c.signals.fallback_tier}"`);
   }
 
   const trustNames = new Set(c.trust.map((t) => t.name));

@@ -1,6 +1,7 @@
 import type { Migration } from 'kysely';
 import * as m001 from './001_initial.js';
 import * as m002 from './002_broker.js';
+import * as m010 from './010_signals.js';
 
 /**
  * Every migration, by name. They run in name order (Store.migrate), so names start with a
@@ -10,5 +11,6 @@ import * as m002 from './002_broker.js';
 export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '001_initial': m001,
   '002_broker': m002,
+  '010_signals': m010,
 });
 

@@ -1,0 +1,172 @@
+/** What signals needs from storage (and, injected by app.ts, from the broker's guards). Timestamps are epoch ms. */
+
+/** What a signal asks Mandate to do (issue 5). */
+export type SignalAction = 'revoke_tokens' | 'step_down' | 'step_up' | 'disable' | 'block';
+export const SIGNAL_ACTIONS: readonly SignalAction[] = ['revoke_tokens', 'step_down', 'step_up', 'disable', 'block'];
+
+export type SignalSeverity = 'low' | 'medium' | 'high' | 'critical';
+export const SIGNAL_SEVERITIES: readonly SignalSeverity[] = ['low', 'medium', 'high', 'critical'];
+
+/**
+ * - `recorded`: stored, not yet applied;
+ * - `applied`: enforced through the broker (appliedAt set);
+ * - `unmapped`: from a SET whose subject maps to no NHI (kept for the record, nothing enforced);
+ * - `ignored`: recorded only, nothing to enforce (kept for other sources; an SSF event that maps to
+ *   no action is audited as `ssf.event_ignored` instead of becoming a signal);
+ * - `failed`: enforcement threw (error says why).
+ */
+export type SignalStatus = 'recorded' | 'applied' | 'unmapped' | 'ignored' | 'failed';
+
+/** The one internal signal. Every source (operator, SET receiver, detections later) produces this. */
+export interface SignalRecord {
+  id: string;
+  /** Subject: at least one of these is set for an enforceable signal. */
+  nhiId: string | null;
+  /** A token's `jti`: revoke_tokens then revokes only that token. */
+  jti: string | null;
+  /** Run or session id (`mandate_run_id`). */
+  runId: string | null;
+  credentialId: string | null;
+  /** Reason code, e.g. `caep.session_revoked`, `operator`, `risc.credential_compromise`. */
+  reason: string;
+  severity: SignalSeverity;
+  action: SignalAction;
+  /** `operator:<admin id>`, `ssf:<receiver name>`, … */
+  source: string;
+  /** RFC 8417 §2.2 `txn`: carried from a received SET into every SET Mandate emits about it. */
+  txn: string | null;
+  /** When Mandate learned of it (the SET arrived, the operator called). */
+  receivedAt: number;
+  /** When this instance enforced it (time to revoke = appliedAt − receivedAt). */
+  appliedAt: number | null;
+  status: SignalStatus;
+  error: string | null;
+  /** Non-secret context: the SET's jti and event type, the unmapped subject, a fallback tier… */
+  data: Record<string, unknown>;
+}
+
+export type RestrictionKind = 'step_down' | 'step_up';
+
+/** A step-down or step-up in force for an NHI until an operator lifts it. */
+export interface RestrictionRecord {
+  id: string;
+  nhiId: string;
+  kind: RestrictionKind;
+  /** The token profile (tier) the NHI falls back to while restricted. */
+  fallbackTier: string;
+  signalId: string;
+  reason: string;
+  createdAt: number;
+  liftedAt: number | null;
+  liftedBy: string | null;
+}
+
+export type SsfStreamDirection = 'in' | 'out';
+export type SsfStreamStatus = 'enabled' | 'paused' | 'disabled';
+
+/** An SSF event stream: `out` = Mandate transmits to a receiver; `in` = a configured receiver's local state. */
+export interface SsfStreamRecord {
+  id: string;
+  direction: SsfStreamDirection;
+  /** Admin credential id that created it (`out`); null for `in`. */
+  owner: string | null;
+  /** SSF 1.0 stream configuration as Mandate keeps it (see transmitter.ts, StreamConfig). */
+  config: Record<string, unknown>;
+  status: SsfStreamStatus;
+  statusReason: string | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface SsfSubjectRecord {
+  streamId: string;
+  /** Canonical JSON of the subject, the identity of a subject within a stream. */
+  key: string;
+  subject: Record<string, unknown>;
+  /** The NHI the subject names, when it names one (opaque id = NHI id). */
+  nhiId: string | null;
+  createdAt: number;
+}
+
+/**
+ * - `queued`: waiting (push: for an attempt at nextAttemptAt; poll: for a poll, not handed out
+ *   again before nextAttemptAt);
+ * - `delivered`: push answered 202 (RFC 8935 §2.2);
+ * - `acked`: poll acknowledged (RFC 8936 §2.4);
+ * - `error`: poll acknowledged with a setErrs entry (lastError);
+ * - `dead`: push failed after the last attempt (the dead letter).
+ */
+export type SsfEventStatus = 'queued' | 'delivered' | 'acked' | 'error' | 'dead';
+
+export interface SsfEventRecord {
+  id: string;
+  streamId: string;
+  jti: string;
+  setJwt: string;
+  status: SsfEventStatus;
+  attempts: number;
+  nextAttemptAt: number | null;
+  lastError: string | null;
+  createdAt: number;
+}
+
+export interface SignalsStore {
+  insertSignal(s: SignalRecord): Promise<void>;
+  getSignal(id: string): Promise<SignalRecord | undefined>;
+  /** Newest first (receivedAt, then id). */
+  listSignals(filter?: { nhiId?: string; since?: number; limit?: number }): Promise<SignalRecord[]>;
+  /** Sets status, appliedAt and error. */
+  updateSignalOutcome(id: string, o: { status: SignalStatus; appliedAt: number | null; error: string | null }): Promise<void>;
+
+  /** Lifts any active restriction of the same NHI (superseded by `r.signalId`), then inserts `r`, in one transaction. */
+  addRestriction(r: RestrictionRecord): Promise<void>;
+  /** Lifts the NHI's active restrictions; returns the lifted records (empty when none was active). */
+  liftRestrictions(nhiId: string, liftedBy: string, at: number): Promise<RestrictionRecord[]>;
+  /** Oldest first. */
+  listRestrictions(opts?: { activeOnly?: boolean; nhiId?: string }): Promise<RestrictionRecord[]>;
+
+  createSsfStream(s: SsfStreamRecord): Promise<void>;
+  getSsfStream(id: string): Promise<SsfStreamRecord | undefined>;
+  /** Oldest first. */
+  listSsfStreams(filter?: { direction?: SsfStreamDirection; owner?: string }): Promise<SsfStreamRecord[]>;
+  /** Replaces config, status, statusReason and updatedAt; false when it does not exist. */
+  updateSsfStream(s: SsfStreamRecord): Promise<boolean>;
+  /** Deletes the stream with its subjects and events; false when it did not exist. */
+  deleteSsfStream(id: string): Promise<boolean>;
+
+  /** Idempotent: adding a subject already there changes nothing. */
+  addSsfSubject(s: SsfSubjectRecord): Promise<void>;
+  removeSsfSubject(streamId: string, key: string): Promise<boolean>;
+  listSsfSubjects(streamId: string): Promise<SsfSubjectRecord[]>;
+
+  /** Inserts unless (streamId, jti) exists; true when inserted (so several instances queue a SET once). */
+  enqueueSsfEvent(e: SsfEventRecord): Promise<boolean>;
+  getSsfEvent(id: string): Promise<SsfEventRecord | undefined>;
+  /** Queued events due at `now` (nextAttemptAt null or <= now), oldest first; all streams when streamId is undefined. */
+  dueSsfEvents(filter: { streamId?: string; now: number; limit: number }): Promise<SsfEventRecord[]>;
+  /**
+   * Atomically takes a queued event whose nextAttemptAt still equals `expectedNextAt`, moving it
+   * to `leaseUntil`: of concurrent claimers (instances), exactly one gets true.
+   */
+  claimSsfEvent(id: string, expectedNextAt: number | null, leaseUntil: number): Promise<boolean>;
+  updateSsfEvent(id: string, patch: { status: SsfEventStatus; attempts?: number; nextAttemptAt?: number | null; lastError?: string | null }): Promise<void>;
+  /** Marks the stream's *queued* events with these jtis as acked (or error); returns how many changed. */
+  settleSsfEvents(streamId: string, jtis: string[], outcome: { status: 'acked' | 'error'; lastError?: string | null }): Promise<number>;
+  /** Newest first. */
+  listSsfEvents(filter: { streamId?: string; status?: SsfEventStatus; limit?: number }): Promise<SsfEventRecord[]>;
+}
+
+/** A verification key from a JWKS URL (app.ts injects the broker's guarded JwksFetcher). */
+export interface SetKeySource {
+  getKey(jwksUri: string, sel: { kid?: string | undefined; alg: string }): Promise<unknown>;
+}
+
+/**
+ * The pre-verification JWS check (app.ts injects the broker's `assertJwsShape`): size cap,
+ * pinned `alg` (never `none`), no duplicate JSON members, no `crit`. Throws an error with a
+ * `reason` on refusal.
+ */
+export type JwsShapeCheck = (jwt: unknown, opts: { algorithms: readonly string[]; maxBytes?: number }) => {
+  header: Record<string, unknown>;
+  payload: Record<string, unknown>;
+};
