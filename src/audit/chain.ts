@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { AuditRecord } from './ports.js';
+import { canonicalJson } from '../core/canonical.js';
 
 /**
  * The audit hash chain.
@@ -43,22 +44,5 @@ export function chainHash(prevHash: string, rec: ChainedFields): string {
   return createHash('sha256').update(prevHash, 'utf8').update(canonicalRecord(rec), 'utf8').digest('hex');
 }
 
-/**
- * JSON with keys sorted (by UTF-16 code units, as Array.prototype.sort does) at every depth.
- * Values behave as in JSON.stringify (undefined members dropped, non-finite numbers as null,
- * toJSON honoured), so the canonical form of a value equals that of its JSON round trip.
- */
-export function canonicalJson(value: unknown): string {
-  return JSON.stringify(sortKeys(value));
-}
-
-function sortKeys(value: unknown): unknown {
-  if (value === null || typeof value !== 'object') return value;
-  const v = value as { toJSON?: () => unknown };
-  if (typeof v.toJSON === 'function') return sortKeys(v.toJSON());
-  if (Array.isArray(value)) return value.map(sortKeys);
-  // Null prototype: a "__proto__" key (JSON.parse makes it an own property) stays a plain key.
-  const out = Object.create(null) as Record<string, unknown>;
-  for (const k of Object.keys(value).sort()) out[k] = sortKeys((value as Record<string, unknown>)[k]);
-  return out;
-}
+/** The canonical JSON the chain hashes is the one the whole codebase shares (core/canonical.ts). */
+export { canonicalJson };

@@ -9,7 +9,8 @@ import { createHash } from 'node:crypto';
 
 /**
  * JSON with object keys sorted (by UTF-16 code units) at every depth; otherwise exactly
- * JSON.stringify (undefined members dropped, toJSON honoured).
+ * JSON.stringify (undefined members dropped, non-finite numbers as null, toJSON honoured), so
+ * the canonical form of a value equals that of its JSON round trip. The audit chain hashes it too.
  */
 export function canonicalJson(value: unknown): string {
   return JSON.stringify(sortKeys(value)) ?? 'null';
@@ -20,6 +21,7 @@ function sortKeys(value: unknown): unknown {
   const v = value as { toJSON?: () => unknown };
   if (typeof v.toJSON === 'function') return sortKeys(v.toJSON());
   if (Array.isArray(value)) return value.map(sortKeys);
+  // Null prototype: a "__proto__" key (JSON.parse makes it an own property) stays a plain key.
   const out = Object.create(null) as Record<string, unknown>;
   for (const k of Object.keys(value).sort()) out[k] = sortKeys((value as Record<string, unknown>)[k]);
   return out;
