@@ -6,6 +6,8 @@ import { MandateClient, ApprovalRequiredError } from '../src/client/index.js';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { once } from 'node:events';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 
 const BIN = resolve('bin/mandate.js');
 
@@ -55,6 +57,18 @@ describe('mandate up (npm start)', () => {
     const tok = await client.getToken('tickets', ['list_tickets']);
     assert.equal(tok.tokenType, 'DPoP');
     await assert.rejects(client.getToken('tickets', ['delete_ticket']), ApprovalRequiredError);
+    // The README's proxy examples: an HTTP tool call and an MCP client, through /tools/<tool>.
+    const res = await client.fetch('tickets', ['list_tickets'], '/tickets');
+    assert.equal(res.status, 200);
+    assert.ok(((await res.json()) as { count: number }).count >= 1);
+    assert.equal((await client.fetch('tickets', ['list_tickets'], '/admin')).status, 403);
+    const transport = new StreamableHTTPClientTransport(new URL(`${url}/tools/docs`), {
+      fetch: (u, init) => client.fetch('docs', ['search_docs'], String(u), init as RequestInit),
+    });
+    const mcp = new Client({ name: 'my-agent', version: '1.0.0' });
+    await mcp.connect(transport);
+    assert.deepEqual((await mcp.listTools()).tools.map((x) => x.name), ['search_docs']);
+    await mcp.close();
     child.kill('SIGTERM');
     const [code] = (await once(child, 'exit')) as [number];
     assert.equal(code, 0);

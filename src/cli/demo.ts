@@ -83,6 +83,8 @@ export async function startDemo(opts: { env: NodeJS.ProcessEnv; dataDir: string 
         '  npx mandate nhi show demo-agent          # its credentials and grants',
         '  npx mandate tool list                    # tickets (HTTP) and docs (MCP)',
         '  npx mandate audit verify                 # the hash-chained audit log',
+        `  curl -i ${url}/tools/tickets/tickets     # the proxy: 401 without a token (README: calling tools)`,
+        `  curl ${url}/.well-known/oauth-protected-resource/tools/tickets   # where agents get tokens (RFC 9728)`,
         '',
         `Demo tools (their real credentials stay inside Mandate): tickets ${http.url}, docs ${mcp.url}`,
         'Stop with Ctrl-C. Start from scratch: rm -rf .mandate',
