@@ -180,8 +180,12 @@ export async function startApp(opts: AppOptions): Promise<App> {
     // The issuer is the public URL; without one, the URL this instance listens on.
     const issuer = (config.server.public_url ?? url).replace(/\/$/, '');
 
+    // Restrictions (issue 5) before the broker and the proxy, which consult them on every request.
+    const restrictions = new RestrictionState({ store, bus, clock, logger });
+    await restrictions.start();
+    cleanup.push(() => restrictions.stop());
     const broker = new Broker({
-      config, issuer: () => issuer, keys, store, bus, audit: auditSink, clock, logger, env,
+      config, issuer: () => issuer, keys, store, bus, audit: auditSink, clock, logger, env, restrictions,
       nonceSecret: kek.kek.derive('dpop-nonce'),
       allowLoopbackHttp: env.NODE_ENV !== 'production',
     });
@@ -195,7 +199,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
     if (role === 'all' || role === 'proxy') {
       const p = new ToolProxy({
         config, issuer: () => issuer, accessTokens: broker.accessTokens, dpop: broker.dpop, revocations: broker.revocations, policy,
-        store, audit: auditSink, bus, clock, logger, env, stalenessBoundS: config.bus.staleness_bound,
+        store, audit: auditSink, bus, clock, logger, env, stalenessBoundS: config.bus.staleness_bound, restrictions,
       });
       await p.start();
       cleanup.push(() => p.stop());
@@ -203,7 +207,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
       proxy = p;
     }
 
-    const signals = await wireSignals({ config, role, router, admin, store, bus, keys, broker, adminAuth, audit: auditSink, clock, logger, metrics, env, issuer: () => issuer });
+    const signals = await wireSignals({ config, role, restrictions, router, admin, store, bus, keys, broker, adminAuth, audit: auditSink, clock, logger, metrics, env, issuer: () => issuer });
     cleanup.push(() => signals.stop());
     logger.info({ url, role, store: config.store.driver, bus: config.bus.driver }, 'mandate started');
 
@@ -231,13 +235,12 @@ export interface SignalsWiring {
  * roles `signals` and `all` mount the SSF endpoints, run the push loop and the receivers' pollers.
  */
 async function wireSignals(d: {
-  config: Readonly<MandateConfig>; role: Role; router: Router; admin: AdminApi; store: Store; bus: Bus; keys: KeyManager; broker: Broker;
+  config: Readonly<MandateConfig>; role: Role; restrictions: RestrictionState; router: Router; admin: AdminApi; store: Store; bus: Bus; keys: KeyManager; broker: Broker;
   adminAuth: AdminAuth; audit: AuditSink; clock: Clock; logger: Logger; metrics: Metrics; env: NodeJS.ProcessEnv; issuer: () => string;
 }): Promise<SignalsWiring> {
   const { config, store, bus, clock, logger, audit, issuer } = d;
   const allowLoopbackHttp = d.env.NODE_ENV !== 'production';
-  const restrictions = new RestrictionState({ store, bus, clock, logger });
-  await restrictions.start();
+  const { restrictions } = d;
   const signals = new Signals({
     store, broker: d.broker, bus, audit, clock, logger,
     defaultFallbackTier: config.signals.fallback_tier ?? config.tokens.profiles[0]!.name,
@@ -266,7 +269,6 @@ async function wireSignals(d: {
     stop: async () => {
       await receiver.stop();
       await transmitter.stop();
-      await restrictions.stop();
     },
   };
 }

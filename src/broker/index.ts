@@ -7,7 +7,7 @@ export { DpopVerifier, jwkThumbprint, athFor } from './dpop.js';
 export { DpopNonces } from './dpop-nonce.js';
 export { normalizeHtu } from './htu.js';
 export type {
-  BrokerStore, IssuedTokenRecord, RevocationRecord, RevocationKind, KillSwitchRecord, KillScope, ApprovalRecord, ApprovalStatus,
+  BrokerStore, IssuedTokenRecord, RestrictionLookup, RevocationRecord, RevocationKind, KillSwitchRecord, KillScope, ApprovalRecord, ApprovalStatus,
 } from './ports.js';
 export { JwksFetcher } from './jwks-fetcher.js';
 export { assertJwsShape } from './jwt-guard.js';
