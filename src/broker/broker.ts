@@ -39,6 +39,8 @@ export interface BrokerDeps {
   allowLoopbackHttp?: boolean;
   /** Step-down / step-up restrictions from signals (issue 5); none when absent. */
   restrictions?: RestrictionLookup;
+  /** Time to revoke (issue 5): this instance applied a revocation or kill switch a signal caused. */
+  onSignalApplied?: (signalId: string, at: number) => void;
 }
 
 /** Who is asking, once the request's own authentication and the grant have been checked. */
@@ -94,7 +96,7 @@ export class Broker {
 
   constructor(private readonly d: BrokerDeps) {
     this.catalog = new ToolCatalog(d.config, d.issuer);
-    this.revocations = new RevocationState({ store: d.store, bus: d.bus, clock: d.clock, logger: d.logger });
+    this.revocations = new RevocationState({ store: d.store, bus: d.bus, clock: d.clock, logger: d.logger, onSignalApplied: d.onSignalApplied });
     this.accessTokens = new AccessTokenVerifier({ issuer: d.issuer, jwks: () => d.keys.jwks() as never, clock: d.clock });
     this.replay = new ReplayBatcher({ store: d.store, clock: d.clock });
     this.issued = new IssuedTokenWriter({ store: d.store, logger: d.logger });

@@ -5,7 +5,7 @@ import {
   type ActionConfig, type AuditSink, type Bus, type Clock, type Logger, type MandateConfig, type ReplayStore,
   type RequestContext, type Router, type Subscription, type ToolConfig,
 } from '../core/index.js';
-import type { AccessTokenVerifier, BrokerStore, DpopVerifier, RestrictionLookup, RevocationState } from '../broker/index.js';
+import type { AccessTokenVerifier, BrokerStore, DpopVerifier, RestrictionLookup, RevocationState, RevokedReason, TokenFacts } from '../broker/index.js';
 import type { InventoryStore, NhiRecord } from '../inventory/index.js';
 import { MCP_METHODS, type PolicyDecision, type PolicyEngine, type PolicyRequest } from '../policy/index.js';
 import { ActionMatcher, hasMethodOverride, hasMethodOverrideParam } from './actions.js';
@@ -35,6 +35,8 @@ export interface ProxyDeps {
   stalenessBoundS: number;
   /** Step-down / step-up restrictions from signals (issue 5); none when absent. */
   restrictions?: RestrictionLookup;
+  /** A call refused as revoked, with why (time to revoke, issue 5). */
+  onRevoked?: (reason: RevokedReason, t: TokenFacts) => void;
 }
 
 /** JSON-RPC error codes for refusals inside MCP (the implementation-defined server range, JSON-RPC 2.0 §5.1). */
@@ -116,7 +118,7 @@ export class ToolProxy {
     }
     this.tokens = new TokenChecker({
       accessTokens: d.accessTokens, dpop: d.dpop, revocations: d.revocations, clock: d.clock,
-      skewS: d.config.proxy.clock_skew, cacheSize: d.config.proxy.token_cache_size,
+      skewS: d.config.proxy.clock_skew, cacheSize: d.config.proxy.token_cache_size, onRevoked: d.onRevoked,
     });
     this.gate = new ApprovalGate({ store: d.store, audit: d.audit, bus: d.bus, clock: d.clock, issuer: d.issuer, skewS: d.config.proxy.clock_skew });
     this.upstreams = new Upstreams(d.config.tools);
