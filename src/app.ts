@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import { z } from 'zod';
 import {
-  Router, createLogger, resolveSecret, sendJson, systemClock,
+  Router, createLogger, newId, resolveSecret, sendJson, systemClock,
   type Clock, type Logger, type MandateConfig, type AuditSink,
 } from './core/index.js';
 import { openStore, storeOptionsFromConfig, type Store } from './store/index.js';
@@ -18,7 +18,7 @@ import { AdminApi, AdminAuth } from './admin/index.js';
 import { Broker, JwksFetcher, assertJwsShape, mountBrokerRoutes } from './broker/index.js';
 import { PolicyEngine } from './policy/index.js';
 import { ToolProxy } from './proxy/index.js';
-import { RestrictionState, Signals, SsfReceiver, SsfTransmitter, mountSignalsRoutes } from './signals/index.js';
+import { RestrictionState, SignalTimeline, Signals, SsfReceiver, SsfTransmitter, mountSignalsRoutes } from './signals/index.js';
 import { Metrics, mountOps, startHttpServer, type RunningServer } from './server/index.js';
 
 export const VERSION = '0.1.0';
@@ -42,6 +42,8 @@ export interface AppOptions {
 export interface App {
   readonly config: Readonly<MandateConfig>;
   readonly role: Role;
+  /** This process among the instances on one store and bus (time-to-revoke bookkeeping names it). */
+  readonly instanceId: string;
   readonly url: string;
   readonly logger: Logger;
   /** Start-up warnings a person must see (the CLI prints them to stderr). */
@@ -180,8 +182,18 @@ export async function startApp(opts: AppOptions): Promise<App> {
     // The issuer is the public URL; without one, the URL this instance listens on.
     const issuer = (config.server.public_url ?? url).replace(/\/$/, '');
 
+    // Time to revoke (issue 5): this instance records when it applied each signal and when it first refused a call because of it.
+    const instanceId = newId(`inst-${role}`);
+    const timeline = new SignalTimeline({
+      store, instanceId, role, clock, logger, onObserved: (stage, seconds) => metrics.signalPropagation.observe({ stage }, seconds),
+    });
+    // Restrictions (issue 5) before the broker and the proxy, which consult them on every request.
+    const restrictions = new RestrictionState({ store, bus, clock, logger });
+    await restrictions.start();
+    cleanup.push(() => restrictions.stop());
     const broker = new Broker({
-      config, issuer: () => issuer, keys, store, bus, audit: auditSink, clock, logger, env,
+      config, issuer: () => issuer, keys, store, bus, audit: auditSink, clock, logger, env, restrictions,
+      onSignalApplied: (signalId, at) => timeline.markApplied(signalId, at),
       nonceSecret: kek.kek.derive('dpop-nonce'),
       allowLoopbackHttp: env.NODE_ENV !== 'production',
     });
@@ -195,7 +207,11 @@ export async function startApp(opts: AppOptions): Promise<App> {
     if (role === 'all' || role === 'proxy') {
       const p = new ToolProxy({
         config, issuer: () => issuer, accessTokens: broker.accessTokens, dpop: broker.dpop, revocations: broker.revocations, policy,
-        store, audit: auditSink, bus, clock, logger, env, stalenessBoundS: config.bus.staleness_bound,
+        store, audit: auditSink, bus, clock, logger, env, stalenessBoundS: config.bus.staleness_bound, restrictions,
+        onRevoked: (reason, facts) => {
+          const signalId = broker.revocations.signalOf(reason, facts);
+          if (signalId) timeline.markDenied(signalId);
+        },
       });
       await p.start();
       cleanup.push(() => p.stop());
@@ -203,13 +219,13 @@ export async function startApp(opts: AppOptions): Promise<App> {
       proxy = p;
     }
 
-    const signals = await wireSignals({ config, role, router, admin, store, bus, keys, broker, adminAuth, audit: auditSink, clock, logger, metrics, env, issuer: () => issuer });
+    const signals = await wireSignals({ config, role, restrictions, router, admin, store, bus, keys, broker, adminAuth, audit: auditSink, clock, logger, metrics, env, issuer: () => issuer });
     cleanup.push(() => signals.stop());
     logger.info({ url, role, store: config.store.driver, bus: config.bus.driver }, 'mandate started');
 
     let closed: Promise<void> | undefined;
     return {
-      config, role, url, issuer, logger, warnings, store, bus, keys, audit, inventory, broker, proxy, policy, signals, adminAuth, metrics, router, server,
+      config, role, instanceId, url, issuer, logger, warnings, store, bus, keys, audit, inventory, broker, proxy, policy, signals, adminAuth, metrics, router, server,
       close: () => (closed ??= closeAll().then(() => logger.info('mandate stopped'))),
     };
   } catch (err) {
@@ -231,13 +247,12 @@ export interface SignalsWiring {
  * roles `signals` and `all` mount the SSF endpoints, run the push loop and the receivers' pollers.
  */
 async function wireSignals(d: {
-  config: Readonly<MandateConfig>; role: Role; router: Router; admin: AdminApi; store: Store; bus: Bus; keys: KeyManager; broker: Broker;
+  config: Readonly<MandateConfig>; role: Role; restrictions: RestrictionState; router: Router; admin: AdminApi; store: Store; bus: Bus; keys: KeyManager; broker: Broker;
   adminAuth: AdminAuth; audit: AuditSink; clock: Clock; logger: Logger; metrics: Metrics; env: NodeJS.ProcessEnv; issuer: () => string;
 }): Promise<SignalsWiring> {
   const { config, store, bus, clock, logger, audit, issuer } = d;
   const allowLoopbackHttp = d.env.NODE_ENV !== 'production';
-  const restrictions = new RestrictionState({ store, bus, clock, logger });
-  await restrictions.start();
+  const { restrictions } = d;
   const signals = new Signals({
     store, broker: d.broker, bus, audit, clock, logger,
     defaultFallbackTier: config.signals.fallback_tier ?? config.tokens.profiles[0]!.name,
@@ -266,7 +281,6 @@ async function wireSignals(d: {
     stop: async () => {
       await receiver.stop();
       await transmitter.stop();
-      await restrictions.stop();
     },
   };
 }

@@ -7,7 +7,7 @@ import {
 } from '../core/index.js';
 import type { InventoryStore, NhiRecord } from '../inventory/index.js';
 import type { KeyManager } from '../keys/index.js';
-import type { BrokerBatchStore, BrokerStore, ApprovalRecord } from './ports.js';
+import type { BrokerBatchStore, BrokerStore, ApprovalRecord, RestrictionLookup } from './ports.js';
 import { AccessTokenVerifier } from './access-token.js';
 import { RevocationState } from './revocation-state.js';
 import { GRANT, TOKEN_TYPE, ToolCatalog, newJti, parseScope, sha256b64u, type AccessTokenClaims } from './tokens.js';
@@ -37,6 +37,10 @@ export interface BrokerDeps {
   env?: NodeJS.ProcessEnv;
   /** Development/test only: JWKS and discovery over http to loopback addresses. */
   allowLoopbackHttp?: boolean;
+  /** Step-down / step-up restrictions from signals (issue 5); none when absent. */
+  restrictions?: RestrictionLookup;
+  /** Time to revoke (issue 5): this instance applied a revocation or kill switch a signal caused. */
+  onSignalApplied?: (signalId: string, at: number) => void;
 }
 
 /** Who is asking, once the request's own authentication and the grant have been checked. */
@@ -92,7 +96,7 @@ export class Broker {
 
   constructor(private readonly d: BrokerDeps) {
     this.catalog = new ToolCatalog(d.config, d.issuer);
-    this.revocations = new RevocationState({ store: d.store, bus: d.bus, clock: d.clock, logger: d.logger });
+    this.revocations = new RevocationState({ store: d.store, bus: d.bus, clock: d.clock, logger: d.logger, onSignalApplied: d.onSignalApplied });
     this.accessTokens = new AccessTokenVerifier({ issuer: d.issuer, jwks: () => d.keys.jwks() as never, clock: d.clock });
     this.replay = new ReplayBatcher({ store: d.store, clock: d.clock });
     this.issued = new IssuedTokenWriter({ store: d.store, logger: d.logger });
@@ -376,6 +380,20 @@ export class Broker {
     let scope = requested.filter((a) => granted.has(a) && tool.actions.some((x) => x.name === a));
     if (s.scopeCeiling) scope = scope.filter((a) => s.scopeCeiling!.includes(a));
     if (scope.length === 0) throw oauth.invalidScope(`${s.nhi.id} holds no grant for ${requested.join(' ').slice(0, 200)} on ${tool.id}`);
+    // Continuous access evaluation (issue 5): a step-down keeps only the actions at or below the
+    // fallback tier (the granted scope is narrowed, RFC 6749 §3.3 lets the server issue less than
+    // asked and say so in `scope`); a step-up makes the actions above it need a human (elevation).
+    const restriction = this.d.restrictions?.restrictionOf(s.nhi.id);
+    let stepUp = false;
+    if (restriction) {
+      const allowed = new Set(this.catalog.actionsAtOrBelow(tool, restriction.fallbackTier));
+      if (restriction.kind === 'step_down') {
+        scope = scope.filter((a) => allowed.has(a));
+        if (scope.length === 0) {
+          throw oauth.invalidScope(`${s.nhi.id} was stepped down by signal ${restriction.signalId}: only actions at or below the ${restriction.fallbackTier} tier until an operator restores it`);
+        }
+      } else stepUp = scope.some((a) => !allowed.has(a));
+    }
     const profile = this.catalog.profileFor(tool, scope);
 
     const killed = this.revocations.killed(s.nhi.id, tool.id);
@@ -388,8 +406,9 @@ export class Broker {
     let approval: ApprovalRecord | undefined;
     const argsDigest = p.get('args_digest');
     if (argsDigest !== undefined && !/^[A-Za-z0-9_-]{43}$/.test(argsDigest)) throw oauth.invalidRequest('args_digest must be base64url SHA-256 (43 characters)');
-    if (profile.approval) {
-      approval = await this.elevation(p.get('approval_id'), s, tool, scope, argsDigest ?? null, ctx);
+    if (profile.approval || stepUp) {
+      const why = !profile.approval && restriction ? ` (stepped up by signal ${restriction.signalId})` : '';
+      approval = await this.elevation(p.get('approval_id'), s, tool, scope, argsDigest ?? null, ctx, why);
     }
 
     const ttlMs = profile.ttl * 1000;
@@ -445,7 +464,9 @@ export class Broker {
    * `authorization_pending`, denied `access_denied`, expired `expired_token` (RFC 8628 §3.5
    * vocabulary), approved is redeemed once and yields one short-lived token.
    */
-  private async elevation(approvalId: string | undefined, s: Subject, tool: ToolConfig, scope: string[], argsDigest: string | null, ctx: RequestContext): Promise<ApprovalRecord> {
+  private async elevation(
+    approvalId: string | undefined, s: Subject, tool: ToolConfig, scope: string[], argsDigest: string | null, ctx: RequestContext, why = '',
+  ): Promise<ApprovalRecord> {
     const now = this.d.clock.now();
     if (approvalId === undefined) {
       const a: ApprovalRecord = {
@@ -456,7 +477,7 @@ export class Broker {
       await this.d.store.createApproval(a);
       this.d.audit.record({ type: 'approval.requested', actor: s.nhi.id, subject: a.id, tool: tool.id, traceId: ctx.traceId, data: { action: a.action, args_digest: argsDigest } });
       void this.d.bus.publish('approval.requested', { id: a.id, nhi: s.nhi.id, tool: tool.id, action: a.action, at: now }).catch(() => {});
-      throw new OAuthError('approval_required', `a human must approve ${a.action} on ${tool.id}; retry with approval_id once approved`, 400, {
+      throw new OAuthError('approval_required', `a human must approve ${a.action} on ${tool.id}${why}; retry with approval_id once approved`, 400, {
         approval_id: a.id, approval_uri: `${this.d.issuer()}/admin/v1/approvals/${a.id}`, expires_in: Math.floor(APPROVAL_TTL_MS / 1000),
       });
     }

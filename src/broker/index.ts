@@ -1,13 +1,13 @@
 export { Broker, toolIdOf, APPROVAL_TTL_MS, type BrokerDeps } from './broker.js';
 export { mountBrokerRoutes, approvalJson } from './admin-routes.js';
 export { AccessTokenVerifier, type JwksSource } from './access-token.js';
-export { RevocationState, REVOCATION_SUBJECTS, type TokenFacts, type RevokedReason } from './revocation-state.js';
+export { RevocationState, REVOCATION_SUBJECTS, KILL_SIGNAL_PREFIX, type TokenFacts, type RevokedReason } from './revocation-state.js';
 export { ToolCatalog, GRANT, TOKEN_TYPE, parseScope, sha256b64u, type AccessTokenClaims } from './tokens.js';
 export { DpopVerifier, jwkThumbprint, athFor } from './dpop.js';
 export { DpopNonces } from './dpop-nonce.js';
 export { normalizeHtu } from './htu.js';
 export type {
-  BrokerStore, IssuedTokenRecord, RevocationRecord, RevocationKind, KillSwitchRecord, KillScope, ApprovalRecord, ApprovalStatus,
+  BrokerStore, IssuedTokenRecord, RestrictionLookup, RevocationRecord, RevocationKind, KillSwitchRecord, KillScope, ApprovalRecord, ApprovalStatus,
 } from './ports.js';
 export { JwksFetcher } from './jwks-fetcher.js';
 export { assertJwsShape } from './jwt-guard.js';

@@ -127,3 +127,13 @@ export interface BrokerBatchStore {
   /** Records many issued tokens in one statement; a jti already recorded is left as it is (a retried batch). */
   recordIssuedTokens(tokens: readonly IssuedTokenRecord[]): Promise<void>;
 }
+
+/**
+ * A step-down / step-up in force for an NHI (issue 5, continuous access evaluation). The
+ * signals capability keeps them (RestrictionState); app.ts hands that object to the broker and
+ * the proxy through this port, so neither imports signals.
+ */
+export interface RestrictionLookup {
+  /** O(1); undefined when the NHI is not restricted. */
+  restrictionOf(nhiId: string): { kind: 'step_down' | 'step_up'; fallbackTier: string; signalId: string } | undefined;
+}

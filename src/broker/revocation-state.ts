@@ -17,6 +17,12 @@ export interface TokenFacts {
   issuedAt: number;
 }
 
+/**
+ * Kill switch records have no signal column: a kill a signal engaged says so at the start of
+ * its reason (`[signal <id>] …`, written by src/signals/signals.ts).
+ */
+export const KILL_SIGNAL_PREFIX = /^\[signal ([A-Za-z0-9_-]+)\] /;
+
 export type RevokedReason = 'token_revoked' | 'nhi_revoked' | 'tool_revoked' | 'global_revoked' | 'nhi_killed' | 'tool_killed' | 'global_kill';
 
 /**
@@ -31,13 +37,27 @@ export class RevocationState {
   private readonly toolNotBefore = new Map<string, number>();
   private globalNotBefore = 0;
   private kills = new Map<string, KillSwitchRecord>();
+  // Which signal stands behind each entry above, read only on the deny path (signalOf), so that
+  // check() stays a set of plain lookups.
+  private readonly tokenSignal = new Map<string, string>();
+  private readonly nhiSignal = new Map<string, string>();
+  private readonly toolSignal = new Map<string, string>();
+  private globalSignal: string | undefined;
+  /** Record ids carrying a signal that this instance has reported applied → when it may forget them. */
+  private readonly reported = new Map<string, number>();
+  /** False until the first reload: what is already in force at start-up is not "applied now". */
+  private reporting = false;
   private readonly subs: Subscription[] = [];
   private timer: NodeJS.Timeout | undefined;
   /** Epoch ms of the last successful reload from the store. */
   lastSyncAt = 0;
 
   constructor(
-    private readonly deps: { store: BrokerStore; bus: Bus; clock: Clock; logger: Logger; reloadIntervalMs?: number },
+    private readonly deps: {
+      store: BrokerStore; bus: Bus; clock: Clock; logger: Logger; reloadIntervalMs?: number;
+      /** Time to revoke (issue 5): called once per record carrying a signal, when this instance first applies it. */
+      onSignalApplied?: (signalId: string, at: number) => void;
+    },
   ) {}
 
   async start(): Promise<void> {
@@ -46,6 +66,7 @@ export class RevocationState {
       await this.deps.bus.subscribe('kill.>', (m) => this.applyKill(m.data as KillSwitchRecord), { name: 'kill-state' }),
     );
     await this.reload();
+    this.reporting = true;
     const every = this.deps.reloadIntervalMs ?? 5000;
     this.timer = setInterval(() => void this.reload().catch((err: unknown) => this.deps.logger.warn({ err }, 'revocation reload failed')), every);
     this.timer.unref();
@@ -62,30 +83,95 @@ export class RevocationState {
     const [revs, kills] = await Promise.all([this.deps.store.listRevocations(now), this.deps.store.listKillSwitches({ activeOnly: true })]);
     for (const r of revs) this.applyRevocation(r);
     this.kills = new Map(kills.map((k) => [k.id, k]));
-    for (const [jti, exp] of this.tokens) if (exp <= now) this.tokens.delete(jti);
+    for (const [jti, exp] of this.tokens) {
+      if (exp <= now) {
+        this.tokens.delete(jti);
+        this.tokenSignal.delete(jti);
+      }
+    }
+    for (const [id, until] of this.reported) if (until <= now) this.reported.delete(id);
     this.lastSyncAt = now;
   }
 
   applyRevocation(r: RevocationRecord): void {
+    const sig = r.signalId ?? undefined;
     switch (r.kind) {
       case 'token':
-        if (r.target) this.tokens.set(r.target, r.expiresAt ?? Number.MAX_SAFE_INTEGER);
+        if (r.target) {
+          this.tokens.set(r.target, r.expiresAt ?? Number.MAX_SAFE_INTEGER);
+          if (sig) this.tokenSignal.set(r.target, sig);
+        }
         break;
       case 'nhi':
-        if (r.target && r.notBefore !== null) this.nhiNotBefore.set(r.target, Math.max(this.nhiNotBefore.get(r.target) ?? 0, r.notBefore));
+        if (r.target && r.notBefore !== null && r.notBefore >= (this.nhiNotBefore.get(r.target) ?? 0)) {
+          this.nhiNotBefore.set(r.target, r.notBefore);
+          if (sig) this.nhiSignal.set(r.target, sig);
+          else this.nhiSignal.delete(r.target);
+        }
         break;
       case 'tool':
-        if (r.target && r.notBefore !== null) this.toolNotBefore.set(r.target, Math.max(this.toolNotBefore.get(r.target) ?? 0, r.notBefore));
+        if (r.target && r.notBefore !== null && r.notBefore >= (this.toolNotBefore.get(r.target) ?? 0)) {
+          this.toolNotBefore.set(r.target, r.notBefore);
+          if (sig) this.toolSignal.set(r.target, sig);
+          else this.toolSignal.delete(r.target);
+        }
         break;
       case 'global':
-        if (r.notBefore !== null) this.globalNotBefore = Math.max(this.globalNotBefore, r.notBefore);
+        if (r.notBefore !== null && r.notBefore >= this.globalNotBefore) {
+          this.globalNotBefore = r.notBefore;
+          this.globalSignal = sig;
+        }
         break;
     }
+    if (sig) this.report(r.id, sig, r.expiresAt ?? Number.MAX_SAFE_INTEGER);
   }
 
   applyKill(k: KillSwitchRecord): void {
-    if (k.liftedAt !== null) this.kills.delete(k.id);
-    else this.kills.set(k.id, k);
+    if (k.liftedAt !== null) {
+      this.kills.delete(k.id);
+      return;
+    }
+    this.kills.set(k.id, k);
+    const sig = KILL_SIGNAL_PREFIX.exec(k.reason ?? '')?.[1];
+    if (sig) this.report(k.id, sig, Number.MAX_SAFE_INTEGER);
+  }
+
+  /** Once per record: the bus may redeliver it (at-least-once) and every reload re-applies it. */
+  private report(recordId: string, signalId: string, until: number): void {
+    if (!this.deps.onSignalApplied || this.reported.has(recordId)) return;
+    this.reported.set(recordId, until);
+    // What the first reload finds was applied before this instance started: remembered, not reported.
+    if (!this.reporting) return;
+    try {
+      this.deps.onSignalApplied(signalId, this.deps.clock.now());
+    } catch (err) {
+      this.deps.logger.warn({ err }, 'signal application not recorded');
+    }
+  }
+
+  /**
+   * The signal behind a refusal `check()` or `killed()` gave, when a signal caused it. Called on
+   * the deny path only (time to revoke: the first denial per signal).
+   */
+  signalOf(reason: RevokedReason, t: Pick<TokenFacts, 'jti' | 'nhiId' | 'toolId'>): string | undefined {
+    switch (reason) {
+      case 'token_revoked':
+        return this.tokenSignal.get(t.jti);
+      case 'nhi_revoked':
+        return this.nhiSignal.get(t.nhiId);
+      case 'tool_revoked':
+        return this.toolSignal.get(t.toolId);
+      case 'global_revoked':
+        return this.globalSignal;
+      default:
+        for (const k of this.kills.values()) {
+          const hit = (reason === 'global_kill' && k.scope === 'global') || (reason === 'nhi_killed' && k.scope === 'nhi' && k.target === t.nhiId)
+            || (reason === 'tool_killed' && k.scope === 'tool' && k.target === t.toolId);
+          const sig = hit ? KILL_SIGNAL_PREFIX.exec(k.reason ?? '')?.[1] : undefined;
+          if (sig) return sig;
+        }
+        return undefined;
+    }
   }
 
   /** Why a token may not be used, or undefined when it may. */

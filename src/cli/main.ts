@@ -12,7 +12,8 @@ const USAGE = `mandate ${VERSION}: bounded autonomy for AI agents and other non-
 
 Run:
   mandate up [--config FILE] [--port N]        all-in-one (SQLite, in-process bus); a demo when no config
-  mandate serve --role all|broker|proxy|signals --config FILE
+  mandate serve --role all|broker|proxy|signals --config FILE [--json]
+                                               --json: print one line {ready, role, url, issuer, instance, pid}
   mandate migrate --config FILE                apply store migrations
   mandate config check [--config FILE]         validate a config file
   mandate policy check [--config FILE]         validate the Cedar policies of policy.files
@@ -41,6 +42,7 @@ Admin (over the admin API; MANDATE_URL, MANDATE_TOKEN or --url, --token):
   mandate signal restore --nhi ID              lift a step-down / step-up
   mandate ssf dead-letters [--stream ID]  |  mandate ssf retry EVENT_ID
   mandate report profiles [--config FILE] [--markdown]   the token profile catalogue (no server needed)
+  mandate report mttr [--since ISO] [--limit N]  time to revoke: signal → applied at every instance, → first refused call
   mandate admin-credential create --name N --role admin|approver|viewer
 
 Every command takes --json. Exit codes: 0 ok, 1 failed or problems found, 2 usage or config error,
@@ -94,7 +96,8 @@ export async function main(argv: string[], out: Out = stdio, env: NodeJS.Process
         return await policyCommand(rest, out, env);
       case 'report': {
         const [verb, ...r] = rest;
-        if (verb !== 'profiles') throw new CliError('usage: mandate report profiles [--config FILE] [--markdown] [--json]', EXIT.usage);
+        if (verb === 'mttr') return await mttrCommand(r, out, env);
+        if (verb !== 'profiles') throw new CliError('usage: mandate report profiles [--config FILE] [--markdown] [--json]\n       mandate report mttr [--since ISO] [--limit N] [--json]', EXIT.usage);
         const { values } = args(r, { markdown: { type: 'boolean' } });
         const cfg = loadConfig(values.config as string | undefined, env, false);
         out.log(profilesReport(cfg, values.json ? 'json' : values.markdown ? 'markdown' : 'table'));
@@ -178,7 +181,10 @@ async function serve(argv: string[], out: Out, env: NodeJS.ProcessEnv): Promise<
   if (!['all', 'broker', 'proxy', 'signals'].includes(role)) throw new CliError(`--role must be all, broker, proxy or signals (got "${role}")`, EXIT.usage);
   const config = loadConfig(values.config as string | undefined, env, true);
   const app = await startApp({ config, env, role: role as Role });
-  out.log(`Mandate (${role}) is up at ${app.url}`);
+  // --json: one machine-readable line, for supervisors and tests that start instances on port 0.
+  out.log(values.json
+    ? JSON.stringify({ ready: true, role, url: app.url, issuer: app.issuer, instance: app.instanceId, pid: process.pid })
+    : `Mandate (${role}) is up at ${app.url}`);
   return runUntilSignal(app, out);
 }
 
@@ -471,6 +477,37 @@ async function policyCommand(argv: string[], out: Out, env: NodeJS.ProcessEnv): 
     ].join('\n'));
   }
   return d.decision === 'allow' ? EXIT.ok : EXIT.failed;
+}
+
+/** `mandate report mttr`: time to revoke over the admin API (GET /admin/v1/reports/mttr). */
+async function mttrCommand(argv: string[], out: Out, env: NodeJS.ProcessEnv): Promise<number> {
+  const { values } = args(argv, { since: { type: 'string' }, limit: { type: 'string' } });
+  const v = values as Record<string, string | boolean | undefined>;
+  let since: string | undefined;
+  if (typeof v.since === 'string') {
+    const t = Date.parse(v.since);
+    if (Number.isNaN(t)) throw new CliError('--since must be an ISO 8601 time, e.g. 2026-01-31T00:00:00Z', EXIT.usage);
+    since = String(t);
+  }
+  const client = new AdminClient(typeof v.url === 'string' ? v.url : env.MANDATE_URL ?? 'http://127.0.0.1:8080', typeof v.token === 'string' ? v.token : env.MANDATE_TOKEN);
+  const r = (await client.call('GET', '/reports/mttr', { query: { since, limit: typeof v.limit === 'string' ? v.limit : undefined } })) as {
+    signals: number; instances: number;
+    applied_everywhere: { count: number; mean_ms: number | null; p50_ms: number | null; p99_ms: number | null; max_ms: number | null };
+    first_denial: { count: number; mean_ms: number | null; p50_ms: number | null; p99_ms: number | null; max_ms: number | null };
+  };
+  if (v.json) {
+    out.log(JSON.stringify(r, null, 2));
+    return EXIT.ok;
+  }
+  const ms = (x: number | null) => (x === null ? '-' : `${x} ms`);
+  out.log([
+    `time to revoke over ${r.signals} enforced signal(s), ${r.instances} instance(s) reporting`,
+    table([
+      { measure: 'signal → applied at every instance', signals: r.applied_everywhere.count, mean: ms(r.applied_everywhere.mean_ms), p50: ms(r.applied_everywhere.p50_ms), p99: ms(r.applied_everywhere.p99_ms), max: ms(r.applied_everywhere.max_ms) },
+      { measure: 'signal → first refused call', signals: r.first_denial.count, mean: ms(r.first_denial.mean_ms), p50: ms(r.first_denial.p50_ms), p99: ms(r.first_denial.p99_ms), max: ms(r.first_denial.max_ms) },
+    ], ['measure', 'signals', 'mean', 'p50', 'p99', 'max']),
+  ].join('\n'));
+  return EXIT.ok;
 }
 
 async function revokeOrKill(noun: 'revoke' | 'kill', argv: string[], client: AdminClient, out: Out, json: boolean): Promise<number> {

@@ -5,7 +5,7 @@ import {
   type ActionConfig, type AuditSink, type Bus, type Clock, type Logger, type MandateConfig, type ReplayStore,
   type RequestContext, type Router, type Subscription, type ToolConfig,
 } from '../core/index.js';
-import type { AccessTokenVerifier, BrokerStore, DpopVerifier, RevocationState } from '../broker/index.js';
+import type { AccessTokenVerifier, BrokerStore, DpopVerifier, RestrictionLookup, RevocationState, RevokedReason, TokenFacts } from '../broker/index.js';
 import type { InventoryStore, NhiRecord } from '../inventory/index.js';
 import { MCP_METHODS, type PolicyDecision, type PolicyEngine, type PolicyRequest } from '../policy/index.js';
 import { ActionMatcher, hasMethodOverride, hasMethodOverrideParam } from './actions.js';
@@ -33,6 +33,10 @@ export interface ProxyDeps {
   env?: NodeJS.ProcessEnv;
   /** Seconds without bus contact after which every call is refused (fail closed). */
   stalenessBoundS: number;
+  /** Step-down / step-up restrictions from signals (issue 5); none when absent. */
+  restrictions?: RestrictionLookup;
+  /** A call refused as revoked, with why (time to revoke, issue 5). */
+  onRevoked?: (reason: RevokedReason, t: TokenFacts) => void;
 }
 
 /** JSON-RPC error codes for refusals inside MCP (the implementation-defined server range, JSON-RPC 2.0 §5.1). */
@@ -86,8 +90,11 @@ export class ToolProxy {
   private readonly upstreams: Upstreams;
   private readonly nhis = new Map<string, { nhi: NhiRecord | undefined; at: number }>();
   private sub: Subscription | undefined;
+  /** Token profile name → its rank (the profile order: least dangerous first), for restrictions. */
+  private readonly tierRank = new Map<string, number>();
 
   constructor(private readonly d: ProxyDeps) {
+    d.config.tokens.profiles.forEach((p, i) => this.tierRank.set(p.name, i));
     const env = d.env ?? process.env;
     const approvalTiers = new Set(d.config.tokens.profiles.filter((p) => p.approval).map((p) => p.name));
     for (const tool of d.config.tools) {
@@ -111,7 +118,7 @@ export class ToolProxy {
     }
     this.tokens = new TokenChecker({
       accessTokens: d.accessTokens, dpop: d.dpop, revocations: d.revocations, clock: d.clock,
-      skewS: d.config.proxy.clock_skew, cacheSize: d.config.proxy.token_cache_size,
+      skewS: d.config.proxy.clock_skew, cacheSize: d.config.proxy.token_cache_size, onRevoked: d.onRevoked,
     });
     this.gate = new ApprovalGate({ store: d.store, audit: d.audit, bus: d.bus, clock: d.clock, issuer: d.issuer, skewS: d.config.proxy.clock_skew });
     this.upstreams = new Upstreams(d.config.tools);
@@ -243,7 +250,7 @@ export class ToolProxy {
       throw new OAuthError('invalid_request', `request body is larger than ${rt.tool.max_body_bytes} bytes`, 413);
     }
     const args: Record<string, unknown> = { params: m.params, query: queryObject(rawQuery) };
-    const needsBody = this.holdsForTier(rt, m.action);
+    const needsBody = this.holdsForTier(rt, m.action, token);
     // A held call is bound to its body too, so the body is read (capped) before anything is sent.
     let body: Buffer | IncomingMessage | undefined = hasBody(ctx.req) ? ctx.req : undefined;
     if (needsBody && body) {
@@ -385,15 +392,30 @@ export class ToolProxy {
 
   // ------------------------------------------------------------------ decisions
 
-  /** RFC 6750 §3.1: the action must be one the token was issued for. */
+  /**
+   * RFC 6750 §3.1: the action must be one the token was issued for. A step-down (issue 5)
+   * narrows that to the actions at or below the fallback tier, for tokens issued before it too.
+   */
   private inScope(token: CheckedToken, action: ActionConfig): void {
     if (!token.claims.scope.split(' ').includes(action.name)) {
       throw new OAuthError('insufficient_scope', `the access token does not carry ${action.name}`, 403, { scope: action.name });
     }
+    const r = this.d.restrictions?.restrictionOf(token.claims.sub);
+    if (r?.kind === 'step_down' && this.aboveTier(action, r.fallbackTier)) {
+      throw new OAuthError('insufficient_scope', `${token.claims.sub} was stepped down by signal ${r.signalId}: only actions at or below the ${r.fallbackTier} tier until an operator restores it`, 403, { scope: action.name });
+    }
   }
 
-  private holdsForTier(rt: ToolRuntime, action: ActionConfig): boolean {
-    return rt.approvalTiers.has(action.tier);
+  /** The tier holds the call for a human, or a step-up (issue 5) does for actions above its fallback tier. */
+  private holdsForTier(rt: ToolRuntime, action: ActionConfig, token: CheckedToken): boolean {
+    if (rt.approvalTiers.has(action.tier)) return true;
+    const r = this.d.restrictions?.restrictionOf(token.claims.sub);
+    return r?.kind === 'step_up' && this.aboveTier(action, r.fallbackTier);
+  }
+
+  private aboveTier(action: ActionConfig, tier: string): boolean {
+    // An unknown tier ranks as the most dangerous: fail closed.
+    return (this.tierRank.get(action.tier) ?? Infinity) > (this.tierRank.get(tier) ?? -1);
   }
 
   /**
@@ -407,7 +429,7 @@ export class ToolProxy {
     const req = this.policyRequest(rt, token, nhi, action, args, facts.args_digest, endpoint, protocolAction, false);
     let decision = this.d.policy.evaluate(req);
     facts.policies = decision.policies;
-    const tierHold = action !== undefined && this.holdsForTier(rt, action);
+    const tierHold = action !== undefined && this.holdsForTier(rt, action, token);
     if (action && (tierHold || decision.decision === 'approval_required')) {
       if (decision.decision === 'deny') return decision;
       const passed = await this.gate.pass({
@@ -426,6 +448,8 @@ export class ToolProxy {
   private mayCall(rt: ToolRuntime, token: CheckedToken, nhi: NhiRecord, name: string, _traceId: string): boolean {
     const action = rt.matcher.byName(name);
     if (!action || !token.claims.scope.split(' ').includes(action.name)) return false;
+    const r = this.d.restrictions?.restrictionOf(token.claims.sub);
+    if (r?.kind === 'step_down' && this.aboveTier(action, r.fallbackTier)) return false;
     const d = this.d.policy.evaluate(this.policyRequest(rt, token, nhi, action, null, null, undefined, undefined, false));
     // A call a human must approve is still listed: calling it asks for the approval.
     return d.decision !== 'deny';

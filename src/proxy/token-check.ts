@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { OAuthError, secretEquals, type Clock } from '../core/index.js';
-import type { AccessTokenClaims, AccessTokenVerifier, DpopVerifier, RevocationState } from '../broker/index.js';
+import type { AccessTokenClaims, AccessTokenVerifier, DpopVerifier, RevocationState, RevokedReason, TokenFacts } from '../broker/index.js';
 
 /**
  * The token checks the proxy runs on every request (RFC 6750, RFC 9068 §4, RFC 9449 §7, RFC
@@ -55,6 +55,8 @@ export class TokenChecker {
       clock: Clock;
       skewS: number;
       cacheSize: number;
+      /** A call refused as revoked (off the allow path; time to revoke, issue 5). */
+      onRevoked?: ((reason: RevokedReason, t: TokenFacts) => void) | undefined;
     },
   ) {}
 
@@ -67,7 +69,9 @@ export class TokenChecker {
     const digest = createHash('sha256').update(token).digest('base64url');
     const claims = await this.verified(token, digest, resource, scheme);
 
-    const revoked = this.d.revocations.check({ jti: claims.jti, nhiId: claims.sub, toolId, issuedAt: claims.iat * 1000 });
+    const facts: TokenFacts = { jti: claims.jti, nhiId: claims.sub, toolId, issuedAt: claims.iat * 1000 };
+    const revoked = this.d.revocations.check(facts);
+    if (revoked) this.d.onRevoked?.(revoked, facts);
     // The SDK and agents key on "revoked" in the description (RFC 6750 §3.1 leaves the text to us).
     if (revoked) throw new ResourceAuthError('invalid_token', `the access token was revoked (${revoked})`, scheme);
 

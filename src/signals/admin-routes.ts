@@ -6,6 +6,7 @@ import { SIGNAL_ACTIONS, SIGNAL_SEVERITIES } from './ports.js';
 import type { Signals } from './signals.js';
 import type { SsfTransmitter } from './transmitter.js';
 import { inboundStreamId, type SsfReceiver } from './receiver.js';
+import { mttrReport } from './timeline.js';
 
 export function signalJson(s: SignalRecord) {
   return {
@@ -40,6 +41,21 @@ export function mountSignalsRoutes(
   api: AdminApi,
   d: { signals: Signals; store: SignalsStore; transmitter: SsfTransmitter; receiver: SsfReceiver; audit: AuditSink; clock: Clock },
 ): void {
+  api.route({
+    method: 'GET', path: '/reports/mttr', tag: 'signals', role: 'viewer',
+    summary: 'Time to revoke (issue 5): mean, p50, p99 from a signal arriving to every instance applying it and to the first refused call.',
+    query: z.strictObject({
+      since: z.coerce.number().int().optional(),
+      limit: z.coerce.number().int().min(1).max(10_000).default(1000),
+      per_signal: z.enum(['true', 'false']).default('false'),
+    }),
+    handler: async ({ query }) => {
+      const signals = await d.store.listSignals({ ...(query.since !== undefined ? { since: query.since } : {}), limit: query.limit });
+      const apps = await d.store.listSignalApplications(signals.map((s) => s.id));
+      const r = mttrReport(signals, apps);
+      return query.per_signal === 'true' ? r : { ...r, per_signal: undefined };
+    },
+  });
   api.route({
     method: 'POST', path: '/signals', summary: 'Raise a signal: stored, audited, published (signal.raised) and enforced at once.', tag: 'signals', role: 'admin', status: 201,
     body: z.strictObject({

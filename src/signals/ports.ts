@@ -61,6 +61,17 @@ export interface RestrictionRecord {
   liftedBy: string | null;
 }
 
+/** What one instance did about one signal (time to revoke, issue 5). Epoch ms. */
+export interface SignalApplicationRecord {
+  signalId: string;
+  instanceId: string;
+  role: string;
+  /** When this instance's revocation state applied what the signal caused. */
+  appliedAt: number | null;
+  /** When this instance first refused a call because of it. */
+  firstDeniedAt: number | null;
+}
+
 export type SsfStreamDirection = 'in' | 'out';
 export type SsfStreamStatus = 'enabled' | 'paused' | 'disabled';
 
@@ -117,6 +128,12 @@ export interface SignalsStore {
   listSignals(filter?: { nhiId?: string; since?: number; limit?: number }): Promise<SignalRecord[]>;
   /** Sets status, appliedAt and error. */
   updateSignalOutcome(id: string, o: { status: SignalStatus; appliedAt: number | null; error: string | null }): Promise<void>;
+
+  /** Records that an instance applied a signal; the first time per (signal, instance) wins. */
+  recordSignalApplied(a: { signalId: string; instanceId: string; role: string; at: number }): Promise<void>;
+  /** Records an instance's first denial caused by a signal; the first time per (signal, instance) wins. */
+  recordSignalDenied(a: { signalId: string; instanceId: string; role: string; at: number }): Promise<void>;
+  listSignalApplications(signalIds: readonly string[]): Promise<SignalApplicationRecord[]>;
 
   /** Lifts any active restriction of the same NHI (superseded by `r.signalId`), then inserts `r`, in one transaction. */
   addRestriction(r: RestrictionRecord): Promise<void>;

@@ -74,7 +74,9 @@ export class Signals {
       type: 'signal.raised', actor: input.source, subject: nhiId, decision: input.action,
       data: { signal_id: rec.id, reason: rec.reason, severity: rec.severity, jti: rec.jti, run_id: rec.runId, txn: rec.txn, status: rec.status },
     });
-    await this.d.bus.publish(SIGNAL_RAISED, rec, { id: rec.id }).catch((err: unknown) => this.d.logger.warn({ err }, 'signal not published'));
+    // Not awaited: enforcement (the store, then the revocation's own publish) must not wait for
+    // the bus; a NATS outage would otherwise hold every signal until it ends.
+    void this.d.bus.publish(SIGNAL_RAISED, rec, { id: rec.id }).catch((err: unknown) => this.d.logger.warn({ err }, 'signal not published'));
     if (input.recordOnly) return rec;
 
     try {

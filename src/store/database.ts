@@ -227,6 +227,14 @@ export interface RestrictionsTable {
   lifted_by: string | null;
 }
 
+export interface SignalApplicationsTable {
+  signal_id: string;
+  instance_id: string;
+  role: string;
+  applied_at: EpochMs | null;
+  first_denied_at: EpochMs | null;
+}
+
 export interface SsfEventsTable {
   id: string;
   /** References ssf_streams.id (ON DELETE CASCADE); (stream_id, jti) is unique. */
@@ -305,6 +313,7 @@ export interface Database {
   ssf_subjects: SsfSubjectsTable;
   restrictions: RestrictionsTable;
   signals: SignalsTable;
+  signal_applications: SignalApplicationsTable;
   detections: DetectionsTable;
   admin_credentials: AdminCredentialsTable;
   replay: ReplayTable;

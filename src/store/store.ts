@@ -20,7 +20,7 @@ import type {
   ApprovalRecord, ApprovalStatus, BrokerBatchStore, BrokerStore, IssuedTokenRecord, KillSwitchRecord, ReplayInsert, RevocationRecord,
 } from '../broker/ports.js';
 import type {
-  RestrictionRecord, SignalRecord, SignalStatus, SignalsStore, SsfEventRecord, SsfEventStatus, SsfStreamDirection, SsfStreamRecord,
+  RestrictionRecord, SignalApplicationRecord, SignalRecord, SignalStatus, SignalsStore, SsfEventRecord, SsfEventStatus, SsfStreamDirection, SsfStreamRecord,
   SsfSubjectRecord,
 } from '../signals/ports.js';
 import type { AuditTable, Database } from './database.js';
@@ -790,6 +790,38 @@ export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, 
   async updateSignalOutcome(id: string, o: { status: SignalStatus; appliedAt: number | null; error: string | null }): Promise<void> {
     await this.#guard({ what: `update signal ${id}` }, async () => {
       await this.db.updateTable('signals').set({ status: o.status, applied_at: o.appliedAt, error: o.error }).where('id', '=', id).execute();
+    });
+  }
+
+  /** Upsert that keeps the first applied_at: redeliveries and reloads change nothing. */
+  async recordSignalApplied(a: { signalId: string; instanceId: string; role: string; at: number }): Promise<void> {
+    await this.#guard({ what: `record signal ${a.signalId} applied` }, async () => {
+      await this.db.insertInto('signal_applications')
+        .values({ signal_id: a.signalId, instance_id: a.instanceId, role: a.role, applied_at: a.at, first_denied_at: null })
+        .onConflict((oc) => oc.columns(['signal_id', 'instance_id']).doUpdateSet({ applied_at: sql`coalesce(signal_applications.applied_at, excluded.applied_at)` }))
+        .execute();
+    });
+  }
+
+  /** Upsert that keeps the first first_denied_at. */
+  async recordSignalDenied(a: { signalId: string; instanceId: string; role: string; at: number }): Promise<void> {
+    await this.#guard({ what: `record signal ${a.signalId} denial` }, async () => {
+      await this.db.insertInto('signal_applications')
+        .values({ signal_id: a.signalId, instance_id: a.instanceId, role: a.role, applied_at: null, first_denied_at: a.at })
+        .onConflict((oc) => oc.columns(['signal_id', 'instance_id']).doUpdateSet({ first_denied_at: sql`coalesce(signal_applications.first_denied_at, excluded.first_denied_at)` }))
+        .execute();
+    });
+  }
+
+  async listSignalApplications(signalIds: readonly string[]): Promise<SignalApplicationRecord[]> {
+    if (signalIds.length === 0) return [];
+    return this.#guard({ what: 'list signal applications' }, async () => {
+      const rows = await this.db.selectFrom('signal_applications').selectAll().where('signal_id', 'in', [...signalIds])
+        .orderBy('signal_id').orderBy('instance_id').execute();
+      return rows.map((r) => ({
+        signalId: r.signal_id, instanceId: r.instance_id, role: r.role,
+        appliedAt: r.applied_at === null ? null : Number(r.applied_at), firstDeniedAt: r.first_denied_at === null ? null : Number(r.first_denied_at),
+      }));
     });
   }
 

@@ -17,7 +17,7 @@ import { GENESIS_HASH, MIGRATIONS, openStore, storeOptionsFromConfig, type Store
 import { STORE_DIALECTS, TEST_PG_URL, type StoreDialectCase } from '../helpers/stores.js';
 
 const T0 = 1_700_000_000_000;
-const ALL_MIGRATIONS = ['001_initial', '002_broker', '010_signals'];
+const ALL_MIGRATIONS = ['001_initial', '002_broker', '010_signals', '030_signal_applications'];
 
 function nhi(id: string, over: Partial<NhiRecord> = {}): NhiRecord {
   return {
@@ -726,6 +726,27 @@ for (const d of STORE_DIALECTS) {
         assert.equal(got?.status, 'applied');
         assert.equal(got?.appliedAt, T0 + 42);
         await assert.rejects(store.insertSignal(sig('sig-1')), ConflictError);
+      });
+
+      it('signal applications: first applied / first denial per (signal, instance) win, in either order, across instances', async () => {
+        await Promise.all([
+          store.recordSignalApplied({ signalId: 'sig-a', instanceId: 'i1', role: 'proxy', at: T0 + 5 }),
+          peer.recordSignalApplied({ signalId: 'sig-a', instanceId: 'i1', role: 'proxy', at: T0 + 6 }),
+        ]);
+        await store.recordSignalApplied({ signalId: 'sig-a', instanceId: 'i1', role: 'proxy', at: T0 + 9 });
+        await store.recordSignalDenied({ signalId: 'sig-a', instanceId: 'i1', role: 'proxy', at: T0 + 7 });
+        await store.recordSignalDenied({ signalId: 'sig-a', instanceId: 'i1', role: 'proxy', at: T0 + 8 });
+        // A denial written before the application (two independent background writes).
+        await store.recordSignalDenied({ signalId: 'sig-a', instanceId: 'i2', role: 'proxy', at: T0 + 4 });
+        await store.recordSignalApplied({ signalId: 'sig-a', instanceId: 'i2', role: 'proxy', at: T0 + 3 });
+        await store.recordSignalApplied({ signalId: 'sig-b', instanceId: 'i1', role: 'broker', at: T0 + 1 });
+        const rows = await store.listSignalApplications(['sig-a']);
+        assert.equal(rows.length, 2);
+        assert.ok(rows[0]!.appliedAt === T0 + 5 || rows[0]!.appliedAt === T0 + 6);
+        assert.deepEqual(rows.map((r) => [r.instanceId, r.firstDeniedAt]), [['i1', T0 + 7], ['i2', T0 + 4]]);
+        assert.equal(rows[1]!.appliedAt, T0 + 3);
+        assert.deepEqual(await store.listSignalApplications([]), []);
+        assert.equal((await store.listSignalApplications(['sig-a', 'sig-b'])).length, 3);
       });
 
       it('a new restriction supersedes the active one; lifting is atomic across instances', async () => {

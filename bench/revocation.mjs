@@ -1,0 +1,284 @@
+// bench/revocation: time to revoke across processes (issue 5), on PostgreSQL + NATS JetStream.
+//
+//   - one `serve --role broker`, one `serve --role signals`, N `serve --role proxy` (N = 1, 4, 8),
+//     all separate processes on one PostgreSQL schema and one JetStream stream, one issuer;
+//   - per round, an outside SSF transmitter (this process, its own ES256 key) pushes a CAEP
+//     session-revoked SET for one agent to the signals instance, while this process asks every
+//     proxy, over and over, to serve that agent's earlier token; the time from sending the push
+//     to each proxy's first refusal (401 revoked) is one sample. Pollers run only during a round
+//     and pause BENCH_POLL_GAP_MS (default 1) between calls, so that the measuring load stays small.
+//   - SET ingest: pre-signed session-revoked SETs pushed by BENCH_INGEST_CONCURRENCY (32)
+//     connections for BENCH_INGEST_S (5) seconds to the signals instance, with no proxy running;
+//     each SET is verified, stored, revokes an agent's tokens and is published: SETs/s = 202s / s.
+//
+// Also reported, from the store (GET /admin/v1/reports/mttr): SET arrival → applied at every
+// instance, and → the first refused call, as the instances themselves recorded them (ms clock).
+//
+// Needs `npm run build`, PostgreSQL at 127.0.0.1:5432 (db test, user postgres; a fresh schema)
+// and NATS at 127.0.0.1:4222 (a fresh stream). BENCH_REVOCATION_N (default "1,4,8"),
+// BENCH_REVOCATION_ROUNDS (default 30 per N). Targets: p99 < 100 ms at N = 8; >= 2,000 SETs/s.
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:http';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+import { performance } from 'node:perf_hooks';
+import { randomBytes, randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { Pool } from 'undici';
+import { es256Key, clientAssertion, signEs256 } from './lib.mjs';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const ROOT = join(HERE, '..');
+const RESULTS = join(HERE, 'results');
+const PG_URL = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+const ISSUER = 'http://mandate.bench.test';
+const AUD = 'https://mandate.bench.test/ssf';
+const CAEP_REVOKED = 'https://schemas.openid.net/secevent/caep/event-type/session-revoked';
+const ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+const num = (v, d) => (v !== undefined && v !== '' && Number.isFinite(Number(v)) ? Number(v) : d);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function quantiles(values) {
+  const v = [...values].sort((a, b) => a - b);
+  const q = (p) => (v.length ? v[Math.min(v.length - 1, Math.ceil(p * v.length) - 1)] : NaN);
+  return { n: v.length, mean: v.reduce((a, b) => a + b, 0) / (v.length || 1), p50: q(0.5), p99: q(0.99), max: v[v.length - 1] ?? NaN };
+}
+
+async function freshSchemaUrl() {
+  const schema = `bench_${randomBytes(5).toString('hex')}`;
+  const c = new pg.Client({ connectionString: PG_URL });
+  await c.connect();
+  await c.query(`CREATE SCHEMA ${schema}`);
+  await c.end();
+  return { schema, url: `${PG_URL}?options=${encodeURIComponent(`-c search_path=${schema}`)}` };
+}
+
+async function dropSchema(schema) {
+  const c = new pg.Client({ connectionString: PG_URL });
+  await c.connect();
+  await c.query(`DROP SCHEMA ${schema} CASCADE`).catch(() => {});
+  await c.end();
+}
+
+/** `node bin/mandate.js serve --role R --json`, small heap; resolves on its ready line. */
+function spawnInstance(role, configPath, env) {
+  const child = spawn(process.execPath, ['--max-old-space-size=160', join(ROOT, 'bin', 'mandate.js'), 'serve', '--role', role, '--config', configPath, '--json'], {
+    cwd: dirname(configPath), env: { PATH: process.env.PATH, NODE_ENV: 'test', ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (d) => { stderr = (stderr + d).slice(-20_000); });
+  const exited = new Promise((r) => child.once('exit', r));
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(t);
+  };
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`${role} did not start:\n${stderr}`)); }, 60_000);
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      if (!line.startsWith('{"ready":true')) return;
+      clearTimeout(timer);
+      resolve({ ...JSON.parse(line), stop, token: () => /export MANDATE_TOKEN=(\S+)/.exec(stderr)?.[1], stderr: () => stderr });
+    });
+    exited.then(() => { clearTimeout(timer); reject(new Error(`${role} exited before it was ready:\n${stderr}`)); });
+  });
+}
+
+/** The outside SSF transmitter: its own ES256 key, JWKS at /jwks. */
+async function startTransmitter() {
+  const key = es256Key(`tx-${randomUUID().slice(0, 8)}`);
+  const server = createServer((req, res) => {
+    if (req.url === '/jwks') res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [key.publicJwk] }));
+    else res.writeHead(404).end();
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${server.address().port}`;
+  return {
+    issuer: url, jwksUri: `${url}/jwks`,
+    sign: (nhi) => signEs256({ alg: 'ES256', typ: 'secevent+jwt', kid: key.publicJwk.kid }, {
+      iss: url, aud: AUD, iat: Math.floor(Date.now() / 1000), jti: randomUUID(), sub_id: { format: 'opaque', id: nhi },
+      events: { [CAEP_REVOKED]: { event_timestamp: Math.floor(Date.now() / 1000) } },
+    }, key.privateKey),
+    close: () => new Promise((r) => server.close(r)),
+  };
+}
+
+async function startUpstream() {
+  const server = createServer((req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}'));
+  server.keepAliveTimeout = 60_000;
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${server.address().port}`, close: () => new Promise((r) => { server.closeAllConnections(); server.close(r); }) };
+}
+
+async function issue(brokerUrl, agent) {
+  const res = await fetch(`${brokerUrl}/oauth/token`, {
+    method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({
+      grant_type: 'client_credentials', client_assertion_type: ASSERTION_TYPE, client_assertion: clientAssertion(agent.key, agent.id, ISSUER),
+      resource: `${ISSUER}/tools/rec`, scope: 'list_items',
+    }),
+  });
+  const body = await res.json();
+  if (res.status !== 200) throw new Error(`token for ${agent.id}: ${res.status} ${JSON.stringify(body)}`);
+  return body.access_token;
+}
+
+async function admin(url, token, path) {
+  const res = await fetch(`${url}/admin/v1${path}`, { headers: { authorization: `Bearer ${token}` } });
+  return res.json();
+}
+
+/** Asks one proxy until it refuses; resolves with the time (performance.now()) of the first refusal. */
+async function pollUntilDenied(pool, token, gapMs, deadline) {
+  for (;;) {
+    const res = await pool.request({ path: '/tools/rec/items', method: 'GET', headers: { authorization: `Bearer ${token}` } });
+    await res.body.text();
+    const now = performance.now();
+    if (res.statusCode === 401) return now;
+    if (res.statusCode !== 200) throw new Error(`unexpected ${res.statusCode} from a proxy`);
+    if (now > deadline) throw new Error('no refusal within 10 s');
+    if (gapMs > 0) await sleep(gapMs);
+  }
+}
+
+export async function runRevocation(opts = {}) {
+  const log = opts.log ?? ((s) => console.error(s));
+  const ns = (opts.n ?? process.env.BENCH_REVOCATION_N ?? '1,4,8').toString().split(',').map(Number).filter((n) => n > 0);
+  const rounds = num(opts.rounds ?? process.env.BENCH_REVOCATION_ROUNDS, 30);
+  const gapMs = num(process.env.BENCH_POLL_GAP_MS, 1);
+  const ingestS = num(process.env.BENCH_INGEST_S, 5);
+  const ingestConc = num(process.env.BENCH_INGEST_CONCURRENCY, 32);
+  const agentsNeeded = rounds * ns.length + 50;
+  const agents = Array.from({ length: agentsNeeded }, (_, i) => ({ id: `bench-agent-${i}`, key: es256Key(`bench-agent-${i}-1`) }));
+
+  const { schema, url: pgUrl } = await freshSchemaUrl();
+  const suffix = randomBytes(4).toString('hex');
+  const tx = await startTransmitter();
+  const upstream = await startUpstream();
+  const dir = mkdtempSync(join(tmpdir(), 'mandate-bench-rev-'));
+  const configPath = join(dir, 'mandate.yaml');
+  writeFileSync(configPath, JSON.stringify({
+    server: { host: '127.0.0.1', port: 0, public_url: ISSUER },
+    store: { driver: 'postgres', postgres_url: pgUrl, pool_size: 4 },
+    bus: { driver: 'nats', stream: `BENCHREV_${suffix}`, subject_prefix: `benchrev${suffix}` },
+    keys: { kek: 'env:BENCH_KEK' },
+    log: { level: 'error' },
+    tokens: { profiles: [{ name: 'read', ttl: '10m', binding: 'optional' }] },
+    nhis: agents.map((a) => ({
+      id: a.id, class: 'agent', owner: 'bench@example.com', system: 'bench', tier: 'read',
+      credentials: [{ type: 'private_key_jwt', jwks: { keys: [a.key.publicJwk] } }],
+    })),
+    tools: [{ id: 'rec', kind: 'http', upstream: upstream.url, actions: [{ name: 'list_items', method: 'GET', path: '/items', tier: 'read' }] }],
+    grants: agents.map((a) => ({ nhi: a.id, tool: 'rec', actions: ['list_items'] })),
+    signals: { receivers: [{ name: 'itdr', issuer: tx.issuer, jwks_uri: tx.jwksUri, audience: AUD, delivery: 'push', algorithms: ['ES256'] }] },
+  }));
+  const env = { BENCH_KEK: randomBytes(32).toString('base64') };
+  const started = [];
+  const report = { bench: 'revocation', at: new Date().toISOString(), cpus: cpus().length, node: process.version, rounds, poll_gap_ms: gapMs, results: [], ingest: null };
+  try {
+    const broker = await spawnInstance('broker', configPath, env);
+    started.push(broker);
+    for (let i = 0; i < 100 && !broker.token(); i++) await sleep(50);
+    const adminToken = broker.token();
+    const signals = await spawnInstance('signals', configPath, env);
+    started.push(signals);
+    const pushPool = new Pool(signals.url, { connections: Math.max(ingestConc, 4), keepAliveTimeout: 60_000 });
+    const push = async (set) => {
+      const res = await pushPool.request({ path: '/ssf/receivers/itdr/events', method: 'POST', headers: { 'content-type': 'application/secevent+jwt' }, body: set });
+      const text = await res.body.text();
+      if (res.statusCode !== 202) throw new Error(`push answered ${res.statusCode}: ${text}`);
+    };
+    let nextAgent = 0;
+    // Warm-up: the receiver's first SET fetches the transmitter's JWKS.
+    await push(tx.sign(agents[agentsNeeded - 1].id));
+
+    for (const n of ns) {
+      log(`bench/revocation: N = ${n} proxies`);
+      const proxies = await Promise.all(Array.from({ length: n }, () => spawnInstance('proxy', configPath, env)));
+      started.push(...proxies);
+      const pools = proxies.map((p) => new Pool(p.url, { connections: 1, keepAliveTimeout: 60_000 }));
+      const roundAgents = agents.slice(nextAgent, nextAgent + rounds);
+      nextAgent += rounds;
+      const tokens = await Promise.all(roundAgents.map((a) => issue(broker.url, a)));
+      // Warm every proxy's token cache and connection (each token verified once, as an agent's would be).
+      for (const pool of pools) for (const t of tokens) { const r = await pool.request({ path: '/tools/rec/items', method: 'GET', headers: { authorization: `Bearer ${t}` } }); await r.body.text(); }
+      const samples = [];
+      const perRoundMax = [];
+      const load0 = loadavg()[0];
+      for (let r = 0; r < rounds; r++) {
+        const set = tx.sign(roundAgents[r].id);
+        const t0 = performance.now();
+        const deadline = t0 + 10_000;
+        const pollers = pools.map((pool) => pollUntilDenied(pool, tokens[r], gapMs, deadline));
+        await push(set);
+        const denied = await Promise.all(pollers);
+        const ms = denied.map((t) => t - t0);
+        samples.push(...ms);
+        perRoundMax.push(Math.max(...ms));
+        await sleep(150);
+      }
+      await Promise.all(pools.map((p) => p.close()));
+      const mttr = await admin(signals.url, adminToken, `/reports/mttr?per_signal=true&limit=${rounds}`);
+      const q = quantiles(samples);
+      const all = quantiles(perRoundMax);
+      report.results.push({
+        n, rounds, samples: samples.length, push_to_denial_ms: q, push_to_denied_at_all_ms: all,
+        store_applied_everywhere_ms: mttr.applied_everywhere, store_first_denial_ms: mttr.first_denial, loadavg_1m_before: load0, loadavg_1m_after: loadavg()[0],
+      });
+      log(`  push → denial at a proxy: p50 ${q.p50.toFixed(1)} ms, p99 ${q.p99.toFixed(1)} ms (${q.n} samples); at all ${n}: p50 ${all.p50.toFixed(1)}, p99 ${all.p99.toFixed(1)} ms`);
+      await Promise.all(proxies.map((p) => p.stop()));
+      started.splice(started.length - proxies.length, proxies.length);
+    }
+
+    // SET ingest: no proxy running; pre-signed SETs (signing is the transmitter's cost).
+    const sets = Array.from({ length: Math.max(2000, ingestS * 4000) }, (_, i) => tx.sign(agents[i % agentsNeeded].id));
+    log(`bench/revocation: SET ingest, ${ingestConc} connections, ${ingestS} s`);
+    let next = 0;
+    let ok = 0;
+    let failed = 0;
+    const errors = [];
+    const tStart = performance.now();
+    const end = tStart + ingestS * 1000;
+    await Promise.all(Array.from({ length: ingestConc }, async () => {
+      while (next < sets.length && performance.now() < end) {
+        const s = sets[next++];
+        try { await push(s); ok++; } catch (err) { failed++; if (errors.length < 3) errors.push(String(err.message).slice(0, 200)); }
+      }
+    }));
+    const elapsed = (performance.now() - tStart) / 1000;
+    report.ingest = { concurrency: ingestConc, seconds: +elapsed.toFixed(2), accepted: ok, failed, sets_per_s: Math.round(ok / elapsed), ran_out: next >= sets.length, errors, loadavg_1m: loadavg()[0] };
+    log(`  ${report.ingest.sets_per_s} SETs/s accepted (${ok} in ${elapsed.toFixed(1)} s, ${failed} failed)`);
+    await pushPool.close();
+  } finally {
+    await Promise.all(started.map((i) => i.stop()));
+    await tx.close();
+    await upstream.close();
+    await dropSchema(schema);
+  }
+
+  mkdirSync(RESULTS, { recursive: true });
+  const file = join(RESULTS, `revocation-${report.at.replace(/[:.]/g, '-')}.json`);
+  writeFileSync(file, JSON.stringify(report, null, 2));
+  const lines = [];
+  const f = (x) => (x === null || x === undefined || Number.isNaN(x) ? '-' : Number(x).toFixed(1));
+  lines.push(`${'proxies'.padEnd(9)}${'push→denial p50'.padStart(17)}${'p99'.padStart(8)}${'at all N p50'.padStart(14)}${'p99'.padStart(8)}${'store: applied everywhere p50/p99'.padStart(36)}${'first denial p50/p99'.padStart(23)}`);
+  for (const r of report.results) {
+    lines.push(`${String(r.n).padEnd(9)}${f(r.push_to_denial_ms.p50).padStart(17)}${f(r.push_to_denial_ms.p99).padStart(8)}${f(r.push_to_denied_at_all_ms.p50).padStart(14)}${f(r.push_to_denied_at_all_ms.p99).padStart(8)}${`${f(r.store_applied_everywhere_ms.p50_ms)} / ${f(r.store_applied_everywhere_ms.p99_ms)}`.padStart(36)}${`${f(r.store_first_denial_ms.p50_ms)} / ${f(r.store_first_denial_ms.p99_ms)}`.padStart(23)}`);
+  }
+  const n8 = report.results.find((r) => r.n === 8);
+  if (n8) lines.push(`target p99 < 100 ms at N = 8 (push → denial at a proxy): ${n8.push_to_denial_ms.p99 < 100 ? 'PASS' : 'MISSED'} (${f(n8.push_to_denial_ms.p99)} ms)`);
+  if (report.ingest) lines.push(`SET ingest: ${report.ingest.sets_per_s} SETs/s (${report.ingest.accepted} accepted, ${report.ingest.failed} failed, ${report.ingest.concurrency} connections)   target >= 2000: ${report.ingest.sets_per_s >= 2000 ? 'PASS' : 'MISSED'}`);
+  lines.push(`(${rounds} signals per N; pollers pause ${gapMs} ms between calls; ${cpus().length} CPUs; Node ${process.version}; load average before/after per N: ${report.results.map((r) => `${r.loadavg_1m_before.toFixed(1)}/${r.loadavg_1m_after.toFixed(1)}`).join(', ')})`);
+  lines.push(`results: ${file}`);
+  return { report, text: lines.join('\n'), file };
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const { text } = await runRevocation();
+  console.log(text);
+}

@@ -1,0 +1,120 @@
+import type { Clock, Logger } from '../core/index.js';
+import type { SignalApplicationRecord, SignalRecord, SignalsStore } from './ports.js';
+
+/** Signal ids remembered per instance (dedupe of "applied" / "first denial"); beyond it the oldest go. */
+const MAX_REMEMBERED = 10_000;
+
+export type PropagationStage = 'applied' | 'first_denial';
+
+/**
+ * Time to revoke, per instance (issue 5): when this instance applied what a signal caused
+ * (its revocation state heard the revocation or kill switch) and when it first refused a call
+ * because of it. Both are called from paths that must not wait (the bus handler, the proxy's
+ * deny path): the store write happens in the background, once per signal, and a failed write is
+ * logged, never thrown. The histogram observation needs the signal's arrival time, read from the
+ * store in the same background task.
+ */
+export class SignalTimeline {
+  private readonly applied = new Set<string>();
+  private readonly denied = new Set<string>();
+
+  constructor(
+    private readonly d: {
+      store: Pick<SignalsStore, 'recordSignalApplied' | 'recordSignalDenied' | 'getSignal'>;
+      instanceId: string;
+      role: string;
+      clock: Clock;
+      logger: Logger;
+      /** Seconds from the signal's arrival to this stage at this instance (`mandate_signal_propagation_seconds`). */
+      onObserved?: (stage: PropagationStage, seconds: number) => void;
+    },
+  ) {}
+
+  /** This instance applied a revocation / kill switch of `signalId` at `at`. */
+  markApplied(signalId: string, at: number = this.d.clock.now()): void {
+    if (!remember(this.applied, signalId)) return;
+    void this.write('applied', signalId, at);
+  }
+
+  /** This instance refused a call because of `signalId` (the first time counts). */
+  markDenied(signalId: string, at: number = this.d.clock.now()): void {
+    if (!remember(this.denied, signalId)) return;
+    void this.write('first_denial', signalId, at);
+  }
+
+  private async write(stage: PropagationStage, signalId: string, at: number): Promise<void> {
+    const row = { signalId, instanceId: this.d.instanceId, role: this.d.role, at };
+    try {
+      if (stage === 'applied') await this.d.store.recordSignalApplied(row);
+      else await this.d.store.recordSignalDenied(row);
+      if (this.d.onObserved) {
+        const sig = await this.d.store.getSignal(signalId);
+        if (sig) this.d.onObserved(stage, Math.max(0, at - sig.receivedAt) / 1000);
+      }
+    } catch (err) {
+      this.d.logger.warn({ err, signal_id: signalId, stage }, 'signal timeline not recorded');
+    }
+  }
+}
+
+function remember(set: Set<string>, id: string): boolean {
+  if (set.has(id)) return false;
+  if (set.size >= MAX_REMEMBERED) set.delete(set.values().next().value as string);
+  set.add(id);
+  return true;
+}
+
+export interface LatencyStats {
+  count: number;
+  mean_ms: number | null;
+  p50_ms: number | null;
+  p99_ms: number | null;
+  max_ms: number | null;
+}
+
+export interface MttrReport {
+  /** Enforced signals (revoke_tokens, disable, block) in the window. */
+  signals: number;
+  /** Distinct instances that recorded anything for them. */
+  instances: number;
+  /** received_at → the last instance that recorded applying it (of those that did). */
+  applied_everywhere: LatencyStats;
+  /** received_at → the first call refused because of it, at any instance. */
+  first_denial: LatencyStats;
+  per_signal: Array<{ id: string; action: string; nhi: string | null; received_at: number; instances: number; applied_everywhere_ms: number | null; first_denial_ms: number | null }>;
+}
+
+/** Nearest-rank percentile of sorted values. */
+function stats(values: number[]): LatencyStats {
+  if (values.length === 0) return { count: 0, mean_ms: null, p50_ms: null, p99_ms: null, max_ms: null };
+  const v = [...values].sort((a, b) => a - b);
+  const q = (p: number) => v[Math.min(v.length - 1, Math.max(0, Math.ceil(p * v.length) - 1))]!;
+  return { count: v.length, mean_ms: Math.round((v.reduce((a, b) => a + b, 0) / v.length) * 10) / 10, p50_ms: q(0.5), p99_ms: q(0.99), max_ms: v[v.length - 1]! };
+}
+
+/**
+ * Mean, p50 and p99 time to revoke over signals and what each instance recorded about them.
+ * "Everywhere" means every instance that recorded applying the signal: an instance that was down
+ * (or started after it) recorded nothing and is not waited for.
+ */
+export function mttrReport(signals: readonly SignalRecord[], apps: readonly SignalApplicationRecord[]): MttrReport {
+  const enforced = signals.filter((s) => s.status === 'applied' && (s.action === 'revoke_tokens' || s.action === 'disable' || s.action === 'block'));
+  const bySignal = new Map<string, SignalApplicationRecord[]>();
+  for (const a of apps) bySignal.set(a.signalId, [...(bySignal.get(a.signalId) ?? []), a]);
+  const instances = new Set<string>();
+  const everywhere: number[] = [];
+  const denial: number[] = [];
+  const per_signal: MttrReport['per_signal'] = [];
+  for (const s of enforced) {
+    const rows = bySignal.get(s.id) ?? [];
+    for (const r of rows) instances.add(r.instanceId);
+    const appliedAts = rows.flatMap((r) => (r.appliedAt === null ? [] : [r.appliedAt]));
+    const deniedAts = rows.flatMap((r) => (r.firstDeniedAt === null ? [] : [r.firstDeniedAt]));
+    const e = appliedAts.length ? Math.max(0, Math.max(...appliedAts) - s.receivedAt) : null;
+    const f = deniedAts.length ? Math.max(0, Math.min(...deniedAts) - s.receivedAt) : null;
+    if (e !== null) everywhere.push(e);
+    if (f !== null) denial.push(f);
+    per_signal.push({ id: s.id, action: s.action, nhi: s.nhiId, received_at: s.receivedAt, instances: rows.length, applied_everywhere_ms: e, first_denial_ms: f });
+  }
+  return { signals: enforced.length, instances: instances.size, applied_everywhere: stats(everywhere), first_denial: stats(denial), per_signal };
+}

@@ -1,0 +1,141 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { startTestApp, type TestApp } from '../helpers/app.js';
+import { agentNhi, clientAssertion, ASSERTION_TYPE, testAgent, type TestAgent } from '../helpers/agent.js';
+import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
+import { waitFor } from './helpers.js';
+
+/**
+ * Issue 5, enforcement of step_down / step_up through the real broker (issuance) and the real
+ * proxy (every call): the restriction RestrictionState serves is consulted by both.
+ */
+describe('restrictions enforced at the broker and the proxy (issue 5: step_down, step_up)', () => {
+  let t: TestApp;
+  let rec: RecordingUpstream;
+  let alice: TestAgent;
+  let bob: TestAgent;
+  let iss: string;
+
+  before(async () => {
+    rec = await startRecordingUpstream();
+    alice = await testAgent('alice');
+    bob = await testAgent('bob');
+    t = await startTestApp(undefined, {
+      tokens: {
+        profiles: [
+          { name: 'read', ttl: '10m', binding: 'optional' },
+          { name: 'write', ttl: '5m', binding: 'optional' },
+          { name: 'destructive', ttl: '2m', binding: 'optional', approval: true },
+        ],
+      },
+      nhis: [agentNhi(alice), agentNhi(bob)],
+      tools: [{
+        id: 'rec', kind: 'http', upstream: rec.url,
+        actions: [
+          { name: 'list_items', method: 'GET', path: '/items', tier: 'read' },
+          { name: 'create_item', method: 'POST', path: '/items', tier: 'write' },
+          { name: 'delete_item', method: 'DELETE', path: '/items/{id}', tier: 'destructive' },
+        ],
+      }],
+      grants: [{ nhi: 'alice', tool: 'rec', actions: ['*'] }, { nhi: 'bob', tool: 'rec', actions: ['*'] }],
+    });
+    iss = t.app.issuer;
+  });
+  after(async () => {
+    await t.app.close();
+    await rec.close();
+  });
+
+  /** client_credentials at the broker; returns the HTTP status and the JSON answer. */
+  const tokenRequest = async (who: TestAgent, scope: string, extra: Record<string, string> = {}) => {
+    const res = await fetch(`${iss}/oauth/token`, {
+      method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        grant_type: 'client_credentials', client_assertion_type: ASSERTION_TYPE, client_assertion: await clientAssertion(who, iss),
+        resource: `${iss}/tools/rec`, scope, ...extra,
+      }),
+    });
+    return { status: res.status, body: (await res.json()) as Record<string, any> };
+  };
+  const call = async (token: string, method: string, path: string) => {
+    const res = await fetch(`${t.url}/tools/rec${path}`, {
+      method, headers: { authorization: `Bearer ${token}`, ...(method === 'POST' ? { 'content-type': 'application/json' } : {}) },
+      body: method === 'POST' ? '{"title":"x"}' : undefined,
+    });
+    const text = await res.text();
+    return { status: res.status, body: text ? JSON.parse(text) : undefined, www: res.headers.get('www-authenticate') };
+  };
+  const signal = async (nhi: string, action: string, extra: Record<string, unknown> = {}) => {
+    const r = await t.admin('POST', '/signals', { nhi, action, reason: 'risk-level-change HIGH', ...extra });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    assert.equal(r.body.status, 'applied');
+    return r.body.id as string;
+  };
+
+  it('step_down: the proxy refuses actions above the fallback tier (tokens issued before too); the broker narrows the scope; restore undoes it', async () => {
+    const before = await tokenRequest(alice, 'list_items create_item');
+    assert.equal(before.status, 200, JSON.stringify(before.body));
+    assert.equal((await call(before.body.access_token, 'POST', '/items')).status, 200);
+
+    const sig = await signal('alice', 'step_down');
+    // The token issued before the signal keeps its read-tier actions only.
+    const refused = await call(before.body.access_token, 'POST', '/items');
+    assert.equal(refused.status, 403);
+    assert.equal(refused.body.error, 'insufficient_scope');
+    assert.match(refused.body.error_description, new RegExp(`stepped down by signal ${sig}`));
+    assert.match(refused.www ?? '', /^Bearer error="insufficient_scope"/);
+    assert.equal((await call(before.body.access_token, 'GET', '/items')).status, 200, 'read-tier actions still work');
+
+    // Issuance: the granted scope is capped at the fallback tier and the answer says which scope was issued.
+    const narrowed = await tokenRequest(alice, 'list_items create_item');
+    assert.equal(narrowed.status, 200, JSON.stringify(narrowed.body));
+    assert.equal(narrowed.body.scope, 'list_items');
+    const none = await tokenRequest(alice, 'create_item');
+    assert.equal(none.status, 400);
+    assert.equal(none.body.error, 'invalid_scope');
+    assert.match(none.body.error_description, new RegExp(`stepped down by signal ${sig}`));
+    // Bob is not restricted.
+    assert.equal((await tokenRequest(bob, 'create_item')).body.scope, 'create_item');
+
+    await t.admin('POST', '/restrictions/alice/lift');
+    await waitFor(() => t.app.signals.restrictions.restrictionOf('alice') === undefined || undefined, 2000, 'lifted');
+    assert.equal((await call(before.body.access_token, 'POST', '/items')).status, 200, 'restored');
+    assert.equal((await tokenRequest(alice, 'create_item')).body.scope, 'create_item');
+  });
+
+  it('step_up: actions above the fallback tier need a human, at the broker (elevation) and at the proxy (approval gate)', async () => {
+    const pre = await tokenRequest(bob, 'list_items create_item');
+    assert.equal(pre.status, 200);
+    const sig = await signal('bob', 'step_up', { fallback_tier: 'read' });
+
+    // Proxy: the write-tier call of a token issued before is held for approval; reads pass.
+    const seen = rec.seen.length;
+    const held = await call(pre.body.access_token, 'POST', '/items');
+    assert.equal(held.status, 403);
+    assert.equal(held.body.error, 'approval_required');
+    assert.equal(rec.seen.length, seen, 'a held call does not reach the tool');
+    assert.equal((await call(pre.body.access_token, 'GET', '/items')).status, 200);
+    assert.equal((await t.admin('POST', `/approvals/${held.body.approval_id}/approve`, { reason: 'checked' })).status, 200);
+    assert.equal((await call(pre.body.access_token, 'POST', '/items')).status, 200, 'approved: passes once');
+    assert.equal((await call(pre.body.access_token, 'POST', '/items')).body.error, 'approval_required', 'and only once');
+
+    // Broker: a write-tier token needs an elevation; read-tier tokens do not.
+    assert.equal((await tokenRequest(bob, 'list_items')).status, 200);
+    const asked = await tokenRequest(bob, 'create_item');
+    assert.equal(asked.status, 400);
+    assert.equal(asked.body.error, 'approval_required');
+    assert.match(asked.body.error_description, new RegExp(`stepped up by signal ${sig}`));
+    const pending = await tokenRequest(bob, 'create_item', { approval_id: asked.body.approval_id });
+    assert.equal(pending.body.error, 'authorization_pending');
+    assert.equal((await t.admin('POST', `/approvals/${asked.body.approval_id}/approve`, {})).status, 200);
+    const elevated = await tokenRequest(bob, 'create_item', { approval_id: asked.body.approval_id });
+    assert.equal(elevated.status, 200, JSON.stringify(elevated.body));
+    // The elevation token passes the proxy's gate once.
+    assert.equal((await call(elevated.body.access_token, 'POST', '/items')).status, 200);
+    assert.equal((await call(elevated.body.access_token, 'POST', '/items')).status, 403);
+
+    await t.admin('POST', '/restrictions/bob/lift');
+    await waitFor(() => t.app.signals.restrictions.restrictionOf('bob') === undefined || undefined, 2000, 'lifted');
+    assert.equal((await call(pre.body.access_token, 'POST', '/items')).status, 200, 'restored: no approval needed');
+  });
+});
