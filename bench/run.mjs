@@ -1,12 +1,21 @@
-// Runs every benchmark (for now: bench/broker) and prints its table; `npm run bench` builds first.
+// Runs the benchmarks (bench/broker, bench/proxy) and prints their tables; `npm run bench`
+// builds first. `node bench/run.mjs proxy` (or broker) runs only the ones named.
 import { runBroker } from './broker.mjs';
+import { runProxy } from './proxy.mjs';
 
-const benches = [['broker', runBroker]];
+const all = [['broker', runBroker], ['proxy', runProxy]];
+const wanted = process.argv.slice(2);
+const unknown = wanted.filter((w) => !all.some(([name]) => name === w));
+if (unknown.length > 0) {
+  console.error(`unknown benchmark(s): ${unknown.join(', ')}; known: ${all.map(([n]) => n).join(', ')}`);
+  process.exit(2);
+}
+const benches = wanted.length > 0 ? all.filter(([name]) => wanted.includes(name)) : all;
 let failed = false;
 for (const [name, run] of benches) {
   console.error(`== bench/${name}`);
   const { text, report } = await run();
   console.log(text);
-  if (report.results.some((r) => r.errors)) failed = true;
+  if ([...(report.results.closed ?? []), ...(report.results.open ?? []), ...(Array.isArray(report.results) ? report.results : [])].some((r) => r.errors)) failed = true;
 }
 if (failed) process.exitCode = 1;
