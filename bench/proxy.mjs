@@ -314,6 +314,9 @@ export async function runProxy(opts = {}) {
   lines.push(`added p99 at ${halfRate} req/s: (b) ${f2(ratios.added_b.p99_ms)} ms ${v(ratios.pass.added_p99_b)}, (c) ${f2(ratios.added_c.p99_ms)} ms ${v(ratios.pass.added_p99_c)} (target <= ${TARGETS.added_p99_ms} ms)`);
   lines.push(`upstream CPU ms/req: ${results.closed.map((r) => f2(r.upstream_cpu_ms_per_req)).join(' / ')}; load generator CPU: ${results.closed.map((r) => `${r.loadgen_cpu_pct}%`).join(' / ')}; open-loop timer lag p99 ${results.open.map((r) => f2(r.loadgen_lag_p99_ms)).join(' / ')} ms`);
   lines.push(`(${concurrency} connections closed loop; ${rounds} interleaved round(s) of ${durationS} s per scenario and phase; ${cpus().length} CPUs; Node ${process.version}; loadavg ${load0?.join(' ')} → ${report.machine.loadavg_after?.join(' ')})`);
+  for (const r of results.closed.slice(1)) {
+    if (r.rps < halfRate) lines.push(`note: ${r.scenario}: its maximum (${r.rps.toFixed(0)} req/s) is below the half-load rate, so its latency there is mostly queueing`);
+  }
   for (const r of [...results.closed, ...results.open]) {
     if (r.errors) lines.push(`!! ${r.scenario}: ${r.errors} non-200 answers ${JSON.stringify(r.statuses)}\n${JSON.stringify(r.error_samples, null, 1)}`);
     if (r.machine && r.machine.other_pct >= 15) lines.push(`note: ${r.scenario}: other processes used ${r.machine.other_pct}% of a core during the window; numbers are less reliable`);
