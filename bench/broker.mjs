@@ -12,13 +12,13 @@
 // the scenarios alternate round by round), BENCH_WARMUP (s, default 3), BENCH_CONCURRENCY
 // (default 16), BENCH_PROFILE (1 or mandate: run the Mandate server under --cpu-prof and
 // summarize the profile; oidc-provider; all).
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import {
-  es256Key, clientAssertion, dpopProof, form, postOnce, runLoad, summarize, startServer,
+  es256Key, clientAssertion, dpopProof, form, postOnce, runLoad, summarize, startServer, cpuMs, systemCpu,
 } from './lib.mjs';
 import { summarizeProfile, formatProfile } from './profile-summary.mjs';
 
@@ -67,26 +67,6 @@ function exchangeRequest(info, subjectToken, dpopKey) {
     }),
     headers: { dpop: dpopProof(dpopKey, 'POST', info.token_endpoint) },
   };
-}
-
-/** CPU time (user + system, ms) a process has used so far, from /proc (Linux); undefined elsewhere. */
-function cpuMs(pid) {
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    return ((Number(f[11]) + Number(f[12])) * 1000) / CLK_TCK;
-  } catch {
-    return undefined;
-  }
-}
-const CLK_TCK = 100;
-
-/** The aggregate "cpu" line of /proc/stat (user nice system idle iowait irq softirq steal …), or undefined. */
-function systemCpu() {
-  try {
-    return readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-  } catch {
-    return undefined;
-  }
 }
 
 function build(n, make) {

@@ -2,6 +2,7 @@
 // before the timed window), a closed-loop load generator on undici, latency statistics and
 // child-process servers. Everything talks to 127.0.0.1 only.
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createPrivateKey, generateKeyPairSync, randomUUID, sign, createHash } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { performance } from 'node:perf_hooks';
@@ -39,10 +40,15 @@ export function clientAssertion(key, clientId, aud, now = Math.floor(Date.now() 
   );
 }
 
-/** RFC 9449 §4.2 DPoP proof. */
-export function dpopProof(key, htm, htu, now = Math.floor(Date.now() / 1000)) {
+/** RFC 9449 §4.2 DPoP proof; `extra` adds claims (e.g. `ath` at a resource server, §4.3). */
+export function dpopProof(key, htm, htu, now = Math.floor(Date.now() / 1000), extra = {}) {
   const { kty, crv, x, y } = key.publicJwk;
-  return signEs256({ alg: 'ES256', typ: 'dpop+jwt', jwk: { kty, crv, x, y } }, { jti: randomUUID(), htm, htu, iat: now }, key.privateKey);
+  return signEs256({ alg: 'ES256', typ: 'dpop+jwt', jwk: { kty, crv, x, y } }, { jti: randomUUID(), htm, htu, iat: now, ...extra }, key.privateKey);
+}
+
+/** RFC 9449 §4.2 `ath`: base64url SHA-256 of the access token. */
+export function athOf(token) {
+  return createHash('sha256').update(token).digest('base64url');
 }
 
 export function form(params) {
@@ -101,6 +107,108 @@ export async function runLoad({ url, requests, concurrency, durationMs = Infinit
   const elapsedMs = performance.now() - start;
   await pool.close();
   return { latencies: latencies.subarray(0, done), elapsedMs, statuses, errorSamples, exhausted: next >= requests.length };
+}
+
+/**
+ * GET (or `method`) load on a keep-alive undici Pool (pass one in to keep its connections
+ * across windows): requests are { path, headers }, taken in order.
+ *  - closed loop (no `rate`): `concurrency` workers, each sending its next request when the
+ *    previous one answered: the maximum throughput at that concurrency.
+ *  - open loop (`rate` req/s): requests are started on a fixed schedule whatever the answers
+ *    (no coordinated omission: a slow answer does not delay the next request), for latency at
+ *    a given load. Latency counts from the moment the request is handed to the pool (waiting
+ *    for a free connection included); `lag_ms` records how late the timer fired (the load
+ *    generator's own jitter, not the server's).
+ * Returns per-request latencies (ms) and status counts.
+ */
+export async function runHttpLoad({ origin, pool: given, requests, method = 'GET', concurrency = 16, durationMs = Infinity, rate }) {
+  const pool = given ?? new Pool(origin, { connections: rate ? 256 : concurrency, pipelining: 1, keepAliveTimeout: 60_000 });
+  const latencies = new Float64Array(requests.length);
+  const statuses = new Map();
+  const errorSamples = [];
+  let next = 0;
+  let done = 0;
+  const start = performance.now();
+  const deadline = start + durationMs;
+  async function one(r) {
+    const t0 = performance.now();
+    let status;
+    let text = '';
+    try {
+      const res = await pool.request({ path: r.path, method, headers: r.headers });
+      status = res.statusCode;
+      if (status === 200 && errorSamples.length >= 5) await res.body.dump({ limit: 1 << 20 });
+      else text = await res.body.text();
+    } catch (err) {
+      status = `ERR ${err.code ?? err.message}`;
+      text = String(err);
+    }
+    latencies[done++] = performance.now() - t0;
+    statuses.set(status, (statuses.get(status) ?? 0) + 1);
+    if (status !== 200 && errorSamples.length < 5) errorSamples.push({ status, body: text.slice(0, 300) });
+  }
+  let lag;
+  if (!rate) {
+    const worker = async () => {
+      while (next < requests.length && performance.now() < deadline) await one(requests[next++]);
+    };
+    await Promise.all(Array.from({ length: concurrency }, worker));
+  } else {
+    const total = Math.min(requests.length, Math.floor((rate * Math.min(durationMs, 3_600_000)) / 1000));
+    const interval = 1000 / rate;
+    const inflight = new Set();
+    const lags = [];
+    await new Promise((resolve) => {
+      const tick = () => {
+        const now = performance.now();
+        const due = Math.min(total, Math.floor((now - start) / interval) + 1);
+        if (next < due) lags.push(now - (start + next * interval));
+        while (next < due) {
+          const p = one(requests[next++]);
+          inflight.add(p);
+          p.finally(() => inflight.delete(p));
+        }
+        if (next < total) setTimeout(tick, Math.max(0, start + next * interval - performance.now()));
+        else resolve();
+      };
+      tick();
+    });
+    await Promise.all(inflight);
+    lags.sort((x, y) => x - y);
+    lag = { p50_ms: +(lags[Math.floor(lags.length / 2)] ?? 0).toFixed(2), p99_ms: +(lags[Math.floor(lags.length * 0.99)] ?? 0).toFixed(2) };
+  }
+  const elapsedMs = performance.now() - start;
+  if (!given) await pool.close();
+  return { latencies: latencies.subarray(0, done), elapsedMs, statuses, errorSamples, exhausted: next >= requests.length && !rate, lag };
+}
+
+/** CPU time (user + system, ms) a process has used so far, from /proc (Linux); undefined elsewhere. */
+export function cpuMs(pid) {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1000) / CLK_TCK;
+  } catch {
+    return undefined;
+  }
+}
+const CLK_TCK = 100;
+
+/** The aggregate "cpu" line of /proc/stat (user nice system idle iowait irq softirq steal …), or undefined. */
+export function systemCpu() {
+  try {
+    return readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  } catch {
+    return undefined;
+  }
+}
+
+/** /proc/loadavg's first three fields, or undefined. */
+export function loadAvg() {
+  try {
+    return readFileSync('/proc/loadavg', 'utf8').trim().split(/\s+/).slice(0, 3).map(Number);
+  } catch {
+    return undefined;
+  }
 }
 
 export function summarize(name, run) {

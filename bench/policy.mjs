@@ -52,7 +52,7 @@ function measure(name, fn) {
   return { name, evaluations: n, perSecond: Math.round(n / s), microseconds: (s / n) * 1e6 };
 }
 
-const cold = await PolicyEngine.load({ files: [], sources: [{ name: 'bench.cedar', text }], cacheSize: 0 });
+const cold = await PolicyEngine.load({ files: [], sources: [{ name: 'bench.cedar', text }], cacheSize: 0, fastPaths: false });
 const warm = await PolicyEngine.load({ files: [], sources: [{ name: 'bench.cedar', text }] });
 const requests = Array.from({ length: 500 }, (_, i) => request(i));
 const check = cold.evaluate(requests[0]);

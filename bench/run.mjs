@@ -1,14 +1,24 @@
-// Runs every benchmark (bench/broker, bench/revocation) and prints its table; `npm run bench` builds first.
-// bench/revocation needs PostgreSQL and NATS on 127.0.0.1 (see bench/README.md).
+// Runs the benchmarks (bench/broker, bench/proxy, bench/revocation) and prints their tables;
+// `npm run bench` builds first. `node bench/run.mjs proxy` (or broker, revocation) runs only the
+// ones named. bench/revocation needs PostgreSQL and NATS on 127.0.0.1 (see bench/README.md).
 import { runBroker } from './broker.mjs';
+import { runProxy } from './proxy.mjs';
 import { runRevocation } from './revocation.mjs';
 
-const benches = [['broker', runBroker], ['revocation', runRevocation]];
+const all = [['broker', runBroker], ['proxy', runProxy], ['revocation', runRevocation]];
+const wanted = process.argv.slice(2);
+const unknown = wanted.filter((w) => !all.some(([name]) => name === w));
+if (unknown.length > 0) {
+  console.error(`unknown benchmark(s): ${unknown.join(', ')}; known: ${all.map(([n]) => n).join(', ')}`);
+  process.exit(2);
+}
+const benches = wanted.length > 0 ? all.filter(([name]) => wanted.includes(name)) : all;
 let failed = false;
 for (const [name, run] of benches) {
   console.error(`== bench/${name}`);
   const { text, report } = await run();
   console.log(text);
-  if (report.results.some((r) => r.errors) || report.ingest?.failed) failed = true;
+  const rows = [...(report.results?.closed ?? []), ...(report.results?.open ?? []), ...(Array.isArray(report.results) ? report.results : [])];
+  if (rows.some((r) => r.errors) || report.ingest?.failed) failed = true;
 }
 if (failed) process.exitCode = 1;

@@ -28,10 +28,22 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
 const MAX_DEPTH = 8;
 const MAX_STRING = 8192;
 
+/**
+ * Answers for the keys seen so far: audit data repeats the same dozen keys on every event (the
+ * proxy records every call), and the test is a pure function of the key. Bounded; when full,
+ * new keys are simply tested each time.
+ */
+const keyVerdicts = new Map<string, boolean>();
+const MAX_KEY_VERDICTS = 4096;
+
 /** True when a data key must not carry its value into the audit log. */
 export function isSensitiveKey(key: string): boolean {
+  const known = keyVerdicts.get(key);
+  if (known !== undefined) return known;
   const k = key.toLowerCase().replace(/[^a-z0-9]/g, '');
-  return SENSITIVE.test(k) && !SAFE_SUFFIX.test(k);
+  const sensitive = SENSITIVE.test(k) && !SAFE_SUFFIX.test(k);
+  if (keyVerdicts.size < MAX_KEY_VERDICTS) keyVerdicts.set(key, sensitive);
+  return sensitive;
 }
 
 /** A string made safe for every store (no NUL, well-formed UTF-16) and bounded in length. */

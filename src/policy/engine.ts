@@ -61,6 +61,12 @@ export interface PolicyLoadOptions {
   actions?: string[];
   /** Decisions kept in the LRU cache (default 10,000; 0 turns the cache off). */
   cacheSize?: number;
+  /**
+   * The shortcuts of {@link PolicyEngine.evaluate} (default true). False sends every call that
+   * misses the cache to Cedar: for the tests that compare the shortcuts with Cedar, and for
+   * bench/policy, which measures Cedar.
+   */
+  fastPaths?: boolean;
 }
 
 /** A policy set that cannot be loaded. `problems` has one line per problem, each naming the source and line. */
@@ -88,6 +94,20 @@ interface LoadedPolicy {
   text: string;
   /** The actions its scope names, or null when the scope is `action` (every action). */
   actions: string[] | null;
+  /**
+   * Whether its conditions may read the arguments (`context.args`, `context.args_digest`, or
+   * `context` as a whole). Decided on Cedar's JSON form of the policy, conservatively: any use
+   * of `context` other than reading one of its other attributes counts.
+   */
+  readsArgs: boolean;
+}
+
+/** What can decide a call to one action: the policies whose scope can match it. */
+interface ActionPlan {
+  /** No policy but the base permit can apply: Cedar's answer is always that permit. */
+  onlyBase: boolean;
+  /** No policy that can apply reads the arguments: the decision does not depend on them. */
+  argsFree: boolean;
 }
 
 type CedarResult = { decision: 'allow' | 'deny'; reasons: string[]; errors: { policyId: string; message: string }[] };
@@ -110,8 +130,13 @@ export class PolicyEngine {
   private readonly prepared = new Map<string, string>();
   private readonly cache: Map<string, Omit<PolicyDecision, 'cached'>>;
   private readonly cacheSize: number;
+  /** Per action (at most MAX_ACTION_SETS of them; beyond, plans are computed per call). */
+  private readonly plans = new Map<string, ActionPlan>();
 
-  private constructor(version: string, policies: LoadedPolicy[], cacheSize: number) {
+  private readonly fastPaths: boolean;
+
+  private constructor(version: string, policies: LoadedPolicy[], cacheSize: number, fastPaths: boolean) {
+    this.fastPaths = fastPaths;
     this.version = version;
     this.policies = policies;
     this.policyCount = policies.filter((p) => p.id !== BASE_POLICY_ID).length;
@@ -179,18 +204,30 @@ export class PolicyEngine {
     for (const s of sources) validateSource(s, schema, problems);
     if (problems.length > 0) throw new PolicyError(problems);
 
-    if (basePermit) policies.unshift({ id: BASE_POLICY_ID, effect: 'permit', approval: false, text: BASE_POLICY_TEXT, actions: null });
+    if (basePermit) policies.unshift({ id: BASE_POLICY_ID, effect: 'permit', approval: false, text: BASE_POLICY_TEXT, actions: null, readsArgs: false });
     const h = createHash('sha256').update(`mandate-policy-v1\0base=${basePermit}\0`);
     for (const s of sources) h.update(`${s.name}\0${s.text}\0`);
-    const engine = new PolicyEngine(h.digest('hex'), policies, Math.max(0, opts.cacheSize ?? 10_000));
+    const engine = new PolicyEngine(h.digest('hex'), policies, Math.max(0, opts.cacheSize ?? 10_000), opts.fastPaths ?? true);
     engine.prepare('all', '*'); // a set that cannot be prepared fails the load, not the first call
     return engine;
   }
 
-  /** Decides one call. Synchronous; never throws: anything unexpected is a deny with the error. */
+  /**
+   * Decides one call. Synchronous; never throws: anything unexpected is a deny with the error.
+   *
+   * Two shortcuts keep Cedar off the hot path without changing any decision (each is checked
+   * against Cedar itself in test/policy/engine.test.ts): when the base permit is the only
+   * policy that can apply to the action, the answer is that permit (what Cedar would say);
+   * when no policy that can apply reads the arguments, the cache key leaves the args digest
+   * out, so calls that differ only in their arguments share one decision. In both cases the
+   * arguments are still converted, so that arguments Cedar must never see are refused as before.
+   */
   evaluate(req: PolicyRequest): PolicyDecision {
     try {
-      const key = this.cacheSize > 0 ? cacheKey(req) : undefined;
+      const plan = this.planFor(req.action);
+      if (plan.onlyBase || plan.argsFree) toCedarArgs(req.args); // throws ArgsRefusedError as decide() would
+      if (plan.onlyBase) return { ...BASE_ALLOW, cached: false };
+      const key = this.cacheSize > 0 ? cacheKey(req, plan.argsFree) : undefined;
       if (key !== undefined) {
         const hit = this.cache.get(key);
         if (hit) {
@@ -209,6 +246,24 @@ export class PolicyEngine {
       const msg = err instanceof ArgsRefusedError ? err.message : `policy engine failed: ${err instanceof Error ? err.message : String(err)}`;
       return { decision: 'deny', policies: [], errors: [msg], cached: false };
     }
+  }
+
+  /** Which shortcuts hold for an action (see evaluate). */
+  private planFor(action: string): ActionPlan {
+    const known = this.plans.get(action);
+    if (known !== undefined) return known;
+    let onlyBase = true;
+    let argsFree = true;
+    let base = false;
+    for (const p of this.policies) {
+      if (p.actions !== null && !p.actions.includes(action)) continue;
+      if (p.id === BASE_POLICY_ID) base = true;
+      else onlyBase = false;
+      if (p.readsArgs) argsFree = false;
+    }
+    const plan: ActionPlan = this.fastPaths ? { onlyBase: onlyBase && base, argsFree } : { onlyBase: false, argsFree: false };
+    if (this.plans.size < MAX_ACTION_SETS) this.plans.set(action, plan);
+    return plan;
   }
 
   private decide(req: PolicyRequest): Omit<PolicyDecision, 'cached'> {
@@ -275,13 +330,19 @@ function frozen(decision: PolicyDecision['decision'], policies: string[], errors
   return Object.freeze({ decision, policies: Object.freeze([...policies].sort()) as string[], errors: Object.freeze([...errors].sort()) as string[] });
 }
 
-/** Everything a decision depends on (the engine's version is implicit: one cache per engine). */
-function cacheKey(req: PolicyRequest): string | undefined {
+/** Cedar's answer when the base permit is the only policy that can apply: it applies, nothing errors. */
+const BASE_ALLOW = frozen('allow', [BASE_POLICY_ID], []);
+
+/**
+ * Everything a decision depends on (the engine's version is implicit: one cache per engine).
+ * `argsFree`: no policy that can apply to the action reads the arguments, so they are left out.
+ */
+function cacheKey(req: PolicyRequest, argsFree: boolean): string | undefined {
   // Without a digest the arguments would have to be the key; such calls are rare and are not cached.
-  if (req.argsDigest === null && req.args !== null && Object.keys(req.args).length > 0) return undefined;
+  if (!argsFree && req.argsDigest === null && req.args !== null && Object.keys(req.args).length > 0) return undefined;
   const n = req.nhi;
   return JSON.stringify([
-    n.id, n.class, n.owner, n.system, n.environment, n.tier, req.tool.id, req.tool.kind, req.action, req.tier, req.argsDigest,
+    n.id, n.class, n.owner, n.system, n.environment, n.tier, req.tool.id, req.tool.kind, req.action, req.tier, argsFree ? null : req.argsDigest,
     req.endpoint?.method ?? null, req.endpoint?.path ?? null, riskOf(req.riskScore), req.approved === true, req.onBehalfOf, req.runId,
     Math.floor(req.now / 60_000),
   ]);
@@ -357,7 +418,7 @@ function splitSource(s: { name: string; text: string }, problems: string[]): Spl
       for (const e of json.errors) problems.push(describe(s, e, offset));
       continue;
     }
-    const { effect, annotations = {}, action } = json.json;
+    const { effect, annotations = {}, action, conditions } = json.json;
     const at = `${s.name}:${line}`;
     let approval = false;
     if ('approval' in annotations) {
@@ -366,9 +427,37 @@ function splitSource(s: { name: string; text: string }, problems: string[]): Spl
       else approval = true;
     }
     const explicitId = typeof annotations.id === 'string' && annotations.id !== '';
-    out.push({ id: explicitId ? annotations.id! : at, explicitId, effect, approval, text, actions: actionsOf(action), line, column });
+    out.push({ id: explicitId ? annotations.id! : at, explicitId, effect, approval, text, actions: actionsOf(action), readsArgs: readsArgs(conditions), line, column });
   }
   return out;
+}
+
+/** Context attributes that carry the arguments (or stand for them). */
+const ARGS_ATTRS: ReadonlySet<string> = new Set(['args', 'args_digest']);
+
+/**
+ * Whether an expression in Cedar's JSON form (EST) may read the arguments. Conservative: the
+ * only use of `context` that does not count is reading (`.` or `has`) one of its attributes
+ * other than `args` and `args_digest`; `context` anywhere else (compared whole, put in a set
+ * or a record, …) counts, and so does anything this walker does not understand that
+ * contains it, since every node is searched.
+ */
+function readsArgs(node: unknown): boolean {
+  if (node === null || typeof node !== 'object') return false;
+  if (Array.isArray(node)) return node.some(readsArgs);
+  const o = node as Record<string, unknown>;
+  for (const op of ['.', 'has']) {
+    const inner = o[op] as { left?: unknown; attr?: unknown } | undefined;
+    if (inner && typeof inner === 'object' && Object.keys(o).length === 1 && isContextVar(inner.left)) {
+      return typeof inner.attr !== 'string' || ARGS_ATTRS.has(inner.attr);
+    }
+  }
+  if (isContextVar(o)) return true;
+  return Object.values(o).some(readsArgs);
+}
+
+function isContextVar(v: unknown): boolean {
+  return v !== null && typeof v === 'object' && (v as { Var?: unknown }).Var === 'context';
 }
 
 /** The Mandate action names a scope constrains to, or null for every action. */

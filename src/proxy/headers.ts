@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import { randomBytes } from 'node:crypto';
 import { MandateError } from '../core/errors.js';
 import { traceIdFrom } from '../core/http.js';
+import { randomHex } from '../core/ids.js';
 import { lenientDecode } from './actions.js';
 
 /**
@@ -247,7 +247,7 @@ const SPAN_ID = /^(?!0{16})[0-9a-f]{16}$/;
 export function traceparentFor(
   incoming: string | undefined,
   newSpanId: () => string,
-  newTraceId: () => string = () => randomBytes(16).toString('hex'),
+  newTraceId: () => string = () => randomHex(16),
 ): { traceparent: string; traceId: string } {
   const spanId = newSpanId();
   if (!SPAN_ID.test(spanId)) throw new MandateError('ERR_VALIDATION', 'a span id is 16 lower-case hex digits, not all zero');

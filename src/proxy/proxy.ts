@@ -1,7 +1,6 @@
-import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import {
-  OAuthError, argsDigest, readBody, resolveSecret, sendJson,
+  OAuthError, argsDigest, randomHex, readBody, resolveSecret, sendJson,
   type ActionConfig, type AuditSink, type Bus, type Clock, type Logger, type MandateConfig, type ReplayStore,
   type RequestContext, type Router, type Subscription, type ToolConfig,
 } from '../core/index.js';
@@ -193,7 +192,7 @@ export class ToolProxy {
     const method = ctx.req.method ?? 'GET';
     const rawRest = hostRt ? ctx.path : ctx.path.slice(seg![0].length);
     const rawQuery = queryOf(ctx.req.url ?? '');
-    const trace = traceparentFor(ctx.req.headers.traceparent as string | undefined, () => randomBytes(8).toString('hex'));
+    const trace = traceparentFor(ctx.req.headers.traceparent as string | undefined, () => randomHex(8));
     const facts: CallFacts = {
       tool: rt.tool.id, method, path: null, nhi: null, on_behalf_of: null, run_id: null, action: null, args_digest: null,
       jti: null, binding: null, approval: null, policies: [],

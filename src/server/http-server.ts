@@ -1,9 +1,8 @@
 import { createServer as createHttp, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttps } from 'node:https';
 import { readFileSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
 import type { AddressInfo, Socket } from 'node:net';
-import { Router, sendError, sendJson, traceIdFrom, type RequestContext, type Logger } from '../core/index.js';
+import { Router, randomHex, sendError, sendJson, traceIdFrom, type RequestContext, type Logger } from '../core/index.js';
 
 export interface HttpServerOptions {
   router: Router;
@@ -76,12 +75,11 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<RunningS
 
 async function handle(opts: HttpServerOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const started = process.hrtime.bigint();
-  const requestId = randomBytes(8).toString('hex');
-  const traceId = traceIdFrom(req.headers.traceparent) ?? randomBytes(16).toString('hex');
+  const requestId = randomHex(8);
+  const traceId = traceIdFrom(req.headers.traceparent) ?? randomHex(16);
   const rawUrl = req.url ?? '/';
   const q = rawUrl.indexOf('?');
   const path = q < 0 ? rawUrl : rawUrl.slice(0, q);
-  const log = opts.logger.child({ reqId: requestId });
   res.setHeader('x-request-id', requestId);
   const method = req.method ?? 'GET';
   const byHost = opts.router.matchHost(req.headers.host);
@@ -98,7 +96,13 @@ async function handle(opts: HttpServerOptions, req: IncomingMessage, res: Server
     query: new URLSearchParams(q < 0 ? '' : rawUrl.slice(q + 1)),
     requestId,
     traceId,
-    log,
+    // Made on first use: most requests (every proxied call that succeeds) never log, and a
+    // pino child per request was a measurable share of the proxy's cost.
+    get log() {
+      const log = opts.logger.child({ reqId: requestId });
+      Object.defineProperty(this, 'log', { value: log, enumerable: true });
+      return log;
+    },
   };
   try {
     if (!handler) {

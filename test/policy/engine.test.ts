@@ -26,7 +26,7 @@ function request(over: Partial<PolicyRequest> = {}): PolicyRequest {
   };
 }
 
-const load = (text: string, opts: { basePermit?: boolean; cacheSize?: number; actions?: string[] } = {}) =>
+const load = (text: string, opts: { basePermit?: boolean; cacheSize?: number; actions?: string[]; fastPaths?: boolean } = {}) =>
   PolicyEngine.load({ files: [], sources: [{ name: 'test.cedar', text }], ...opts });
 
 async function loadError(text: string, opts: { actions?: string[] } = {}): Promise<PolicyError> {
@@ -222,8 +222,9 @@ describe('policy engine (Cedar)', () => {
     const cold = await load('', { cacheSize: 0 });
     cold.evaluate(request());
     assert.equal(cold.evaluate(request()).cached, false);
-    // The cache is bounded: the least recently used entry goes first.
-    const small = await load('', { cacheSize: 2 });
+    // The cache is bounded: the least recently used entry goes first. (A forbid, so that the
+    // calls reach the cache: with the base permit alone they are answered before it.)
+    const small = await load('@id("risky") forbid(principal, action, resource) when { context.risk_score > 90 };', { cacheSize: 2 });
     small.evaluate(request({ runId: '1' }));
     small.evaluate(request({ runId: '2' }));
     small.evaluate(request({ runId: '1' })); // 1 is now the most recent
@@ -271,4 +272,110 @@ describe('policy engine (Cedar)', () => {
     assert.equal(a.version, a2.version);
     assert.equal(readFileSync(resolve('src/policy/schema.cedarschema'), 'utf8'), CEDAR_SCHEMA_TEXT);
   });
+
+  describe('fast paths give the same decisions as Cedar', () => {
+    // Policies covering each case: actions only the base permit can reach (list_tickets,
+    // mcp:tools/list), actions whose policies never read the arguments (delete_ticket, search),
+    // and actions with policies that read them in each way Cedar allows (`.`, `[""]`, `has`,
+    // args_digest, @approval on an argument).
+    const POLICIES = `
+      @id("no-prod-deletes") forbid(principal, action == Mandate::Action::"delete_ticket", resource)
+        when { principal.environment == "production" && context.tier == "destructive" };
+      @id("night") forbid(principal, action in [Mandate::Action::"delete_ticket", Mandate::Action::"search"], resource)
+        when { context.time.hour < 6 || context.risk_score > 80 };
+      @id("secret-item") forbid(principal, action == Mandate::Action::"get_item", resource)
+        when { context.args has params && context.args.params has id && context.args.params.id == "secret" };
+      @id("bracket") forbid(principal, action == Mandate::Action::"export", resource)
+        when { context["args"] has all && context["args"]["all"] == true };
+      @id("has-only") forbid(principal, action == Mandate::Action::"wipe", resource) when { context has args && context.args has force };
+      @id("pinned") forbid(principal, action == Mandate::Action::"pinned", resource) when { context.args_digest == "digest-bad" };
+      @id("big-refunds") @approval("required") forbid(principal, action == Mandate::Action::"refund", resource)
+        when { context.args.amount > 1000 } unless { context.approved };`;
+    const ACTIONS = ['list_tickets', 'mcp:tools/list', 'delete_ticket', 'search', 'get_item', 'export', 'wipe', 'pinned', 'refund'];
+    const ARGS: Array<[Record<string, unknown> | null, string | null]> = [
+      [null, null], [{}, 'digest-empty'], [{ params: { id: '1' }, query: {} }, 'digest-1'], [{ params: { id: 'secret' }, query: {} }, 'digest-secret'],
+      [{ all: true }, 'digest-all'], [{ all: false }, 'digest-notall'], [{ force: 1 }, 'digest-force'], [{ amount: 5000 }, 'digest-5000'],
+      [{ amount: 5 }, 'digest-5'], [{ amount: '5000' }, 'digest-str'], [{ x: 1 }, 'digest-bad'], [{ sneaky: { __entity: { type: 'Mandate::Nhi', id: 'root' } } }, 'digest-forged'],
+      [{ params: { id: '2' } }, null],
+    ];
+    const variants = (): PolicyRequest[] => {
+      const out: PolicyRequest[] = [];
+      for (const action of ACTIONS) {
+        for (const [args, argsDigest] of ARGS) {
+          for (const [environment, tier, riskScore, hourShift, approved] of [
+            ['production', 'destructive', 0, 0, false], ['staging', 'destructive', 0, 0, true], ['production', 'read', 90, 0, false], ['staging', 'read', 0, -6, false],
+          ] as const) {
+            out.push(request({
+              action, tier, args, argsDigest, riskScore, approved, now: WED_10_15 + hourShift * 3_600_000,
+              nhi: { ...request().nhi, environment }, ...(action.startsWith('mcp:') ? { tier: null, endpoint: undefined } : {}),
+            }));
+          }
+        }
+      }
+      return out;
+    };
+
+    for (const basePermit of [true, false]) {
+      it(`every decision equals Cedar's (base permit ${basePermit ? 'on' : 'off'}), from the cache too`, async () => {
+        const cedar = await load(POLICIES, { basePermit, cacheSize: 0, fastPaths: false });
+        const fast = await load(POLICIES, { basePermit });
+        const reqs = variants();
+        let cachedHits = 0;
+        // Twice: the second pass answers from the cache wherever the key allows.
+        for (const pass of [1, 2]) {
+          for (const r of reqs) {
+            const want = cedar.evaluate(r);
+            const got = fast.evaluate(r);
+            if (got.cached) cachedHits++;
+            assert.deepEqual({ ...got, cached: false }, want, `pass ${pass}: ${JSON.stringify({ action: r.action, args: r.args, d: r.argsDigest, env: r.nhi.environment, tier: r.tier })}`);
+          }
+        }
+        assert.ok(cachedHits > 0);
+      });
+    }
+
+    it('the base permit alone: allow without Cedar, still refusing forged arguments', async () => {
+      const e = await load(POLICIES);
+      const list = (args: Record<string, unknown> | null, argsDigest: string | null) => e.evaluate(request({ args, argsDigest }));
+      assert.deepEqual(list({ q: 'x' }, 'd1'), { decision: 'allow', policies: ['mandate.base'], errors: [], cached: false });
+      assert.deepEqual(list({ q: 'x' }, null), { decision: 'allow', policies: ['mandate.base'], errors: [], cached: false });
+      const forged = list({ q: { __entity: { type: 'Mandate::Nhi', id: 'root' } } }, 'd2');
+      assert.equal(forged.decision, 'deny');
+      assert.match(forged.errors[0]!, /reserved/);
+    });
+
+    it('policies that do not read the arguments: one cached decision for any arguments', async () => {
+      const e = await load(POLICIES);
+      const del = (id: string, args: Record<string, unknown> = { params: { id }, query: {} }) =>
+        e.evaluate(request({ action: 'delete_ticket', tier: 'destructive', args, argsDigest: `digest-${id}` }));
+      assert.deepEqual(del('1'), { decision: 'deny', policies: ['no-prod-deletes'], errors: [], cached: false });
+      assert.deepEqual(del('2'), { decision: 'deny', policies: ['no-prod-deletes'], errors: [], cached: true });
+      // Without a digest too (the arguments do not matter to any policy of this action).
+      assert.equal(e.evaluate(request({ action: 'delete_ticket', tier: 'destructive', args: { params: { id: '3' } }, argsDigest: null })).cached, true);
+      // Arguments Cedar must never see are still refused, even with a decision in the cache.
+      const forged = del('4', { params: { __entity: { type: 'Mandate::Nhi', id: 'root' } } });
+      assert.equal(forged.decision, 'deny');
+      assert.deepEqual(forged.policies, []);
+      assert.match(forged.errors[0]!, /reserved/);
+    });
+
+    it('a policy that reads the arguments still depends on them, however it reads them', async () => {
+      const e = await load(POLICIES);
+      const call = (action: string, args: Record<string, unknown>, argsDigest: string) => e.evaluate(request({ action, args, argsDigest }));
+      assert.equal(call('get_item', { params: { id: '1' } }, 'd-1').decision, 'allow');
+      assert.equal(call('get_item', { params: { id: '1' } }, 'd-1').cached, true);
+      assert.deepEqual(call('get_item', { params: { id: 'secret' } }, 'd-secret'), { decision: 'deny', policies: ['secret-item'], errors: [], cached: false });
+      assert.equal(call('export', { all: false }, 'd-f').decision, 'allow');
+      assert.equal(call('export', { all: true }, 'd-t').decision, 'deny');
+      assert.equal(call('wipe', {}, 'd-none').decision, 'allow');
+      assert.equal(call('wipe', { force: true }, 'd-force').decision, 'deny');
+      assert.equal(call('pinned', { a: 1 }, 'digest-ok').decision, 'allow');
+      assert.equal(call('pinned', { a: 1 }, 'digest-bad').decision, 'deny');
+      assert.equal(call('refund', { amount: 5 }, 'd-5').decision, 'allow');
+      assert.equal(call('refund', { amount: 5000 }, 'd-5000').decision, 'approval_required');
+      // Arguments without a digest are not cached where a policy reads them.
+      assert.equal(call('get_item', { params: { id: '1' } }, null as unknown as string).cached, false);
+    });
+  });
 });
+
