@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { isAbsolute, relative, resolve, sep } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ConfigError, loadConfigFile, buildConfig, formatDuration, type MandateConfig } from '../core/index.js';
 import { runMigrations, startApp, VERSION, type App, type Role } from '../app.js';
@@ -7,6 +8,7 @@ import { AdminClient, CliError, EXIT } from './admin-client.js';
 import { details, isoTime, table } from './format.js';
 import { startDemo } from './demo.js';
 import { PolicyEngine, PolicyError, type PolicyRequest } from '../policy/index.js';
+import { formatFindings, lintConfigText, LintUsageError, readAtRef, scanFiles, toSarif, type Finding } from '../governance/lint/index.js';
 
 const USAGE = `mandate ${VERSION}: bounded autonomy for AI agents and other non-human identities
 
@@ -20,6 +22,8 @@ Run:
   mandate policy test --nhi ID --tool ID --action NAME [--args JSON] [--risk N] [--approved]
                       [--on-behalf-of ID] [--run-id ID] [--time ISO] [--config FILE]
                                                decide one call offline: exit 0 allow, 1 deny or approval required
+  mandate lint [--config FILE] [--base REF] [--scan PATH ...] [--json | --sarif FILE|-] [--today YYYY-MM-DD]
+                                               CI check: no new long-lived secrets (docs/ci-lint.md); exit 1 on findings
 
 Admin (over the admin API; MANDATE_URL, MANDATE_TOKEN or --url, --token):
   mandate nhi list [--class C] [--owner O] [--environment E] [--tier T] [--status S] [--search Q]
@@ -94,6 +98,8 @@ export async function main(argv: string[], out: Out = stdio, env: NodeJS.Process
       }
       case 'policy':
         return await policyCommand(rest, out, env);
+      case 'lint':
+        return await lintCommand(rest, out, env);
       case 'report': {
         const [verb, ...r] = rest;
         if (verb === 'mttr') return await mttrCommand(r, out, env);
@@ -114,6 +120,10 @@ export async function main(argv: string[], out: Out = stdio, env: NodeJS.Process
     if (err instanceof CliError) {
       out.err(`mandate: ${err.message}`);
       return err.exitCode;
+    }
+    if (err instanceof LintUsageError) {
+      out.err(`mandate: ${err.message}`);
+      return EXIT.usage;
     }
     if (err instanceof TypeError && (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
       out.err(`mandate: ${err.message}\n\n${USAGE}`);
@@ -141,6 +151,73 @@ function loadConfig(flag: string | undefined, env: NodeJS.ProcessEnv, required: 
     return buildConfig({}, { env });
   }
   return loadConfigFile(path, { env });
+}
+
+/**
+ * `mandate lint`: the config rules over mandate.yaml (only what is new against --base REF)
+ * and secretlint over --scan paths. Exit 0 clean, 1 findings, 2 usage (bad flags, unreadable
+ * file, unknown ref). A config that does not validate is a finding (config-invalid), not exit
+ * 2: reporting it with a line number is the point.
+ */
+async function lintCommand(argv: string[], out: Out, env: NodeJS.ProcessEnv): Promise<number> {
+  const { values, positionals } = args(argv, {
+    base: { type: 'string' }, scan: { type: 'string', multiple: true }, sarif: { type: 'string' }, today: { type: 'string' },
+  });
+  if (positionals.length > 0) throw new CliError(`mandate lint takes no positional arguments (got "${positionals[0]}"); scan paths with --scan PATH`, EXIT.usage);
+  const json = values.json === true;
+  const sarif = values.sarif as string | undefined;
+  if (json && sarif !== undefined) throw new CliError('give --json or --sarif, not both', EXIT.usage);
+  const today = values.today as string | undefined;
+  if (today !== undefined && !/^\d{4}-\d{2}-\d{2}$/.test(today)) throw new CliError(`--today must be YYYY-MM-DD (got "${today}")`, EXIT.usage);
+  const now = today ? new Date(`${today}T00:00:00Z`) : new Date();
+  if (Number.isNaN(now.getTime())) throw new CliError(`--today is not a date: "${today}"`, EXIT.usage);
+  const scan = (values.scan as string[] | undefined) ?? [];
+  const base = values.base as string | undefined;
+
+  const path = configPath(values.config as string | undefined, env);
+  if (!path && scan.length === 0) throw new CliError('nothing to lint: pass --config FILE (or create ./mandate.yaml) and/or --scan PATH', EXIT.usage);
+  if (!path && base !== undefined) throw new CliError('--base needs a config file (--config FILE)', EXIT.usage);
+
+  const findings: Finding[] = [];
+  if (path) {
+    let text: string;
+    try {
+      // The loader's size cap applies here too: a lint must not be a way to read a huge file.
+      if (statSync(path).size > 4 * 1024 * 1024) throw new CliError(`${path}: over the 4 MiB config size limit`, EXIT.usage);
+      text = readFileSync(path, 'utf8');
+    } catch (err) {
+      if (err instanceof CliError) throw err;
+      throw new CliError(`${path}: cannot be read (no such file?)`, EXIT.usage);
+    }
+    const file = displayPath(path);
+    findings.push(...lintConfigText(text, { now, file, ...(base !== undefined ? { base: readAtRef(path, base) } : {}) }));
+  }
+  let scanned = 0;
+  if (scan.length > 0) {
+    const r = await scanFiles(scan);
+    findings.push(...r.findings);
+    scanned = r.scanned;
+  }
+
+  if (sarif !== undefined) {
+    const log = `${JSON.stringify(toSarif(findings, { version: VERSION }), null, 2)}\n`;
+    if (sarif === '-') out.log(log.trimEnd());
+    else {
+      writeFileSync(sarif, log);
+      out.log(formatFindings(findings));
+    }
+  } else if (json) {
+    out.log(JSON.stringify({ ok: findings.length === 0, findings, ...(scan.length ? { scanned_files: scanned } : {}) }, null, 2));
+  } else {
+    out.log(formatFindings(findings));
+  }
+  return findings.length === 0 ? EXIT.ok : EXIT.failed;
+}
+
+/** A path relative to the working directory when it lies below it: what CI annotations and SARIF resolve. */
+function displayPath(p: string): string {
+  const rel = relative(process.cwd(), resolve(p));
+  return rel && !rel.startsWith('..') && !isAbsolute(rel) ? rel.split(sep).join('/') : p;
 }
 
 /** Keeps a server running until SIGINT/SIGTERM, then shuts it down gracefully. */
