@@ -342,8 +342,9 @@ export class Detections {
 
   private async onShadow(m: BusMessage): Promise<void> {
     const e = m.data as Data;
-    const trust = str(e.trust) ?? 'unknown';
-    const subject = str(e.workload_subject) ?? 'unknown';
+    const trust = str(e.trust);
+    const subject = str(e.workload_subject);
+    if (!trust || !subject) return;
     await this.d.findings.raise({
       // No NHI answers for it: the finding is filed under the workload it names.
       nhiId: `shadow:${trust}`, detection: 'shadow_agent', key: `workload:${subject}`, severity: 'high',
