@@ -20,6 +20,7 @@ import { PolicyEngine } from './policy/index.js';
 import { ToolProxy } from './proxy/index.js';
 import { RestrictionState, SignalTimeline, Signals, SsfReceiver, SsfTransmitter, mountSignalsRoutes } from './signals/index.js';
 import { Metrics, mountOps, startHttpServer, type RunningServer } from './server/index.js';
+import { Governance, mountGovernanceRoutes, type ProgrammeMetrics } from './governance/index.js';
 
 export const VERSION = '0.1.0';
 
@@ -59,6 +60,8 @@ export interface App {
   readonly policy: PolicyEngine;
   /** Internal signals, step-down / step-up restrictions (consulted by broker and proxy), SSF transmitter and receiver. */
   readonly signals: SignalsWiring;
+  /** Detections, findings, risk scores, playbooks, programme metrics (issue 7). */
+  readonly governance: Governance;
   /** The OAuth issuer URL (public_url, or where this instance listens). */
   readonly issuer: string;
   readonly adminAuth: AdminAuth;
@@ -221,11 +224,13 @@ export async function startApp(opts: AppOptions): Promise<App> {
 
     const signals = await wireSignals({ config, role, restrictions, router, admin, store, bus, keys, broker, adminAuth, audit: auditSink, clock, logger, metrics, env, issuer: () => issuer });
     cleanup.push(() => signals.stop());
+    const governance = await wireGovernance({ config, role, admin, store, bus, audit: auditSink, clock, logger, metrics, broker, signals: signals.signals });
+    cleanup.push(() => governance.stop());
     logger.info({ url, role, store: config.store.driver, bus: config.bus.driver }, 'mandate started');
 
     let closed: Promise<void> | undefined;
     return {
-      config, role, instanceId, url, issuer, logger, warnings, store, bus, keys, audit, inventory, broker, proxy, policy, signals, adminAuth, metrics, router, server,
+      config, role, instanceId, url, issuer, logger, warnings, store, bus, keys, audit, inventory, broker, proxy, policy, signals, governance, adminAuth, metrics, router, server,
       close: () => (closed ??= closeAll().then(() => logger.info('mandate stopped'))),
     };
   } catch (err) {
@@ -283,6 +288,39 @@ async function wireSignals(d: {
       await transmitter.stop();
     },
   };
+}
+
+/**
+ * Governance (issue 7). The admin routes are on every role; the bus consumers, the sweep and
+ * the playbooks run on roles all and signals (one place that hears every event and acts).
+ */
+async function wireGovernance(d: {
+  config: Readonly<MandateConfig>; role: Role; admin: AdminApi; store: Store; bus: Bus; audit: AuditSink; clock: Clock; logger: Logger;
+  metrics: Metrics; broker: Broker; signals: Signals;
+}): Promise<Governance> {
+  const setGauges = (m: ProgrammeMetrics) => {
+    const g = d.metrics.programme;
+    const set = (k: string, v: number | null) => (v === null ? g.remove({ metric: k }) : g.set({ metric: k }, v));
+    set('federated_ratio', m.federated_ratio);
+    set('static_secret_ratio', m.static_secret_ratio);
+    set('private_key_ratio', m.private_key_ratio);
+    set('median_secret_age_days', m.median_secret_age_days);
+    set('admin_nhis', m.admin_nhis);
+    set('long_lived_credentials', m.long_lived_credentials);
+    set('revoke_mean_seconds', m.revoke_mean_s);
+    set('revoke_p99_seconds', m.revoke_p99_s);
+    set('exceptions_open', m.exceptions_open);
+    set('exceptions_overdue', m.exceptions_overdue);
+    set('unused_grants', m.unused_grants);
+    for (const [sev, n] of Object.entries(m.findings_open)) d.metrics.findingsOpen.set({ severity: sev }, n);
+  };
+  const governance = new Governance({
+    config: d.config, store: d.store, bus: d.bus, audit: d.audit, clock: d.clock, logger: d.logger, signals: d.signals,
+    liftKill: (id, actor) => d.broker.lift(id, actor), active: d.role === 'all' || d.role === 'signals', onProgramme: setGauges,
+  });
+  await governance.start();
+  mountGovernanceRoutes(d.admin, governance);
+  return governance;
 }
 
 function printBootstrap(token: string): void {

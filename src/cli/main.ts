@@ -7,6 +7,7 @@ import { runMigrations, startApp, VERSION, type App, type Role } from '../app.js
 import { AdminClient, CliError, EXIT } from './admin-client.js';
 import { details, isoTime, table } from './format.js';
 import { startDemo } from './demo.js';
+import { GOVERNANCE_USAGE, governanceCommand } from './governance.js';
 import { PolicyEngine, PolicyError, type PolicyRequest } from '../policy/index.js';
 import { formatFindings, lintConfigText, LintUsageError, readAtRef, scanFiles, toSarif, type Finding } from '../governance/lint/index.js';
 
@@ -48,6 +49,8 @@ Admin (over the admin API; MANDATE_URL, MANDATE_TOKEN or --url, --token):
   mandate report profiles [--config FILE] [--markdown]   the token profile catalogue (no server needed)
   mandate report mttr [--since ISO] [--limit N]  time to revoke: signal → applied at every instance, → first refused call
   mandate admin-credential create --name N --role admin|approver|viewer
+
+${GOVERNANCE_USAGE}
 
 Every command takes --json. Exit codes: 0 ok, 1 failed or problems found, 2 usage or config error,
 3 Mandate unreachable, 4 not authorized.`;
@@ -103,12 +106,16 @@ export async function main(argv: string[], out: Out = stdio, env: NodeJS.Process
       case 'report': {
         const [verb, ...r] = rest;
         if (verb === 'mttr') return await mttrCommand(r, out, env);
-        if (verb !== 'profiles') throw new CliError('usage: mandate report profiles [--config FILE] [--markdown] [--json]\n       mandate report mttr [--since ISO] [--limit N] [--json]', EXIT.usage);
+        if (verb === 'top' || verb === 'metrics') return await governanceCommand(noun, verb, r, out, env);
+        if (verb !== 'profiles') throw new CliError('usage: mandate report profiles [--config FILE] [--markdown] [--json]\n       mandate report top|metrics [--json]\n       mandate report mttr [--since ISO] [--limit N] [--json]', EXIT.usage);
         const { values } = args(r, { markdown: { type: 'boolean' } });
         const cfg = loadConfig(values.config as string | undefined, env, false);
         out.log(profilesReport(cfg, values.json ? 'json' : values.markdown ? 'markdown' : 'table'));
         return EXIT.ok;
       }
+      case 'finding':
+      case 'playbook':
+        return await governanceCommand(noun, rest[0], rest.slice(1), out, env);
       default:
         return await adminCommand(noun, rest, out, env);
     }

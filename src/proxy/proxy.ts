@@ -4,7 +4,7 @@ import {
   type ActionConfig, type AuditSink, type Bus, type Clock, type Logger, type MandateConfig, type ReplayStore,
   type RequestContext, type Router, type Subscription, type ToolConfig,
 } from '../core/index.js';
-import type { AccessTokenVerifier, BrokerStore, DpopVerifier, RestrictionLookup, RevocationState, RevokedReason, TokenFacts } from '../broker/index.js';
+import { jwkThumbprint, type AccessTokenVerifier, type BrokerStore, type DpopVerifier, type RestrictionLookup, type RevocationState, type RevokedReason, type TokenFacts } from '../broker/index.js';
 import type { InventoryStore, NhiRecord } from '../inventory/index.js';
 import { MCP_METHODS, type PolicyDecision, type PolicyEngine, type PolicyRequest } from '../policy/index.js';
 import { ActionMatcher, hasMethodOverride, hasMethodOverrideParam } from './actions.js';
@@ -12,7 +12,7 @@ import { normalizePath } from './path.js';
 import { UpstreamResponseError, filterToolsListResponse, parseJsonRpcBody, rpcError, toolsCall, type ParsedRpc, type RpcMessage } from './jsonrpc.js';
 import { TokenBucketLimiter } from './rate-limit.js';
 import { applyQueryCredential, responseHeaders, traceparentFor, upstreamHeaders, type InjectedCredential } from './headers.js';
-import { ResourceAuthError, TokenChecker, type CheckedToken } from './token-check.js';
+import { ResourceAuthError, TokenChecker, credentialsOf, type CheckedToken } from './token-check.js';
 import { ApprovalGate, ApprovalRequiredError } from './approval-gate.js';
 import { Upstreams, UpstreamError } from './upstream.js';
 
@@ -68,6 +68,12 @@ interface CallFacts {
   binding: string | null;
   approval: string | null;
   policies: string[];
+  /** The caller's socket address (governance: one jti from two addresses is a stolen token). */
+  client_ip: string | null;
+  /** RFC 7638 thumbprint of the key in the DPoP proof presented (a thumbprint, not a secret). */
+  proof_jkt: string | null;
+  /** The key the token is bound to (`cnf.jkt`), to compare with proof_jkt. */
+  cnf_jkt: string | null;
 }
 
 const NHI_TTL_MS = 5000;
@@ -196,6 +202,7 @@ export class ToolProxy {
     const facts: CallFacts = {
       tool: rt.tool.id, method, path: null, nhi: null, on_behalf_of: null, run_id: null, action: null, args_digest: null,
       jti: null, binding: null, approval: null, policies: [],
+      client_ip: ctx.req.socket.remoteAddress ?? null, proof_jkt: null, cnf_jkt: null,
     };
     let token: CheckedToken | undefined;
     try {
@@ -211,6 +218,8 @@ export class ToolProxy {
       facts.nhi = c.sub;
       facts.jti = c.jti;
       facts.binding = token.binding;
+      facts.cnf_jkt = c.cnf?.jkt ?? null;
+      if (token.binding === 'dpop') facts.proof_jkt = facts.cnf_jkt;
       facts.on_behalf_of = typeof c.act?.sub === 'string' ? c.act.sub : null;
       facts.run_id = c.mandate_run_id ?? null;
 
@@ -227,7 +236,33 @@ export class ToolProxy {
       if (rt.tool.kind === 'mcp') await this.mcp(ctx, rt, token, nhi, facts, rawRest, rawQuery, trace, started);
       else await this.http(ctx, rt, token, nhi, facts, rawRest, rawQuery, trace, started);
     } catch (err) {
+      if (!token && err instanceof ResourceAuthError) await this.refusedTokenFacts(ctx, facts);
       this.refuse(ctx, rt, token, facts, err, trace.traceId, started);
+    }
+  }
+
+  /**
+   * A token refused at binding or audience (a stolen token presented with another key's proof,
+   * without one, or at another tool) is still named in the audit log: its verified `sub`, `jti`
+   * and `cnf.jkt` (the signature cache makes this cheap), and the thumbprint of the proof's key.
+   * Nothing is taken from a token whose signature does not verify.
+   */
+  private async refusedTokenFacts(ctx: RequestContext, facts: CallFacts): Promise<void> {
+    try {
+      const claims = await this.d.accessTokens.verify(credentialsOf(ctx.req).token);
+      facts.nhi = claims.sub;
+      facts.jti = claims.jti;
+      facts.cnf_jkt = claims.cnf?.jkt ?? null;
+    } catch {
+      return;
+    }
+    const proof = ctx.req.headers.dpop;
+    if (typeof proof !== 'string') return;
+    try {
+      const header = JSON.parse(Buffer.from(proof.split('.')[0] ?? '', 'base64url').toString('utf8')) as { jwk?: Record<string, unknown> };
+      if (header.jwk && typeof header.jwk === 'object') facts.proof_jkt = await jwkThumbprint(header.jwk as Parameters<typeof jwkThumbprint>[0]);
+    } catch {
+      // An unreadable proof names no key.
     }
   }
 
@@ -554,7 +589,8 @@ export class ToolProxy {
     const latency_ms = this.d.clock.now() - started;
     const data = {
       method: f.method, path: f.path, action: f.action, args_digest: f.args_digest, reason, jti: f.jti, on_behalf_of: f.on_behalf_of,
-      run_id: f.run_id, binding: f.binding, approval: f.approval, policies: f.policies, latency_ms, ...extra,
+      run_id: f.run_id, binding: f.binding, approval: f.approval, policies: f.policies, client_ip: f.client_ip, proof_jkt: f.proof_jkt,
+      cnf_jkt: f.cnf_jkt, latency_ms, ...extra,
     };
     this.d.audit.record({ type, actor: f.nhi, subject: f.nhi, tool: f.tool, decision, traceId, data });
     void this.d.bus.publish(type, { ...data, nhi: f.nhi, tool: f.tool, decision, trace_id: traceId, at: this.d.clock.now() }).catch(() => {});

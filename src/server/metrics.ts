@@ -40,6 +40,14 @@ export class Metrics {
     registers: [this.registry],
   });
   readonly storeUp = new Gauge({ name: 'mandate_store_up', help: '1 when the last store check succeeded.', registers: [this.registry] });
+  /** The NHI programme (issue 7, governance): set from each programme computation (sweep, admin API). */
+  readonly programme = new Gauge({
+    name: 'mandate_programme',
+    help: 'NHI programme metrics by name: federated_ratio, static_secret_ratio, private_key_ratio, median_secret_age_days, admin_nhis, long_lived_credentials, revoke_mean_seconds, revoke_p99_seconds, exceptions_open, exceptions_overdue, unused_grants.',
+    labelNames: ['metric'] as const,
+    registers: [this.registry],
+  });
+  readonly findingsOpen = new Gauge({ name: 'mandate_findings_open', help: 'Open governance findings by severity.', labelNames: ['severity'] as const, registers: [this.registry] });
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'mandate_' });

@@ -267,6 +267,7 @@ export interface SignalsTable {
   error: string | null;
 }
 
+/** The findings of governance's detections. */
 export interface DetectionsTable {
   id: string;
   nhi_id: string;
@@ -277,6 +278,46 @@ export interface DetectionsTable {
   last_seen: EpochMs;
   count: Generated<number>;
   status: 'open' | 'acknowledged' | 'resolved';
+  /** 020_governance */
+  key: Generated<string>;
+  title: Generated<string>;
+  status_by: string | null;
+  status_at: EpochMs | null;
+  status_note: string | null;
+  last_event: string | null;
+}
+
+/** A detection muted for one NHI until `until` (020_governance). */
+export interface DetectionMutesTable {
+  id: string;
+  nhi_id: string;
+  detection: string;
+  until: EpochMs;
+  reason: string;
+  created_by: string;
+  created_at: EpochMs;
+}
+
+/** Automatic playbook actions (020_governance); (trigger, playbook) is unique. */
+export interface PlaybookActionsTable {
+  id: string;
+  playbook: string;
+  trigger: string;
+  finding_id: string | null;
+  nhi_id: string;
+  action: string;
+  dry_run: IntBool;
+  signal_id: string | null;
+  created_at: EpochMs;
+  undone_at: EpochMs | null;
+  undone_by: string | null;
+}
+
+/** One row of programme metrics per UTC day (020_governance). */
+export interface ProgrammeSnapshotsTable {
+  day: string;
+  taken_at: EpochMs;
+  metrics: JsonText;
 }
 
 export interface AdminCredentialsTable {
@@ -315,6 +356,9 @@ export interface Database {
   signals: SignalsTable;
   signal_applications: SignalApplicationsTable;
   detections: DetectionsTable;
+  detection_mutes: DetectionMutesTable;
+  playbook_actions: PlaybookActionsTable;
+  programme_snapshots: ProgrammeSnapshotsTable;
   admin_credentials: AdminCredentialsTable;
   replay: ReplayTable;
 }

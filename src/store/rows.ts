@@ -14,6 +14,10 @@ import type {
   SsfStreamStatus, SsfSubjectRecord,
 } from '../signals/ports.js';
 import type {
+  DetectionName, FindingRecord, FindingStatus, MuteRecord, PlaybookActionRecord, ProgrammeSnapshotRecord, Severity,
+} from '../governance/ports.js';
+import type {
+  DetectionMutesTable, DetectionsTable, PlaybookActionsTable, ProgrammeSnapshotsTable,
   AdminCredentialsTable, ApprovalsTable, AuditTable, CredentialsTable, GrantsTable, IssuedTokensTable, KillSwitchesTable,
   NhisTable, RestrictionsTable, RevocationsTable, SignalsTable, SigningKeysTable, SsfEventsTable, SsfStreamsTable, SsfSubjectsTable,
   ToolsTable,
@@ -238,4 +242,41 @@ export function ssfEventFromRow(r: Selectable<SsfEventsTable>): SsfEventRecord {
     id: r.id, streamId: r.stream_id, jti: r.jti, setJwt: r.set_jwt, status: r.status, attempts: num(r.attempts),
     nextAttemptAt: numOrNull(r.next_attempt_at), lastError: r.last_error, createdAt: num(r.created_at),
   };
+}
+
+export function findingFromRow(r: Selectable<DetectionsTable>): FindingRecord {
+  return {
+    id: r.id, nhiId: r.nhi_id, detection: r.detection as DetectionName, key: r.key, severity: r.severity as Severity, title: r.title,
+    evidence: parseJson(r.evidence, {}), firstSeen: num(r.first_seen), lastSeen: num(r.last_seen), count: num(r.count),
+    status: r.status as FindingStatus, statusBy: r.status_by, statusAt: numOrNull(r.status_at), statusNote: r.status_note, lastEvent: r.last_event,
+  };
+}
+
+export function muteFromRow(r: Selectable<DetectionMutesTable>): MuteRecord {
+  return {
+    id: r.id, nhiId: r.nhi_id, detection: r.detection as DetectionName, until: num(r.until), reason: r.reason, createdBy: r.created_by,
+    createdAt: num(r.created_at),
+  };
+}
+
+export function muteToRow(v: MuteRecord): DetectionMutesTable {
+  return { id: v.id, nhi_id: v.nhiId, detection: v.detection, until: v.until, reason: v.reason, created_by: v.createdBy, created_at: v.createdAt };
+}
+
+export function playbookActionFromRow(r: Selectable<PlaybookActionsTable>): PlaybookActionRecord {
+  return {
+    id: r.id, playbook: r.playbook, trigger: r.trigger, findingId: r.finding_id, nhiId: r.nhi_id, action: r.action as PlaybookActionRecord['action'],
+    dryRun: Number(r.dry_run) === 1, signalId: r.signal_id, createdAt: num(r.created_at), undoneAt: numOrNull(r.undone_at), undoneBy: r.undone_by,
+  };
+}
+
+export function playbookActionToRow(v: PlaybookActionRecord): PlaybookActionsTable {
+  return {
+    id: v.id, playbook: v.playbook, trigger: v.trigger, finding_id: v.findingId, nhi_id: v.nhiId, action: v.action, dry_run: v.dryRun ? 1 : 0,
+    signal_id: v.signalId, created_at: v.createdAt, undone_at: v.undoneAt, undone_by: v.undoneBy,
+  };
+}
+
+export function snapshotFromRow(r: Selectable<ProgrammeSnapshotsTable>): ProgrammeSnapshotRecord {
+  return { day: r.day, takenAt: num(r.taken_at), metrics: parseJson(r.metrics, {}) };
 }

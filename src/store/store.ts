@@ -23,6 +23,10 @@ import type {
   RestrictionRecord, SignalApplicationRecord, SignalRecord, SignalStatus, SignalsStore, SsfEventRecord, SsfEventStatus, SsfStreamDirection, SsfStreamRecord,
   SsfSubjectRecord,
 } from '../signals/ports.js';
+import type {
+  FindingFilter, FindingInput, FindingRecord, FindingStatus, FindingUpsertResult, GovernanceStore, MuteRecord, PlaybookActionRecord,
+  ProgrammeSnapshotRecord, Severity,
+} from '../governance/ports.js';
 import type { AuditTable, Database } from './database.js';
 import { MIGRATIONS } from './migrations/index.js';
 import { KeyedMutex } from './mutex.js';
@@ -31,7 +35,8 @@ import {
   adminFromRow, adminToRow, approvalFromRow, approvalToRow, auditFromRow, credentialFromRow, credentialToRow, grantFromRow, grantToRow,
   issuedTokenFromRow, issuedTokenToRow, keyFromRow, keyToRow, killSwitchFromRow, killSwitchToRow, nhiFromRow, nhiToRow,
   revocationFromRow, revocationToRow, toolFromRow, toolToRow, signalFromRow, signalToRow, restrictionFromRow, restrictionToRow,
-  ssfStreamFromRow, ssfStreamToRow, ssfSubjectFromRow, ssfEventFromRow,
+  ssfStreamFromRow, ssfStreamToRow, ssfSubjectFromRow, ssfEventFromRow, findingFromRow, muteFromRow, muteToRow, playbookActionFromRow,
+  playbookActionToRow, snapshotFromRow,
 } from './rows.js';
 
 export type StoreOptions =
@@ -102,7 +107,7 @@ interface Shared {
  * ConflictError, foreign-key violations to NotFoundError, an unreachable or closed database
  * to UnavailableError.
  */
-export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, ReplayStore, BrokerStore, BrokerBatchStore, SignalsStore {
+export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, ReplayStore, BrokerStore, BrokerBatchStore, SignalsStore, GovernanceStore {
   readonly dialect: StoreDialect;
   /**
    * The query builder. Inside `transaction(fn)`, the Store handed to fn has the Kysely
@@ -1010,6 +1015,184 @@ export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, 
     });
   }
 
+
+  // ---------------------------------------------------------------- governance
+
+  /**
+   * One transaction: the unresolved finding of (nhi, detection, key) counts the repeat (last
+   * seen, count, the higher severity, the newest evidence), unless `lastEvent` shows this event
+   * was counted already (an at-least-once redelivery); with none, a new finding is inserted.
+   * The count update is conditional on last_event, so two instances counting one event count it once.
+   */
+  async upsertFinding(f: FindingInput, id: string): Promise<FindingUpsertResult> {
+    return this.#guard({ what: `upsert finding ${f.detection} of ${f.nhiId}` }, async () => {
+      const run = async (db: Kysely<Database>): Promise<FindingUpsertResult> => {
+        const row = await db.selectFrom('detections').selectAll()
+          .where('nhi_id', '=', f.nhiId).where('detection', '=', f.detection).where('key', '=', f.key).where('status', '<>', 'resolved')
+          .orderBy('first_seen', 'desc').limit(1).executeTakeFirst();
+        if (!row) {
+          await db.insertInto('detections').values({
+            id, nhi_id: f.nhiId, detection: f.detection, key: f.key, severity: f.severity, title: f.title, evidence: JSON.stringify(f.evidence),
+            first_seen: f.at, last_seen: f.at, count: 1, status: 'open', status_by: null, status_at: null, status_note: null, last_event: f.eventId,
+          }).execute();
+          const created = await db.selectFrom('detections').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+          return { finding: findingFromRow(created), outcome: 'created' };
+        }
+        if (row.last_event === f.eventId) return { finding: findingFromRow(row), outcome: 'duplicate' };
+        const severity = SEVERITY_RANK[f.severity] > SEVERITY_RANK[row.severity as Severity] ? f.severity : row.severity;
+        const r = await db.updateTable('detections')
+          .set((eb) => ({
+            count: eb('count', '+', 1), last_seen: Math.max(f.at, Number(row.last_seen)), severity, evidence: JSON.stringify(f.evidence),
+            title: f.title, last_event: f.eventId,
+          }))
+          .where('id', '=', row.id)
+          .where((eb) => eb.or([eb('last_event', 'is', null), eb('last_event', '<>', f.eventId)]))
+          .executeTakeFirst();
+        const after = await db.selectFrom('detections').selectAll().where('id', '=', row.id).executeTakeFirstOrThrow();
+        return { finding: findingFromRow(after), outcome: Number(r.numUpdatedRows) > 0 ? 'updated' : 'duplicate' };
+      };
+      return this.#inTx ? run(this.db) : this.db.transaction().execute(run);
+    });
+  }
+
+  async getFinding(id: string): Promise<FindingRecord | undefined> {
+    return this.#guard({ what: `get finding ${id}` }, async () => {
+      const row = await this.db.selectFrom('detections').selectAll().where('id', '=', id).executeTakeFirst();
+      return row && findingFromRow(row);
+    });
+  }
+
+  /** Newest last_seen first (then id); `limit` defaults to 100 and is capped at 10000. */
+  async listFindings(filter: FindingFilter = {}): Promise<FindingRecord[]> {
+    return this.#guard({ what: 'list findings' }, async () => {
+      const limit = clampLimit(filter.limit);
+      if (limit === 0) return [];
+      let q = this.db.selectFrom('detections').selectAll();
+      if (filter.nhiId !== undefined) q = q.where('nhi_id', '=', filter.nhiId);
+      if (filter.detection !== undefined) q = q.where('detection', '=', filter.detection);
+      if (filter.status !== undefined) q = q.where('status', '=', filter.status);
+      if (filter.minSeverity !== undefined) {
+        const at = (Object.keys(SEVERITY_RANK) as Severity[]).filter((k) => SEVERITY_RANK[k] >= SEVERITY_RANK[filter.minSeverity!]);
+        q = q.where('severity', 'in', at);
+      }
+      const rows = await q.orderBy('last_seen', 'desc').orderBy('id', 'desc').limit(limit).execute();
+      return rows.map(findingFromRow);
+    });
+  }
+
+  async setFindingStatus(id: string, status: FindingStatus, by: string, at: number, note: string | null): Promise<FindingRecord | undefined> {
+    return this.#guard({ what: `set finding ${id} ${status}` }, async () => {
+      const r = await this.db.updateTable('detections').set({ status, status_by: by, status_at: at, status_note: note }).where('id', '=', id).executeTakeFirst();
+      if (Number(r.numUpdatedRows) === 0) return undefined;
+      const row = await this.db.selectFrom('detections').selectAll().where('id', '=', id).executeTakeFirst();
+      return row && findingFromRow(row);
+    });
+  }
+
+  async addMute(m: MuteRecord): Promise<void> {
+    await this.#guard({ what: `add mute ${m.id}`, unique: `mute ${m.id} already exists` }, async () => {
+      await this.db.insertInto('detection_mutes').values(muteToRow(m)).execute();
+    });
+  }
+
+  async listMutes(filter: { nhiId?: string; activeAt?: number } = {}): Promise<MuteRecord[]> {
+    return this.#guard({ what: 'list mutes' }, async () => {
+      let q = this.db.selectFrom('detection_mutes').selectAll();
+      if (filter.nhiId !== undefined) q = q.where('nhi_id', '=', filter.nhiId);
+      if (filter.activeAt !== undefined) q = q.where('until', '>', filter.activeAt);
+      const rows = await q.orderBy('created_at', 'asc').orderBy('id', 'asc').execute();
+      return rows.map(muteFromRow);
+    });
+  }
+
+  async deleteMute(id: string): Promise<boolean> {
+    return this.#guard({ what: `delete mute ${id}` }, async () => {
+      const r = await this.db.deleteFrom('detection_mutes').where('id', '=', id).executeTakeFirst();
+      return Number(r.numDeletedRows) > 0;
+    });
+  }
+
+  /** INSERT … ON CONFLICT (trigger, playbook) DO NOTHING RETURNING: true only for the one that inserted. */
+  async claimPlaybookAction(a: PlaybookActionRecord): Promise<boolean> {
+    return this.#guard({ what: `claim playbook action ${a.playbook}` }, async () => {
+      const rows = await this.db.insertInto('playbook_actions').values(playbookActionToRow(a))
+        .onConflict((oc) => oc.columns(['trigger', 'playbook']).doNothing()).returning('id').execute();
+      return rows.length === 1;
+    });
+  }
+
+  async setPlaybookActionSignal(id: string, signalId: string | null): Promise<void> {
+    await this.#guard({ what: `update playbook action ${id}` }, async () => {
+      await this.db.updateTable('playbook_actions').set({ signal_id: signalId }).where('id', '=', id).execute();
+    });
+  }
+
+  async getPlaybookAction(id: string): Promise<PlaybookActionRecord | undefined> {
+    return this.#guard({ what: `get playbook action ${id}` }, async () => {
+      const row = await this.db.selectFrom('playbook_actions').selectAll().where('id', '=', id).executeTakeFirst();
+      return row && playbookActionFromRow(row);
+    });
+  }
+
+  async listPlaybookActions(filter: { nhiId?: string; limit?: number } = {}): Promise<PlaybookActionRecord[]> {
+    return this.#guard({ what: 'list playbook actions' }, async () => {
+      const limit = clampLimit(filter.limit);
+      if (limit === 0) return [];
+      let q = this.db.selectFrom('playbook_actions').selectAll();
+      if (filter.nhiId !== undefined) q = q.where('nhi_id', '=', filter.nhiId);
+      const rows = await q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(limit).execute();
+      return rows.map(playbookActionFromRow);
+    });
+  }
+
+  /** Conditional on undone_at being null: of concurrent undos, one wins. */
+  async markPlaybookActionUndone(id: string, by: string, at: number): Promise<PlaybookActionRecord | undefined> {
+    return this.#guard({ what: `undo playbook action ${id}` }, async () => {
+      const rows = await this.db.updateTable('playbook_actions').set({ undone_at: at, undone_by: by })
+        .where('id', '=', id).where('undone_at', 'is', null).returningAll().execute();
+      return rows[0] && playbookActionFromRow(rows[0]);
+    });
+  }
+
+  async putProgrammeSnapshot(snap: ProgrammeSnapshotRecord): Promise<void> {
+    await this.#guard({ what: `put programme snapshot ${snap.day}` }, async () => {
+      const row = { day: snap.day, taken_at: snap.takenAt, metrics: JSON.stringify(snap.metrics) };
+      await this.db.insertInto('programme_snapshots').values(row).onConflict((oc) => oc.column('day').doUpdateSet(excludedSet(row, ['day']))).execute();
+    });
+  }
+
+  async listProgrammeSnapshots(sinceDay?: string): Promise<ProgrammeSnapshotRecord[]> {
+    return this.#guard({ what: 'list programme snapshots' }, async () => {
+      let q = this.db.selectFrom('programme_snapshots').selectAll();
+      if (sinceDay !== undefined) q = q.where('day', '>=', sinceDay);
+      return (await q.orderBy('day', 'asc').execute()).map(snapshotFromRow);
+    });
+  }
+
+  /** Integer division of epoch ms on both dialects (bigint / integer stays an integer). */
+  async issuanceByHour(since: number): Promise<Array<{ nhiId: string; hour: number; count: number }>> {
+    return this.#guard({ what: 'issuance by hour' }, async () => {
+      const hour = sql<number>`issued_at / 3600000`;
+      const rows = await this.db.selectFrom('issued_tokens')
+        .select(['nhi_id', hour.as('hour'), (eb) => eb.fn.countAll<number>().as('n')])
+        .where('issued_at', '>=', since)
+        .groupBy(['nhi_id', hour])
+        .execute();
+      return rows.map((r) => ({ nhiId: r.nhi_id, hour: Number(r.hour), count: Number(r.n) }));
+    });
+  }
+
+  async denialsByNhi(since: number): Promise<Map<string, number>> {
+    return this.#guard({ what: 'denials by nhi' }, async () => {
+      const rows = await this.db.selectFrom('audit')
+        .select(['subject', (eb) => eb.fn.countAll<number>().as('n')])
+        .where('type', 'in', ['token.denied', 'tool.call_denied']).where('ts', '>=', since).where('subject', 'is not', null)
+        .groupBy('subject')
+        .execute();
+      return new Map(rows.map((r) => [r.subject!, Number(r.n)]));
+    });
+  }
+
   // ---------------------------------------------------------------- replay
 
   /**
@@ -1118,6 +1301,8 @@ export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, 
     }
   }
 }
+
+const SEVERITY_RANK: Readonly<Record<Severity, number>> = { low: 0, medium: 1, high: 2, critical: 3 };
 
 /** `SET col = excluded.col` for every column of row except the key: "replace by id". */
 function excludedSet<R extends object>(row: R, key: readonly (keyof R & string)[]): Record<string, unknown> {

@@ -13,11 +13,12 @@ import type { SigningKeyRecord } from '../../src/keys/ports.js';
 import type { AdminCredentialRecord } from '../../src/admin/ports.js';
 import type { ApprovalRecord, IssuedTokenRecord, KillSwitchRecord, RevocationRecord } from '../../src/broker/ports.js';
 import type { RestrictionRecord, SignalRecord, SsfEventRecord, SsfStreamRecord } from '../../src/signals/ports.js';
+import type { FindingInput, PlaybookActionRecord } from '../../src/governance/ports.js';
 import { GENESIS_HASH, MIGRATIONS, openStore, storeOptionsFromConfig, type Store } from '../../src/store/index.js';
 import { STORE_DIALECTS, TEST_PG_URL, type StoreDialectCase } from '../helpers/stores.js';
 
 const T0 = 1_700_000_000_000;
-const ALL_MIGRATIONS = ['001_initial', '002_broker', '010_signals', '030_signal_applications'];
+const ALL_MIGRATIONS = ['001_initial', '002_broker', '010_signals', '020_governance', '030_signal_applications'];
 
 function nhi(id: string, over: Partial<NhiRecord> = {}): NhiRecord {
   return {
@@ -805,6 +806,111 @@ for (const d of STORE_DIALECTS) {
         assert.equal(await store.deleteSsfStream('str-1'), false);
         assert.deepEqual(await store.listSsfEvents({ streamId: 'str-1' }), []);
         assert.equal((await store.listSsfEvents({ streamId: 'str-2' })).length, 1);
+      });
+    });
+
+    describe('governance', () => {
+      const input = (over: Partial<FindingInput> = {}): FindingInput => ({
+        nhiId: 'gov-nhi', detection: 'out_of_bounds', key: 'undeclared:tickets', severity: 'medium', title: 't', evidence: { n: 1 },
+        at: T0, eventId: 'ev-1', ...over,
+      });
+      const action = (id: string, over: Partial<PlaybookActionRecord> = {}): PlaybookActionRecord => ({
+        id, playbook: 'pb', trigger: 'finding:f1', findingId: 'f1', nhiId: 'gov-nhi', action: 'step_down', dryRun: false, signalId: null,
+        createdAt: T0, undoneAt: null, undoneBy: null, ...over,
+      });
+
+      it('a repeat of (nhi, detection, key) counts on one finding; a redelivered event is counted once; after resolve a new one starts', async () => {
+        const a = await store.upsertFinding(input(), 'fnd-1');
+        assert.equal(a.outcome, 'created');
+        assert.equal(a.finding.count, 1);
+        assert.equal(a.finding.status, 'open');
+        assert.deepEqual(a.finding.evidence, { n: 1 });
+        assert.equal((await store.upsertFinding(input(), 'fnd-x')).outcome, 'duplicate', 'same event id');
+        // Two instances counting the same event at once: one counts it.
+        const [b, c] = await Promise.all([
+          store.upsertFinding(input({ eventId: 'ev-2', at: T0 + 5, severity: 'high', evidence: { n: 2 } }), 'fnd-y'),
+          peer.upsertFinding(input({ eventId: 'ev-2', at: T0 + 5, severity: 'high', evidence: { n: 2 } }), 'fnd-z'),
+        ]);
+        assert.deepEqual([b.outcome, c.outcome].sort(), ['duplicate', 'updated']);
+        const f = (await store.getFinding('fnd-1'))!;
+        assert.equal(f.count, 2);
+        assert.equal(f.lastSeen, T0 + 5);
+        assert.equal(f.firstSeen, T0);
+        assert.equal(f.severity, 'high', 'the higher severity stays');
+        assert.deepEqual(f.evidence, { n: 2 });
+        assert.equal((await store.upsertFinding(input({ eventId: 'ev-3', severity: 'low' }), 'fnd-w')).finding.severity, 'high');
+        assert.equal((await store.upsertFinding(input({ key: 'other' , eventId: 'ev-4' }), 'fnd-2')).outcome, 'created');
+
+        const acked = await store.setFindingStatus('fnd-1', 'acknowledged', 'admin:a', T0 + 10, 'looking');
+        assert.equal(acked?.status, 'acknowledged');
+        assert.equal(acked?.statusNote, 'looking');
+        assert.equal((await store.upsertFinding(input({ eventId: 'ev-5' }), 'fnd-v')).finding.id, 'fnd-1', 'acknowledged still counts');
+        await store.setFindingStatus('fnd-1', 'resolved', 'admin:a', T0 + 20, null);
+        const again = await store.upsertFinding(input({ eventId: 'ev-6', at: T0 + 30 }), 'fnd-3');
+        assert.equal(again.outcome, 'created');
+        assert.equal(again.finding.id, 'fnd-3');
+        assert.equal(await store.setFindingStatus('nope', 'resolved', 'a', T0, null), undefined);
+
+        assert.deepEqual((await store.listFindings({ nhiId: 'gov-nhi' })).map((x) => x.id), ['fnd-3', 'fnd-1', 'fnd-2'], 'newest last seen first');
+        assert.deepEqual((await store.listFindings({ nhiId: 'gov-nhi', status: 'resolved' })).map((x) => x.id), ['fnd-1']);
+        assert.deepEqual((await store.listFindings({ nhiId: 'gov-nhi', minSeverity: 'high' })).map((x) => x.id), ['fnd-1']);
+        assert.deepEqual((await store.listFindings({ nhiId: 'gov-nhi', detection: 'stolen_token' })), []);
+        assert.equal((await store.listFindings({ nhiId: 'gov-nhi', limit: 1 })).length, 1);
+      });
+
+      it('mutes: active ones by end date, deleted once', async () => {
+        await store.addMute({ id: 'mute-1', nhiId: 'gov-nhi', detection: 'minting_rate', until: T0 + 100, reason: 'r', createdBy: 'admin:a', createdAt: T0 });
+        await store.addMute({ id: 'mute-2', nhiId: 'gov-nhi', detection: 'new_grant', until: T0 + 10, reason: 'r', createdBy: 'admin:a', createdAt: T0 + 1 });
+        assert.deepEqual((await store.listMutes({ activeAt: T0 + 50 })).map((m) => m.id), ['mute-1']);
+        assert.deepEqual((await store.listMutes({ nhiId: 'gov-nhi' })).map((m) => m.id), ['mute-1', 'mute-2']);
+        assert.equal((await store.listMutes({ activeAt: T0 }))[0]!.until, T0 + 100);
+        assert.equal(await store.deleteMute('mute-2'), true);
+        assert.equal(await store.deleteMute('mute-2'), false);
+      });
+
+      it('playbook actions: one per (trigger, playbook) across instances; undone once', async () => {
+        const claims = await Promise.all([store.claimPlaybookAction(action('pba-1')), peer.claimPlaybookAction(action('pba-2'))]);
+        assert.deepEqual(claims.sort(), [false, true]);
+        assert.equal(await store.claimPlaybookAction(action('pba-3', { playbook: 'other', dryRun: true })), true);
+        const winner = claims[0] ? 'pba-1' : (await store.getPlaybookAction('pba-1')) ? 'pba-1' : 'pba-2';
+        await store.setPlaybookActionSignal(winner, 'sig-9');
+        assert.equal((await store.getPlaybookAction(winner))?.signalId, 'sig-9');
+        assert.equal((await store.getPlaybookAction('pba-3'))?.dryRun, true);
+        assert.equal((await store.listPlaybookActions({ nhiId: 'gov-nhi' })).length, 2);
+        const [u1, u2] = await Promise.all([store.markPlaybookActionUndone(winner, 'admin:a', T0 + 5), peer.markPlaybookActionUndone(winner, 'admin:b', T0 + 5)]);
+        assert.equal([u1, u2].filter(Boolean).length, 1);
+        assert.equal((await store.getPlaybookAction(winner))?.undoneAt, T0 + 5);
+      });
+
+      it('programme snapshots: one per day, replaced, oldest first', async () => {
+        await store.putProgrammeSnapshot({ day: '2026-01-02', takenAt: T0, metrics: { nhis: 1 } });
+        await store.putProgrammeSnapshot({ day: '2026-01-01', takenAt: T0, metrics: { nhis: 0 } });
+        await store.putProgrammeSnapshot({ day: '2026-01-02', takenAt: T0 + 1, metrics: { nhis: 2 } });
+        assert.deepEqual(await store.listProgrammeSnapshots(), [
+          { day: '2026-01-01', takenAt: T0, metrics: { nhis: 0 } },
+          { day: '2026-01-02', takenAt: T0 + 1, metrics: { nhis: 2 } },
+        ]);
+        assert.equal((await store.listProgrammeSnapshots('2026-01-02')).length, 1);
+      });
+
+      it('issuance per NHI and hour from issued tokens; denials per NHI from the audit log', async () => {
+        const H = 3_600_000;
+        const base = Math.floor(T0 / H) * H + 100 * 24 * H;
+        await store.recordIssuedTokens([
+          token('gov-t1', { nhiId: 'gov-mint', issuedAt: base + 1 }), token('gov-t2', { nhiId: 'gov-mint', issuedAt: base + 2 }),
+          token('gov-t3', { nhiId: 'gov-mint', issuedAt: base + H }), token('gov-t4', { nhiId: 'gov-old', issuedAt: base - 1 }),
+        ]);
+        const rows = (await store.issuanceByHour(base)).filter((r) => r.nhiId.startsWith('gov-')).sort((a, b) => a.hour - b.hour);
+        assert.deepEqual(rows, [{ nhiId: 'gov-mint', hour: base / H, count: 2 }, { nhiId: 'gov-mint', hour: base / H + 1, count: 1 }]);
+        const far = T0 + 1000 * 24 * H;
+        const au = (id: string, type: string, subject: string | null, ts: number) =>
+          ({ id, ts, type, actor: subject, subject, tool: null, decision: 'deny', traceId: null, data: {} });
+        await store.appendChained([
+          au('gov-a1', 'token.denied', 'gov-deny', far), au('gov-a2', 'tool.call_denied', 'gov-deny', far + 1),
+          au('gov-a3', 'tool.called', 'gov-deny', far + 2), au('gov-a4', 'tool.call_denied', 'gov-deny', far - 1),
+          au('gov-a5', 'tool.call_denied', null, far),
+        ], chain);
+        assert.deepEqual([...await store.denialsByNhi(far)], [['gov-deny', 2]]);
       });
     });
 

@@ -298,6 +298,83 @@ export const proxySchema = z.strictObject({
   rate_limit_keys: z.number().int().min(100).max(1_000_000).default(100_000),
 });
 
+
+const severity = ex(z.enum(['low', 'medium', 'high', 'critical']), 'high');
+
+/** Detections, risk scores, playbooks and programme metrics (issue 7, src/governance). */
+export const governanceSchema = z.strictObject({
+  /** Run the detections (bus consumers), the periodic sweep and the playbooks on roles all and signals. */
+  enabled: ex(z.boolean().default(true), 'true'),
+  /** How often the inventory sweep (stale credentials, programme snapshot, score playbooks) runs. */
+  sweep_interval: duration.prefault('1h'),
+  minting_rate: z
+    .strictObject({
+      /** Days of history per hour-of-day bucket. */
+      baseline_days: ex(z.number().int().min(2).max(90).default(14), '14'),
+      /** Nothing fires until the NHI has been seen minting for this many days (cold start). */
+      min_baseline_days: ex(z.number().int().min(1).max(60).default(3), '3'),
+      /** A spike needs at least this many tokens in the hour. */
+      min_count: ex(z.number().int().min(1).default(10), '10'),
+      /** Fire above median + mad_factor × MAD (scaled, at least 1) of the same hour on earlier days. */
+      mad_factor: ex(z.number().positive().default(5), '5'),
+      /** Also fire on minting at an hour of day the NHI never used in the baseline. */
+      new_hour: ex(z.boolean().default(true), 'true'),
+    })
+    .prefault({}),
+  unusual_scope: z
+    .strictObject({
+      /** New scopes are only unusual once the NHI has been minting for this long. */
+      learning_period: duration.prefault('1d'),
+    })
+    .prefault({}),
+  out_of_bounds: z
+    .strictObject({
+      /** A run of this many denials (broker and proxy) within `window` is a finding. */
+      denials: ex(z.number().int().min(1).default(5), '5'),
+      window: duration.prefault('10m'),
+    })
+    .prefault({}),
+  stolen_token: z
+    .strictObject({
+      /** How long a token's keys and client addresses are remembered (about the longest token TTL). */
+      window: duration.prefault('1h'),
+    })
+    .prefault({}),
+  credentials: z
+    .strictObject({
+      /** A private key or static secret not rotated for this long is stale. */
+      rotation_max_age: duration.prefault('90d'),
+      /** Any stored credential older than this is long-lived (federation mints short-lived tokens instead). */
+      max_lifetime: duration.prefault('24h'),
+    })
+    .prefault({}),
+  risk: z
+    .strictObject({
+      /** A grant unused for this long is standing privilege. */
+      unused_grant_after: duration.prefault('30d'),
+      /** Denials in this window count towards the score. */
+      denial_window: duration.prefault('24h'),
+    })
+    .prefault({}),
+  /** Every playbook's actions are only recorded, not taken. */
+  dry_run: ex(z.boolean().default(false), 'true'),
+  playbooks: z
+    .array(
+      z.strictObject({
+        name: slug,
+        /** Trigger on a finding of this detection (any when absent) at or above min_severity. */
+        detection: ex(z.enum(['minting_rate', 'new_grant', 'unusual_scope', 'out_of_bounds', 'stolen_token', 'shadow_agent', 'stale_credential']).optional(), 'stolen_token'),
+        min_severity: severity.optional(),
+        /** Or trigger when an NHI's risk score reaches this. */
+        score_at_least: ex(z.number().int().min(1).max(100).optional(), '80'),
+        action: ex(z.enum(['revoke_tokens', 'step_down', 'step_up', 'disable']), 'revoke_tokens'),
+        /** Record what would be done, do nothing. */
+        dry_run: ex(z.boolean().default(false), 'true'),
+      }),
+    )
+    .default([]),
+});
+
 export const adminSchema = z.strictObject({
   /** Print a one-time bootstrap credential on the first start (kept only as a hash). */
   bootstrap: z.boolean().default(true),
@@ -317,6 +394,7 @@ export const configSchema = z
     policy: policySchema.prefault({}),
     signals: signalsSchema.prefault({}),
     proxy: proxySchema.prefault({}),
+    governance: governanceSchema.prefault({}),
     admin: adminSchema.prefault({}),
     log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),
   })
@@ -377,6 +455,14 @@ function crossCheck(c: MandateConfig, ctx: z.RefinementCtx): void {
   if (c.signals.fallback_tier !== undefined && !c.tokens.profiles.some((p) => p.name === c.signals.fallback_tier)) {
     issue(['signals', 'fallback_tier'], `no token profile named "${c.signals.fallback_tier}"`);
   }
+
+  unique(c.governance.playbooks, (p) => p.name, ['governance', 'playbooks']);
+  c.governance.playbooks.forEach((p, i) => {
+    const onFinding = p.detection !== undefined || p.min_severity !== undefined;
+    if (onFinding === (p.score_at_least !== undefined)) {
+      issue(['governance', 'playbooks', i], 'give a finding trigger (detection and/or min_severity) or score_at_least, not both');
+    }
+  });
 
   const trustNames = new Set(c.trust.map((t) => t.name));
   c.trust.forEach((t, i) => {

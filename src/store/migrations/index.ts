@@ -2,6 +2,7 @@ import type { Migration } from 'kysely';
 import * as m001 from './001_initial.js';
 import * as m002 from './002_broker.js';
 import * as m010 from './010_signals.js';
+import * as m020 from './020_governance.js';
 import * as m030 from './030_signal_applications.js';
 
 /**
@@ -13,6 +14,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '001_initial': m001,
   '002_broker': m002,
   '010_signals': m010,
+  '020_governance': m020,
   '030_signal_applications': m030,
 });
 

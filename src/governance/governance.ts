@@ -1,0 +1,91 @@
+import type { AuditSink, Bus, Clock, Logger, MandateConfig } from '../core/index.js';
+import type { InventoryStore } from '../inventory/index.js';
+import type { SignalsStore } from '../signals/index.js';
+import type { BrokerStore } from '../broker/index.js';
+import { Detections } from './detections.js';
+import { Findings } from './findings.js';
+import { Playbooks, type KillSwitches, type PlaybookSignals } from './playbooks.js';
+import { Programme, type ProgrammeMetrics } from './programme.js';
+import { RiskScorer } from './risk.js';
+import type { GovernanceStore } from './ports.js';
+
+export interface GovernanceDeps {
+  config: Readonly<MandateConfig>;
+  store: GovernanceStore & InventoryStore & Pick<SignalsStore, 'listSignals'> & Pick<BrokerStore, 'listKillSwitches'>;
+  bus: Bus;
+  audit: AuditSink;
+  clock: Clock;
+  logger: Logger;
+  signals: PlaybookSignals;
+  /** Lifts a kill switch (the broker's `lift`), to undo a playbook's `disable`. */
+  liftKill: KillSwitches['lift'];
+  /** Run the bus consumers, the sweep and the playbooks here (roles all and signals). */
+  active: boolean;
+  /** Each programme computation (for the Prometheus gauges). */
+  onProgramme?: (m: ProgrammeMetrics) => void;
+}
+
+/**
+ * Governance (issue 7): detections over the bus and a periodic sweep, findings, risk scores,
+ * playbooks and programme metrics. The parts are separate classes; this one starts and stops
+ * them together and runs the sweep.
+ */
+export class Governance {
+  readonly findings: Findings;
+  readonly detections: Detections;
+  readonly risk: RiskScorer;
+  readonly playbooks: Playbooks;
+  readonly programme: Programme;
+  private timer: NodeJS.Timeout | undefined;
+  private running = false;
+
+  constructor(private readonly d: GovernanceDeps) {
+    const { config, store, bus, audit, clock, logger } = d;
+    this.findings = new Findings({ store, audit, bus, clock, logger });
+    this.detections = new Detections({ config, store, bus, findings: this.findings, clock, logger });
+    const flush = () => this.detections.flushGrantUse();
+    this.risk = new RiskScorer({ config, store, clock, beforeScore: flush });
+    this.playbooks = new Playbooks({
+      config, store, signals: d.signals, kills: { listKillSwitches: (o) => store.listKillSwitches(o), lift: d.liftKill }, risk: this.risk, bus, audit, clock, logger,
+    });
+    this.programme = new Programme({ config, store, clock, beforeCompute: flush });
+  }
+
+  async start(): Promise<void> {
+    if (!this.d.active || !this.d.config.governance.enabled) return;
+    await this.detections.start();
+    await this.playbooks.start();
+    this.running = true;
+    this.timer = setInterval(() => void this.sweep().catch((err: unknown) => this.d.logger.error({ err }, 'governance sweep failed')), this.d.config.governance.sweep_interval * 1000);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    if (!this.running) return;
+    this.running = false;
+    await this.playbooks.stop();
+    await this.detections.stop();
+  }
+
+  /**
+   * The periodic work: stale-credential findings, today's programme snapshot, score playbooks
+   * for every active NHI. Also callable by an operator (`POST /admin/v1/governance/sweep`).
+   */
+  async sweep(): Promise<{ findings: number; programme: ProgrammeMetrics }> {
+    const findings = await this.detections.sweep();
+    const programme = await this.programme.snapshot();
+    this.d.onProgramme?.(programme);
+    if (this.d.config.governance.playbooks.some((p) => p.score_at_least !== undefined)) {
+      for (const n of await this.d.store.listNhis({ status: 'active' })) await this.playbooks.checkScore(n.id);
+    }
+    return { findings, programme };
+  }
+
+  /** Programme metrics now (and the gauges updated). */
+  async programmeNow(): Promise<ProgrammeMetrics> {
+    const m = await this.programme.compute();
+    this.d.onProgramme?.(m);
+    return m;
+  }
+}
