@@ -238,6 +238,33 @@ describe('console (/ui/) in a browser', { skip: existsSync(CHROMIUM) ? false : `
     await ctx.close();
   });
 
+  it("lights up governance's panels once its admin API answers (stand-in routes with the planned paths)", async () => {
+    // Governance is built in another branch; these stand-ins answer its planned paths with the
+    // shapes the pages read, so the renderers are checked before it lands.
+    const { sendJson } = await import('../../src/core/index.js');
+    const finding = { id: 'fnd_1', nhi: 'demo-agent', detection: 'minting_rate', severity: 'high', title: 'Minting spike', status: 'open', evidence: { tokens_per_5m: 40, threshold: 12 }, last_seen: Date.now(), count: 2 };
+    t.app.router.get('/admin/v1/findings', (c) => sendJson(c.res, 200, { findings: [finding] }));
+    t.app.router.get('/admin/v1/risk', (c) => sendJson(c.res, 200, { nhis: [{ nhi: 'demo-agent', score: 72, contributions: [{ factor: 'minting_rate finding', points: 40 }] }] }));
+    t.app.router.get('/admin/v1/nhis/:id/risk', (c) => sendJson(c.res, 200, { nhi: c.params.id, score: 72, contributions: [{ factor: 'minting_rate finding', points: 40 }, { factor: 'unused grants', points: 32 }] }));
+    t.app.router.get('/admin/v1/metrics/programme', (c) => sendJson(c.res, 200, { metrics: { nhis_with_owner_pct: { value: 100, trend: [80, 90, 100] }, median_secret_age_days: 3 } }));
+    const { ctx, page } = await newPage();
+    await signIn(page, t.token);
+    await page.getByRole('region', { name: 'Open findings by severity' }).getByText('high').waitFor();
+    await page.getByRole('region', { name: 'Programme metrics' }).getByText('▲ from 90').waitFor();
+    await shot(page, 'overview-governance');
+    await page.getByRole('link', { name: 'Top 20 riskiest' }).click();
+    await page.getByRole('row', { name: /demo-agent.*72.*minting_rate finding/ }).waitFor();
+    await page.goto(`${t.url}/ui/#/nhis/demo-agent`);
+    assert.equal(await page.locator('[data-risk-score]').textContent(), '72');
+    await page.getByRole('cell', { name: 'unused grants' }).waitFor();
+    await shot(page, 'nhi-governance');
+    await page.getByRole('link', { name: 'Findings' }).click();
+    await page.getByText('evidence', { exact: true }).click();
+    await page.getByText('tokens_per_5m').waitFor();
+    await shot(page, 'findings-governance');
+    await ctx.close();
+  });
+
   it('every page ran under the CSP and made no request to another host', async () => {
     assert.deepEqual(foreign, []);
     assert.deepEqual(pageErrors, [], 'no script error and no CSP violation');

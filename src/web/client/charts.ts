@@ -22,6 +22,17 @@ export function Chart(p: { title: string; summary: string; opts: Omit<uPlot.Opti
   </figure>`;
 }
 
+/** With one point uPlot 1.6 widens a time axis to 1000 days (86400 / ms); ten minutes either side reads better. */
+const timeScale = {
+  x: {
+    time: true,
+    range: (u: uPlot, min: number, max: number): [number, number] => {
+      const xs = u.data[0];
+      return xs.length === 1 ? [xs[0]! - 600, xs[0]! + 600] : [min, max];
+    },
+  },
+};
+
 const AGE_BINS: Array<[number, string]> = [[7, '< 1 week'], [30, '1-4 weeks'], [90, '1-3 months'], [180, '3-6 months'], [Infinity, '> 6 months']];
 
 /** Credential ages (since creation or last rotation) in five bins. */
@@ -44,6 +55,7 @@ export function TimeToRevoke(p: { points: Array<[number, number]> }) {
   const worst = pts.reduce((m, x) => Math.max(m, x[1]), 0);
   return html`<${Chart} title="Time to revoke (signal received → applied)" summary=${`${pts.length} signals applied; slowest ${worst.toFixed(3)} s`}
     data=${[pts.map((x) => x[0] / 1000), pts.map((x) => x[1])]} opts=${{
+      scales: timeScale,
       series: [{}, { label: 'seconds', stroke: PALETTE[1], width: 2, points: { show: true, size: 6 } }],
       axes: [{}, { label: 'seconds' }],
     }} />`;
@@ -87,6 +99,7 @@ export function MintingRate(p: { tokens: Array<{ nhi: string; issued_at: number 
   const summary = `${p.tokens.length} tokens for ${nhis.length} NHIs; ${anomalous.length ? `anomalies: ${anomalous.join('; ')}` : 'no anomaly'}`;
   return html`<${Chart} title="Minting rate per NHI (tokens per 5 min; ◆ anomaly)" summary=${summary}
     data=${[xs.map((x) => x / 1000), ...series, anomalies]} opts=${{
+      scales: timeScale,
       series: [
         {},
         ...nhis.map(([nhi], i) => ({ label: nhi, stroke: PALETTE[i % PALETTE.length], width: 2 })),
