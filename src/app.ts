@@ -21,6 +21,7 @@ import { ToolProxy } from './proxy/index.js';
 import { RestrictionState, SignalTimeline, Signals, SsfReceiver, SsfTransmitter, mountSignalsRoutes } from './signals/index.js';
 import { Metrics, mountOps, startHttpServer, type RunningServer } from './server/index.js';
 import { Governance, mountGovernanceRoutes, type ProgrammeMetrics } from './governance/index.js';
+import { mountConsole, type Console } from './web/index.js';
 
 export const VERSION = '0.1.0';
 
@@ -66,6 +67,8 @@ export interface App {
   readonly issuer: string;
   readonly adminAuth: AdminAuth;
   readonly metrics: Metrics;
+  /** The operator's console at /ui/ (issue 8), unless `ui.enabled` is false. */
+  readonly console: Console | undefined;
   readonly router: Router;
   readonly server: RunningServer | undefined;
   /** Graceful shutdown: stop accepting, drain, flush the audit log, close bus and store. */
@@ -167,7 +170,8 @@ export async function startApp(opts: AppOptions): Promise<App> {
 
     const admin = new AdminApi(router, adminAuth, config.server.max_body_bytes, { version: VERSION });
     mountInventoryRoutes(admin, inventory);
-    mountAdminCoreRoutes(admin, { audit, store, keys, adminAuth });
+    mountAdminCoreRoutes(admin, { audit, store, keys, adminAuth, config });
+    const webConsole = await wireConsole({ config, router, admin, adminAuth, bus, audit: auditSink, clock, logger });
 
     let server: RunningServer | undefined;
     if (opts.listen ?? true) {
@@ -181,6 +185,8 @@ export async function startApp(opts: AppOptions): Promise<App> {
       const s = server;
       cleanup.push(() => s.close(config.server.shutdown_grace * 1000));
     }
+    // After the listener's, so it runs before it at shutdown: open event streams end first.
+    if (webConsole) cleanup.push(() => webConsole.stop());
     const url = server?.url ?? config.server.public_url ?? `http://${config.server.host}:${config.server.port}`;
     // The issuer is the public URL; without one, the URL this instance listens on.
     const issuer = (config.server.public_url ?? url).replace(/\/$/, '');
@@ -230,7 +236,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
 
     let closed: Promise<void> | undefined;
     return {
-      config, role, instanceId, url, issuer, logger, warnings, store, bus, keys, audit, inventory, broker, proxy, policy, signals, governance, adminAuth, metrics, router, server,
+      config, role, instanceId, url, issuer, logger, warnings, store, bus, keys, audit, inventory, broker, proxy, policy, signals, governance, adminAuth, metrics, console: webConsole, router, server,
       close: () => (closed ??= closeAll().then(() => logger.info('mandate stopped'))),
     };
   } catch (err) {
@@ -323,6 +329,27 @@ async function wireGovernance(d: {
   return governance;
 }
 
+/**
+ * The console (issue 8) on every role, since every role serves the admin API it calls; its
+ * sessions stand in for the bearer credential there. Stopped before the listener closes, so
+ * open event streams do not hold the shutdown for the whole grace period.
+ */
+async function wireConsole(d: {
+  config: Readonly<MandateConfig>; router: Router; admin: AdminApi; adminAuth: AdminAuth; bus: Bus; audit: AuditSink; clock: Clock; logger: Logger;
+}): Promise<Console | undefined> {
+  if (!d.config.ui.enabled) return undefined;
+  const publicUrl = d.config.server.public_url;
+  const c = await mountConsole({
+    router: d.router, adminAuth: d.adminAuth, bus: d.bus, audit: d.audit, clock: d.clock, logger: d.logger,
+    idleTimeoutS: d.config.ui.idle_timeout, maxSessionS: d.config.ui.max_session,
+    secureCookie: d.config.server.tls !== undefined || (publicUrl?.startsWith('https:') ?? false),
+    ...(publicUrl ? { publicOrigin: new URL(publicUrl).origin } : {}),
+    maxBodyBytes: d.config.server.max_body_bytes,
+  });
+  d.admin.useSessions(c.sessions);
+  return c;
+}
+
 function printBootstrap(token: string): void {
   process.stderr.write(
     `\n  One-time admin credential (shown once, stored only as a hash):\n\n    export MANDATE_TOKEN=${token}\n\n`,
@@ -330,7 +357,16 @@ function printBootstrap(token: string): void {
 }
 
 /** Audit, keys and admin-credential routes of the admin API. */
-function mountAdminCoreRoutes(api: AdminApi, d: { audit: AuditLog; store: Store; keys: KeyManager; adminAuth: AdminAuth }): void {
+function mountAdminCoreRoutes(api: AdminApi, d: { audit: AuditLog; store: Store; keys: KeyManager; adminAuth: AdminAuth; config: Readonly<MandateConfig> }): void {
+  api.route({
+    method: 'GET', path: '/token-profiles', summary: 'The token profiles (tiers), least to most dangerous, and the TTL ceiling.', tag: 'broker', role: 'viewer',
+    handler: async () => ({
+      max_ttl: d.config.tokens.max_ttl,
+      dpop_nonce: d.config.tokens.dpop_nonce,
+      profiles: d.config.tokens.profiles.map((p) => ({ name: p.name, description: p.description ?? null, ttl: p.ttl, binding: p.binding, approval: p.approval })),
+      actions: d.config.tools.flatMap((t) => t.actions.map((a) => ({ tool: t.id, action: a.name, tier: a.tier }))),
+    }),
+  });
   api.route({
     method: 'GET', path: '/audit', summary: 'Search the audit log.', tag: 'audit', role: 'viewer',
     query: z.strictObject({

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { OAuthError, Router, ValidationError, readJson, sendJson, type RequestContext } from '../core/index.js';
 import { AdminAuth, ROLE_RANK, type AdminPrincipal } from './auth.js';
-import type { AdminRole } from './ports.js';
+import type { AdminRole, AdminSessionResolver } from './ports.js';
 
 export const ADMIN_PREFIX = '/admin/v1';
 
@@ -39,6 +39,7 @@ type AnyRoute = AdminRoute<z.ZodType | undefined, z.ZodType | undefined>;
  */
 export class AdminApi {
   private readonly routes: AnyRoute[] = [];
+  private sessions: AdminSessionResolver | undefined;
 
   constructor(
     private readonly router: Router,
@@ -57,10 +58,29 @@ export class AdminApi {
     });
   }
 
+  /**
+   * Lets console sessions (cookie + CSRF token) call the API as the credential they were opened
+   * with. The bearer path is unchanged: a request with an `Authorization` header never looks
+   * at cookies, so a session cannot widen what a bearer caller can do.
+   */
+  useSessions(resolver: AdminSessionResolver): this {
+    this.sessions = resolver;
+    return this;
+  }
+
+  private async principal(ctx: RequestContext, method: string): Promise<AdminPrincipal> {
+    const header = ctx.req.headers.authorization;
+    if (header === undefined && this.sessions) {
+      const id = this.sessions.credentialOf(ctx.req, method !== 'GET');
+      if (id !== undefined) return this.auth.principalOf(id);
+    }
+    return this.auth.authenticate(header);
+  }
+
   route<B extends z.ZodType | undefined = undefined, Q extends z.ZodType | undefined = undefined>(spec: AdminRoute<B, Q>): this {
     this.routes.push(spec as unknown as AnyRoute);
     this.router.add(spec.method, ADMIN_PREFIX + spec.path, async (ctx) => {
-      const principal = await this.auth.authenticate(ctx.req.headers.authorization);
+      const principal = await this.principal(ctx, spec.method);
       if (ROLE_RANK[principal.role] < ROLE_RANK[spec.role]) {
         throw new OAuthError('insufficient_scope', `this call needs the ${spec.role} role; this credential is ${principal.role}`, 403);
       }
@@ -89,7 +109,7 @@ export class AdminApi {
         summary: r.summary,
         tags: [r.tag],
         'x-mandate-role': r.role,
-        security: [{ adminCredential: [] }],
+        security: [{ adminCredential: [] }, { consoleSession: [] }],
         parameters: params,
         ...(r.body
           ? { requestBody: { required: true, content: { 'application/json': { schema: z.toJSONSchema(r.body, { io: 'input', unrepresentable: 'any' }) } } } }
@@ -107,7 +127,10 @@ export class AdminApi {
       info: { title: 'Mandate admin API', version: this.info.version },
       paths,
       components: {
-        securitySchemes: { adminCredential: { type: 'http', scheme: 'bearer', description: 'An admin credential, mdt.<id>.<secret>' } },
+        securitySchemes: {
+          adminCredential: { type: 'http', scheme: 'bearer', description: 'An admin credential, mdt.<id>.<secret>' },
+          consoleSession: { type: 'apiKey', in: 'cookie', name: 'mandate_session', description: 'A console session (POST /ui/session); changes also need X-CSRF-Token and a same-origin Origin' },
+        },
         schemas: {
           Error: { type: 'object', properties: { error: { type: 'string' }, error_description: { type: 'string' } }, required: ['error'] },
         },

@@ -58,6 +58,16 @@ export class AdminAuth {
     await this.store.touchAdminCredential(rec.id, this.clock.now());
     return { id: rec.id, name: rec.name, role: rec.role };
   }
+
+  /**
+   * The principal of a credential a console session was opened with: read again on every
+   * request, so that disabling the credential ends its sessions at once.
+   */
+  async principalOf(id: string): Promise<AdminPrincipal> {
+    const rec = await this.store.getAdminCredential(id);
+    if (!rec || rec.disabled) throw new OAuthError('invalid_token', 'a valid admin credential is required', 401);
+    return { id: rec.id, name: rec.name, role: rec.role };
+  }
 }
 
 function hashSecret(secret: string): string {

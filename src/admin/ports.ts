@@ -1,3 +1,5 @@
+import type { IncomingMessage } from 'node:http';
+
 /** What the admin API needs from storage. Implemented by store/. */
 export type AdminRole = 'admin' | 'approver' | 'viewer';
 
@@ -19,4 +21,17 @@ export interface AdminStore {
   listAdminCredentials(): Promise<AdminCredentialRecord[]>;
   touchAdminCredential(id: string, at: number): Promise<void>;
   disableAdminCredential(id: string): Promise<boolean>;
+}
+
+/**
+ * A browser session of the console (src/web/) standing in for the bearer credential. The
+ * admin API asks it only when a request carries no `Authorization` header.
+ */
+export interface AdminSessionResolver {
+  /**
+   * The admin credential id of the request's session, or undefined when it has none (or an
+   * expired one). For a change (`change` true) it throws a 403 unless the request carries the
+   * session's CSRF token and comes from Mandate's own origin.
+   */
+  credentialOf(req: IncomingMessage, change: boolean): string | undefined;
 }

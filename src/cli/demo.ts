@@ -75,6 +75,7 @@ export async function startDemo(opts: { env: NodeJS.ProcessEnv; dataDir: string 
         `Mandate is up at ${url} (demo: SQLite in ${opts.dataDir}/, in-process bus)`,
         '',
         'Try this next:',
+        `  open ${url}/ui/                          # the console: sign in with the admin credential above`,
         `  curl ${url}/healthz                      # 200 when the process answers`,
         `  curl ${url}/readyz                       # store and bus reachable`,
         `  curl ${url}/oauth/jwks                   # the broker's signing keys`,

@@ -380,6 +380,15 @@ export const adminSchema = z.strictObject({
   bootstrap: z.boolean().default(true),
 });
 
+export const uiSchema = z.strictObject({
+  /** Serve the operator's console at /ui/ (on every role that serves the admin API). */
+  enabled: ex(z.boolean().default(true), 'true'),
+  /** A console session unused this long is signed out. */
+  idle_timeout: duration.prefault('15m'),
+  /** A console session ends this long after sign-in, however active. */
+  max_session: duration.prefault('12h'),
+});
+
 export const configSchema = z
   .strictObject({
     server: serverSchema.prefault({}),
@@ -396,6 +405,7 @@ export const configSchema = z
     proxy: proxySchema.prefault({}),
     governance: governanceSchema.prefault({}),
     admin: adminSchema.prefault({}),
+    ui: uiSchema.prefault({}),
     log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),
   })
   .superRefine((c, ctx) => crossCheck(c, ctx));

@@ -1,0 +1,88 @@
+import type { ServerResponse } from 'node:http';
+import type { Bus, BusMessage, Logger, Subscription } from '../core/index.js';
+
+/** What the console hears live: approvals, revocations, kill switches, detections, signals. */
+export const CONSOLE_SUBJECTS = ['approval.*', 'revocation.*', 'kill.*', 'detection.raised', 'signal.raised'] as const;
+
+/**
+ * Only these fields of a bus event reach the browser, and only when they are plain values:
+ * the events carry identifiers, reasons and times today, and an allow-list keeps it that way
+ * if a publisher later adds something (a signal's `data`, a token) to its record.
+ */
+const FIELDS: Record<string, string> = {
+  id: 'id', nhi: 'nhi', nhiId: 'nhi', tool: 'tool', toolId: 'tool', action: 'action', by: 'by', at: 'at',
+  kind: 'kind', scope: 'scope', target: 'target', reason: 'reason', severity: 'severity', status: 'status',
+  notBefore: 'not_before', createdAt: 'created_at', liftedAt: 'lifted_at', receivedAt: 'received_at', rule: 'rule', title: 'title',
+};
+
+export function consoleEvent(msg: Pick<BusMessage, 'subject' | 'data' | 'publishedAt'>): Record<string, unknown> {
+  const out: Record<string, unknown> = { subject: msg.subject, published_at: msg.publishedAt };
+  const data = msg.data;
+  if (data && typeof data === 'object') {
+    for (const [k, v] of Object.entries(data as Record<string, unknown>)) {
+      const name = FIELDS[k];
+      if (name && (v === null || ['string', 'number', 'boolean'].includes(typeof v))) out[name] = typeof v === 'string' ? v.slice(0, 500) : v;
+    }
+  }
+  return out;
+}
+
+interface Client {
+  res: ServerResponse;
+  live: () => boolean;
+}
+
+/**
+ * Relays bus events to the consoles connected to this instance as server-sent events. One
+ * bus subscription per subject for the whole instance (not one per browser tab), fanned out.
+ */
+export class ConsoleEvents {
+  private readonly clients = new Set<Client>();
+  private subs: Subscription[] = [];
+  private heartbeat: NodeJS.Timeout | undefined;
+
+  constructor(private readonly d: { bus: Bus; logger: Logger; heartbeatMs?: number }) {}
+
+  get connected(): number {
+    return this.clients.size;
+  }
+
+  async start(): Promise<void> {
+    for (const f of CONSOLE_SUBJECTS) {
+      this.subs.push(await this.d.bus.subscribe(f, (m) => this.broadcast(m), { name: `console:${f}` }));
+    }
+    // A comment line now and then keeps proxies from closing an idle stream and notices ended sessions.
+    this.heartbeat = setInterval(() => this.send(': keep-alive\n\n'), this.d.heartbeatMs ?? 20_000);
+    this.heartbeat.unref();
+  }
+
+  /** Takes over the response as an event stream until the browser leaves or the session ends. */
+  attach(res: ServerResponse, live: () => boolean, headers: Record<string, string>): void {
+    res.writeHead(200, { ...headers, 'content-type': 'text/event-stream', 'cache-control': 'no-store', 'x-accel-buffering': 'no' });
+    res.write(': connected\n\n');
+    const c: Client = { res, live };
+    this.clients.add(c);
+    res.on('close', () => this.clients.delete(c));
+  }
+
+  async stop(): Promise<void> {
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    for (const s of this.subs) await s.close();
+    this.subs = [];
+    for (const c of this.clients) c.res.end();
+    this.clients.clear();
+  }
+
+  private broadcast(m: BusMessage): void {
+    this.send(`event: ${m.subject}\ndata: ${JSON.stringify(consoleEvent(m))}\n\n`);
+  }
+
+  private send(text: string): void {
+    for (const c of this.clients) {
+      if (!c.live()) {
+        c.res.end('event: session.ended\ndata: {}\n\n');
+        this.clients.delete(c);
+      } else c.res.write(text);
+    }
+  }
+}
