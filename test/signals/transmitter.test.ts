@@ -251,10 +251,14 @@ describe('SSF transmitter (OpenID SSF 1.0, RFC 8417, RFC 8935, RFC 8936)', () =>
     await t.admin('DELETE', `/kill/${kill.id}`);
     const revoke = await t.admin('POST', '/signals', { nhi: 'kill-agent', action: 'revoke_tokens', reason: 'session hijack' });
 
+    // A poll hands out what is queued so far (and holds it until poll_redelivery), so under load
+    // the five SETs may come over several polls: collect them by jti.
+    const seen = new Map<string, string>();
     const sets = await waitFor(async () => {
       const r = await ssf('POST', `/ssf/poll/${id}`, { returnImmediately: true });
-      return Object.keys(r.body.sets).length >= 5 && (Object.values(r.body.sets) as string[]);
-    }, 5000, 'five SETs');
+      for (const [jti, set] of Object.entries(r.body.sets as Record<string, string>)) seen.set(jti, set);
+      return seen.size >= 5 && [...seen.values()];
+    }, 15000, 'five SETs');
     const byType = new Map<string, Record<string, any>[]>();
     for (const s of sets) {
       const p = decode(s).payload as Record<string, any>;
