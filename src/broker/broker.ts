@@ -644,7 +644,7 @@ function parseBasic(header: string | undefined): { id: string; secret: string } 
 }
 
 /** RFC 8705 §3.1: x5t#S256 of the verified client certificate, when TLS client auth is on. */
-function peerCertThumbprint(req: IncomingMessage): string | undefined {
+export function peerCertThumbprint(req: IncomingMessage): string | undefined {
   const sock = req.socket as TLSSocket;
   if (typeof sock.getPeerCertificate !== 'function' || !sock.authorized) return undefined;
   const cert = sock.getPeerCertificate();

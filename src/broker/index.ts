@@ -1,4 +1,4 @@
-export { Broker, toolIdOf, APPROVAL_TTL_MS, type BrokerDeps } from './broker.js';
+export { Broker, toolIdOf, peerCertThumbprint, APPROVAL_TTL_MS, type BrokerDeps } from './broker.js';
 export { mountBrokerRoutes, approvalJson } from './admin-routes.js';
 export { AccessTokenVerifier, type JwksSource } from './access-token.js';
 export { RevocationState, REVOCATION_SUBJECTS, KILL_SIGNAL_PREFIX, type TokenFacts, type RevokedReason } from './revocation-state.js';

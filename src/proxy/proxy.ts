@@ -233,8 +233,11 @@ export class ToolProxy {
         if (!r.ok) throw new OAuthError('rate_limited', `too many calls to ${rt.tool.id}; retry after ${r.retryAfterS}s`, 429, { retry_after: r.retryAfterS });
       }
 
-      if (rt.tool.kind === 'mcp') await this.mcp(ctx, rt, token, nhi, facts, rawRest, rawQuery, trace, started);
-      else await this.http(ctx, rt, token, nhi, facts, rawRest, rawQuery, trace, started);
+      // `/tools/x` and `/tools/x/` both mean the tool's root; the tool gets exactly what was asked.
+      const path = rawRest === '' ? '' : normalizePath(rawRest);
+      facts.path = path || '/';
+      if (rt.tool.kind === 'mcp') await this.mcp(ctx, rt, token, nhi, facts, path, rawQuery, trace, started);
+      else await this.http(ctx, rt, token, nhi, facts, path, rawQuery, trace, started);
     } catch (err) {
       if (!token && err instanceof ResourceAuthError) await this.refusedTokenFacts(ctx, facts);
       this.refuse(ctx, rt, token, facts, err, trace.traceId, started);
@@ -268,12 +271,9 @@ export class ToolProxy {
 
   private async http(
     ctx: RequestContext, rt: ToolRuntime, token: CheckedToken, nhi: NhiRecord, facts: CallFacts,
-    rawRest: string, rawQuery: string, trace: { traceparent: string; traceId: string }, started: number,
+    path: string, rawQuery: string, trace: { traceparent: string; traceId: string }, started: number,
   ): Promise<void> {
     const method = facts.method;
-    // `/tools/x` and `/tools/x/` both mean the tool's root; the tool gets exactly what was asked.
-    const path = rawRest === '' ? '' : normalizePath(rawRest);
-    facts.path = path || '/';
     const m = rt.matcher.matchHttp(method, path || '/');
     if (!m) throw new OAuthError('access_denied', `no declared action of ${rt.tool.id} matches ${method} ${facts.path}`, 403);
     facts.action = m.action.name;
@@ -292,14 +292,11 @@ export class ToolProxy {
       args.body = argsDigest(body.toString('base64'));
     }
     facts.args_digest = argsDigest(args);
-    const decision = await this.decide(rt, token, nhi, m.action, args, facts, { method, path: m.action.path ?? facts.path }, trace.traceId);
+    const decision = await this.decide(rt, token, nhi, m.action, args, facts, { method, path: m.action.path ?? (path || '/') }, trace.traceId);
     if (decision.decision !== 'allow') throw new OAuthError('access_denied', `denied by policy ${decision.policies.join(', ') || '(default deny)'}`, 403);
 
     const pathAndQuery = this.upstreams.pathFor(rt.tool.id, path) + this.upstreamQuery(rt, rawQuery);
-    const headers = upstreamHeaders(ctx.req.headers, {
-      clientIp: ctx.req.socket.remoteAddress ?? '', proto: isTls(ctx.req) ? 'https' : 'http', host: String(ctx.req.headers.host ?? ''),
-      traceparent: trace.traceparent, ...(rt.credential ? { credential: rt.credential } : {}),
-    });
+    const headers = this.forwardHeaders(ctx, rt, trace.traceparent);
     const up = await this.upstreams.send({ tool: rt.tool, method, pathAndQuery, headers, body });
     const sent = await this.upstreams.pipe(up, ctx.res, responseHeaders(up.headers, { credential: rt.credential }), rt.tool.max_response_bytes);
     this.record('tool.called', 'allow', 'allowed', facts, trace.traceId, started, { upstream_status: up.status, response_bytes: sent });
@@ -307,15 +304,10 @@ export class ToolProxy {
 
   private async mcp(
     ctx: RequestContext, rt: ToolRuntime, token: CheckedToken, nhi: NhiRecord, facts: CallFacts,
-    rawRest: string, rawQuery: string, trace: { traceparent: string; traceId: string }, started: number,
+    path: string, rawQuery: string, trace: { traceparent: string; traceId: string }, started: number,
   ): Promise<void> {
     const method = facts.method;
-    const path = rawRest === '' ? '' : normalizePath(rawRest);
-    facts.path = path || '/';
-    const headers = upstreamHeaders(ctx.req.headers, {
-      clientIp: ctx.req.socket.remoteAddress ?? '', proto: isTls(ctx.req) ? 'https' : 'http', host: String(ctx.req.headers.host ?? ''),
-      traceparent: trace.traceparent, ...(rt.credential ? { credential: rt.credential } : {}),
-    });
+    const headers = this.forwardHeaders(ctx, rt, trace.traceparent);
     const pathAndQuery = this.upstreams.pathFor(rt.tool.id, path) + this.upstreamQuery(rt, rawQuery);
     if (method === 'GET' || method === 'DELETE') {
       // Streamable HTTP: GET opens the server's SSE stream, DELETE ends a session (MCP
@@ -526,6 +518,14 @@ export class ToolProxy {
     const nhi = await this.d.store.getNhi(id);
     this.nhis.set(id, { nhi, at: now });
     return nhi;
+  }
+
+  /** The headers of the upstream hop: the agent's minus what never passes, plus the tool's credential. */
+  private forwardHeaders(ctx: RequestContext, rt: ToolRuntime, traceparent: string): Record<string, string | string[]> {
+    return upstreamHeaders(ctx.req.headers, {
+      clientIp: ctx.req.socket.remoteAddress ?? '', proto: isTls(ctx.req) ? 'https' : 'http', host: String(ctx.req.headers.host ?? ''),
+      traceparent, ...(rt.credential ? { credential: rt.credential } : {}),
+    });
   }
 
   private upstreamQuery(rt: ToolRuntime, rawQuery: string): string {

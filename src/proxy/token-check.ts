@@ -1,8 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import type { TLSSocket } from 'node:tls';
 import { OAuthError, secretEquals, type Clock } from '../core/index.js';
-import type { AccessTokenClaims, AccessTokenVerifier, DpopVerifier, RevocationState, RevokedReason, TokenFacts } from '../broker/index.js';
+import { peerCertThumbprint, type AccessTokenClaims, type AccessTokenVerifier, type DpopVerifier, type RevocationState, type RevokedReason, type TokenFacts } from '../broker/index.js';
 
 /**
  * The token checks the proxy runs on every request (RFC 6750, RFC 9068 §4, RFC 9449 §7, RFC
@@ -169,12 +168,4 @@ export function credentialsOf(req: IncomingMessage): { scheme: 'Bearer' | 'DPoP'
     throw new ResourceAuthError('invalid_token', 'the access token is malformed', scheme);
   }
   return { scheme, token };
-}
-
-/** RFC 8705 §3.1: x5t#S256 of the verified client certificate, when TLS client auth is on. */
-export function peerCertThumbprint(req: IncomingMessage): string | undefined {
-  const sock = req.socket as TLSSocket;
-  if (typeof sock.getPeerCertificate !== 'function' || !sock.authorized) return undefined;
-  const cert = sock.getPeerCertificate();
-  return cert?.raw ? createHash('sha256').update(cert.raw).digest('base64url') : undefined;
 }
