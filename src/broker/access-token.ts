@@ -2,7 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import { OAuthError, type Clock } from '../core/index.js';
 import type { AccessTokenClaims } from './tokens.js';
 import { keyFitsAlg, keyUsableFor, publicJwkOf } from './dpop.js';
-import { BoundedCache, importPublicKey, verifyCompact } from './jws.js';
+import { BoundedCache, importPublicKey, verifyCompactAsync } from './jws.js';
 
 /** Where the verification keys come from: the broker's own JWKS (in process) or a fetched one. */
 export type JwksSource = () => { keys: Record<string, unknown>[] };
@@ -58,7 +58,7 @@ export class AccessTokenVerifier {
     this.refreshKeys();
     let v = this.verified.get(token);
     if (!v) {
-      v = this.verifySignature(token);
+      v = await this.verifySignature(token);
       this.verified.set(token, v);
     }
     return this.checkClaims(v, expectedAudience);
@@ -82,7 +82,7 @@ export class AccessTokenVerifier {
     this.verified.clear();
   }
 
-  private verifySignature(token: string): Verified {
+  private async verifySignature(token: string): Promise<Verified> {
     // RFC 7515 §7.1: three base64url parts; the header and payload are JSON objects.
     const first = token.indexOf('.');
     const second = first < 0 ? -1 : token.indexOf('.', first + 1);
@@ -107,7 +107,7 @@ export class AccessTokenVerifier {
       }
       k.imported.set(alg, key);
     }
-    if (!verifyCompact(token, alg, key)) throw invalidToken();
+    if (!(await verifyCompactAsync(token, alg, key))) throw invalidToken();
     const payload = decodePart(token.slice(first + 1, second));
     return { payload, typ: header.typ };
   }

@@ -19,7 +19,7 @@ import { JwksFetcher } from './jwks-fetcher.js';
 import { ReplayBatcher } from './replay-batcher.js';
 import { IssuedTokenWriter } from './issued-tokens.js';
 import { InventoryView } from './inventory-view.js';
-import { signCompact } from './jws.js';
+import { signCompactAsync } from './jws.js';
 
 export interface BrokerDeps {
   config: Readonly<MandateConfig>;
@@ -424,7 +424,7 @@ export class Broker {
       ...(s.runId ? { mandate_run_id: s.runId } : p.get('run_id') ? { mandate_run_id: p.get('run_id')!.slice(0, 200) } : {}),
       ...(approval ? { mandate_approval: approval.id, ...(approval.argsDigest ? { mandate_args_digest: approval.argsDigest } : {}) } : {}),
     };
-    const token = this.sign(claims);
+    const token = await this.sign(claims);
     this.issued.record({
       jti, nhiId: s.nhi.id, audience: tool.id, scope, tier: profile.name, clientId: s.clientId, issuedAt: iat * 1000,
       expiresAt: exp * 1000, cnfJkt: binding.jkt ?? null, cnfX5t: binding.jkt ? null : binding.x5t ?? null, act: s.act ?? null, runId: claims.mandate_run_id ?? null,
@@ -446,16 +446,17 @@ export class Broker {
 
   /**
    * Signs an RFC 9068 access token (`typ: at+jwt`) with the current signing key, through a
-   * node:crypto KeyObject made once per key (synchronous; WebCrypto's path costs more).
+   * node:crypto KeyObject made once per key, on libuv's thread pool (jws.ts: WebCrypto's path
+   * costs more per call; the event loop stays free for the next request).
    */
-  private sign(claims: AccessTokenClaims): string {
+  private sign(claims: AccessTokenClaims): Promise<string> {
     const { kid, alg, key } = this.d.keys.signingKey();
     let k = this.signers.get(key);
     if (!k) {
       k = KeyObject.from(key as Parameters<typeof KeyObject.from>[0]);
       this.signers.set(key, k);
     }
-    return signCompact({ typ: 'at+jwt', alg, kid }, claims as unknown as Record<string, unknown>, alg, k);
+    return signCompactAsync({ typ: 'at+jwt', alg, kid }, claims as unknown as Record<string, unknown>, alg, k);
   }
 
   /**

@@ -2,7 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import { compactVerify, type JWK } from 'jose';
 import { oauth, type Clock, type ReplayStore } from '../core/index.js';
 import { checkAlgorithms, keyFitsAlg, keyUsableFor, parseCompactJws, publicJwkOf } from './dpop.js';
-import { BoundedCache, importPublicKey, verifyCompact } from './jws.js';
+import { BoundedCache, importPublicKey, verifyCompactAsync } from './jws.js';
 import type { JwksFetcher } from './jwks-fetcher.js';
 
 /**
@@ -153,7 +153,7 @@ export class ClientAssertionVerifier {
       } catch {
         throw fail('client_assertion signature does not verify with the client\'s registered key');
       }
-      if (!verifyCompact(assertion, alg, key)) throw fail('client_assertion signature does not verify with the client\'s registered key');
+      if (!(await verifyCompactAsync(assertion, alg, key))) throw fail('client_assertion signature does not verify with the client\'s registered key');
     } else if (uris.length > 0) {
       await this.verifyWithJwksUri(assertion, uris, kid, alg);
     } else {

@@ -4,7 +4,7 @@ import { OAuthError, oauth, secretEquals, type Clock, type ReplayStore } from '.
 import { JwtGuardError, decodeUnverified } from './jwt-guard.js';
 import type { DpopNonces } from './dpop-nonce.js';
 import { normalizeHtu } from './htu.js';
-import { BoundedCache, importPublicKey, thumbprintSync, verifyCompact } from './jws.js';
+import { BoundedCache, importPublicKey, thumbprintSync, verifyCompactAsync } from './jws.js';
 
 /**
  * DPoP proof verification, every check of RFC 9449 §4.3, plus replay detection (§11.1) and
@@ -250,7 +250,7 @@ export class DpopVerifier {
       }
       this.keys.set(jkt, key);
     }
-    if (!verifyCompact(proofHeader, alg, key)) throw invalid('the DPoP proof signature does not verify');
+    if (!(await verifyCompactAsync(proofHeader, alg, key))) throw invalid('the DPoP proof signature does not verify');
 
     // §4.3 item 8: required claims, then items 9–11.
     const { jti, htm, htu, iat } = payload;

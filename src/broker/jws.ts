@@ -5,7 +5,10 @@ import type { JWK } from 'jose';
  * JWS signature verification and signing with node:crypto KeyObjects, for the broker's hot
  * path (DPoP proofs, client assertions, its own access tokens). WebCrypto (jose's path) pays
  * for algorithm normalization, WebIDL conversion and a thread-pool round trip on every call;
- * `crypto.verify` on a cached KeyObject is synchronous and several times cheaper per request.
+ * `crypto.verify` on a cached KeyObject is several times cheaper per request. The request paths
+ * use the callback forms (`verifyCompactAsync`, `signCompactAsync`): the same work on libuv's
+ * thread pool, so that the event loop parses and answers the next request meanwhile and a
+ * server uses more than one core.
  *
  * Only the signature: the callers parse the token first with the RFC 8725 guard
  * (`jwt-guard.ts`: size cap, canonical base64url, JSON objects without duplicate members, no
@@ -73,51 +76,92 @@ export function importPublicKey(jwk: JWK, alg: string): KeyObject {
   return key;
 }
 
+type VerifyArgs = [hash: string | null, data: Buffer, key: KeyObject | { key: KeyObject; dsaEncoding?: 'ieee-p1363'; padding?: number; saltLength?: number }, signature: Buffer];
+
 /**
- * Verifies the signature of a compact JWS (RFC 7515 §5.2 items 8 and 9) with `alg` (pinned
- * by the caller) and `key` (from `importPublicKey`, or a KeyObject of the right type).
- * Returns false for any signature that does not verify, including a wrong length or encoding.
+ * The arguments of `crypto.verify` for a compact JWS (RFC 7515 §5.2 items 8 and 9) with `alg`
+ * (pinned by the caller) and `key`, or undefined when the signature cannot verify (wrong
+ * length or encoding, unknown algorithm).
  */
-export function verifyCompact(jws: string, alg: string, key: KeyObject): boolean {
+function verifyArgs(jws: string, alg: string, key: KeyObject): VerifyArgs | undefined {
   const spec = ALGS.get(alg);
-  if (!spec) return false;
+  if (!spec) return undefined;
   const dot = jws.lastIndexOf('.');
-  if (dot <= 0) return false;
+  if (dot <= 0) return undefined;
   const signature = Buffer.from(jws.slice(dot + 1), 'base64url');
   // RFC 7515 §5.2 item 8: the JWS Signing Input is the ASCII header.payload exactly as received.
   const data = Buffer.from(jws.slice(0, dot), 'ascii');
+  switch (spec.family) {
+    case 'EC':
+      // RFC 7518 §3.4: R || S, each exactly the curve's size; DER or any other length is refused.
+      if (signature.length !== spec.sigLength) return undefined;
+      return [spec.hash, data, { key, dsaEncoding: 'ieee-p1363' }, signature];
+    case 'OKP':
+      if (signature.length !== 64) return undefined;
+      return [null, data, key, signature];
+    case 'RSA':
+      return [spec.hash, data, { key, padding: constants.RSA_PKCS1_PADDING }, signature];
+    case 'RSA-PSS':
+      return [spec.hash, data, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: spec.saltLength! }, signature];
+  }
+}
+
+/**
+ * Verifies the signature of a compact JWS with `alg` (pinned by the caller) and `key` (from
+ * `importPublicKey`, or a KeyObject of the right type), on the calling thread. Returns false
+ * for any signature that does not verify, including a wrong length or encoding.
+ */
+export function verifyCompact(jws: string, alg: string, key: KeyObject): boolean {
+  const args = verifyArgs(jws, alg, key);
+  if (!args) return false;
   try {
-    switch (spec.family) {
-      case 'EC':
-        // RFC 7518 §3.4: R || S, each exactly the curve's size; DER or any other length is refused.
-        if (signature.length !== spec.sigLength) return false;
-        return cryptoVerify(spec.hash, data, { key, dsaEncoding: 'ieee-p1363' }, signature);
-      case 'OKP':
-        if (signature.length !== 64) return false;
-        return cryptoVerify(null, data, key, signature);
-      case 'RSA':
-        return cryptoVerify(spec.hash, data, { key, padding: constants.RSA_PKCS1_PADDING }, signature);
-      case 'RSA-PSS':
-        return cryptoVerify(spec.hash, data, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: spec.saltLength! }, signature);
-    }
+    return cryptoVerify(...args);
   } catch {
     return false;
   }
 }
 
-/** Signs `header.payload` (JSON objects) as a compact JWS with a private KeyObject (ES256 or EdDSA). */
-export function signCompact(header: Record<string, unknown>, payload: Record<string, unknown>, alg: string, key: KeyObject): string {
+/**
+ * `verifyCompact` on libuv's thread pool (`crypto.verify` with a callback): the same checks and
+ * answer, but the signature arithmetic, the largest cost of a token request, runs beside the
+ * event loop instead of on it, so that a server uses a second core. For the request paths.
+ */
+export function verifyCompactAsync(jws: string, alg: string, key: KeyObject): Promise<boolean> {
+  const args = verifyArgs(jws, alg, key);
+  if (!args) return Promise.resolve(false);
+  return new Promise<boolean>((resolve) => {
+    try {
+      cryptoVerify(...args, (err, ok) => resolve(err === null && ok === true));
+    } catch {
+      resolve(false);
+    }
+  });
+}
+
+function signArgs(header: Record<string, unknown>, payload: Record<string, unknown>, alg: string, key: KeyObject): [input: string, hash: string | null, data: Buffer, key: KeyObject | { key: KeyObject; dsaEncoding: 'ieee-p1363' }] {
   const input = `${b64json(header)}.${b64json(payload)}`;
   const data = Buffer.from(input, 'ascii');
-  let sig: Buffer;
   switch (alg) {
-    case 'ES256': sig = cryptoSign('sha256', data, { key, dsaEncoding: 'ieee-p1363' }); break;
-    case 'ES384': sig = cryptoSign('sha384', data, { key, dsaEncoding: 'ieee-p1363' }); break;
+    case 'ES256': return [input, 'sha256', data, { key, dsaEncoding: 'ieee-p1363' }];
+    case 'ES384': return [input, 'sha384', data, { key, dsaEncoding: 'ieee-p1363' }];
     case 'EdDSA':
-    case 'Ed25519': sig = cryptoSign(null, data, key); break;
+    case 'Ed25519': return [input, null, data, key];
     default: throw new TypeError(`signing with ${alg} is not supported here`);
   }
-  return `${input}.${sig.toString('base64url')}`;
+}
+
+/** Signs `header.payload` (JSON objects) as a compact JWS with a private KeyObject (ES256, ES384 or EdDSA). */
+export function signCompact(header: Record<string, unknown>, payload: Record<string, unknown>, alg: string, key: KeyObject): string {
+  const [input, hash, data, k] = signArgs(header, payload, alg, key);
+  return `${input}.${cryptoSign(hash, data, k).toString('base64url')}`;
+}
+
+/** `signCompact` on libuv's thread pool (see `verifyCompactAsync`). */
+export function signCompactAsync(header: Record<string, unknown>, payload: Record<string, unknown>, alg: string, key: KeyObject): Promise<string> {
+  const [input, hash, data, k] = signArgs(header, payload, alg, key);
+  return new Promise<string>((resolve, reject) => {
+    cryptoSign(hash, data, k, (err, sig) => (err ? reject(err) : resolve(`${input}.${sig.toString('base64url')}`)));
+  });
 }
 
 function b64json(v: Record<string, unknown>): string {

@@ -1362,6 +1362,33 @@ export async function openStore(opts: StoreOptions): Promise<Store> {
   return openPostgres(opts, clock);
 }
 
+/**
+ * better-sqlite3 behind Kysely, with its prepared statements kept by SQL text. Kysely's SQLite
+ * driver prepares every query anew; compiling the same few statements again on every request
+ * was a visible part of the token endpoint's CPU (bench/broker). Statements are reusable
+ * (better-sqlite3 binds parameters per call); the cache is bounded, oldest out first, because
+ * multi-row inserts make one SQL text per row count. Nothing in the store streams rows
+ * (`stream()`), so a cached statement is never busy when it is taken again.
+ */
+function cachingStatements(db: SqliteDatabase.Database, max = 256): { close(): void; prepare(sql: string): SqliteDatabase.Statement } {
+  const cache = new Map<string, SqliteDatabase.Statement>();
+  return {
+    close: () => {
+      cache.clear();
+      db.close();
+    },
+    prepare: (sql: string) => {
+      let stmt = cache.get(sql);
+      if (stmt === undefined) {
+        stmt = db.prepare(sql);
+        cache.set(sql, stmt);
+        if (cache.size > max) cache.delete(cache.keys().next().value!);
+      }
+      return stmt;
+    },
+  };
+}
+
 function openSqlite(path: string, clock: Clock): Store {
   const memory = path === ':memory:' || path === '';
   const file = memory ? undefined : resolvePath(path);
@@ -1378,7 +1405,7 @@ function openSqlite(path: string, clock: Clock): Store {
     } catch (err) {
       throw new UnavailableError(`store unavailable: cannot open SQLite database ${path}: ${String(err)}`, { cause: err });
     }
-    entry = { root: new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) }), locks: new KeyedMutex(), refs: 0 };
+    entry = { root: new Kysely<Database>({ dialect: new SqliteDialect({ database: cachingStatements(sqlite) }) }), locks: new KeyedMutex(), refs: 0 };
     if (file !== undefined) sqliteFiles.set(file, entry);
   }
   const shared = entry;
