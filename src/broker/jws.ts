@@ -158,8 +158,8 @@ export function signCompact(header: Record<string, unknown>, payload: Record<str
 
 /** `signCompact` on libuv's thread pool (see `verifyCompactAsync`). */
 export function signCompactAsync(header: Record<string, unknown>, payload: Record<string, unknown>, alg: string, key: KeyObject): Promise<string> {
-  const [input, hash, data, k] = signArgs(header, payload, alg, key);
   return new Promise<string>((resolve, reject) => {
+    const [input, hash, data, k] = signArgs(header, payload, alg, key);
     cryptoSign(hash, data, k, (err, sig) => (err ? reject(err) : resolve(`${input}.${sig.toString('base64url')}`)));
   });
 }
