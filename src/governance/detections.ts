@@ -37,6 +37,8 @@ export interface DetectionsDeps {
   findings: Findings;
   clock: Clock;
   logger: Logger;
+  /** Called after each event a consumer completed, with its filter (a metrics counter: events absorbed). */
+  onEvent?: (filter: string) => void;
 }
 
 const HOUR_MS = 3_600_000;
@@ -79,8 +81,13 @@ export class Detections {
   async start(): Promise<void> {
     const since = this.d.clock.now() - (this.d.config.governance.minting_rate.baseline_days + 1) * DAY_MS;
     this.baseline.load(await this.d.store.issuanceByHour(since));
+    const counted = this.d.onEvent;
     const on = async (filter: string, fn: (m: BusMessage) => Promise<void>) => {
-      this.subs.set(filter, await this.d.bus.subscribe(filter, fn, { name: `governance-${filter}` }));
+      const handler = counted ? async (m: BusMessage) => {
+        await fn(m);
+        counted(filter);
+      } : fn;
+      this.subs.set(filter, await this.d.bus.subscribe(filter, handler, { name: `governance-${filter}` }));
     };
     await on('token.issued', (m) => this.onIssued(m));
     await on('token.denied', (m) => this.onTokenDenied(m));

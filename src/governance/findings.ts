@@ -6,6 +6,8 @@ import { DETECTIONS } from './ports.js';
 
 /** Bus subject of a new or repeated finding (payload: findingJson + `outcome`). */
 export const DETECTION_RAISED = 'detection.raised';
+/** Bus subject of a finding acknowledged or resolved (payload: id, nhi, detection, status). */
+export const FINDING_STATUS_CHANGED = 'finding.status_changed';
 
 export const SEVERITY_RANK: Readonly<Record<Severity, number>> = { low: 0, medium: 1, high: 2, critical: 3 };
 
@@ -105,6 +107,9 @@ export class Findings {
       type: status === 'resolved' ? 'finding.resolved' : 'finding.acknowledged', actor, subject: f.nhiId,
       data: { finding_id: id, detection: f.detection, key: f.key, note },
     });
+    // The NHI's risk score may drop: governance (where it runs) rescores it on this event.
+    await this.d.bus.publish(FINDING_STATUS_CHANGED, { id: f.id, nhi: f.nhiId, detection: f.detection, status: f.status }, { id: `${f.id}:${status}` })
+      .catch((err: unknown) => this.d.logger.warn({ err }, 'finding.status_changed not published'));
     return f;
   }
 
