@@ -39,6 +39,8 @@ export interface DetectionsDeps {
   logger: Logger;
   /** Called after each event a consumer completed, with its filter (a metrics counter: events absorbed). */
   onEvent?: (filter: string) => void;
+  /** An event that can move this NHI's risk score (a denial, an inventory change): the risk feed rescores it. */
+  onRiskInput?: (nhiId: string) => void;
 }
 
 const HOUR_MS = 3_600_000;
@@ -187,6 +189,7 @@ export class Detections {
     const e = m.data as Data;
     const nhi = str(e.nhi);
     if (!nhi) return;
+    this.d.onRiskInput?.(nhi);
     const at = num(e.at, m.publishedAt);
     const error = str(e.error) ?? '';
     const reason = str(e.reason) ?? '';
@@ -217,6 +220,7 @@ export class Detections {
       return;
     }
 
+    this.d.onRiskInput?.(nhi);
     const error = str(e.error) ?? '';
     const reason = str(e.reason) ?? '';
     const proofJkt = str(e.proof_jkt);
@@ -304,7 +308,10 @@ export class Detections {
     const e = m.data as Data;
     const type = str(e.type);
     const nhi = str(e.nhi);
-    if (nhi) this.nhiCache.delete(nhi);
+    if (nhi) {
+      this.nhiCache.delete(nhi);
+      this.d.onRiskInput?.(nhi);
+    }
     const at = num(e.at, m.publishedAt);
     if (!type || !nhi) return;
     if (type === 'grant.added' || type === 'grant.changed') {

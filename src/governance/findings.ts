@@ -55,6 +55,8 @@ export interface FindingsDeps {
   bus: Bus;
   clock: Clock;
   logger: Logger;
+  /** A finding raised, acknowledged or resolved here: its NHI's risk score may move. */
+  onRiskInput?: (nhiId: string) => void;
 }
 
 const MUTE_CACHE_MS = 10_000;
@@ -76,6 +78,7 @@ export class Findings {
     const f: FindingInput = { ...input, at, key: input.key.slice(0, 300), evidence: safeEvidence(input.evidence) as Record<string, unknown> };
     const r = await this.d.store.upsertFinding(f, newId('fnd'));
     if (r.outcome === 'duplicate') return r;
+    this.d.onRiskInput?.(r.finding.nhiId);
     if (r.outcome === 'created') {
       // New findings are audited; a repeat is counted on the row (its count and last seen), not logged again.
       this.d.audit.record({
@@ -107,7 +110,8 @@ export class Findings {
       type: status === 'resolved' ? 'finding.resolved' : 'finding.acknowledged', actor, subject: f.nhiId,
       data: { finding_id: id, detection: f.detection, key: f.key, note },
     });
-    // The NHI's risk score may drop: governance (where it runs) rescores it on this event.
+    // The NHI's risk score may drop: governance rescores it, here and (through this event) where it runs.
+    this.d.onRiskInput?.(f.nhiId);
     await this.d.bus.publish(FINDING_STATUS_CHANGED, { id: f.id, nhi: f.nhiId, detection: f.detection, status: f.status }, { id: `${f.id}:${status}` })
       .catch((err: unknown) => this.d.logger.warn({ err }, 'finding.status_changed not published'));
     return f;

@@ -46,8 +46,10 @@ export class Governance {
 
   constructor(private readonly d: GovernanceDeps) {
     const { config, store, bus, audit, clock, logger } = d;
-    this.findings = new Findings({ store, audit, bus, clock, logger });
-    this.detections = new Detections({ config, store, bus, findings: this.findings, clock, logger, ...(d.onEvent ? { onEvent: d.onEvent } : {}) });
+    // Findings and detections hand the NHIs whose score may move to the risk feed in-process (it only rescores while running).
+    const onRiskInput = (nhiId: string) => this.riskFeed.mark(nhiId);
+    this.findings = new Findings({ store, audit, bus, clock, logger, onRiskInput });
+    this.detections = new Detections({ config, store, bus, findings: this.findings, clock, logger, onRiskInput, ...(d.onEvent ? { onEvent: d.onEvent } : {}) });
     const flush = () => this.detections.flushGrantUse();
     this.risk = new RiskScorer({ config, store, clock, beforeScore: flush });
     this.playbooks = new Playbooks({

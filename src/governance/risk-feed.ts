@@ -1,7 +1,7 @@
 import type { Bus, BusMessage, Clock, Logger, Subscription } from '../core/index.js';
 import type { GovernanceStore, RiskScoreRecord } from './ports.js';
 import type { RiskScore, RiskScorer } from './risk.js';
-import { DETECTION_RAISED, FINDING_STATUS_CHANGED } from './findings.js';
+import { FINDING_STATUS_CHANGED } from './findings.js';
 
 /** Bus subject of a changed risk score. Payload: {@link RiskChanged}. */
 export const RISK_CHANGED = 'risk.changed';
@@ -13,8 +13,13 @@ export interface RiskChanged {
   computed_at: number;
 }
 
-/** Events after which an NHI's score may have changed (the NHI is in `nhi`). */
-const TRIGGERS = [DETECTION_RAISED, FINDING_STATUS_CHANGED, 'token.denied', 'tool.call_denied', 'inventory.>'] as const;
+/**
+ * Events after which an NHI's score may have changed (the NHI is in `nhi`) and that this
+ * instance's detections do not already hand over in-process (Detections and Findings call
+ * {@link RiskFeed.mark} for findings raised, denials and inventory changes they consume: one
+ * bus subscription each fewer, which the memory bus wakes on every publish).
+ */
+const TRIGGERS = [FINDING_STATUS_CHANGED] as const;
 /** At most this many NHIs are rescored per round; the rest wait for the next one. */
 const MAX_PER_ROUND = 500;
 
@@ -44,11 +49,13 @@ export class RiskFeed {
   private readonly dirty = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
+  private started = false;
   private stopped = false;
 
   constructor(private readonly d: RiskFeedDeps) {}
 
   async start(): Promise<void> {
+    this.started = true;
     for (const r of await this.d.store.listRiskScores()) this.known.set(r.nhiId, r.score);
     for (const filter of TRIGGERS) {
       this.subs.push(await this.d.bus.subscribe(filter, (m) => this.onEvent(m), { name: `governance-risk-${filter}` }));
@@ -65,7 +72,8 @@ export class RiskFeed {
 
   /** Marks an NHI for rescoring (also called in-process, e.g. when an operator resolves a finding). */
   mark(nhiId: string): void {
-    if (this.stopped) return;
+    // Only where governance runs; findings filed under a workload (`shadow:<trust>`) have no NHI to score.
+    if (!this.started || this.stopped || nhiId.startsWith('shadow:')) return;
     this.dirty.add(nhiId);
     if (!this.timer) {
       this.timer = setTimeout(() => {
@@ -108,7 +116,7 @@ export class RiskFeed {
 
   private onEvent(m: BusMessage): void {
     const nhi = (m.data as { nhi?: unknown } | null)?.nhi;
-    if (typeof nhi === 'string' && nhi !== '' && !nhi.startsWith('shadow:')) this.mark(nhi);
+    if (typeof nhi === 'string' && nhi !== '') this.mark(nhi);
   }
 
   private async publish(scores: RiskScore[]): Promise<void> {
