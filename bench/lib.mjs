@@ -2,13 +2,17 @@
 // before the timed window), a closed-loop load generator on undici, latency statistics and
 // child-process servers. Everything talks to 127.0.0.1 only.
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
 import { createPrivateKey, generateKeyPairSync, randomUUID, sign, createHash } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { performance } from 'node:perf_hooks';
 import { Pool } from 'undici';
+import { summarizeProfile } from './profile-summary.mjs';
 
 const b64u = (x) => Buffer.from(x).toString('base64url');
+const ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 
 /** An ES256 key pair as { privateKey (KeyObject), publicJwk, jkt }. */
 export function es256Key(kid) {
@@ -267,4 +271,120 @@ export function startServer(script, { env = {}, nodeArgs = [] } = {}) {
     });
     exited.then(({ code, signal }) => { clearTimeout(timer); reject(new Error(`${script} exited (${code ?? signal}) before it was ready:\n${stderr}`)); });
   });
+}
+
+function decodeJwt(jwt) {
+  return JSON.parse(Buffer.from(jwt.split('.')[1], 'base64url'));
+}
+
+/**
+ * A Mandate access token for one tool from a bench server's info line ({ issuer, token_endpoint,
+ * client_id, scope }): client_credentials + private_key_jwt, DPoP-bound when dpopKey is given.
+ */
+export async function accessToken(info, client, tool, dpopKey) {
+  const now = Math.floor(Date.now() / 1000);
+  const body = form({
+    grant_type: 'client_credentials', client_assertion_type: ASSERTION_TYPE,
+    client_assertion: clientAssertion(client, info.client_id, info.token_endpoint, now),
+    resource: `${info.issuer}/tools/${tool}`, scope: info.scope,
+  });
+  const r = await postOnce(info.token_endpoint, body, dpopKey ? { dpop: dpopProof(dpopKey, 'POST', info.token_endpoint, now) } : {});
+  if (r.status !== 200) throw new Error(`token for ${tool}: ${r.status} ${JSON.stringify(r.body)}`);
+  const claims = decodeJwt(r.body.access_token);
+  if (dpopKey ? claims.cnf?.jkt !== dpopKey.jkt : claims.cnf !== undefined) throw new Error(`token for ${tool}: cnf ${JSON.stringify(claims.cnf)}`);
+  return r.body.access_token;
+}
+
+/** `n` items made by `make(i)`. */
+export function build(n, make) {
+  const out = new Array(n);
+  for (let i = 0; i < n; i++) out[i] = make(i);
+  return out;
+}
+
+/** One window: the load, plus the CPU of the server(s) behind it, of this process and of the machine. */
+export async function measure(s, requests, opts) {
+  const pids = [s.srv.pid, s.upstreamPid];
+  const cpu0 = pids.map(cpuMs);
+  const self0 = process.cpuUsage();
+  const sys0 = systemCpu();
+  const run = await runHttpLoad({ pool: s.pool, requests, ...opts });
+  const cpu1 = pids.map(cpuMs);
+  const self = process.cpuUsage(self0);
+  const sys1 = systemCpu();
+  run.serverCpuMs = cpu0[0] !== undefined && cpu1[0] !== undefined ? cpu1[0] - cpu0[0] : undefined;
+  run.upstreamCpuMs = cpu0[1] !== undefined && cpu1[1] !== undefined ? cpu1[1] - cpu0[1] : undefined;
+  run.loadgenCpuMs = (self.user + self.system) / 1000;
+  run.sys = sys0 && sys1 ? sys1.slice(0, 8).map((v, i) => v - sys0[i]) : undefined;
+  return run;
+}
+
+/** Several windows of one scenario as one: latencies pooled, durations and CPU times added. */
+export function combine(name, runs) {
+  const n = runs.reduce((a, r) => a + r.latencies.length, 0);
+  const latencies = new Float64Array(n);
+  let o = 0;
+  for (const r of runs) {
+    latencies.set(r.latencies, o);
+    o += r.latencies.length;
+  }
+  const statuses = new Map();
+  for (const r of runs) for (const [k, v] of r.statuses) statuses.set(k, (statuses.get(k) ?? 0) + v);
+  const elapsedMs = runs.reduce((a, r) => a + r.elapsedMs, 0);
+  const out = summarize(name, {
+    latencies, elapsedMs, statuses, errorSamples: runs.flatMap((r) => r.errorSamples).slice(0, 5), exhausted: runs.some((r) => r.exhausted),
+  });
+  out.rounds = runs.map((r) => +(r.latencies.length / (r.elapsedMs / 1000)).toFixed(1));
+  const sum = (k) => (runs.every((r) => r[k] !== undefined) ? runs.reduce((a, r) => a + r[k], 0) : undefined);
+  const serverCpu = sum('serverCpuMs');
+  const upstreamCpu = sum('upstreamCpuMs');
+  // The proxy's own CPU (all its threads) per request: its cost, whatever the load generator does.
+  out.server_cpu_ms_per_req = serverCpu !== undefined && n ? +(serverCpu / n).toFixed(3) : null;
+  out.server_cpu_pct = serverCpu !== undefined ? +((100 * serverCpu) / elapsedMs).toFixed(0) : null;
+  out.upstream_cpu_ms_per_req = upstreamCpu !== undefined && n ? +(upstreamCpu / n).toFixed(3) : null;
+  out.loadgen_cpu_pct = +((100 * runs.reduce((a, r) => a + r.loadgenCpuMs, 0)) / elapsedMs).toFixed(0);
+  if (runs[0]?.lag) out.loadgen_lag_p99_ms = Math.max(...runs.map((r) => r.lag.p99_ms));
+  if (runs.every((r) => r.sys)) {
+    const d = runs.map((r) => r.sys).reduce((a, b) => a.map((v, i) => v + b[i]));
+    const total = d.reduce((a, b) => a + b, 0) || 1;
+    const busyCores = ((total - d[3] - d[4] - (d[7] ?? 0)) / total) * cpus().length * 100;
+    const ours = (out.server_cpu_pct ?? 0) + (upstreamCpu !== undefined ? (100 * upstreamCpu) / elapsedMs : 0) + out.loadgen_cpu_pct;
+    // other_pct: CPU used by anything but the servers and this load generator, in % of one core.
+    out.machine = {
+      idle_pct: +((100 * (d[3] + d[4])) / total).toFixed(1),
+      steal_pct: +((100 * (d[7] ?? 0)) / total).toFixed(1),
+      other_pct: +Math.max(0, busyCores - ours).toFixed(0),
+    };
+  }
+  return out;
+}
+
+/**
+ * `start(server, env)` for the servers in `dir` (`<server>.mjs`): started with startServer, under
+ * `node --cpu-prof` when `profileOf(server)`; stop() then summarizes the profile into `profiles[server]`.
+ */
+export function serverStarter({ dir, profDir, profileOf, profiles, log, name = (server) => server }) {
+  return async function start(server, env) {
+    const label = name(server);
+    const prof = profileOf(server);
+    if (prof) mkdirSync(profDir, { recursive: true });
+    log(`starting ${label}${prof ? ' (--cpu-prof)' : ''} …`);
+    const since = Date.now();
+    const file = join(profDir, `${label}-${since}.cpuprofile`);
+    const srv = await startServer(join(dir, `${server}.mjs`), {
+      env, nodeArgs: prof ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=${label}-${since}.cpuprofile`] : [],
+    });
+    return {
+      ...srv,
+      async stop() {
+        const exit = await srv.stop();
+        if (!prof) return;
+        try {
+          profiles[label] = { file, ...summarizeProfile(file) };
+        } catch (err) {
+          log(`no CPU profile for ${label} (${err.message}; exit ${JSON.stringify(exit)})`);
+        }
+      },
+    };
+  };
 }

@@ -1,11 +1,12 @@
-// Runs the benchmarks (bench/broker, bench/proxy, bench/revocation) and prints their tables;
-// `npm run bench` builds first. `node bench/run.mjs proxy` (or broker, revocation) runs only the
+// Runs the benchmarks (bench/broker, bench/proxy, bench/governance, bench/revocation) and prints their
+// tables; `npm run bench` builds first. `node bench/run.mjs proxy` (or broker, governance, revocation) runs only the
 // ones named. bench/revocation needs PostgreSQL and NATS on 127.0.0.1 (see bench/README.md).
 import { runBroker } from './broker.mjs';
 import { runProxy } from './proxy.mjs';
+import { runGovernance } from './governance.mjs';
 import { runRevocation } from './revocation.mjs';
 
-const all = [['broker', runBroker], ['proxy', runProxy], ['revocation', runRevocation]];
+const all = [['broker', runBroker], ['proxy', runProxy], ['governance', runGovernance], ['revocation', runRevocation]];
 const wanted = process.argv.slice(2);
 const unknown = wanted.filter((w) => !all.some(([name]) => name === w));
 if (unknown.length > 0) {

@@ -20,7 +20,7 @@ import { PolicyEngine } from './policy/index.js';
 import { ToolProxy } from './proxy/index.js';
 import { RestrictionState, SignalTimeline, Signals, SsfReceiver, SsfTransmitter, mountSignalsRoutes } from './signals/index.js';
 import { Metrics, mountOps, startHttpServer, type RunningServer } from './server/index.js';
-import { Governance, mountGovernanceRoutes, type ProgrammeMetrics } from './governance/index.js';
+import { Governance, RiskView, mountGovernanceRoutes, type ProgrammeMetrics } from './governance/index.js';
 import { mountConsole, type Console } from './web/index.js';
 
 export const VERSION = '0.1.0';
@@ -63,6 +63,8 @@ export interface App {
   readonly signals: SignalsWiring;
   /** Detections, findings, risk scores, playbooks, programme metrics (issue 7). */
   readonly governance: Governance;
+  /** Risk scores in memory for the proxy's policy context (`context.risk_score`), on roles all and proxy. */
+  readonly riskView: RiskView | undefined;
   /** The OAuth issuer URL (public_url, or where this instance listens). */
   readonly issuer: string;
   readonly adminAuth: AdminAuth;
@@ -213,10 +215,16 @@ export async function startApp(opts: AppOptions): Promise<App> {
 
     const policy = await PolicyEngine.load({ files: config.policy.files, basePermit: config.policy.base_permit });
     let proxy: ToolProxy | undefined;
+    let riskView: RiskView | undefined;
     if (role === 'all' || role === 'proxy') {
+      // Risk scores governance computes (here or in another instance), from the store and risk.changed.
+      const rv = new RiskView({ store, bus, clock, logger });
+      await rv.start();
+      cleanup.push(() => rv.stop());
+      riskView = rv;
       const p = new ToolProxy({
         config, issuer: () => issuer, accessTokens: broker.accessTokens, dpop: broker.dpop, revocations: broker.revocations, policy,
-        store, audit: auditSink, bus, clock, logger, env, stalenessBoundS: config.bus.staleness_bound, restrictions,
+        store, audit: auditSink, bus, clock, logger, env, stalenessBoundS: config.bus.staleness_bound, restrictions, risk: rv,
         onRevoked: (reason, facts) => {
           const signalId = broker.revocations.signalOf(reason, facts);
           if (signalId) timeline.markDenied(signalId);
@@ -236,7 +244,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
 
     let closed: Promise<void> | undefined;
     return {
-      config, role, instanceId, url, issuer, logger, warnings, store, bus, keys, audit, inventory, broker, proxy, policy, signals, governance, adminAuth, metrics, console: webConsole, router, server,
+      config, role, instanceId, url, issuer, logger, warnings, store, bus, keys, audit, inventory, broker, proxy, policy, signals, governance, riskView, adminAuth, metrics, console: webConsole, router, server,
       close: () => (closed ??= closeAll().then(() => logger.info('mandate stopped'))),
     };
   } catch (err) {
@@ -323,6 +331,7 @@ async function wireGovernance(d: {
   const governance = new Governance({
     config: d.config, store: d.store, bus: d.bus, audit: d.audit, clock: d.clock, logger: d.logger, signals: d.signals,
     liftKill: (id, actor) => d.broker.lift(id, actor), active: d.role === 'all' || d.role === 'signals', onProgramme: setGauges,
+    onEvent: (filter) => d.metrics.governanceEvents.inc({ consumer: filter }),
   });
   await governance.start();
   mountGovernanceRoutes(d.admin, governance);

@@ -6,6 +6,8 @@
 // A small policy file is loaded as well (BENCH_POLICY=none leaves it out): a forbid on every
 // action that reads only the principal and the tier, and an @approval forbid on an argument of
 // another action, so that Cedar has real policies to consider, as in a deployment.
+// BENCH_GOVERNANCE=off turns governance off (`governance.enabled: false`: no detection consumers,
+// sweep, playbooks or risk feed); bench/governance compares the two.
 // Prints one JSON line on stdout when it listens; SIGTERM closes it gracefully (so that
 // --cpu-prof writes its profile).
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -56,6 +58,7 @@ const config = buildConfig({
     ],
   },
   policy: { files: policyFiles },
+  governance: { enabled: process.env.BENCH_GOVERNANCE !== 'off' },
   nhis: [{
     id: CLIENT_ID, class: 'agent', owner: 'bench@example.com', system: 'bench', tier: 'read',
     credentials: [{ type: 'private_key_jwt', jwks: { keys: [clientJwk] } }],
@@ -94,5 +97,5 @@ process.on('SIGINT', shutdown);
 
 process.stdout.write(`${JSON.stringify({
   server: 'mandate-proxy', url: app.url, issuer: app.issuer, token_endpoint: `${app.issuer}/oauth/token`, client_id: CLIENT_ID,
-  tools: { bearer: 'items', dpop: 'items-dpop' }, scope: 'get_item', policies: policyFiles.length > 0, warnings: app.warnings,
+  tools: { bearer: 'items', dpop: 'items-dpop' }, scope: 'get_item', policies: policyFiles.length > 0, governance: config.governance.enabled, warnings: app.warnings,
 })}\n`);

@@ -124,9 +124,12 @@ export class MemoryBus implements Bus {
    */
   find(from: number, filter: string): { msg: BusMessage | undefined; scannedTo: number } {
     const first = this.firstSeq();
+    // A filter without wildcards matches its own subject only: compare the strings (every
+    // subscriber scans every message, so this runs subscribers × messages times).
+    const exact = !filter.includes('*') && !filter.includes('>');
     for (let seq = Math.max(from, first); seq <= this.seq; seq++) {
       const e = this.entries[this.head + (seq - first)];
-      if (e && subjectMatches(filter, e.subject)) {
+      if (e && (exact ? e.subject === filter : subjectMatches(filter, e.subject))) {
         return {
           msg: { seq: e.seq, subject: e.subject, data: JSON.parse(e.json) as unknown, publishedAt: e.publishedAt, id: e.id },
           scannedTo: seq,

@@ -37,6 +37,10 @@ export interface DetectionsDeps {
   findings: Findings;
   clock: Clock;
   logger: Logger;
+  /** Called after each event a consumer completed, with its filter (a metrics counter: events absorbed). */
+  onEvent?: (filter: string) => void;
+  /** An event that can move this NHI's risk score (a denial, an inventory change): the risk feed rescores it. */
+  onRiskInput?: (nhiId: string) => void;
 }
 
 const HOUR_MS = 3_600_000;
@@ -79,8 +83,13 @@ export class Detections {
   async start(): Promise<void> {
     const since = this.d.clock.now() - (this.d.config.governance.minting_rate.baseline_days + 1) * DAY_MS;
     this.baseline.load(await this.d.store.issuanceByHour(since));
+    const counted = this.d.onEvent;
     const on = async (filter: string, fn: (m: BusMessage) => Promise<void>) => {
-      this.subs.set(filter, await this.d.bus.subscribe(filter, fn, { name: `governance-${filter}` }));
+      const handler = counted ? async (m: BusMessage) => {
+        await fn(m);
+        counted(filter);
+      } : fn;
+      this.subs.set(filter, await this.d.bus.subscribe(filter, handler, { name: `governance-${filter}` }));
     };
     await on('token.issued', (m) => this.onIssued(m));
     await on('token.denied', (m) => this.onTokenDenied(m));
@@ -180,6 +189,7 @@ export class Detections {
     const e = m.data as Data;
     const nhi = str(e.nhi);
     if (!nhi) return;
+    this.d.onRiskInput?.(nhi);
     const at = num(e.at, m.publishedAt);
     const error = str(e.error) ?? '';
     const reason = str(e.reason) ?? '';
@@ -210,6 +220,7 @@ export class Detections {
       return;
     }
 
+    this.d.onRiskInput?.(nhi);
     const error = str(e.error) ?? '';
     const reason = str(e.reason) ?? '';
     const proofJkt = str(e.proof_jkt);
@@ -297,7 +308,10 @@ export class Detections {
     const e = m.data as Data;
     const type = str(e.type);
     const nhi = str(e.nhi);
-    if (nhi) this.nhiCache.delete(nhi);
+    if (nhi) {
+      this.nhiCache.delete(nhi);
+      this.d.onRiskInput?.(nhi);
+    }
     const at = num(e.at, m.publishedAt);
     if (!type || !nhi) return;
     if (type === 'grant.added' || type === 'grant.changed') {

@@ -6,6 +6,8 @@ import { DETECTIONS } from './ports.js';
 
 /** Bus subject of a new or repeated finding (payload: findingJson + `outcome`). */
 export const DETECTION_RAISED = 'detection.raised';
+/** Bus subject of a finding acknowledged or resolved (payload: id, nhi, detection, status). */
+export const FINDING_STATUS_CHANGED = 'finding.status_changed';
 
 export const SEVERITY_RANK: Readonly<Record<Severity, number>> = { low: 0, medium: 1, high: 2, critical: 3 };
 
@@ -53,6 +55,8 @@ export interface FindingsDeps {
   bus: Bus;
   clock: Clock;
   logger: Logger;
+  /** A finding raised, acknowledged or resolved here: its NHI's risk score may move. */
+  onRiskInput?: (nhiId: string) => void;
 }
 
 const MUTE_CACHE_MS = 10_000;
@@ -74,6 +78,7 @@ export class Findings {
     const f: FindingInput = { ...input, at, key: input.key.slice(0, 300), evidence: safeEvidence(input.evidence) as Record<string, unknown> };
     const r = await this.d.store.upsertFinding(f, newId('fnd'));
     if (r.outcome === 'duplicate') return r;
+    this.d.onRiskInput?.(r.finding.nhiId);
     if (r.outcome === 'created') {
       // New findings are audited; a repeat is counted on the row (its count and last seen), not logged again.
       this.d.audit.record({
@@ -105,6 +110,10 @@ export class Findings {
       type: status === 'resolved' ? 'finding.resolved' : 'finding.acknowledged', actor, subject: f.nhiId,
       data: { finding_id: id, detection: f.detection, key: f.key, note },
     });
+    // The NHI's risk score may drop: governance rescores it, here and (through this event) where it runs.
+    this.d.onRiskInput?.(f.nhiId);
+    await this.d.bus.publish(FINDING_STATUS_CHANGED, { id: f.id, nhi: f.nhiId, detection: f.detection, status: f.status }, { id: `${f.id}:${status}` })
+      .catch((err: unknown) => this.d.logger.warn({ err }, 'finding.status_changed not published'));
     return f;
   }
 

@@ -7,6 +7,7 @@ import { Findings } from './findings.js';
 import { Playbooks, type KillSwitches, type PlaybookSignals } from './playbooks.js';
 import { Programme, type ProgrammeMetrics } from './programme.js';
 import { RiskScorer } from './risk.js';
+import { RiskFeed } from './risk-feed.js';
 import type { GovernanceStore } from './ports.js';
 
 export interface GovernanceDeps {
@@ -23,6 +24,8 @@ export interface GovernanceDeps {
   active: boolean;
   /** Each programme computation (for the Prometheus gauges). */
   onProgramme?: (m: ProgrammeMetrics) => void;
+  /** Each bus event a detection consumer completed, by its subscription filter (for the Prometheus counter). */
+  onEvent?: (filter: string) => void;
 }
 
 /**
@@ -36,25 +39,31 @@ export class Governance {
   readonly risk: RiskScorer;
   readonly playbooks: Playbooks;
   readonly programme: Programme;
+  /** Keeps `risk_scores` and `risk.changed` current for the proxies' policy context. */
+  readonly riskFeed: RiskFeed;
   private timer: NodeJS.Timeout | undefined;
   private running = false;
 
   constructor(private readonly d: GovernanceDeps) {
     const { config, store, bus, audit, clock, logger } = d;
-    this.findings = new Findings({ store, audit, bus, clock, logger });
-    this.detections = new Detections({ config, store, bus, findings: this.findings, clock, logger });
+    // Findings and detections hand the NHIs whose score may move to the risk feed in-process (it only rescores while running).
+    const onRiskInput = (nhiId: string) => this.riskFeed.mark(nhiId);
+    this.findings = new Findings({ store, audit, bus, clock, logger, onRiskInput });
+    this.detections = new Detections({ config, store, bus, findings: this.findings, clock, logger, onRiskInput, ...(d.onEvent ? { onEvent: d.onEvent } : {}) });
     const flush = () => this.detections.flushGrantUse();
     this.risk = new RiskScorer({ config, store, clock, beforeScore: flush });
     this.playbooks = new Playbooks({
       config, store, signals: d.signals, kills: { listKillSwitches: (o) => store.listKillSwitches(o), lift: d.liftKill }, risk: this.risk, bus, audit, clock, logger,
     });
     this.programme = new Programme({ config, store, clock, beforeCompute: flush });
+    this.riskFeed = new RiskFeed({ store, risk: this.risk, bus, clock, logger });
   }
 
   async start(): Promise<void> {
     if (!this.d.active || !this.d.config.governance.enabled) return;
     await this.detections.start();
     await this.playbooks.start();
+    await this.riskFeed.start();
     this.running = true;
     this.timer = setInterval(() => void this.sweep().catch((err: unknown) => this.d.logger.error({ err }, 'governance sweep failed')), this.d.config.governance.sweep_interval * 1000);
     this.timer.unref();
@@ -64,6 +73,7 @@ export class Governance {
     if (this.timer) clearInterval(this.timer);
     if (!this.running) return;
     this.running = false;
+    await this.riskFeed.stop();
     await this.playbooks.stop();
     await this.detections.stop();
   }
@@ -79,6 +89,8 @@ export class Governance {
     if (this.d.config.governance.playbooks.some((p) => p.score_at_least !== undefined)) {
       for (const n of await this.d.store.listNhis({ status: 'active' })) await this.playbooks.checkScore(n.id);
     }
+    // Scores move with time too (credential age, unused grants, the denial window).
+    if (this.running) await this.riskFeed.rescoreAll();
     return { findings, programme };
   }
 

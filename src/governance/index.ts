@@ -1,6 +1,7 @@
 // Governance (issue 7): detections, findings, risk scores, playbooks, programme metrics.
 export { Governance, type GovernanceDeps } from './governance.js';
-export { Findings, DETECTION_RAISED, SEVERITY_RANK, atLeast, findingJson, muteJson, safeEvidence, type FindingsDeps } from './findings.js';
+export { RiskFeed, RiskView, RISK_CHANGED, type RiskChanged, type RiskFeedDeps, type RiskViewDeps } from './risk-feed.js';
+export { Findings, DETECTION_RAISED, FINDING_STATUS_CHANGED, SEVERITY_RANK, atLeast, findingJson, muteJson, safeEvidence, type FindingsDeps } from './findings.js';
 export { Detections, isPlaceholder, type DetectionsDeps } from './detections.js';
 export { MintingBaseline, median, type BaselineOptions, type MintingVerdict } from './baseline.js';
 export { RiskScorer, scoreNhi, RISK_WEIGHTS, type RiskScore, type RiskContribution, type RiskInputs, type RiskDeps } from './risk.js';
@@ -10,5 +11,5 @@ export { mountGovernanceRoutes } from './admin-routes.js';
 export { DETECTIONS, SEVERITIES, FINDING_STATUSES } from './ports.js';
 export type {
   GovernanceStore, FindingRecord, FindingInput, FindingFilter, FindingStatus, FindingUpsertResult, DetectionName, Severity, MuteRecord,
-  PlaybookActionRecord, ProgrammeSnapshotRecord,
+  PlaybookActionRecord, ProgrammeSnapshotRecord, RiskScoreRecord,
 } from './ports.js';

@@ -107,6 +107,14 @@ export interface ProgrammeSnapshotRecord {
   metrics: Record<string, unknown>;
 }
 
+/** The newest score governance computed for an NHI (table `risk_scores`). */
+export interface RiskScoreRecord {
+  nhiId: string;
+  /** 0–100. */
+  score: number;
+  computedAt: number;
+}
+
 export interface GovernanceStore {
   upsertFinding(f: FindingInput, newId: string): Promise<FindingUpsertResult>;
   getFinding(id: string): Promise<FindingRecord | undefined>;
@@ -133,6 +141,11 @@ export interface GovernanceStore {
   putProgrammeSnapshot(s: ProgrammeSnapshotRecord): Promise<void>;
   /** Oldest first. */
   listProgrammeSnapshots(sinceDay?: string): Promise<ProgrammeSnapshotRecord[]>;
+
+  /** Upserts each NHI's score; a row older (computedAt) than the stored one is ignored. */
+  putRiskScores(rows: readonly RiskScoreRecord[]): Promise<void>;
+  /** Every stored score, by NHI id. */
+  listRiskScores(): Promise<RiskScoreRecord[]>;
 
   /** Tokens issued per NHI per UTC hour since `since` (from issued_tokens): the minting baseline after a restart. */
   issuanceByHour(since: number): Promise<Array<{ nhiId: string; hour: number; count: number }>>;

@@ -34,8 +34,18 @@ export interface ProxyDeps {
   stalenessBoundS: number;
   /** Step-down / step-up restrictions from signals (issue 5); none when absent. */
   restrictions?: RestrictionLookup;
+  /**
+   * The NHI's current risk score (0–100) for `context.risk_score`: an in-memory lookup (governance's
+   * RiskView, wired by app.ts), never a store query. Absent: 0 (no governance).
+   */
+  risk?: RiskLookup;
   /** A call refused as revoked, with why (time to revoke, issue 5). */
   onRevoked?: (reason: RevokedReason, t: TokenFacts) => void;
+}
+
+/** Where the proxy reads an NHI's risk score; must be cheap (it is asked on every call that reaches Cedar). */
+export interface RiskLookup {
+  scoreOf(nhiId: string): number;
 }
 
 /** JSON-RPC error codes for refusals inside MCP (the implementation-defined server range, JSON-RPC 2.0 §5.1). */
@@ -493,7 +503,8 @@ export class ToolProxy {
       args,
       argsDigest: digest,
       ...(endpoint ? { endpoint } : {}),
-      riskScore: 0,
+      // The decision cache keys on the score (policy/engine.ts cacheKey), so a changed score is decided anew.
+      riskScore: this.d.risk?.scoreOf(nhi.id) ?? 0,
       approved,
       onBehalfOf: typeof token.claims.act?.sub === 'string' ? token.claims.act.sub : null,
       runId: token.claims.mandate_run_id ?? null,

@@ -47,6 +47,13 @@ export class Metrics {
     labelNames: ['metric'] as const,
     registers: [this.registry],
   });
+  /** Bus events the governance detection consumers completed, by consumer (subscription filter): what the pipeline absorbed. */
+  readonly governanceEvents = new Counter({
+    name: 'mandate_governance_events_total',
+    help: 'Bus events the governance detection consumers have completed, by consumer (token.issued, token.denied, tool.called, tool.call_denied, inventory.>, shadow_agent).',
+    labelNames: ['consumer'] as const,
+    registers: [this.registry],
+  });
   readonly findingsOpen = new Gauge({ name: 'mandate_findings_open', help: 'Open governance findings by severity.', labelNames: ['severity'] as const, registers: [this.registry] });
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {

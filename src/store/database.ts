@@ -313,6 +313,13 @@ export interface PlaybookActionsTable {
   undone_by: string | null;
 }
 
+/** The newest risk score governance computed per NHI (040_risk_scores). */
+export interface RiskScoresTable {
+  nhi_id: string;
+  score: number;
+  computed_at: EpochMs;
+}
+
 /** One row of programme metrics per UTC day (020_governance). */
 export interface ProgrammeSnapshotsTable {
   day: string;
@@ -359,6 +366,7 @@ export interface Database {
   detection_mutes: DetectionMutesTable;
   playbook_actions: PlaybookActionsTable;
   programme_snapshots: ProgrammeSnapshotsTable;
+  risk_scores: RiskScoresTable;
   admin_credentials: AdminCredentialsTable;
   replay: ReplayTable;
 }

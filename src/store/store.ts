@@ -25,7 +25,7 @@ import type {
 } from '../signals/ports.js';
 import type {
   FindingFilter, FindingInput, FindingRecord, FindingStatus, FindingUpsertResult, GovernanceStore, MuteRecord, PlaybookActionRecord,
-  ProgrammeSnapshotRecord, Severity,
+  ProgrammeSnapshotRecord, RiskScoreRecord, Severity,
 } from '../governance/ports.js';
 import type { AuditTable, Database } from './database.js';
 import { MIGRATIONS } from './migrations/index.js';
@@ -1166,6 +1166,26 @@ export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, 
       let q = this.db.selectFrom('programme_snapshots').selectAll();
       if (sinceDay !== undefined) q = q.where('day', '>=', sinceDay);
       return (await q.orderBy('day', 'asc').execute()).map(snapshotFromRow);
+    });
+  }
+
+  /** One statement per row; a row computed earlier than the stored one does not replace it (instances may race). */
+  async putRiskScores(rows: readonly RiskScoreRecord[]): Promise<void> {
+    if (rows.length === 0) return;
+    await this.#guard({ what: `put ${rows.length} risk score(s)` }, async () => {
+      const values = rows.map((r) => ({ nhi_id: r.nhiId, score: r.score, computed_at: r.computedAt }));
+      await this.db.insertInto('risk_scores').values(values)
+        .onConflict((oc) => oc.column('nhi_id')
+          .doUpdateSet({ score: sql.ref('excluded.score'), computed_at: sql.ref('excluded.computed_at') })
+          .where('risk_scores.computed_at', '<=', sql.ref<number>('excluded.computed_at')))
+        .execute();
+    });
+  }
+
+  async listRiskScores(): Promise<RiskScoreRecord[]> {
+    return this.#guard({ what: 'list risk scores' }, async () => {
+      const rows = await this.db.selectFrom('risk_scores').selectAll().orderBy('nhi_id', 'asc').execute();
+      return rows.map((r) => ({ nhiId: r.nhi_id, score: Number(r.score), computedAt: Number(r.computed_at) }));
     });
   }
 

@@ -18,7 +18,7 @@ import { GENESIS_HASH, MIGRATIONS, openStore, storeOptionsFromConfig, type Store
 import { STORE_DIALECTS, TEST_PG_URL, type StoreDialectCase } from '../helpers/stores.js';
 
 const T0 = 1_700_000_000_000;
-const ALL_MIGRATIONS = ['001_initial', '002_broker', '010_signals', '020_governance', '030_signal_applications'];
+const ALL_MIGRATIONS = ['001_initial', '002_broker', '010_signals', '020_governance', '030_signal_applications', '040_risk_scores'];
 
 function nhi(id: string, over: Partial<NhiRecord> = {}): NhiRecord {
   return {
@@ -891,6 +891,15 @@ for (const d of STORE_DIALECTS) {
           { day: '2026-01-02', takenAt: T0 + 1, metrics: { nhis: 2 } },
         ]);
         assert.equal((await store.listProgrammeSnapshots('2026-01-02')).length, 1);
+      });
+
+      it('risk scores: upserted per NHI, an older computation never replaces a newer one', async () => {
+        await store.putRiskScores([{ nhiId: 'rs-b', score: 40, computedAt: T0 }, { nhiId: 'rs-a', score: 10, computedAt: T0 }]);
+        await store.putRiskScores([{ nhiId: 'rs-a', score: 85, computedAt: T0 + 10 }]);
+        await store.putRiskScores([{ nhiId: 'rs-a', score: 20, computedAt: T0 + 5 }]);
+        await store.putRiskScores([]);
+        const rows = (await store.listRiskScores()).filter((r) => r.nhiId.startsWith('rs-'));
+        assert.deepEqual(rows, [{ nhiId: 'rs-a', score: 85, computedAt: T0 + 10 }, { nhiId: 'rs-b', score: 40, computedAt: T0 }]);
       });
 
       it('issuance per NHI and hour from issued tokens; denials per NHI from the audit log', async () => {

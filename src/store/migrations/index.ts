@@ -4,6 +4,7 @@ import * as m002 from './002_broker.js';
 import * as m010 from './010_signals.js';
 import * as m020 from './020_governance.js';
 import * as m030 from './030_signal_applications.js';
+import * as m040 from './040_risk_scores.js';
 
 /**
  * Every migration, by name. They run in name order (Store.migrate), so names start with a
@@ -16,5 +17,6 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '010_signals': m010,
   '020_governance': m020,
   '030_signal_applications': m030,
+  '040_risk_scores': m040,
 });
 

@@ -1,0 +1,194 @@
+// bench/governance (issue 7): what governance's detection pipeline costs the proxy at full load,
+// and how many events per second it absorbs meanwhile.
+//
+//   (on)  Mandate (bench/servers/mandate-proxy.mjs) with governance on: every allowed call's
+//         `tool.called` goes to the detection consumers (stolen-token reuse, grant use, …)
+//   (off) the same server and config with `governance.enabled: false`
+//
+// Same upstream, same request shape as bench/proxy (b): a bearer token, GET
+// /tools/items/items/<i mod 1000>, closed loop, BENCH_CONCURRENCY connections; the two
+// alternate round by round. For (on), `mandate_governance_events_total` (/metrics) is read
+// before and right after each window: the events the consumers completed during the window
+// per second is what the pipeline absorbed; `backlog` is how many of the window's `tool.called`
+// events were still queued when it ended (each 200 publishes exactly one), and `drain` how long
+// they took afterwards. "Absorbed" means kept up: a backlog near zero.
+//
+// Environment: BENCH_DURATION (s per window, default 4), BENCH_ROUNDS (default 2), BENCH_WARMUP
+// (s, default 2), BENCH_CONCURRENCY (default 16), BENCH_PROFILE (1 or on: profile the governance-on
+// server; off; all).
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
+import { Pool } from 'undici';
+import { es256Key, runHttpLoad, summarize, loadAvg, accessToken, build, measure, combine, serverStarter } from './lib.mjs';
+import { formatProfile } from './profile-summary.mjs';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const RESULTS = join(HERE, 'results');
+const TARGET = 0.95;
+const IDS = 1000;
+const num = (v, d) => (v !== undefined && v !== '' && Number.isFinite(Number(v)) ? Number(v) : d);
+
+/** The governance consumers' completed events from /metrics: { total, byConsumer }. */
+async function governanceEvents(url) {
+  const res = await fetch(`${url}/metrics`);
+  const text = await res.text();
+  const byConsumer = {};
+  for (const m of text.matchAll(/^mandate_governance_events_total\{consumer="([^"]*)"\} (\S+)$/gm)) byConsumer[m[1]] = Number(m[2]);
+  return { total: Object.values(byConsumer).reduce((a, b) => a + b, 0), byConsumer };
+}
+
+export async function runGovernance(opts = {}) {
+  const log = opts.log ?? ((s) => console.error(s));
+  const durationS = opts.durationS ?? num(process.env.BENCH_DURATION, 4);
+  const warmupS = opts.warmupS ?? num(process.env.BENCH_WARMUP, 2);
+  const concurrency = opts.concurrency ?? num(process.env.BENCH_CONCURRENCY, 16);
+  const rounds = Math.max(1, Math.floor(opts.rounds ?? num(process.env.BENCH_ROUNDS, 2)));
+  const profEnv = String(opts.profile ?? process.env.BENCH_PROFILE ?? '');
+  const profiles = {};
+  const labels = new Map();
+  const start = serverStarter({
+    dir: join(HERE, 'servers'), profDir: join(RESULTS, 'profiles'), profiles, log,
+    profileOf: (server) => server === 'mandate-proxy' && ['1', 'all', 'mandate', 'true', labels.get('next')].includes(profEnv),
+    name: (server) => (server === 'mandate-proxy' ? `mandate-proxy-governance-${labels.get('next')}` : server),
+  });
+  const started = Date.now();
+  const load0 = loadAvg();
+  const client = es256Key('bench-agent-1');
+  const servers = [];
+  const pools = [];
+  let results;
+  try {
+    const upstream = await start('upstream', {});
+    servers.push(upstream);
+    const env = { UPSTREAM: upstream.info.url, BENCH_CLIENT_JWK: JSON.stringify(client.publicJwk), BENCH_CLIENT_ID: 'bench-agent' };
+    labels.set('next', 'on');
+    const on = await start('mandate-proxy', { ...env, BENCH_GOVERNANCE: 'on' });
+    servers.push(on);
+    labels.set('next', 'off');
+    const off = await start('mandate-proxy', { ...env, BENCH_GOVERNANCE: 'off' });
+    servers.push(off);
+    if (on.info.governance !== true || off.info.governance !== false) throw new Error('bench/governance: the servers did not start with governance on / off');
+
+    const scenarios = [
+      { key: 'on', name: '(on) mandate, governance on', srv: on },
+      { key: 'off', name: '(off) mandate, governance off', srv: off },
+    ];
+    for (const s of scenarios) {
+      s.upstreamPid = upstream.pid;
+      s.pool = new Pool(s.srv.info.url, { connections: 256, pipelining: 1, keepAliveTimeout: 60_000 });
+      pools.push(s.pool);
+      s.windows = [];
+      s.gov = [];
+      s.ok = 0; // 200s so far: each published one tool.called
+    }
+    const refresh = async () => {
+      for (const s of scenarios) s.token = await accessToken(s.srv.info, client, s.srv.info.tools.bearer);
+    };
+    await refresh();
+    const requestsFor = (s, n) => build(n, (i) => ({ path: `/tools/${s.srv.info.tools.bearer}/items/${i % IDS}`, headers: { authorization: `Bearer ${s.token}` } }));
+    const count = (run) => run.statuses.get(200) ?? 0;
+
+    // Every path must really be proxied (the upstream's JSON).
+    for (const s of scenarios) {
+      const r = await s.pool.request({ path: `/tools/${s.srv.info.tools.bearer}/items/7`, method: 'GET', headers: { authorization: `Bearer ${s.token}` } });
+      const body = await r.body.text();
+      if (r.statusCode !== 200 || JSON.parse(body).id !== '7') throw new Error(`bench/governance: ${s.name}: ${r.statusCode} ${body}`);
+      s.ok++;
+    }
+    /** Waits until the consumer of tool.called has completed every call answered so far; returns how long it took. */
+    const drain = async (s) => {
+      const t0 = performance.now();
+      for (;;) {
+        const g = await governanceEvents(s.srv.info.url);
+        if ((g.byConsumer['tool.called'] ?? 0) >= s.ok) return { ms: performance.now() - t0, events: g };
+        if (performance.now() - t0 > 120_000) throw new Error(`bench/governance: the detections did not catch up in 120 s (${g.byConsumer['tool.called']} of ${s.ok})`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+
+    for (let round = 1; round <= rounds; round++) {
+      log(`max throughput, round ${round}/${rounds}`);
+      if (round > 1) await refresh();
+      for (const s of rounds > 1 && round % 2 === 0 ? [...scenarios].reverse() : scenarios) {
+        const seconds = round === 1 ? warmupS : Math.min(1, warmupS);
+        const wrun = await runHttpLoad({ pool: s.pool, requests: requestsFor(s, Math.max(500, Math.ceil(seconds * 4000))), concurrency, durationMs: seconds * 1000 });
+        const w = summarize(`${s.name} (warm-up)`, wrun);
+        s.ok += count(wrun);
+        if (w.errors) throw new Error(`${s.name}: ${w.errors} non-200 answers during warm-up: ${JSON.stringify(w.statuses)} ${JSON.stringify(w.error_samples, null, 1)}`);
+        if (s.key === 'on') await drain(s); // the window starts with nothing queued
+        s.best = Math.max(s.best ?? 0, w.rps, ...s.windows.map((r) => r.latencies.length / (r.elapsedMs / 1000)));
+        const n = Math.min(300_000, Math.ceil(s.best * durationS * 3) + 2000);
+        const requests = requestsFor(s, n);
+        log(`  ${s.name}: warm-up ${w.rps} req/s; ${n} requests; measuring ${durationS} s`);
+        const before = s.key === 'on' ? await governanceEvents(s.srv.info.url) : undefined;
+        const run = await measure(s, requests, { concurrency, durationMs: durationS * 1000 });
+        s.ok += count(run);
+        s.windows.push(run);
+        if (s.key === 'on') {
+          const after = await governanceEvents(s.srv.info.url);
+          const d = await drain(s);
+          const consumed = after.total - before.total;
+          const calledDuring = (after.byConsumer['tool.called'] ?? 0) - (before.byConsumer['tool.called'] ?? 0);
+          s.gov.push({
+            window_s: +(run.elapsedMs / 1000).toFixed(3), published: count(run), consumed, tool_called_consumed: calledDuring,
+            absorbed_per_s: +(consumed / (run.elapsedMs / 1000)).toFixed(0), backlog_at_end: Math.max(0, s.ok - (after.byConsumer['tool.called'] ?? 0)),
+            drain_ms: +d.ms.toFixed(0),
+          });
+        }
+      }
+    }
+    results = scenarios.map((s) => ({ ...combine(s.name, s.windows), governance: s.gov.length ? s.gov : undefined }));
+  } finally {
+    for (const p of pools) await p.close().catch(() => {});
+    for (const srv of servers.reverse()) await srv.stop();
+  }
+
+  const [rOn, rOff] = results;
+  const ratio = +(rOn.rps / rOff.rps).toFixed(3);
+  const perRound = rOn.rounds.map((v, i) => +(v / rOff.rounds[i]).toFixed(3));
+  const gov = rOn.governance;
+  const absorbed = Math.round(gov.reduce((a, g) => a + g.consumed, 0) / gov.reduce((a, g) => a + g.window_s, 0));
+  const report = {
+    benchmark: 'governance',
+    date: new Date(started).toISOString(),
+    machine: { cpus: cpus().length, cpu_model: cpus()[0]?.model, mem_gb: +(totalmem() / 2 ** 30).toFixed(1), node: process.version, platform: process.platform, loadavg_before: load0, loadavg_after: loadAvg() },
+    config: { duration_s_per_round: durationS, rounds, warmup_s: warmupS, concurrency, ids: IDS },
+    results,
+    ratio: { on_over_off: ratio, per_round: perRound, target: TARGET, pass: ratio >= TARGET },
+    absorbed_events_per_s: absorbed,
+    profiles: Object.fromEntries(Object.entries(profiles).map(([k, v]) => [k, {
+      file: v.file, busy_ms: v.busy_ms, idle_ms: v.idle_ms, top_self: v.top.slice(0, 40), by_category: v.byCategory, by_package: v.byPackage.slice(0, 20), mandate_inclusive: v.mandateInclusive.slice(0, 40),
+    }])),
+  };
+  mkdirSync(RESULTS, { recursive: true });
+  const file = join(RESULTS, `governance-${report.date.replace(/[:.]/g, '-')}.json`);
+  writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
+
+  const pad = (s, n) => String(s).padEnd(n);
+  const lpad = (s, n) => String(s).padStart(n);
+  const f2 = (v) => (Number.isFinite(v) ? v.toFixed(2) : 'n/a');
+  const lines = [];
+  lines.push(`${pad('scenario', 34)}${lpad('max req/s', 10)}${lpad('CPU ms/req', 12)}${lpad('CPU %', 7)}${lpad('p50', 8)}${lpad('p99', 8)}`);
+  for (const r of results) lines.push(`${pad(r.scenario, 34)}${lpad(r.rps.toFixed(0), 10)}${lpad(f2(r.server_cpu_ms_per_req), 12)}${lpad(r.server_cpu_pct ?? 'n/a', 7)}${lpad(f2(r.p50_ms), 8)}${lpad(f2(r.p99_ms), 8)}`);
+  lines.push(`on/off ${ratio.toFixed(3)}x (target >= ${TARGET}: ${ratio >= TARGET ? 'PASS' : 'MISS'}; per round ${perRound.join(', ')}); CPU ms/req on/off ${f2(rOn.server_cpu_ms_per_req / rOff.server_cpu_ms_per_req)}x`);
+  lines.push(`detections absorbed ${absorbed} events/s at full load (per window: ${gov.map((g) => `${g.absorbed_per_s}/s of ${Math.round(g.published / g.window_s)}/s published, backlog at end ${g.backlog_at_end}, drained in ${g.drain_ms} ms`).join('; ')})`);
+  lines.push(`(${concurrency} connections closed loop; ${rounds} alternating round(s) of ${durationS} s per scenario; ${cpus().length} CPUs; Node ${process.version}; loadavg ${load0?.join(' ')} → ${report.machine.loadavg_after?.join(' ')})`);
+  for (const r of results) {
+    if (r.errors) lines.push(`!! ${r.scenario}: ${r.errors} non-200 answers ${JSON.stringify(r.statuses)}\n${JSON.stringify(r.error_samples, null, 1)}`);
+    if (r.machine && r.machine.other_pct >= 15) lines.push(`note: ${r.scenario}: other processes used ${r.machine.other_pct}% of a core during the window; numbers are less reliable`);
+    if (r.machine && r.machine.steal_pct >= 5) lines.push(`note: ${r.scenario}: ${r.machine.steal_pct}% CPU steal during the window (noisy VM)`);
+    if (r.ended_early) lines.push(`note: ${r.scenario} ran out of pre-built requests after ${r.duration_s} s`);
+  }
+  for (const [server, p] of Object.entries(profiles)) lines.push('', `${server} CPU profile (whole process life): ${p.file}`, formatProfile(p));
+  lines.push(`results: ${file}`);
+  return { report, text: lines.join('\n'), file, failed: results.some((r) => r.errors) };
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const { text, failed } = await runGovernance();
+  console.log(text);
+  if (failed) process.exitCode = 1;
+}
