@@ -9,11 +9,9 @@ import { resolve } from 'node:path';
  * of the schema (every object there has additionalProperties: false except property bags),
  * enums, integer ranges and URI forms. It always runs, but it is not the whole schema.
  *
- * `officialSchemaValidator`: the official JSON schema (sarif-schema-2.1.0.json, OASIS
- * Errata 01) run by Ajv, when the file can be found: $SARIF_SCHEMA, else
- * test/fixtures/sarif-schema-2.1.0.json, else ../shared/sarif-schema-2.1.0.json. The file is
- * not committed here (it comes from outside the project); Ajv is present as a dependency of
- * the MCP SDK, not declared by Mandate. The schema says draft-04; the keywords it uses
+ * `officialSchemaValidator`: the official JSON schema run by Ajv (see `officialSchemaPath`
+ * for where it comes from; the dev dependency @microsoft/jest-sarif ships it, so it always
+ * runs). Ajv and ajv-formats are dev dependencies. The schema says draft-04; the keywords it uses
  * (type, $ref to #/definitions, properties, additionalProperties, required, items, minItems,
  * uniqueItems, minimum, pattern, enum, anyOf, format) mean the same in draft-07, which Ajv 8
  * runs, so only the draft-04 `id` is renamed `$id` and `$schema` dropped.
@@ -127,9 +125,16 @@ export function sarifStructureProblems(log: unknown): string[] {
   return problems;
 }
 
-/** Where the official schema is looked for; undefined when it is not on this machine. */
+/**
+ * Where the official schema is looked for: $SARIF_SCHEMA, or the OASIS errata file when this
+ * machine has one (test/fixtures/, ../shared/), else the SARIF 2.1.0 schema that Microsoft (the
+ * format's editors) publish in the `@microsoft/jest-sarif` dev dependency
+ * (`sarif-2.1.0-rtm.5.json`, the schema of the 2.1.0 standard as released; MIT). So a schema
+ * is always there on a fresh clone after `npm ci`; undefined only if the package is gone.
+ */
 export function officialSchemaPath(): string | undefined {
-  const candidates = [process.env.SARIF_SCHEMA, resolve('test/fixtures/sarif-schema-2.1.0.json'), resolve('../shared/sarif-schema-2.1.0.json')];
+  const shipped = resolve('node_modules/@microsoft/jest-sarif/lib/schemas/sarif-2.1.0-rtm.5.json');
+  const candidates = [process.env.SARIF_SCHEMA, resolve('test/fixtures/sarif-schema-2.1.0.json'), resolve('../shared/sarif-schema-2.1.0.json'), shipped];
   return candidates.find((p): p is string => !!p && existsSync(p));
 }
 
@@ -143,7 +148,8 @@ export async function officialSchemaValidator(path: string): Promise<(log: unkno
   const formatsMod = (await import('ajv-formats')) as unknown as { default: { default?: (a: AjvLike) => void } & ((a: AjvLike) => void) };
   const Ajv = ajvMod.default.default ?? ajvMod.default;
   const addFormats = formatsMod.default.default ?? formatsMod.default;
-  const ajv = new Ajv({ allErrors: true, strict: false });
+  // unicodeRegExp: false: the 2.1.0 schemas' language pattern is not a valid /u regular expression.
+  const ajv = new Ajv({ allErrors: true, strict: false, unicodeRegExp: false });
   addFormats(ajv);
   const validate = ajv.compile({ ...rest, $id: id });
   return (log) => (validate(log) ? [] : (validate.errors ?? []).map((e) => `${e.instancePath || '$'} ${e.message ?? ''}`));
