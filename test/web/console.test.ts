@@ -220,7 +220,7 @@ describe('console (/ui/) in a browser', { skip: existsSync(CHROMIUM) ? false : `
     await ctx.close();
   });
 
-  it('shows audit search with the hash-chain status, signals and streams, token profiles, findings and risk pages', async () => {
+  it('shows audit search with the hash-chain status, signals and streams, and token profiles', async () => {
     const { ctx, page } = await newPage();
     await signIn(page, t.token);
     await page.getByRole('link', { name: 'Audit' }).click();
