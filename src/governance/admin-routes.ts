@@ -29,6 +29,10 @@ export function mountGovernanceRoutes(api: AdminApi, g: Governance): void {
     }),
   });
   api.route({
+    method: 'GET', path: '/findings/summary', summary: 'Unresolved findings counted by status (open, acknowledged) and severity.', tag: 'governance', role: 'viewer',
+    handler: async () => g.findings.summary(),
+  });
+  api.route({
     method: 'GET', path: '/findings/:id', summary: 'One finding with its evidence.', tag: 'governance', role: 'viewer',
     handler: async ({ params }) => findingJson(await g.findings.get(params.id!)),
   });
@@ -78,6 +82,20 @@ export function mountGovernanceRoutes(api: AdminApi, g: Governance): void {
       current: await g.programmeNow(),
       trend: (await g.programme.trend(query.weeks)).map((s) => ({ day: s.day, taken_at: s.takenAt, metrics: s.metrics })),
     }),
+  });
+  api.route({
+    method: 'GET', path: '/metrics/minting', summary: 'Tokens per NHI per UTC hour over the last hours, with the minting baseline threshold and the anomalous hours marked.', tag: 'governance', role: 'viewer',
+    query: z.strictObject({
+      hours: z.coerce.number().int().min(1).max(24 * 14).default(48), limit: z.coerce.number().int().min(1).max(50).default(5), nhi: z.string().min(1).max(200).optional(),
+    }),
+    handler: async ({ query }) => {
+      const r = await g.mintingRate({ hours: query.hours, limit: query.limit, nhi: query.nhi });
+      return { hours: r.hours, series: r.series };
+    },
+  });
+  api.route({
+    method: 'GET', path: '/metrics/credential-ages', summary: 'Age distribution of the stored credentials (static secrets, keys) of active NHIs.', tag: 'governance', role: 'viewer',
+    handler: async () => g.programme.credentialAges(),
   });
   api.route({
     method: 'GET', path: '/playbook-actions', summary: 'Automatic actions taken (or dry-run) by playbooks, newest first.', tag: 'governance', role: 'viewer',

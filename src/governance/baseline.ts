@@ -66,6 +66,15 @@ export class MintingBaseline {
 
   /** The verdict for the hour containing `at`, or undefined when nothing is unusual (or the baseline is too young). */
   evaluate(nhiId: string, at: number): MintingVerdict | undefined {
+    const a = this.assess(nhiId, at);
+    return a?.kind ? (a as MintingVerdict) : undefined;
+  }
+
+  /**
+   * The hour containing `at` against its baseline, unusual or not (`kind` null when it is
+   * not); undefined when the NHI is unknown or its baseline too young (cold start).
+   */
+  assess(nhiId: string, at: number): (Omit<MintingVerdict, 'kind'> & { kind: MintingVerdict['kind'] | null }) | undefined {
     const h = this.nhis.get(nhiId);
     if (!h) return undefined;
     const hour = Math.floor(at / HOUR_MS);
@@ -83,7 +92,7 @@ export class MintingBaseline {
     const base = { hour, hourOfDay: ((hour % 24) + 24) % 24, count, history, median: med, mad, threshold };
     if (count >= this.o.minCount && count > threshold) return { ...base, kind: 'spike' };
     if (this.o.newHour && count > 0 && history.every((x) => x === 0) && !this.usedHourOfDayBefore(h, hour)) return { ...base, kind: 'new_hour' };
-    return undefined;
+    return { ...base, kind: null };
   }
 
   /** Drops hours older than the baseline window. */
@@ -105,4 +114,42 @@ export class MintingBaseline {
     }
     return h;
   }
+}
+
+/** One NHI's tokens per UTC hour, with the baseline's threshold and verdict for each hour. */
+export interface MintingSeries {
+  nhi: string;
+  total: number;
+  /** Tokens per hour, aligned with `hours`. */
+  counts: number[];
+  /** The spike threshold of each hour; null while the baseline is too young (cold start). */
+  thresholds: Array<number | null>;
+  /** The hours the minting-rate detection flags (the same rule, over the stored issuance). */
+  anomalies: Array<{ hour: number; kind: MintingVerdict['kind']; count: number; threshold: number }>;
+}
+
+/**
+ * Minting rate per NHI over the hours [fromHour, toHour] (epoch hours), judged by the same
+ * baseline as the detection. `rows` must reach back far enough for the baseline (the caller
+ * loads max(baseline_days, min_baseline_days) + 1 days before `fromHour`). Pure.
+ */
+export function mintingSeries(rows: Iterable<{ nhiId: string; hour: number; count: number }>, o: BaselineOptions, fromHour: number, toHour: number): MintingSeries[] {
+  const b = new MintingBaseline(o);
+  const all = [...rows];
+  b.load(all);
+  const byKey = new Map<string, number>();
+  for (const r of all) byKey.set(`${r.nhiId}:${r.hour}`, (byKey.get(`${r.nhiId}:${r.hour}`) ?? 0) + r.count);
+  const nhis = [...new Set(all.map((r) => r.nhiId))];
+  return nhis.map((nhi) => {
+    const s: MintingSeries = { nhi, total: 0, counts: [], thresholds: [], anomalies: [] };
+    for (let h = fromHour; h <= toHour; h++) {
+      const a = b.assess(nhi, h * HOUR_MS);
+      const count = byKey.get(`${nhi}:${h}`) ?? 0;
+      s.total += count;
+      s.counts.push(count);
+      s.thresholds.push(a ? Math.round(a.threshold * 100) / 100 : null);
+      if (a?.kind) s.anomalies.push({ hour: h * HOUR_MS, kind: a.kind, count: a.count, threshold: Math.round(a.threshold * 100) / 100 });
+    }
+    return s;
+  });
 }

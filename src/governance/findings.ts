@@ -60,6 +60,8 @@ export interface FindingsDeps {
 }
 
 const MUTE_CACHE_MS = 10_000;
+/** As the risk scores and programme metrics: unresolved findings beyond this many are not counted. */
+const SUMMARY_LIMIT = 10_000;
 
 /**
  * Findings: raised by the detections (deduplicated per NHI, detection and key; a muted
@@ -93,6 +95,19 @@ export class Findings {
 
   list(filter: FindingFilter): Promise<FindingRecord[]> {
     return this.d.store.listFindings(filter);
+  }
+
+  /** Unresolved findings counted by status and severity. */
+  async summary(): Promise<Record<'open' | 'acknowledged', Record<Severity, number>>> {
+    const [open, acked] = await Promise.all([
+      this.d.store.listFindings({ status: 'open', limit: SUMMARY_LIMIT }), this.d.store.listFindings({ status: 'acknowledged', limit: SUMMARY_LIMIT }),
+    ]);
+    const count = (fs: FindingRecord[]) => {
+      const out: Record<Severity, number> = { low: 0, medium: 0, high: 0, critical: 0 };
+      for (const f of fs) out[f.severity]++;
+      return out;
+    };
+    return { open: count(open), acknowledged: count(acked) };
   }
 
   async get(id: string): Promise<FindingRecord> {

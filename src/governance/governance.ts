@@ -3,12 +3,15 @@ import type { InventoryStore } from '../inventory/index.js';
 import type { SignalsStore } from '../signals/index.js';
 import type { BrokerStore } from '../broker/index.js';
 import { Detections } from './detections.js';
+import { mintingSeries, type MintingSeries } from './baseline.js';
 import { Findings } from './findings.js';
 import { Playbooks, type KillSwitches, type PlaybookSignals } from './playbooks.js';
 import { Programme, type ProgrammeMetrics } from './programme.js';
 import { RiskScorer } from './risk.js';
 import { RiskFeed } from './risk-feed.js';
 import type { GovernanceStore } from './ports.js';
+
+const HOUR_MS = 3_600_000;
 
 export interface GovernanceDeps {
   config: Readonly<MandateConfig>;
@@ -92,6 +95,27 @@ export class Governance {
     // Scores move with time too (credential age, unused grants, the denial window).
     if (this.running) await this.riskFeed.rescoreAll();
     return { findings, programme };
+  }
+
+  /**
+   * Tokens per NHI per UTC hour over the last `hours` hours with the minting baseline's
+   * threshold and the anomalous hours marked (the rule of the minting-rate detection, applied
+   * to the stored issuance): the NHIs with an anomaly first, then by tokens, at most `limit`.
+   */
+  async mintingRate(o: { hours: number; limit: number; nhi?: string }): Promise<{ hours: number[]; series: MintingSeries[] }> {
+    const m = this.d.config.governance.minting_rate;
+    const toHour = Math.floor(this.d.clock.now() / HOUR_MS);
+    const fromHour = toHour - o.hours + 1;
+    const since = (fromHour - 24 * (Math.max(m.baseline_days, m.min_baseline_days) + 1)) * HOUR_MS;
+    const rows = (await this.d.store.issuanceByHour(since)).filter((r) => o.nhi === undefined || r.nhiId === o.nhi);
+    const opts = { baselineDays: m.baseline_days, minBaselineDays: m.min_baseline_days, minCount: m.min_count, madFactor: m.mad_factor, newHour: m.new_hour };
+    const series = mintingSeries(rows, opts, fromHour, toHour)
+      .filter((s) => s.total > 0)
+      .sort((a, b) => Number(b.anomalies.length > 0) - Number(a.anomalies.length > 0) || b.total - a.total || a.nhi.localeCompare(b.nhi))
+      .slice(0, o.limit);
+    const hours: number[] = [];
+    for (let h = fromHour; h <= toHour; h++) hours.push(h * HOUR_MS);
+    return { hours, series };
   }
 
   /** Programme metrics now (and the gauges updated). */

@@ -31,6 +31,7 @@ export interface ProgrammeMetrics {
 }
 
 const DAY_MS = 86_400_000;
+const AGE_BINS: ReadonlyArray<[number, string]> = [[7, '< 1 week'], [30, '1-4 weeks'], [90, '1-3 months'], [180, '3-6 months'], [Infinity, '> 6 months']];
 const REVOKE_ACTIONS = new Set(['revoke_tokens', 'disable', 'block']);
 
 export function dayOf(ms: number): string {
@@ -107,6 +108,25 @@ export class Programme {
     const m = await this.compute();
     await this.d.store.putProgrammeSnapshot({ day: dayOf(m.at), takenAt: m.at, metrics: m as unknown as Record<string, unknown> });
     return m;
+  }
+
+  /**
+   * Age (since creation or last rotation) of the stored credentials (static secrets and keys)
+   * of active NHIs, in bins: the distribution behind median_secret_age_days.
+   */
+  async credentialAges(): Promise<{ at: number; credentials: number; bins: Array<{ label: string; max_days: number | null; count: number }> }> {
+    const now = this.d.clock.now();
+    const [nhis, creds] = await Promise.all([this.d.store.listNhis({ status: 'active' }), this.d.store.listCredentials()]);
+    const active = new Set(nhis.map((n) => n.id));
+    const bins = AGE_BINS.map(([max, label]) => ({ label, max_days: Number.isFinite(max) ? max : null, count: 0 }));
+    let n = 0;
+    for (const c of creds) {
+      if (!active.has(c.nhiId) || c.type === 'federated') continue;
+      const days = (now - (c.lastRotatedAt ?? c.createdAt)) / DAY_MS;
+      bins[AGE_BINS.findIndex(([max]) => days < max)]!.count++;
+      n++;
+    }
+    return { at: now, credentials: n, bins };
   }
 
   /** The trend: the last snapshot of each ISO week (Monday-based), oldest first, over `weeks` weeks. */

@@ -35,9 +35,13 @@ export function mountInventoryRoutes(api: AdminApi, inv: Inventory): void {
       environment: z.string().optional(),
       tier: z.enum(['read', 'write', 'admin']).optional(),
       status: z.enum(['active', 'disabled']).optional(),
+      credential_type: z.enum(['federated', 'private_key_jwt', 'static_secret']).optional(),
       search: z.string().max(200).optional(),
     }),
-    handler: async ({ query }) => ({ nhis: (await inv.listNhis(query)).map(nhiJson) }),
+    handler: async ({ query }) => {
+      const { credential_type, ...rest } = query;
+      return { nhis: (await inv.listNhis({ ...rest, credentialType: credential_type })).map(nhiJson) };
+    },
   });
   api.route({
     method: 'POST', path: '/nhis', summary: 'Add an NHI (outside GitOps; audited).', tag: 'inventory', role: 'admin', status: 201,

@@ -70,6 +70,8 @@ export interface NhiFilter {
   environment?: string;
   tier?: PermissionTier;
   status?: NhiStatus;
+  /** Only NHIs holding at least one credential of this type. */
+  credentialType?: CredentialType;
   /** Case-insensitive substring of id, owner, system or description. */
   search?: string;
 }

@@ -231,6 +231,10 @@ export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, 
       if (filter.environment !== undefined) q = q.where('environment', '=', filter.environment);
       if (filter.tier !== undefined) q = q.where('tier', '=', filter.tier);
       if (filter.status !== undefined) q = q.where('status', '=', filter.status);
+      if (filter.credentialType !== undefined) {
+        const type = filter.credentialType;
+        q = q.where('id', 'in', (eb) => eb.selectFrom('credentials').select('nhi_id').where('type', '=', type));
+      }
       if (filter.search !== undefined && filter.search !== '') {
         const pattern = `%${escapeLike(filter.search.toLowerCase())}%`;
         // lower() on both sides: LIKE is case-insensitive on SQLite (ASCII) but not on

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { buildConfig, silentLogger, type MandateConfigInput } from '../../src/core/index.js';
+import { buildConfig, silentLogger, type Clock, type MandateConfigInput } from '../../src/core/index.js';
 import { startApp, type App } from '../../src/app.js';
 
 export const PG_URL = 'postgres://postgres@127.0.0.1:5432/test';
@@ -35,7 +35,7 @@ export async function freshPgSchemaUrl(): Promise<string> {
 }
 
 /** Starts a real Mandate on 127.0.0.1:0 with the given backend and extra config. */
-export async function startTestApp(backend: Backend = BACKENDS[0]!, extra: MandateConfigInput = {}, env: NodeJS.ProcessEnv = {}): Promise<TestApp> {
+export async function startTestApp(backend: Backend = BACKENDS[0]!, extra: MandateConfigInput = {}, env: NodeJS.ProcessEnv = {}, opts: { clock?: Clock } = {}): Promise<TestApp> {
   const dataDir = mkdtempSync(join(tmpdir(), 'mandate-test-'));
   const suffix = randomBytes(4).toString('hex');
   const input: MandateConfigInput = {
@@ -50,7 +50,7 @@ export async function startTestApp(backend: Backend = BACKENDS[0]!, extra: Manda
   const config = buildConfig(input, { env: {} });
   let token = '';
   const app = await startApp({
-    config, env: { ...env }, dataDir, logger: silentLogger(), onBootstrapCredential: (t) => (token = t),
+    config, env: { ...env }, dataDir, logger: silentLogger(), onBootstrapCredential: (t) => (token = t), ...(opts.clock ? { clock: opts.clock } : {}),
   });
   const url = app.url;
   return {

@@ -247,6 +247,12 @@ for (const d of STORE_DIALECTS) {
         await store.upsertCredential(sec);
         assert.deepEqual(await store.listCredentials('deploy-agent'), [fed]);
         assert.deepEqual(await store.listCredentials(), [fed, sec]);
+        // NHIs by the type of credential they hold
+        const ids = async (f: Parameters<Store['listNhis']>[0]) => (await store.listNhis(f)).map((n) => n.id);
+        assert.deepEqual(await ids({ credentialType: 'static_secret' }), ['scanner']);
+        assert.deepEqual(await ids({ credentialType: 'federated' }), ['deploy-agent']);
+        assert.deepEqual(await ids({ credentialType: 'private_key_jwt' }), []);
+        assert.deepEqual(await ids({ credentialType: 'static_secret', environment: 'production' }), []);
 
         const sec2 = { ...sec, data: { secret: 'env:OTHER', nested: { a: [1, 2] } }, lastRotatedAt: T0 + 10 };
         await store.upsertCredential(sec2);

@@ -4,20 +4,33 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { startTestApp, type TestApp } from '../helpers/app.js';
-import { agentNhi, clientCredentialsToken, testAgent, type TestAgent } from '../helpers/agent.js';
+import { agentNhi, clientCredentialsToken, testAgent, testDpopKey, type TestAgent } from '../helpers/agent.js';
+import { call, settled, tokenAt, waitFor, type GovApp } from '../governance/helpers.js';
 import { startDemoHttpTool, type DemoTool } from '../../src/demo/index.js';
 import { MandateClient, ApprovalRequiredError } from '../../src/client/index.js';
-import { argsDigest } from '../../src/core/index.js';
+import { ManualClock, argsDigest } from '../../src/core/index.js';
 import { CONSOLE_CSP } from '../../src/web/index.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const SHOTS = join(process.cwd(), 'test-output', 'ui');
 const TICKETS_KEY = 'tickets-upstream-secret-for-the-console';
+const DAY = 86_400_000;
+
+/** Real time plus an offset: the app starts a week in the past and catches up (the browser runs in real time). */
+class ShiftedClock extends ManualClock {
+  offset = 0;
+  override now(): number {
+    return Date.now() + this.offset;
+  }
+}
 
 /**
  * The console end to end: a real Mandate with the demo tickets tool and a real agent, driven
  * by Debian's Chromium through playwright-core. Every request the pages make is recorded and
- * must go to Mandate's own origin.
+ * must go to Mandate's own origin. Governance runs for real: the app starts eight days in the
+ * past (a programme snapshot then), the agent mints once a day ago and in a burst now (a real
+ * minting-rate finding against its baseline) and calls an endpoint the tool does not declare
+ * (an out-of-bounds finding), so the governance panels show what the detections raised.
  */
 describe('console (/ui/) in a browser', { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed (apt-get install chromium; .ci/run does it)` }, () => {
   let t: TestApp;
@@ -26,6 +39,8 @@ describe('console (/ui/) in a browser', { skip: existsSync(CHROMIUM) ? false : `
   let browser: Browser;
   let viewerToken: string;
   let origin: string;
+  let gov: GovApp;
+  const clock = new ShiftedClock();
   const foreign: string[] = [];
   /** Script errors and console errors (a CSP violation is reported there). */
   const pageErrors: string[] = [];
@@ -34,6 +49,7 @@ describe('console (/ui/) in a browser', { skip: existsSync(CHROMIUM) ? false : `
     mkdirSync(SHOTS, { recursive: true });
     tickets = await startDemoHttpTool({ expectedCredential: TICKETS_KEY });
     agent = await testAgent('demo-agent');
+    clock.offset = -8 * DAY;
     t = await startTestApp(undefined, {
       // read: bearer allowed, so the revoke test can replay one token by hand.
       tokens: { profiles: [{ name: 'read', ttl: '10m', binding: 'optional' }, { name: 'write', ttl: '5m' }, { name: 'destructive', ttl: '2m', approval: true }] },
@@ -47,8 +63,36 @@ describe('console (/ui/) in a browser', { skip: existsSync(CHROMIUM) ? false : `
         ],
       }],
       grants: [{ nhi: 'demo-agent', tool: 'tickets', actions: ['*'] }],
-    }, { TICKETS_KEY });
+      governance: {
+        // A day of history is enough for a baseline here, and a burst of a few tokens is a spike.
+        minting_rate: { min_baseline_days: 1, min_count: 3, mad_factor: 1 },
+        // A grant made outside review (high) steps the NHI down until an operator undoes it.
+        playbooks: [{ name: 'hold-new-grants', detection: 'new_grant', min_severity: 'high', action: 'step_down' }],
+      },
+    }, { TICKETS_KEY }, { clock });
     origin = new URL(t.url).origin;
+    gov = { app: t.app, url: t.url, clock, token: t.token, admin: t.admin };
+    const key = await testDpopKey();
+    const mint = async () => {
+      const r = await tokenAt(gov, agent, 'tickets', 'list_tickets', key);
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      return r.body.access_token as string;
+    };
+    // Eight days ago: the first programme snapshot. A day ago: one token (the baseline). Now: a burst.
+    assert.equal((await t.admin('POST', '/governance/sweep')).status, 200);
+    clock.offset = -DAY;
+    await mint();
+    assert.equal((await t.admin('POST', '/governance/sweep')).status, 200);
+    clock.offset = 0;
+    for (let i = 0; i < 7; i++) await mint();
+    const oob = await call(gov, '/tools/tickets/internal/export', { token: await mint(), key });
+    assert.ok(oob.status >= 400, `an undeclared endpoint is refused (${oob.status})`);
+    await settled(gov, 'token.issued');
+    await settled(gov, 'tool.call_denied');
+    await waitFor(async () => (await t.admin('GET', '/findings?nhi=demo-agent&detection=minting_rate')).body.findings.length > 0, 'the minting-rate finding');
+    await waitFor(async () => (await t.admin('GET', '/findings?nhi=demo-agent&detection=out_of_bounds')).body.findings.length > 0, 'the out-of-bounds finding');
+    await t.app.broker.flush();
+    assert.equal((await t.admin('POST', '/governance/sweep')).status, 200);
     const v = await t.admin('POST', '/admin-credentials', { name: 'auditor', role: 'viewer' });
     viewerToken = v.body.token;
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-background-networking'] });
@@ -83,11 +127,11 @@ describe('console (/ui/) in a browser', { skip: existsSync(CHROMIUM) ? false : `
   }
   const shot = (page: Page, name: string) => page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
   /** fetch() from inside the page: the browser adds the session cookie and Origin itself. */
-  const inPage = (page: Page, method: string, path: string, headers: Record<string, string> = {}) =>
-    page.evaluate(async ([m, p, h]) => {
-      const r = await fetch(p, { method: m, headers: { 'content-type': 'application/json', ...h }, body: m === 'GET' ? undefined : '{"nhi":"demo-agent"}' });
+  const inPage = (page: Page, method: string, path: string, headers: Record<string, string> = {}, body = '{"nhi":"demo-agent"}') =>
+    page.evaluate(async ([m, p, h, b]) => {
+      const r = await fetch(p, { method: m, headers: { 'content-type': 'application/json', ...h }, body: m === 'GET' ? undefined : b });
       return { status: r.status, body: await r.text() };
-    }, [method, path, headers] as const);
+    }, [method, path, headers, body] as const);
   const csrfOf = (page: Page) => page.evaluate(async () => ((await (await fetch('/ui/session')).json()) as { csrf_token: string }).csrf_token);
 
   it('signs in, finds the demo agent and shows its page (owner, credentials, grants, risk)', async () => {
@@ -104,8 +148,7 @@ describe('console (/ui/) in a browser', { skip: existsSync(CHROMIUM) ? false : `
     await page.getByRole('heading', { name: /demo-agent/ }).first().waitFor();
     assert.equal(await page.locator('[data-owner]').textContent(), 'team@example.com');
     await page.getByRole('region', { name: 'Grants' }).getByText('unused').waitFor();
-    // The risk panel renders (its contents follow governance's API; see the skipped test below).
-    await page.getByRole('region', { name: 'Risk' }).waitFor();
+    await page.getByRole('region', { name: 'Risk' }).locator('[data-risk-score]').waitFor();
     await shot(page, 'nhi');
     await ctx.close();
   });
@@ -177,7 +220,7 @@ describe('console (/ui/) in a browser', { skip: existsSync(CHROMIUM) ? false : `
     await ctx.close();
   });
 
-  it('shows audit search with the hash-chain status, signals and streams, token profiles, findings and risk pages', async () => {
+  it('shows audit search with the hash-chain status, signals and streams, and token profiles', async () => {
     const { ctx, page } = await newPage();
     await signIn(page, t.token);
     await page.getByRole('link', { name: 'Audit' }).click();
@@ -199,11 +242,6 @@ describe('console (/ui/) in a browser', { skip: existsSync(CHROMIUM) ? false : `
     await page.getByRole('link', { name: 'Token profiles' }).click();
     await page.getByRole('row', { name: /destructive.*every call.*tickets\.delete_ticket/ }).waitFor();
     await shot(page, 'profiles');
-    for (const [link, name] of [['Findings', 'findings'], ['Top 20 riskiest', 'risk']] as const) {
-      await page.getByRole('link', { name: link }).click();
-      await page.getByRole('heading', { name: link }).first().waitFor();
-      await shot(page, name);
-    }
     await ctx.close();
   });
 
@@ -218,6 +256,15 @@ describe('console (/ui/) in a browser', { skip: existsSync(CHROMIUM) ? false : `
     const r = await inPage(page, 'POST', '/admin/v1/revocations', { 'x-csrf-token': await csrfOf(page) });
     assert.equal(r.status, 403, r.body);
     assert.match(r.body, /needs the admin role/);
+    // Findings: no acknowledge / resolve for a viewer, and the API refuses it.
+    const f = (await t.admin('GET', '/findings?nhi=demo-agent&status=open')).body.findings[0];
+    await page.getByRole('link', { name: 'Findings' }).click();
+    await page.locator(`[data-finding="${f.id}"]`).waitFor();
+    assert.equal(await page.getByRole('button', { name: 'Acknowledge' }).count(), 0);
+    const ack = await inPage(page, 'POST', `/admin/v1/findings/${f.id}/ack`, { 'x-csrf-token': await csrfOf(page) }, '{}');
+    assert.equal(ack.status, 403, ack.body);
+    assert.match(ack.body, /needs the approver role/);
+    assert.equal((await t.admin('GET', `/findings/${f.id}`)).body.status, 'open');
     await ctx.close();
   });
 
@@ -238,32 +285,107 @@ describe('console (/ui/) in a browser', { skip: existsSync(CHROMIUM) ? false : `
     await ctx.close();
   });
 
-  // Governance landed with response shapes other than the ones these panels were written for
-  // (and its real routes win over stand-ins): the panels must be adapted to the real API. Open in issue 8.
-  it.skip("lights up governance's panels once its admin API answers (stand-in routes with the planned paths)", async () => {
-    // Governance is built in another branch; these stand-ins answer its planned paths with the
-    // shapes the pages read, so the renderers are checked before it lands.
-    const { sendJson } = await import('../../src/core/index.js');
-    const finding = { id: 'fnd_1', nhi: 'demo-agent', detection: 'minting_rate', severity: 'high', title: 'Minting spike', status: 'open', evidence: { tokens_per_5m: 40, threshold: 12 }, last_seen: Date.now(), count: 2 };
-    t.app.router.get('/admin/v1/findings', (c) => sendJson(c.res, 200, { findings: [finding] }));
-    t.app.router.get('/admin/v1/risk', (c) => sendJson(c.res, 200, { nhis: [{ nhi: 'demo-agent', score: 72, contributions: [{ factor: 'minting_rate finding', points: 40 }] }] }));
-    t.app.router.get('/admin/v1/nhis/:id/risk', (c) => sendJson(c.res, 200, { nhi: c.params.id, score: 72, contributions: [{ factor: 'minting_rate finding', points: 40 }, { factor: 'unused grants', points: 32 }] }));
-    t.app.router.get('/admin/v1/metrics/programme', (c) => sendJson(c.res, 200, { metrics: { nhis_with_owner_pct: { value: 100, trend: [80, 90, 100] }, median_secret_age_days: 3 } }));
+  it("shows governance: the overview's metrics with their weekly trend, findings by severity and the three charts", async () => {
+    const summary = (await t.admin('GET', '/findings/summary')).body;
     const { ctx, page } = await newPage();
     await signIn(page, t.token);
-    await page.getByRole('region', { name: 'Open findings by severity' }).getByText('high').waitFor();
-    await page.getByRole('region', { name: 'Programme metrics' }).getByText('▲ from 90').waitFor();
+    const sev = page.getByRole('region', { name: 'Open findings by severity' });
+    for (const s of ['critical', 'high', 'medium', 'low']) {
+      assert.equal(await sev.locator(`[data-severity="${s}"] strong`).textContent(), String(summary.open[s]));
+    }
+    assert.ok(summary.open.high + summary.open.medium >= 2, JSON.stringify(summary));
+    // The programme now and a week ago: the agent's key was new then and is eight days old now.
+    const metrics = page.locator('[data-metrics]');
+    await metrics.getByRole('row', { name: /Median secret age\s+8 d\s+\d+ d\s+up from/ }).waitFor();
+    await metrics.getByRole('row', { name: /Federated only/ }).waitFor();
+    await metrics.getByRole('row', { name: /High-privilege/ }).waitFor();
+    await metrics.getByRole('row', { name: /Time to revoke \(mean\)/ }).waitFor();
+    // Charts: canvases drawn from non-empty data.
+    for (const name of ['minting', 'secret-ages', 'programme']) await page.locator(`[data-chart="${name}"] canvas`).first().waitFor();
+    const minting = await page.locator('[data-chart="minting"] [role="img"]').getAttribute('aria-label');
+    assert.match(minting ?? '', /^(\d+) tokens for \d+ NHIs/);
+    assert.ok(Number(/^(\d+)/.exec(minting!)![1]) >= 9, minting ?? '');
+    assert.match(await page.locator('[data-anomaly]').textContent() ?? '', /demo-agent: \d+ tokens at .*threshold/);
+    assert.match(await page.locator('[data-chart="secret-ages"] [role="img"]').getAttribute('aria-label') ?? '', /1-4 weeks: 1/);
+    await page.locator('[data-chart="time-to-revoke"] canvas').waitFor();
     await shot(page, 'overview-governance');
+    await ctx.close();
+  });
+
+  it("shows the demo agent's risk score with its contributions, and the top riskiest with why", async () => {
+    const risk = (await t.admin('GET', '/nhis/demo-agent/risk')).body;
+    assert.ok(risk.contributions.some((c: { factor: string }) => c.factor === 'findings'), JSON.stringify(risk));
+    const { ctx, page } = await newPage();
+    await signIn(page, t.token);
     await page.getByRole('link', { name: 'Top 20 riskiest' }).click();
-    await page.getByRole('row', { name: /demo-agent.*72.*minting_rate finding/ }).waitFor();
-    await page.goto(`${t.url}/ui/#/nhis/demo-agent`);
-    assert.equal(await page.locator('[data-risk-score]').textContent(), '72');
-    await page.getByRole('cell', { name: 'unused grants' }).waitFor();
+    const row = page.locator('[data-top-risk]').getByRole('row', { name: /demo-agent/ });
+    await row.waitFor();
+    assert.match(await row.textContent() ?? '', /Open findings \+\d+: .*(minting_rate|out_of_bounds)/);
+    await shot(page, 'risk');
+    await row.getByRole('link', { name: 'demo-agent' }).click();
+    await page.locator('[data-risk-score]').filter({ hasText: new RegExp(`^${risk.score}$`) }).waitFor();
+    const contributions = page.locator('[data-contributions]');
+    for (const c of risk.contributions as Array<{ points: number; detail: string }>) {
+      await contributions.getByRole('row', { name: new RegExp(`${c.points}\\s+${c.detail.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`) }).waitFor();
+    }
+    await contributions.getByRole('cell', { name: 'Open findings' }).waitFor();
+    await page.getByRole('region', { name: 'Findings' }).getByText('minting_rate').first().waitFor();
     await shot(page, 'nhi-governance');
+    await ctx.close();
+  });
+
+  it('findings: the evidence, acknowledge then resolve (recorded with who and why); a new finding appears live and its playbook can be undone', async () => {
+    const oob = (await t.admin('GET', '/findings?nhi=demo-agent&detection=out_of_bounds')).body.findings[0];
+    const { ctx, page } = await newPage();
+    await signIn(page, t.token);
     await page.getByRole('link', { name: 'Findings' }).click();
-    await page.getByText('evidence', { exact: true }).click();
-    await page.getByText('tokens_per_5m').waitFor();
-    await shot(page, 'findings-governance');
+    await page.getByLabel('Status').selectOption('');
+    const row = page.locator(`[data-finding="${oob.id}"]`);
+    await row.getByText('evidence', { exact: true }).click();
+    for (const k of Object.keys(oob.evidence)) await row.locator('dt', { hasText: new RegExp(`^${k}$`) }).waitFor();
+    await shot(page, 'findings');
+    await row.getByRole('button', { name: 'Acknowledge' }).click();
+    let dialog = page.getByRole('dialog');
+    assert.match(await dialog.textContent() ?? '', /marked acknowledged/);
+    await dialog.getByLabel(/Reason/).fill('looking into it');
+    await dialog.getByRole('button', { name: 'Acknowledge' }).click();
+    await row.getByText('acknowledged', { exact: true }).waitFor();
+    await row.getByText(/by admin:.*: looking into it/).waitFor();
+    await row.getByRole('button', { name: 'Resolve' }).click();
+    dialog = page.getByRole('dialog');
+    await dialog.getByRole('button', { name: 'Resolve' }).click();
+    await row.getByText('resolved', { exact: true }).waitFor();
+    const after = (await t.admin('GET', `/findings/${oob.id}`)).body;
+    assert.equal(after.status, 'resolved');
+    assert.match(after.status_by, /^admin:/);
+
+    // A grant made outside review: governance raises a high new_grant finding, the page shows it without a reload.
+    await page.getByLabel('Status').selectOption('open');
+    assert.equal((await t.admin('POST', '/grants', { nhi: 'report-runner', tool: 'tickets', actions: ['list_tickets'] })).status, 201);
+    const live = page.getByRole('row', { name: /report-runner/ }).filter({ hasText: 'new_grant' });
+    await live.waitFor();
+    assert.match(await live.textContent() ?? '', /high/);
+    await shot(page, 'findings-live');
+    // Its playbook stepped report-runner down; the NHI page shows it and an admin undoes it.
+    const action = await waitFor(async () => (await t.admin('GET', '/playbook-actions?nhi=report-runner')).body.actions[0], 'the playbook action');
+    assert.equal(action.action, 'step_down');
+    await live.getByRole('link', { name: 'report-runner' }).click();
+    const pa = page.locator(`[data-playbook-action="${action.id}"]`);
+    await pa.getByRole('button', { name: 'Undo' }).click();
+    dialog = page.getByRole('dialog');
+    assert.match(await dialog.textContent() ?? '', /lifts the restriction the step-down put on report-runner/);
+    await dialog.getByRole('button', { name: 'Undo' }).click();
+    await pa.getByText(/undone by admin:/).waitFor();
+    assert.deepEqual((await t.admin('GET', '/restrictions?nhi=report-runner')).body.restrictions, []);
+    await ctx.close();
+  });
+
+  it('a revocation made elsewhere appears on the overview live', async () => {
+    const { ctx, page } = await newPage();
+    await signIn(page, t.token);
+    await page.locator('[data-revocations]').waitFor();
+    assert.equal((await t.admin('POST', '/revocations', { nhi: 'report-runner', reason: 'revoked from the CLI' })).status, 201);
+    await page.locator('[data-revocations]').getByText('report-runner: revoked from the CLI').waitFor();
     await ctx.close();
   });
 

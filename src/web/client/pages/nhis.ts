@@ -3,7 +3,7 @@ import { html } from '../html.js';
 import { api, qs, type Session } from '../api.js';
 import { useLive } from '../live.js';
 import { Badge, ConfirmAction, Panel, Status, Time, ago, notify, useApi } from '../ui.js';
-import { FindingsTable, RiskScore, type Finding, type Risk } from './governance.js';
+import { FindingsTable, PlaybookActions, RiskScore, type Finding, type Risk } from './governance.js';
 
 export interface Nhi {
   id: string; class: string; owner: string; system: string; environment: string; tier: string; status: string;
@@ -26,13 +26,19 @@ export function NhiList() {
   const [cls, setCls] = useState('');
   const [status, setStatus] = useState('');
   const [env, setEnv] = useState('');
-  const r = useApi<{ nhis: Nhi[] }>(`/nhis${qs({ search, class: cls, status, environment: env })}`);
+  const [owner, setOwner] = useState('');
+  const [tier, setTier] = useState('');
+  const [cred, setCred] = useState('');
+  const r = useApi<{ nhis: Nhi[] }>(`/nhis${qs({ search, class: cls, status, environment: env, owner, tier, credential_type: cred })}`);
   return html`<h1>NHIs</h1>
     <form class="filters" role="search" onSubmit=${(e: Event) => e.preventDefault()}>
       ${field('Search', search, setSearch)}
       ${field('Class', cls, setCls, ['agent', 'workload', 'runner', 'tool'])}
       ${field('Status', status, setStatus, ['active', 'disabled'])}
+      ${field('Owner', owner, setOwner)}
       ${field('Environment', env, setEnv)}
+      ${field('Tier', tier, setTier, ['read', 'write', 'admin'])}
+      ${field('Credential type', cred, setCred, ['federated', 'private_key_jwt', 'static_secret'])}
     </form>
     <${Status} loading=${r.loading && !r.data} error=${r.error} />
     ${r.data && html`<table>
@@ -53,9 +59,12 @@ export function NhiPage(p: { id: string; session: Session }) {
   const risk = useApi<Risk>(`/nhis/${enc}/risk`, [live]);
   const findings = useApi<{ findings: Finding[] }>(`/findings${qs({ nhi: p.id })}`, [live]);
   const restrictions = useApi<{ restrictions: Array<{ id: string; kind: string; fallback_tier: string; reason: string; created_at: number }> }>(`/restrictions${qs({ nhi: p.id })}`, [live]);
-  const reloadAll = () => [nhi, tokens, calls, restrictions].forEach((x) => x.reload());
+  const reloadAll = () => [nhi, tokens, calls, restrictions, risk].forEach((x) => x.reload());
   const admin = p.session.role === 'admin';
   const n = nhi.data;
+  // Grants governance counts as standing privilege (unused for risk.unused_grant_after): named in that contribution.
+  const unusedDetail = risk.data?.contributions.find((c) => c.factor === 'unused_grants')?.detail ?? '';
+  const unused = new Set((n?.grants ?? []).map((g) => g.tool).filter((t) => unusedDetail.split(/[ ,]+/).includes(t)));
   if (!n) return html`<h1>${p.id}</h1><${Status} loading=${nhi.loading} error=${nhi.error} />`;
   const act = async (what: string, call: () => Promise<unknown>) => {
     await call();
@@ -74,7 +83,7 @@ export function NhiPage(p: { id: string; session: Session }) {
         ${restrictions.data?.restrictions.map((r) => html`<p class="warn">Restricted: ${r.kind} to tier ${r.fallback_tier} (${r.reason}), <${Time} ms=${r.created_at} /></p>`)}
       <//>
       <${Panel} title="Risk">
-        <${Status} loading=${risk.loading} error=${risk.error} what="the risk score" />
+        <${Status} loading=${risk.loading && !risk.data} error=${risk.error} what="the risk score" />
         ${risk.data && html`<${RiskScore} risk=${risk.data} />`}
       <//>
     </div>
@@ -106,7 +115,7 @@ export function NhiPage(p: { id: string; session: Session }) {
       <table><thead><tr><th scope="col">Tool</th><th scope="col">Actions</th><th scope="col">Last used</th><th scope="col">Change</th></tr></thead>
       <tbody>${n.grants.map((g) => html`<tr>
         <td>${g.tool}</td><td>${g.actions.join(', ')}</td>
-        <td>${g.last_used_at === null ? html`<${Badge} value="unused" />` : html`<${Time} ms=${g.last_used_at} />`}</td><td>${g.change_ref ?? ''}</td></tr>`)}</tbody></table>
+        <td>${g.last_used_at === null ? html`<${Badge} value="unused" />` : html`<${Time} ms=${g.last_used_at} />`}${g.last_used_at !== null && unused.has(g.tool) ? html` <${Badge} value="unused" />` : ''}</td><td>${g.change_ref ?? ''}</td></tr>`)}</tbody></table>
     <//>
     <${Panel} title="Recent tokens">
       <${Status} loading=${tokens.loading && !tokens.data} error=${tokens.error} />
@@ -119,9 +128,10 @@ export function NhiPage(p: { id: string; session: Session }) {
       <p><a href=${`#/audit/actor=${enc}`}>Search the audit log for ${n.id}</a></p>
     <//>
     <${Panel} title="Findings">
-      <${Status} loading=${findings.loading} error=${findings.error} what="findings" />
-      ${findings.data && html`<${FindingsTable} findings=${findings.data.findings} session=${p.session} onChange=${findings.reload} />`}
-    <//>`;
+      <${Status} loading=${findings.loading && !findings.data} error=${findings.error} what="findings" />
+      ${findings.data && html`<${FindingsTable} findings=${findings.data.findings} session=${p.session} onChange=${() => { findings.reload(); risk.reload(); }} />`}
+    <//>
+    <${PlaybookActions} nhi=${p.id} session=${p.session} live=${live} onChange=${reloadAll} />`;
 }
 
 export function AuditTable(p: { records: AuditRecord[] }) {

@@ -1,61 +1,78 @@
-import { useEffect, useState } from 'preact/hooks';
 import { html } from '../html.js';
-import { api, qs } from '../api.js';
+import { qs } from '../api.js';
 import { useLive } from '../live.js';
-import { MintingRate, SecretAges, TimeToRevoke } from '../charts.js';
-import { Badge, Panel, Status, Time, useApi } from '../ui.js';
-import { SEVERITIES, type Finding } from './governance.js';
+import { MintingRate, ProgrammeTrend, SecretAges, TimeToRevoke, type AgeBin, type MintingSeries } from '../charts.js';
+import { Badge, Panel, Status, Time, duration, useApi } from '../ui.js';
+import { SEVERITIES, type Severity } from './governance.js';
 import type { Approval } from './approvals.js';
 import type { Signal } from './signals.js';
 
 interface AuditRow { id: string; ts: number; type: string; actor: string | null; subject: string | null; tool: string | null; data: Record<string, unknown> }
 
-/** Programme metrics are governance's; any shape of { name: number | { value, trend } } is shown. */
-function Metrics(p: { data: Record<string, unknown> }) {
-  const src = (p.data.metrics && typeof p.data.metrics === 'object' ? p.data.metrics : p.data) as Record<string, unknown>;
-  const rows = Object.entries(src).map(([k, v]) => {
-    const o = (typeof v === 'object' && v !== null ? v : { value: v }) as { value?: unknown; trend?: unknown; previous?: unknown };
-    const trend = Array.isArray(o.trend) ? (o.trend as number[]) : [];
-    const prev = typeof o.previous === 'number' ? o.previous : trend.length > 1 ? trend[trend.length - 2] : undefined;
-    const value = typeof o.value === 'number' ? o.value : trend[trend.length - 1];
-    const arrow = prev === undefined || value === undefined ? '' : value > prev ? '▲' : value < prev ? '▼' : '▶';
-    return { k, value, arrow, prev };
-  });
-  return html`<table><thead><tr><th scope="col">Metric</th><th scope="col">Now</th><th scope="col">Trend</th></tr></thead>
-    <tbody>${rows.map((r) => html`<tr><td>${r.k.replace(/_/g, ' ')}</td><td>${r.value === undefined ? '—' : String(r.value)}</td>
-      <td>${r.arrow && html`<span aria-label=${`previously ${r.prev}`}>${r.arrow} from ${r.prev}</span>`}</td></tr>`)}</tbody></table>`;
+/** GET /metrics/programme: now, and the last snapshot of each week (oldest first). */
+interface ProgrammeMetrics {
+  at: number; nhis: number; federated_ratio: number; static_secret_ratio: number; private_key_ratio: number; median_secret_age_days: number | null;
+  admin_nhis: number; long_lived_credentials: number; revoke_mean_s: number | null; revoke_p99_s: number | null; revoke_samples: number;
+  exceptions_open: number; exceptions_overdue: number; unused_grants: number; findings_open: Record<Severity, number>;
+}
+interface Programme { current: ProgrammeMetrics; trend: Array<{ day: string; taken_at: number; metrics: ProgrammeMetrics }> }
+
+type Num = number | null | undefined;
+const pct = (x: Num) => (x === null || x === undefined ? '—' : `${Math.round(x * 1000) / 10}%`);
+const days = (x: Num) => (x === null || x === undefined ? '—' : `${x} d`);
+const secs = (x: Num) => (x === null || x === undefined ? '—' : duration(x));
+const plain = (x: Num) => (x === null || x === undefined ? '—' : String(x));
+/** [label, value, format, higher is better]. */
+const METRICS: Array<[string, (m: ProgrammeMetrics) => Num, (x: Num) => string, boolean]> = [
+  ['Federated only (no stored secret)', (m) => m.federated_ratio, pct, true],
+  ['Median secret age', (m) => m.median_secret_age_days, days, false],
+  ['High-privilege (admin-tier) NHIs', (m) => m.admin_nhis, plain, false],
+  ['Time to revoke (mean)', (m) => m.revoke_mean_s, secs, false],
+  ['Time to revoke (p99)', (m) => m.revoke_p99_s, secs, false],
+  ['Holding a static secret', (m) => m.static_secret_ratio, pct, false],
+  ['On keys (private_key_jwt)', (m) => m.private_key_ratio, pct, true],
+  ['Long-lived credentials', (m) => m.long_lived_credentials, plain, false],
+  ['Exceptions open', (m) => m.exceptions_open, plain, false],
+  ['Exceptions overdue', (m) => m.exceptions_overdue, plain, false],
+  ['Unused grants', (m) => m.unused_grants, plain, false],
+  ['Active NHIs', (m) => m.nhis, plain, true],
+];
+
+/** Monday (UTC) of the week of an instant, as YYYY-MM-DD (as governance groups its snapshots). */
+function weekOf(ms: number): string {
+  const d = new Date(ms);
+  return new Date(ms - ((d.getUTCDay() + 6) % 7) * 86_400_000).toISOString().slice(0, 10);
 }
 
-/** Credential ages of every NHI (at most 100, one request each: the admin API has no bulk call). */
-function useSecretAges(): number[] | undefined {
-  const [ages, setAges] = useState<number[] | undefined>();
-  useEffect(() => {
-    let gone = false;
-    void (async () => {
-      const { nhis } = await api<{ nhis: Array<{ id: string }> }>('GET', '/nhis');
-      const details = await Promise.all(nhis.slice(0, 100).map((n) => api<{ credentials: Array<{ created_at: number; last_rotated_at: number | null }> }>('GET', `/nhis/${encodeURIComponent(n.id)}`)));
-      const now = Date.now();
-      if (!gone) setAges(details.flatMap((d) => d.credentials.map((c) => (now - (c.last_rotated_at ?? c.created_at)) / 86_400_000)));
-    })().catch(() => setAges([]));
-    return () => {
-      gone = true;
-    };
-  }, []);
-  return ages;
+function Metrics(p: { data: Programme }) {
+  const now = p.data.current;
+  // The trend's last entry may be this week's own snapshot: compare with the weeks before.
+  const earlier = p.data.trend.filter((t) => weekOf(t.taken_at) < weekOf(now.at));
+  const prev = earlier[earlier.length - 1]?.metrics;
+  return html`<table data-metrics><thead><tr><th scope="col">Metric</th><th scope="col">Now</th><th scope="col">Last week</th><th scope="col">Trend (weekly)</th></tr></thead>
+    <tbody>${METRICS.map(([label, get, fmt, up]) => {
+      const a = get(now);
+      const b = prev ? get(prev) : undefined;
+      const arrow = a === null || a === undefined || b === null || b === undefined ? '' : a > b ? '▲' : a < b ? '▼' : '▶';
+      const tone = arrow === '▲' || arrow === '▼' ? ((arrow === '▲') === up ? 'ok' : 'warn') : '';
+      const series = [...earlier.map((t) => get(t.metrics)), a].map((x) => fmt(x)).join(' → ');
+      return html`<tr><td>${label}</td><td>${fmt(a)}</td><td>${prev ? fmt(b) : '—'}</td>
+        <td>${arrow && html`<span class=${tone} aria-label=${`${arrow === '▲' ? 'up' : arrow === '▼' ? 'down' : 'unchanged'} from ${fmt(b)}`}>${arrow}</span> `}<span class="muted">${earlier.length ? series : 'no earlier week yet'}</span></td></tr>`;
+    })}</tbody></table>`;
 }
 
 export function Overview() {
   const live = useLive(['approval.', 'revocation.', 'kill.', 'detection.', 'signal.']);
-  const metrics = useApi<Record<string, unknown>>('/metrics/programme', [live]);
-  const findings = useApi<{ findings: Finding[] }>(`/findings${qs({ status: 'open', limit: 1000 })}`, [live]);
+  const metrics = useApi<Programme>('/metrics/programme', [live]);
+  const findings = useApi<Record<'open' | 'acknowledged', Record<Severity, number>>>('/findings/summary', [live]);
   const approvals = useApi<{ approvals: Approval[] }>(`/approvals${qs({ status: 'pending' })}`, [live]);
   const revoked = useApi<{ records: AuditRow[] }>(`/audit${qs({ type: 'tokens.revoked', limit: 10 })}`, [live]);
   const kills = useApi<{ kill_switches: Array<{ id: string; scope: string; target: string | null; reason: string; created_at: number }> }>('/kill', [live]);
   const signals = useApi<{ signals: Signal[] }>(`/signals${qs({ limit: 500 })}`, [live]);
-  const tokens = useApi<{ tokens: Array<{ nhi: string; issued_at: number }> }>(`/tokens${qs({ limit: 1000 })}`);
-  const ages = useSecretAges();
+  const minting = useApi<{ hours: number[]; series: MintingSeries[] }>(`/metrics/minting${qs({ hours: 48, limit: 5 })}`, [live]);
+  const ages = useApi<{ bins: AgeBin[] }>('/metrics/credential-ages');
   const pending = (approvals.data?.approvals ?? []).filter((a) => a.status === 'pending');
-  const bySeverity = SEVERITIES.map((s) => [s, (findings.data?.findings ?? []).filter((f) => f.severity === s).length] as const);
+  const f = findings.data;
   return html`<h1>Overview</h1>
     <div class="grid">
       <${Panel} title="Pending approvals">
@@ -65,7 +82,7 @@ export function Overview() {
       <//>
       <${Panel} title="Open findings by severity">
         <${Status} loading=${findings.loading && !findings.data} error=${findings.error} what="findings" />
-        ${findings.data && html`<ul class="severities">${bySeverity.map(([s, n]) => html`<li><${Badge} value=${s} /> ${n}</li>`)}</ul>`}
+        ${f && html`<ul class="severities" data-severities>${SEVERITIES.map((s) => html`<li data-severity=${s}><a href="#/findings"><${Badge} value=${s} /></a> <strong>${f.open[s]}</strong>${f.acknowledged[s] ? html` <span class="muted">(+${f.acknowledged[s]} acknowledged)</span>` : ''}</li>`)}</ul>`}
       <//>
       <${Panel} title="Programme metrics">
         <${Status} loading=${metrics.loading && !metrics.data} error=${metrics.error} what="programme metrics" />
@@ -80,8 +97,11 @@ export function Overview() {
       <//>
     </div>
     <div class="grid charts">
-      ${ages ? html`<${SecretAges} agesDays=${ages} />` : html`<p class="muted">Loading credential ages…</p>`}
+      ${ages.data ? html`<${SecretAges} bins=${ages.data.bins} />` : html`<${Status} loading=${ages.loading} error=${ages.error} what="credential ages" />`}
       ${signals.data && html`<${TimeToRevoke} points=${signals.data.signals.filter((s) => s.applied_at !== null).map((s) => [s.applied_at!, (s.applied_at! - s.received_at) / 1000] as [number, number])} />`}
-      ${tokens.data && html`<${MintingRate} tokens=${tokens.data.tokens} />`}
+      ${minting.data ? html`<${MintingRate} hours=${minting.data.hours} series=${minting.data.series} />` : html`<${Status} loading=${minting.loading} error=${minting.error} what="the minting rate" />`}
+      ${metrics.data && html`<${ProgrammeTrend} points=${metrics.data.trend.map((t) => ({
+        at: t.taken_at, federated_pct: t.metrics.federated_ratio * 100, median_age_days: t.metrics.median_secret_age_days, admin: t.metrics.admin_nhis, revoke_mean_s: t.metrics.revoke_mean_s,
+      }))} />`}
     </div>`;
 }
