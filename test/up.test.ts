@@ -46,7 +46,7 @@ describe('mandate up (npm start)', () => {
     const body = (await nhis.json()) as { nhis: { id: string }[] };
     assert.deepEqual(body.nhis.map((n) => n.id), ['demo-agent']);
     const tools = await fetch(`${url}/admin/v1/tools`, { headers: { authorization: `Bearer ${token}` } });
-    assert.deepEqual(((await tools.json()) as { tools: { id: string }[] }).tools.map((x) => x.id).sort(), ['docs', 'tickets']);
+    assert.deepEqual(((await tools.json()) as { tools: { id: string }[] }).tools.map((x) => x.id).sort(), ['docs', 'drill', 'drill-other', 'tickets']);
     assert.match(stdout, /Try this next/);
     assert.equal(statSync(join(cwd, '.mandate', 'demo-agent.private.jwk')).mode & 0o077, 0, 'agent key readable by its owner only');
     // The README's SDK example: the demo agent gets a DPoP-bound token with its key file.

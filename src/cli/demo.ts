@@ -58,7 +58,18 @@ export async function startDemo(opts: { env: NodeJS.ProcessEnv; dataDir: string 
           { name: 'delete_space', tier: 'destructive' },
         ],
       },
+      // For `mandate drill token-theft` (docs/drill.md): two harmless tools the drill's own NHI calls
+      // (a read-only GET), so the drill needs nothing declared by hand against the demo.
+      ...(['drill', 'drill-other'] as const).map((id) => ({
+        id, kind: 'http' as const, upstream: http.url, description: 'Token-theft drill target (read-only)',
+        credential: { type: 'bearer' as const, value: 'env:DEMO_TICKETS_TOKEN' },
+        actions: [{ name: 'ping', method: 'GET' as const, path: '/tickets', tier: 'read' }],
+      })),
     ],
+    governance: {
+      // A stolen token (a bound token replayed with another key, without its proof, at another tool) revokes the NHI's tokens.
+      playbooks: [{ name: 'contain-stolen-tokens', detection: 'stolen_token', action: 'revoke_tokens' }],
+    },
     grants: [
       { nhi: 'demo-agent', tool: 'tickets', actions: ['list_tickets', 'get_ticket', 'create_ticket', 'delete_ticket'], change_ref: 'demo' },
       { nhi: 'demo-agent', tool: 'docs', actions: ['search_docs', 'create_page', 'delete_space'], change_ref: 'demo' },
@@ -82,7 +93,8 @@ export async function startDemo(opts: { env: NodeJS.ProcessEnv; dataDir: string 
         `  export MANDATE_URL=${url} MANDATE_TOKEN=<the one-time credential printed above>`,
         '  npx mandate nhi list                     # the inventory: demo-agent',
         '  npx mandate nhi show demo-agent          # its credentials and grants',
-        '  npx mandate tool list                    # tickets (HTTP) and docs (MCP)',
+        '  npx mandate tool list                    # tickets (HTTP), docs (MCP), drill tools',
+        '  npx mandate drill token-theft            # a stolen token: detected, revoked, refused (docs/drill.md)',
         '  npx mandate audit verify                 # the hash-chained audit log',
         `  curl -i ${url}/tools/tickets/tickets     # the proxy: 401 without a token (README: calling tools)`,
         `  curl ${url}/.well-known/oauth-protected-resource/tools/tickets   # where agents get tokens (RFC 9728)`,

@@ -8,6 +8,7 @@ import { AdminClient, CliError, EXIT } from './admin-client.js';
 import { details, isoTime, table } from './format.js';
 import { startDemo } from './demo.js';
 import { GOVERNANCE_USAGE, governanceCommand } from './governance.js';
+import { DRILL_USAGE, drillCommand } from './drill.js';
 import { PolicyEngine, PolicyError, type PolicyRequest } from '../policy/index.js';
 import { formatFindings, lintConfigText, LintUsageError, readAtRef, scanFiles, toSarif, type Finding } from '../governance/lint/index.js';
 
@@ -51,6 +52,8 @@ Admin (over the admin API; MANDATE_URL, MANDATE_TOKEN or --url, --token):
   mandate admin-credential create --name N --role admin|approver|viewer
 
 ${GOVERNANCE_USAGE}
+
+${DRILL_USAGE}
 
 Every command takes --json. Exit codes: 0 ok, 1 failed or problems found, 2 usage or config error,
 3 Mandate unreachable, 4 not authorized.`;
@@ -113,6 +116,8 @@ export async function main(argv: string[], out: Out = stdio, env: NodeJS.Process
         out.log(profilesReport(cfg, values.json ? 'json' : values.markdown ? 'markdown' : 'table'));
         return EXIT.ok;
       }
+      case 'drill':
+        return await drillCommand(rest[0], rest.slice(1), out, env);
       case 'finding':
       case 'playbook':
         return await governanceCommand(noun, rest[0], rest.slice(1), out, env);

@@ -98,6 +98,10 @@ export function mountGovernanceRoutes(api: AdminApi, g: Governance): void {
     handler: async () => g.programme.credentialAges(),
   });
   api.route({
+    method: 'GET', path: '/playbooks', summary: 'The playbooks the config declares (governance.playbooks), and whether governance and dry-run are on.', tag: 'governance', role: 'viewer',
+    handler: async () => g.playbooks.configured(),
+  });
+  api.route({
     method: 'GET', path: '/playbook-actions', summary: 'Automatic actions taken (or dry-run) by playbooks, newest first.', tag: 'governance', role: 'viewer',
     query: z.strictObject({ nhi: z.string().optional(), limit: z.coerce.number().int().min(1).max(1000).default(100) }),
     handler: async ({ query }) => ({ actions: (await g.playbooks.list({ nhiId: query.nhi, limit: query.limit })).map(playbookActionJson) }),

@@ -114,6 +114,18 @@ export class Playbooks {
     });
   }
 
+  /** The playbooks this instance's config declares (what `mandate drill` checks before it relies on one). */
+  configured(): { enabled: boolean; dry_run: boolean; playbooks: Array<{ name: string; detection: string | null; min_severity: Severity | null; score_at_least: number | null; action: string; dry_run: boolean }> } {
+    const g = this.d.config.governance;
+    return {
+      enabled: g.enabled,
+      dry_run: g.dry_run,
+      playbooks: g.playbooks.map((p) => ({
+        name: p.name, detection: p.detection ?? null, min_severity: p.min_severity ?? null, score_at_least: p.score_at_least ?? null, action: p.action, dry_run: p.dry_run,
+      })),
+    };
+  }
+
   list(filter: { nhiId?: string; limit?: number }): Promise<PlaybookActionRecord[]> {
     return this.d.store.listPlaybookActions(filter);
   }
