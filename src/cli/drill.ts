@@ -473,26 +473,39 @@ async function cleanup(admin: AdminClient, nhi: string, runId: string, created: 
   if (!created.nhi) return;
   const reason = `mandate drill token-theft ${runId}: cleanup`;
   await act(`revoked every token of ${nhi}`, () => admin.call('POST', '/revocations', { body: { nhi, reason } }));
-  try {
-    const r = (await admin.call('GET', '/playbook-actions', { query: { nhi, limit: '100' } })) as { actions: Array<{ id: string; action: string; dry_run: boolean; undone_at: number | null }> };
-    for (const a of r.actions) {
-      if (a.dry_run || a.undone_at !== null || a.action === 'revoke_tokens') continue;
-      await act(`undid playbook action ${a.id} (${a.action})`, () => admin.call('POST', `/playbook-actions/${encodeURIComponent(a.id)}/undo`));
-    }
-  } catch (err) {
-    if (!(err instanceof CliError && err.exitCode === EXIT.failed)) report.cleanup.push({ what: 'listing playbook actions', ok: false, error: (err as Error).message });
-  }
   if (created.grant) await act(`removed grant ${created.grant}`, () => admin.call('DELETE', `/grants/${encodeURIComponent(created.grant!)}`));
   if (created.credential) await act(`removed credential ${created.credential}`, () => admin.call('DELETE', `/credentials/${encodeURIComponent(created.credential!)}`));
   await act(`disabled NHI ${nhi}`, () => admin.call('POST', `/nhis/${encodeURIComponent(nhi)}/disable`, { body: { reason } }));
-  try {
-    const r = (await admin.call('GET', '/findings', { query: { nhi, limit: '100' } })) as { findings: Array<{ id: string; status: string; detection: string }> };
-    for (const f of r.findings) {
-      if (f.status === 'resolved') continue;
-      await act(`resolved finding ${f.id} (${f.detection})`, () => admin.call('POST', `/findings/${encodeURIComponent(f.id)}/resolve`, { body: { note: `raised by mandate drill token-theft ${runId}` } }));
+  // Detections and playbooks run behind the bus, possibly on another instance: a finding or a
+  // step-down about the attack can land after the first look. Look again until a pass, a second
+  // after the previous one, finds nothing left to undo or resolve (at most ten passes).
+  const undone = new Set<string>();
+  for (let pass = 0; pass < 10; pass++) {
+    let handled = 0;
+    try {
+      const r = (await admin.call('GET', '/playbook-actions', { query: { nhi, limit: '100' } })) as { actions: Array<{ id: string; action: string; dry_run: boolean; undone_at: number | null }> };
+      for (const a of r.actions) {
+        if (a.dry_run || a.undone_at !== null || a.action === 'revoke_tokens' || undone.has(a.id)) continue;
+        undone.add(a.id);
+        handled++;
+        await act(`undid playbook action ${a.id} (${a.action})`, () => admin.call('POST', `/playbook-actions/${encodeURIComponent(a.id)}/undo`));
+      }
+    } catch (err) {
+      if (!(err instanceof CliError && err.exitCode === EXIT.failed)) report.cleanup.push({ what: 'listing playbook actions', ok: false, error: (err as Error).message });
     }
-  } catch (err) {
-    if (!(err instanceof CliError && err.exitCode === EXIT.failed)) report.cleanup.push({ what: 'listing findings', ok: false, error: (err as Error).message });
+    try {
+      const r = (await admin.call('GET', '/findings', { query: { nhi, limit: '100' } })) as { findings: Array<{ id: string; status: string; detection: string }> };
+      for (const f of r.findings) {
+        if (f.status === 'resolved' || undone.has(f.id)) continue;
+        undone.add(f.id);
+        handled++;
+        await act(`resolved finding ${f.id} (${f.detection})`, () => admin.call('POST', `/findings/${encodeURIComponent(f.id)}/resolve`, { body: { note: `raised by mandate drill token-theft ${runId}` } }));
+      }
+    } catch (err) {
+      if (!(err instanceof CliError && err.exitCode === EXIT.failed)) report.cleanup.push({ what: 'listing findings', ok: false, error: (err as Error).message });
+    }
+    if (handled === 0 && pass > 0) break;
+    await new Promise((r) => setTimeout(r, 1000));
   }
 }
 
