@@ -11,7 +11,7 @@ import {
 import { openStore, storeOptionsFromConfig, type Store } from './store/index.js';
 import { createBus } from './bus/index.js';
 import type { Bus } from './core/index.js';
-import { KeyManager, loadKek } from './keys/index.js';
+import { KeyManager, loadKek, type Kek } from './keys/index.js';
 import { AuditLog, verifyAuditChain } from './audit/index.js';
 import { Inventory, mountInventoryRoutes } from './inventory/index.js';
 import { AdminApi, AdminAuth } from './admin/index.js';
@@ -236,7 +236,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
       proxy = p;
     }
 
-    const signals = await wireSignals({ config, role, restrictions, router, admin, store, bus, keys, broker, adminAuth, audit: auditSink, clock, logger, metrics, env, issuer: () => issuer });
+    const signals = await wireSignals({ config, role, restrictions, router, admin, store, bus, keys, kek: kek.kek, broker, adminAuth, audit: auditSink, clock, logger, metrics, env, issuer: () => issuer });
     cleanup.push(() => signals.stop());
     const governance = await wireGovernance({ config, role, admin, store, bus, audit: auditSink, clock, logger, metrics, broker, signals: signals.signals });
     cleanup.push(() => governance.stop());
@@ -266,7 +266,7 @@ export interface SignalsWiring {
  * roles `signals` and `all` mount the SSF endpoints, run the push loop and the receivers' pollers.
  */
 async function wireSignals(d: {
-  config: Readonly<MandateConfig>; role: Role; restrictions: RestrictionState; router: Router; admin: AdminApi; store: Store; bus: Bus; keys: KeyManager; broker: Broker;
+  config: Readonly<MandateConfig>; role: Role; restrictions: RestrictionState; router: Router; admin: AdminApi; store: Store; bus: Bus; keys: KeyManager; kek: Kek; broker: Broker;
   adminAuth: AdminAuth; audit: AuditSink; clock: Clock; logger: Logger; metrics: Metrics; env: NodeJS.ProcessEnv; issuer: () => string;
 }): Promise<SignalsWiring> {
   const { config, store, bus, clock, logger, audit, issuer } = d;
@@ -278,7 +278,7 @@ async function wireSignals(d: {
     onApplied: (seconds, action) => d.metrics.signalApply.observe({ action }, seconds),
   });
   const transmitter = new SsfTransmitter({
-    store, signer: d.keys, adminAuth: d.adminAuth, bus, audit, clock, logger, issuer, config: config.signals.transmitter,
+    store, signer: d.keys, secrets: d.kek, adminAuth: d.adminAuth, bus, audit, clock, logger, issuer, config: config.signals.transmitter,
     maxBodyBytes: config.server.max_body_bytes, allowLoopbackHttp,
   });
   const receiver = new SsfReceiver({

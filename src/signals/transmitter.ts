@@ -7,6 +7,7 @@ import {
 } from '../core/index.js';
 import type { AdminAuth, AdminPrincipal } from '../admin/index.js';
 import type { BrokerStore, KillSwitchRecord, RevocationRecord } from '../broker/index.js';
+import type { Kek } from '../keys/index.js';
 import type { RestrictionRecord, SignalsStore, SsfEventRecord, SsfStreamRecord, SsfStreamStatus } from './ports.js';
 import { KILL_REASON_PREFIX } from './signals.js';
 import {
@@ -37,6 +38,12 @@ export interface SetSigner {
 export interface TransmitterDeps {
   store: SignalsStore & Pick<BrokerStore, 'getIssuedToken'>;
   signer: SetSigner;
+  /**
+   * Encrypts at rest what a receiver hands us to present back (its push `authorization_header`):
+   * the KEK (AES-256-GCM, the stream id as AAD), so a database reader does not get the receiver's
+   * credential.
+   */
+  secrets: Pick<Kek, 'seal' | 'open'>;
   adminAuth: Pick<AdminAuth, 'authenticate'>;
   bus: Bus;
   audit: AuditSink;
@@ -56,9 +63,16 @@ interface StoredConfig {
   iss: string;
   aud: string | string[];
   events_requested: string[];
-  delivery: { method: string; endpoint_url?: string; authorization_header?: string };
+  /**
+   * `authorization_header_sealed`: the receiver's push credential under the KEK. A plain
+   * `authorization_header` is only read (rows written before it was sealed) and sealed on the next update.
+   */
+  delivery: { method: string; endpoint_url?: string; authorization_header?: string; authorization_header_sealed?: string };
   description?: string;
 }
+
+/** AAD of a stream's sealed push credential: a ciphertext copied onto another stream does not open there. */
+const pushAuthAad = (streamId: string): string => `mandate/ssf-push-authorization/${streamId}`;
 
 const LOOPBACK = new Set(['127.0.0.1', '[::1]', 'localhost']);
 const MAX_POLL_EVENTS = 1000;
@@ -331,7 +345,13 @@ export class SsfTransmitter {
     if (delivery.method === DELIVERY_PUSH) {
       if (!delivery.endpoint_url) throw new ValidationError('delivery.endpoint_url is required for push (RFC 8935)');
       this.checkPushUrl(delivery.endpoint_url);
-      out = { method: DELIVERY_PUSH, endpoint_url: delivery.endpoint_url, ...(delivery.authorization_header ? { authorization_header: delivery.authorization_header } : {}) };
+      // A header given now is sealed; an update that names no delivery keeps the stored one.
+      const given = body.delivery?.authorization_header;
+      const kept = body.delivery === undefined ? base?.delivery : undefined;
+      const sealed = given
+        ? this.d.secrets.seal(Buffer.from(given, 'utf8'), pushAuthAad(id))
+        : kept?.authorization_header_sealed ?? (kept?.authorization_header ? this.d.secrets.seal(Buffer.from(kept.authorization_header, 'utf8'), pushAuthAad(id)) : undefined);
+      out = { method: DELIVERY_PUSH, endpoint_url: delivery.endpoint_url, ...(sealed ? { authorization_header_sealed: sealed } : {}) };
     } else {
       // RFC 8936: the transmitter supplies the poll endpoint.
       out = { method: DELIVERY_POLL, endpoint_url: `${iss}/ssf/poll/${encodeURIComponent(id)}` };
@@ -499,6 +519,14 @@ export class SsfTransmitter {
     return attempts;
   }
 
+  /** The receiver's push credential as an Authorization header (decrypted only here, for the request). */
+  private pushAuthorization(streamId: string, c: StoredConfig): { authorization?: string } {
+    if (c.delivery.authorization_header_sealed) {
+      return { authorization: this.d.secrets.open(c.delivery.authorization_header_sealed, pushAuthAad(streamId), `the push authorization of stream ${streamId}`).toString('utf8') };
+    }
+    return c.delivery.authorization_header ? { authorization: c.delivery.authorization_header } : {};
+  }
+
   private async pushOne(s: SsfStreamRecord, c: StoredConfig, e: SsfEventRecord): Promise<void> {
     const attempt = e.attempts + 1;
     let error: string | undefined;
@@ -507,7 +535,7 @@ export class SsfTransmitter {
       const res = await fetch(c.delivery.endpoint_url!, {
         method: 'POST',
         redirect: 'manual',
-        headers: { 'content-type': SET_MEDIA_TYPE, accept: 'application/json', ...(c.delivery.authorization_header ? { authorization: c.delivery.authorization_header } : {}) },
+        headers: { 'content-type': SET_MEDIA_TYPE, accept: 'application/json', ...this.pushAuthorization(s.id, c) },
         body: e.setJwt,
         signal: AbortSignal.timeout(this.d.config.push_timeout * 1000),
       });

@@ -159,6 +159,12 @@ describe('SSF transmitter (OpenID SSF 1.0, RFC 8417, RFC 8935, RFC 8936)', () =>
       const c = await ssf('POST', '/ssf/streams', { delivery: { method: PUSH, endpoint_url: push.url, authorization_header: 'Bearer receiver-secret' } });
       await ssf('POST', '/ssf/subjects:add', { stream_id: c.body.stream_id, subject: { format: 'opaque', id: 'nobody' } });
       await ssf('POST', '/ssf/verify', { stream_id: c.body.stream_id, state: 'retry-me' });
+      // At rest the receiver's credential is sealed under the KEK, bound to its stream.
+      const stored = JSON.stringify((await t.app.store.getSsfStream(c.body.stream_id))!.config);
+      assert.ok(!stored.includes('receiver-secret'), 'the push authorization is not stored in clear');
+      assert.match(stored, /"authorization_header_sealed":"[^"]+"/);
+      // An update that names no delivery keeps the credential.
+      assert.equal((await ssf('PATCH', '/ssf/streams', { stream_id: c.body.stream_id, description: 'kept' })).status, 200);
       await waitFor(async () => (await t.admin('GET', `/ssf/events?stream_id=${c.body.stream_id}&status=delivered`)).body.events.length === 1, 10_000, 'delivery');
       assert.equal(push.received.length, 3);
       for (const r of push.received) {
