@@ -365,3 +365,12 @@ describe('mandate lint (CLI as a child process)', () => {
     assert.equal(mandate(empty, 'lint', '--config', join(dir, 'clean.yaml'), '--base', 'HEAD').code, 2);
   });
 });
+
+describe('this repository', () => {
+  it('has no committed secret in its sources, tests, docs and benchmarks (mandate lint --scan, as its CI would run it)', () => {
+    const root = resolve(BIN, '..', '..');
+    const r = mandate(root, 'lint', '--scan', 'src', '--scan', 'test', '--scan', 'docs', '--scan', 'bench', '--scan', 'README.md', '--json');
+    assert.equal(r.code, 0, r.out + r.err);
+    assert.deepEqual(JSON.parse(r.out).findings, []);
+  });
+});
