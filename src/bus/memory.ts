@@ -27,6 +27,8 @@ interface Stored {
   readonly id: string;
 }
 
+const RESOLVED = Promise.resolve();
+
 /** Past this many distinct subjects the subject → subscribers cache starts over (subjects are few in practice). */
 const MAX_ROUTES = 10_000;
 
@@ -66,6 +68,8 @@ export class MemoryBus implements Bus {
   /** subject → the subscriptions it reaches, in subscription order; cleared when one comes or goes. */
   private routes = new Map<string, MemorySubscription[]>();
   private closed = false;
+  /** Subjects already checked by assertSubject (publishers use a handful). */
+  private readonly validSubjects = new Set<string>();
 
   constructor(opts: MemoryBusOptions = {}) {
     this.maxMessages = Math.max(1, opts.maxMessages ?? 100_000);
@@ -81,7 +85,11 @@ export class MemoryBus implements Bus {
 
   async publish(subject: string, data: unknown, opts: { id?: string; timeoutMs?: number } = {}): Promise<number> {
     if (this.closed) throw new UnavailableError('the bus is closed');
-    assertSubject(subject);
+    if (!this.validSubjects.has(subject)) {
+      assertSubject(subject);
+      if (this.validSubjects.size >= MAX_ROUTES) this.validSubjects.clear();
+      this.validSubjects.add(subject);
+    }
     const id = opts.id ?? randomUUID();
     // A retried publish (same id) is stored once: the caller gets the original position.
     const existing = this.ids.get(id);
@@ -254,7 +262,8 @@ class MemorySubscription implements Subscription {
   private schedule(): void {
     if (this.scheduled || this.pending || this.ac.signal.aborted) return;
     this.scheduled = true;
-    queueMicrotask(this.drainFn);
+    // A resolved promise's then: a microtask without queueMicrotask's async-hooks resource.
+    void RESOLVED.then(this.drainFn);
   }
 
   private drain(): void {
