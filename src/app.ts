@@ -331,7 +331,7 @@ async function wireGovernance(d: {
   const governance = new Governance({
     config: d.config, store: d.store, bus: d.bus, audit: d.audit, clock: d.clock, logger: d.logger, signals: d.signals,
     liftKill: (id, actor) => d.broker.lift(id, actor), active: d.role === 'all' || d.role === 'signals', onProgramme: setGauges,
-    onEvent: (filter) => d.metrics.governanceEvents.inc({ consumer: filter }),
+    onEvent: (filter) => d.metrics.countGovernanceEvent(filter),
   });
   await governance.start();
   mountGovernanceRoutes(d.admin, governance);

@@ -27,6 +27,11 @@ interface Stored {
   readonly id: string;
 }
 
+const RESOLVED = Promise.resolve();
+
+/** Past this many distinct subjects the subject → subscribers cache starts over (subjects are few in practice). */
+const MAX_ROUTES = 10_000;
+
 /**
  * The in-process bus: one process, no durability, but the same contract as NATS — a
  * bounded log with sequences from 1, `fromSeq` replay, id dedupe and ordered at-least-once
@@ -34,6 +39,13 @@ interface Stored {
  *
  * Dedupe differs in one way: NATS remembers ids for a time window, this bus for as long as
  * the message is still in the log.
+ *
+ * Cost: a publish touches only the subscriptions whose filter matches its subject (exact
+ * filters are looked up by subject, wildcard filters are matched once per distinct subject
+ * and the result is cached until a subscription comes or goes), and hands the message to each
+ * of them by appending it to that subscription's queue. A subscription's loop drains its queue
+ * and sleeps (one promise) only when it is empty; a subscription whose filter does not match
+ * is never woken. The JSON is parsed once per matching subscriber (each gets its own copy).
  */
 export class MemoryBus implements Bus {
   readonly driver = 'memory' as const;
@@ -49,8 +61,15 @@ export class MemoryBus implements Bus {
   private seq = 0;
   private readonly ids = new Map<string, number>();
   private readonly subs = new Set<MemorySubscription>();
-  private pulse = deferred();
+  /** Subscriptions with a filter without wildcards, by that filter (= the one subject they match). */
+  private readonly exact = new Map<string, Set<MemorySubscription>>();
+  /** Subscriptions with `*` or `>` in their filter. */
+  private readonly wild = new Set<MemorySubscription>();
+  /** subject → the subscriptions it reaches, in subscription order; cleared when one comes or goes. */
+  private routes = new Map<string, MemorySubscription[]>();
   private closed = false;
+  /** Subjects already checked by assertSubject (publishers use a handful). */
+  private readonly validSubjects = new Set<string>();
 
   constructor(opts: MemoryBusOptions = {}) {
     this.maxMessages = Math.max(1, opts.maxMessages ?? 100_000);
@@ -66,7 +85,11 @@ export class MemoryBus implements Bus {
 
   async publish(subject: string, data: unknown, opts: { id?: string; timeoutMs?: number } = {}): Promise<number> {
     if (this.closed) throw new UnavailableError('the bus is closed');
-    assertSubject(subject);
+    if (!this.validSubjects.has(subject)) {
+      assertSubject(subject);
+      if (this.validSubjects.size >= MAX_ROUTES) this.validSubjects.clear();
+      this.validSubjects.add(subject);
+    }
     const id = opts.id ?? randomUUID();
     // A retried publish (same id) is stored once: the caller gets the original position.
     const existing = this.ids.get(id);
@@ -76,21 +99,40 @@ export class MemoryBus implements Bus {
     this.entries.push(stored);
     this.ids.set(id, stored.seq);
     this.evict();
-    // Wake every subscriber loop; each one looks for its next matching message.
-    const p = this.pulse;
-    this.pulse = deferred();
-    p.resolve();
+    // Only the subscriptions whose filter matches hear of it.
+    for (const sub of this.routeOf(subject)) sub.enqueue(stored);
     return stored.seq;
   }
 
   async subscribe(filter: string, handler: BusHandler, opts: SubscribeOptions = {}): Promise<Subscription> {
     if (this.closed) throw new UnavailableError('the bus is closed');
     assertFilter(filter);
-    // Default: only what is published after subscribing.
-    const start = opts.fromSeq !== undefined ? Math.max(1, Math.floor(opts.fromSeq)) : this.seq + 1;
-    const sub = new MemorySubscription(this, filter, handler, start, opts.name ?? filter, this.retry, this.logger, this.closeTimeoutMs);
+    const exact = !filter.includes('*') && !filter.includes('>');
+    const sub = new MemorySubscription(this, filter, exact, handler, opts.name ?? filter, this.retry, this.logger, this.closeTimeoutMs, this.maxMessages);
+    // Default: only what is published after subscribing. With fromSeq, what the log still
+    // holds from there is queued now, before any later publish can be (the order is kept).
+    if (opts.fromSeq !== undefined) {
+      const from = Math.max(1, Math.floor(opts.fromSeq));
+      const first = this.firstSeq();
+      if (from < first && from <= this.seq) {
+        // The bounded log no longer holds what this subscriber asked for: it cannot be delivered, so say so loudly.
+        this.logger.warn({ subscription: sub.name, missedFrom: from, resumeAt: first }, 'memory bus log no longer holds these messages; the subscriber skips them');
+      }
+      for (let seq = Math.max(from, first); seq <= this.seq; seq++) {
+        const e = this.entries[this.head + (seq - first)];
+        if (e && sub.matches(e.subject)) sub.enqueue(e);
+      }
+    }
     this.subs.add(sub);
-    sub.run().finally(() => this.subs.delete(sub));
+    if (exact) {
+      let set = this.exact.get(filter);
+      if (!set) this.exact.set(filter, (set = new Set()));
+      set.add(sub);
+    } else {
+      this.wild.add(sub);
+    }
+    this.routes = new Map();
+    sub.start();
     return sub;
   }
 
@@ -108,35 +150,31 @@ export class MemoryBus implements Bus {
     await Promise.all([...this.subs].map((s) => s.close()));
   }
 
-  /** @internal A promise that settles on the next publish. */
-  nextPulse(): Promise<void> {
-    return this.pulse.promise;
-  }
-
   /** @internal The oldest retained sequence (seq + 1 when the log is empty). */
   firstSeq(): number {
     return this.entries[this.head]?.seq ?? this.seq + 1;
   }
 
-  /**
-   * @internal The first message at or after `from` that matches `filter`, or, when none,
-   * the sequence up to which the log was scanned (so the next scan starts after it).
-   */
-  find(from: number, filter: string): { msg: BusMessage | undefined; scannedTo: number } {
-    const first = this.firstSeq();
-    // A filter without wildcards matches its own subject only: compare the strings (every
-    // subscriber scans every message, so this runs subscribers × messages times).
-    const exact = !filter.includes('*') && !filter.includes('>');
-    for (let seq = Math.max(from, first); seq <= this.seq; seq++) {
-      const e = this.entries[this.head + (seq - first)];
-      if (e && (exact ? e.subject === filter : subjectMatches(filter, e.subject))) {
-        return {
-          msg: { seq: e.seq, subject: e.subject, data: JSON.parse(e.json) as unknown, publishedAt: e.publishedAt, id: e.id },
-          scannedTo: seq,
-        };
-      }
+  /** @internal Stops routing messages to a subscription (closed or ended). */
+  remove(sub: MemorySubscription): void {
+    if (!this.subs.delete(sub)) return;
+    const set = this.exact.get(sub.filter);
+    if (set?.delete(sub) && set.size === 0) this.exact.delete(sub.filter);
+    this.wild.delete(sub);
+    this.routes = new Map();
+  }
+
+  /** The subscriptions `subject` reaches, oldest subscription first. */
+  private routeOf(subject: string): readonly MemorySubscription[] {
+    let route = this.routes.get(subject);
+    if (route) return route;
+    route = [];
+    for (const sub of this.subs) {
+      if (sub.exact ? sub.filter === subject : subjectMatches(sub.filter, subject)) route.push(sub);
     }
-    return { msg: undefined, scannedTo: this.seq };
+    if (this.routes.size >= MAX_ROUTES) this.routes = new Map();
+    this.routes.set(subject, route);
+    return route;
   }
 
   private evict(): void {
@@ -154,86 +192,142 @@ export class MemoryBus implements Bus {
   }
 }
 
-/** `Promise.withResolvers` is Node 22; Mandate runs on Node 20. */
-function deferred(): { promise: Promise<void>; resolve: () => void } {
-  let resolve!: () => void;
-  const promise = new Promise<void>((r) => {
-    resolve = r;
-  });
-  return { promise, resolve };
-}
-
+/**
+ * One subscriber's queue and its delivery. Not an async loop: enqueue() schedules a drain in
+ * a microtask (so `subscribe()` and `publish()` return first, as on a network bus); the drain
+ * hands queued messages to the handler one after the other, synchronously as long as the
+ * handler completes synchronously, and waits for a returned promise before the next one.
+ * A handler that throws (or rejects) gets the same message again after a backoff and the
+ * queue waits (the shared retry loop of util.ts): ordered, at-least-once.
+ */
 class MemorySubscription implements Subscription {
+  /** Aborted by close(): ends a retry backoff at once. */
   private readonly ac = new AbortController();
-  private nextSeq: number;
+  /** Messages routed here and not yet completed, oldest first (`queue[qHead]` is next). */
+  private queue: Stored[] = [];
+  private qHead = 0;
+  /** A drain is scheduled (microtask) and has not run yet. */
+  private scheduled = false;
+  /** The handler's promise (or a retry) for `queue[qHead]` while it runs; the drain waits for it. */
+  private pending: Promise<void> | undefined;
+  /** The first sequence dropped from a queue that outgrew the log's cap (undefined when none). */
+  private droppedFrom: number | undefined;
   private completed = 0;
-  private done: Promise<void> = Promise.resolve();
+  private readonly drainFn = (): void => this.drain();
 
   constructor(
     private readonly bus: MemoryBus,
-    private readonly filter: string,
+    readonly filter: string,
+    readonly exact: boolean,
     private readonly handler: BusHandler,
-    start: number,
-    private readonly name: string,
+    readonly name: string,
     private readonly retry: RetryOptions,
     private readonly logger: Logger,
     private readonly closeTimeoutMs: number,
-  ) {
-    this.nextSeq = start;
-  }
-
-  /** Until the next publish or close. The abort listener is removed each time, so none pile up. */
-  private waitFor(pulse: Promise<void>): Promise<void> {
-    const { signal } = this.ac;
-    return new Promise((resolve) => {
-      if (signal.aborted) return resolve();
-      const onAbort = (): void => resolve();
-      signal.addEventListener('abort', onAbort, { once: true });
-      void pulse.then(() => {
-        signal.removeEventListener('abort', onAbort);
-        resolve();
-      });
-    });
-  }
+    private readonly maxQueued: number,
+  ) {}
 
   get lastSeq(): number {
     return this.completed;
   }
 
-  run(): Promise<void> {
-    this.done = this.loop();
-    return this.done;
+  matches(subject: string): boolean {
+    return this.exact ? this.filter === subject : subjectMatches(this.filter, subject);
   }
 
-  private async loop(): Promise<void> {
-    // Let `subscribe()` return before the first delivery, as a network bus would.
-    await Promise.resolve();
-    while (!this.ac.signal.aborted) {
-      const first = this.bus.firstSeq();
-      if (this.nextSeq < first) {
-        // The bounded log no longer holds what this subscriber asked for (an old fromSeq, or
-        // it fell behind by more than the cap): it cannot be delivered, so say so loudly.
-        this.logger.warn({ subscription: this.name, missedFrom: this.nextSeq, resumeAt: first }, 'memory bus log no longer holds these messages; the subscriber skips them');
-        this.nextSeq = first;
+  /** @internal A message for this subscription (the bus routed it here), in sequence order. */
+  enqueue(e: Stored): void {
+    this.queue.push(e);
+    // A queue longer than the log's cap holds messages the log evicted already: a subscriber
+    // that fell that far behind loses the oldest, as a scan of the log would. The one whose
+    // handler is running is not lost: it completes first.
+    if (this.queue.length - this.qHead > this.maxQueued + (this.pending ? 1 : 0)) {
+      if (this.pending) {
+        // Drop the one after the head: the head moves up a slot (O(1), no splice).
+        this.droppedFrom ??= this.queue[this.qHead + 1]!.seq;
+        this.queue[this.qHead + 1] = this.queue[this.qHead]!;
+      } else {
+        this.droppedFrom ??= this.queue[this.qHead]!.seq;
       }
-      const pulse = this.bus.nextPulse();
-      const { msg, scannedTo } = this.bus.find(this.nextSeq, this.filter);
-      if (!msg) {
-        this.nextSeq = Math.max(this.nextSeq, scannedTo + 1);
-        await this.waitFor(pulse);
+      this.queue[this.qHead++] = undefined as unknown as Stored;
+    }
+    this.schedule();
+  }
+
+  /** Starts delivering (what subscribe() queued from the log, if anything). */
+  start(): void {
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.pending || this.ac.signal.aborted) return;
+    this.scheduled = true;
+    // A resolved promise's then: a microtask without queueMicrotask's async-hooks resource.
+    void RESOLVED.then(this.drainFn);
+  }
+
+  private drain(): void {
+    this.scheduled = false;
+    const { signal } = this.ac;
+    while (!signal.aborted && !this.pending && this.qHead < this.queue.length) {
+      const e = this.queue[this.qHead]!;
+      const first = this.bus.firstSeq();
+      if (e.seq < first || this.droppedFrom !== undefined) {
+        // The bounded log no longer holds what this subscriber had still to handle (it fell
+        // behind by more than the cap): it cannot be delivered, so say so loudly.
+        const missedFrom = Math.min(this.droppedFrom ?? e.seq, e.seq);
+        while (this.qHead < this.queue.length && this.queue[this.qHead]!.seq < first) this.queue[this.qHead++] = undefined as unknown as Stored;
+        this.droppedFrom = undefined;
+        this.logger.warn({ subscription: this.name, missedFrom, resumeAt: first }, 'memory bus log no longer holds these messages; the subscriber skips them');
         continue;
       }
-      // Ordered, at-least-once: we only move past a message once its handler completed.
-      const ok = await deliverAtLeastOnce(msg, this.handler, { signal: this.ac.signal, retry: this.retry, logger: this.logger, name: this.name });
-      if (!ok) return;
-      this.completed = msg.seq;
-      this.nextSeq = msg.seq + 1;
+      // Each delivery parses the JSON again: every handler gets its own copy, as from NATS.
+      const msg: BusMessage = { seq: e.seq, subject: e.subject, data: JSON.parse(e.json) as unknown, publishedAt: e.publishedAt, id: e.id };
+      let r: void | Promise<void>;
+      try {
+        r = this.handler(msg);
+      } catch (err) {
+        this.wait(this.redeliver(msg, err));
+        return;
+      }
+      if (r !== undefined && typeof (r as Promise<void>).then === 'function') {
+        this.wait(Promise.resolve(r).then(() => true, (err: unknown) => this.redeliver(msg, err)));
+        return;
+      }
+      this.done(e);
     }
+    if (this.qHead === this.queue.length && this.qHead > 0) {
+      this.queue = [];
+      this.qHead = 0;
+    }
+  }
+
+  /** The shared retry loop: the same message again after a backoff, until it completes or the subscription closes. */
+  private redeliver(msg: BusMessage, err: unknown): Promise<boolean> {
+    return deliverAtLeastOnce(msg, this.handler, { signal: this.ac.signal, retry: this.retry, logger: this.logger, name: this.name, failed: err });
+  }
+
+  /** Holds the queue until the head's handler (or its retries) settled; false: closed first. */
+  private wait(p: Promise<boolean>): void {
+    const e = this.queue[this.qHead]!;
+    this.pending = p.then((ok) => {
+      this.pending = undefined;
+      if (!ok) return;
+      this.done(e);
+      this.drain();
+    });
+  }
+
+  /** Ordered, at-least-once: the queue moves past a message only once its handler completed. */
+  private done(e: Stored): void {
+    this.completed = e.seq;
+    this.queue[this.qHead++] = undefined as unknown as Stored;
   }
 
   async close(): Promise<void> {
     this.ac.abort();
-    if (!(await settlesWithin(this.done, this.closeTimeoutMs))) {
+    this.bus.remove(this);
+    if (this.pending && !(await settlesWithin(this.pending, this.closeTimeoutMs))) {
       this.logger.warn({ subscription: this.name }, 'bus subscription closed while its handler was still running');
     }
   }

@@ -105,20 +105,29 @@ export async function settlesWithin(p: Promise<unknown>, ms: number): Promise<bo
 export async function deliverAtLeastOnce(
   msg: BusMessage,
   handler: BusHandler,
-  opts: { signal: AbortSignal; retry?: RetryOptions; logger?: Logger; name?: string },
+  opts: {
+    signal: AbortSignal; retry?: RetryOptions; logger?: Logger; name?: string;
+    /** The caller made the first attempt itself and it threw this: start with its backoff. */
+    failed?: unknown;
+  },
 ): Promise<boolean> {
-  for (let attempt = 0; ; attempt++) {
+  const retryAfter = async (err: unknown, attempt: number): Promise<void> => {
+    const wait = backoffMs(attempt, opts.retry);
+    opts.logger?.warn(
+      { err, subscription: opts.name, seq: msg.seq, subject: msg.subject, attempt: attempt + 1, retryInMs: wait },
+      'bus handler failed; the message will be offered again',
+    );
+    await sleep(wait, opts.signal);
+  };
+  let attempt = 0;
+  if ('failed' in opts) await retryAfter(opts.failed, attempt++);
+  for (; ; attempt++) {
     if (opts.signal.aborted) return false;
     try {
       await handler(msg);
       return true;
     } catch (err) {
-      const wait = backoffMs(attempt, opts.retry);
-      opts.logger?.warn(
-        { err, subscription: opts.name, seq: msg.seq, subject: msg.subject, attempt: attempt + 1, retryInMs: wait },
-        'bus handler failed; the message will be offered again',
-      );
-      await sleep(wait, opts.signal);
+      await retryAfter(err, attempt);
     }
   }
 }

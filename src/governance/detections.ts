@@ -84,9 +84,12 @@ export class Detections {
     const since = this.d.clock.now() - (this.d.config.governance.minting_rate.baseline_days + 1) * DAY_MS;
     this.baseline.load(await this.d.store.issuanceByHour(since));
     const counted = this.d.onEvent;
-    const on = async (filter: string, fn: (m: BusMessage) => Promise<void>) => {
-      const handler = counted ? async (m: BusMessage) => {
-        await fn(m);
+    // A handler returns a promise only when it has I/O to wait for (a finding to raise, an NHI
+    // to look up); the common event is handled synchronously, so the bus needs no promise for it.
+    const on = async (filter: string, fn: (m: BusMessage) => Promise<void> | void) => {
+      const handler = counted ? (m: BusMessage): Promise<void> | void => {
+        const r = fn(m);
+        if (r) return r.then(() => counted(filter));
         counted(filter);
       } : fn;
       this.subs.set(filter, await this.d.bus.subscribe(filter, handler, { name: `governance-${filter}` }));
@@ -204,22 +207,25 @@ export class Detections {
     await this.countDenial(m, nhi, at, 'broker', error);
   }
 
-  private async onToolCall(m: BusMessage, denied: boolean): Promise<void> {
+  /**
+   * An allowed call (the proxy's hot path: one per request) is O(1) in-memory work: the grant's
+   * newest use (written in batches) and the token's use; it returns a promise only when it
+   * raises a finding.
+   */
+  private onToolCall(m: BusMessage, denied: boolean): Promise<void> | void {
     const e = m.data as Data;
     const nhi = str(e.nhi);
     const tool = str(e.tool);
     const jti = str(e.jti);
     const at = num(e.at, m.publishedAt);
     if (!nhi || !tool) return;
-    if (!denied) {
-      const prev = this.grantUse.get(grantId(nhi, tool)) ?? 0;
-      if (at > prev) this.grantUse.set(grantId(nhi, tool), at);
-    }
-    if (!denied) {
-      if (jti) await this.tokenSeen(m, e, nhi, jti, at);
-      return;
-    }
+    if (denied) return this.onToolCallDenied(m, e, nhi, tool, jti, at);
+    const grant = grantId(nhi, tool);
+    if (at > (this.grantUse.get(grant) ?? 0)) this.grantUse.set(grant, at);
+    if (jti) return this.tokenSeen(m, e, nhi, jti, at);
+  }
 
+  private async onToolCallDenied(m: BusMessage, e: Data, nhi: string, tool: string, jti: string | null, at: number): Promise<void> {
     this.d.onRiskInput?.(nhi);
     const error = str(e.error) ?? '';
     const reason = str(e.reason) ?? '';
@@ -275,7 +281,7 @@ export class Detections {
   }
 
   /** One jti from two proof keys or two client addresses: the token is in two hands. */
-  private async tokenSeen(m: BusMessage, e: Data, nhi: string, jti: string, at: number): Promise<void> {
+  private tokenSeen(m: BusMessage, e: Data, nhi: string, jti: string, at: number): Promise<void> | void {
     const windowMs = this.d.config.governance.stolen_token.window * 1000;
     let u = this.tokenUse.get(jti);
     if (!u || at - u.at > windowMs) {
@@ -290,12 +296,12 @@ export class Detections {
     if (jkt) u.jkts.add(jkt);
     if (ip) u.ips.add(ip);
     if (!newKey && !newIp) return;
-    await this.d.findings.raise({
+    return this.d.findings.raise({
       nhiId: nhi, detection: 'stolen_token', key: `jti:${jti}`, severity: 'critical',
       title: `one token of ${nhi} was used from ${newKey ? 'two DPoP keys' : 'two client addresses'}`,
       evidence: { jti, proof_jkts: [...u.jkts], client_ips: [...u.ips], tool: e.tool ?? null, first_use_at: u.at },
       at, eventId: m.id,
-    });
+    }).then(() => undefined);
   }
 
   private pruneTokenUse(before: number): void {

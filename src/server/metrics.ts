@@ -47,17 +47,36 @@ export class Metrics {
     labelNames: ['metric'] as const,
     registers: [this.registry],
   });
-  /** Bus events the governance detection consumers completed, by consumer (subscription filter): what the pipeline absorbed. */
+  /**
+   * Bus events the governance detection consumers completed, by consumer (subscription filter):
+   * what the pipeline absorbed. Counted with {@link Metrics.countGovernanceEvent} in a plain map
+   * (one per proxied request: no label hashing on that path) and moved into the counter when
+   * it is scraped.
+   */
+  private readonly governanceCounts = new Map<string, { n: number; reported: number }>();
   readonly governanceEvents = new Counter({
     name: 'mandate_governance_events_total',
     help: 'Bus events the governance detection consumers have completed, by consumer (token.issued, token.denied, tool.called, tool.call_denied, inventory.>, shadow_agent).',
     labelNames: ['consumer'] as const,
     registers: [this.registry],
+    collect: () => {
+      for (const [consumer, c] of this.governanceCounts) {
+        if (c.n > c.reported) this.governanceEvents.inc({ consumer }, c.n - c.reported);
+        c.reported = c.n;
+      }
+    },
   });
   readonly findingsOpen = new Gauge({ name: 'mandate_findings_open', help: 'Open governance findings by severity.', labelNames: ['severity'] as const, registers: [this.registry] });
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'mandate_' });
+  }
+
+  /** One event a governance detection consumer completed (see governanceEvents). */
+  countGovernanceEvent(consumer: string): void {
+    const c = this.governanceCounts.get(consumer);
+    if (c) c.n++;
+    else this.governanceCounts.set(consumer, { n: 1, reported: 0 });
   }
 
   observeHttp(route: string, method: string, status: number, seconds: number): void {

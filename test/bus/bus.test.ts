@@ -2,6 +2,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Bus, BusMessage } from '../../src/core/ports/bus.js';
 import { MemoryBus, NatsBus } from '../../src/bus/index.js';
+import { createLogger } from '../../src/core/logger.js';
 import { collector, deleteStream, uniqueNames, waitFor } from './helpers.js';
 
 /**
@@ -257,5 +258,57 @@ describe('bus on memory: bounded log', () => {
     await bus.close();
     await assert.rejects(bus.publish('cap.x', 1), { code: 'ERR_UNAVAILABLE' });
     assert.equal(bus.health().connected, false);
+  });
+
+  it('a subscriber that falls behind by more than the cap skips what the log evicted, says so, and goes on in order', async () => {
+    const lines: Array<{ msg?: string; missedFrom?: number; resumeAt?: number }> = [];
+    const logger = createLogger({ level: 'warn', destination: { write: (l: string) => void lines.push(JSON.parse(l)) } });
+    const bus = new MemoryBus({ maxMessages: 3, logger });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const seen: number[] = [];
+    const sub = await bus.subscribe('lag.>', async (m) => {
+      seen.push(m.seq);
+      if (m.seq === 1) await gate; // stuck on the first message while 7 more arrive
+    });
+    for (let i = 1; i <= 8; i++) await bus.publish('lag.x', i);
+    await waitFor(() => seen.length >= 1, 2_000, 'first message');
+    release();
+    await waitFor(() => seen.length >= 4, 2_000, 'the retained messages');
+    await new Promise((r) => setTimeout(r, 50));
+    // The one in the handler completes; 2..5 fell out of the log; 6..8 are still there.
+    assert.deepEqual(seen, [1, 6, 7, 8]);
+    assert.equal(sub.lastSeq, 8);
+    const warn = lines.find((l) => l.msg?.includes('no longer holds'));
+    assert.ok(warn, 'a warning names the gap');
+    assert.equal(warn.missedFrom, 2);
+    assert.equal(warn.resumeAt, 6);
+    await bus.close();
+  });
+
+  it('routes by filter while subscriptions come and go (exact and wildcard, many filters that do not match)', async () => {
+    const bus = new MemoryBus();
+    const noise = await Promise.all(Array.from({ length: 20 }, (_, i) => bus.subscribe(`other${i}.>`, () => {
+      throw new Error('must not be called');
+    })));
+    const exact = collector();
+    const wild = collector();
+    const sExact = await bus.subscribe('route.a', exact.handler);
+    await bus.publish('route.a', 1);
+    await bus.publish('route.b', 2);
+    const sWild = await bus.subscribe('route.*', wild.handler);
+    await bus.publish('route.a', 3);
+    await waitFor(() => exact.msgs.length >= 2 && wild.msgs.length >= 1, 2_000, 'first deliveries');
+    await sExact.close();
+    await bus.publish('route.a', 4);
+    await bus.publish('route.b', 5);
+    await waitFor(() => wild.msgs.length >= 3, 2_000, 'wildcard deliveries');
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(exact.msgs.map((m) => m.data), [1, 3]);
+    assert.deepEqual(wild.msgs.map((m) => m.data), [3, 4, 5]);
+    for (const n of noise) assert.equal(n.lastSeq, 0);
+    await bus.close();
   });
 });

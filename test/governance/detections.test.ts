@@ -85,6 +85,19 @@ describe('governance: detections from real broker and proxy traffic', () => {
     await settled(g, 'tool.called');
     await settled(g, 'tool.call_denied');
     assert.deepEqual(await findings(g, 'nhi=normal'), []);
+    // What the consumers absorbed is on /metrics (counted in a map, moved into the counter on scrape).
+    const count = async (consumer: string): Promise<number> => {
+      const text = await (await fetch(`${g.url}/metrics`)).text();
+      const m = new RegExp(`^mandate_governance_events_total\\{consumer="${consumer.replace('.', '\\.')}"\\} (\\d+)$`, 'm').exec(text);
+      return m ? Number(m[1]) : 0;
+    };
+    const before = await count('tool.called');
+    assert.equal(before, 6, 'five calls and the barrier settled() published');
+    assert.equal(await count('tool.called'), before, 'a second scrape does not count again');
+    const at = await token('normal', 'rec', 'list_items');
+    assert.equal((await call(g, '/tools/rec/items', { token: at, key: k1 })).status, 200);
+    await settled(g, 'tool.called');
+    assert.equal(await count('tool.called'), before + 2, 'the call and the barrier settled() publishes');
   });
 
   it('stolen token: another key, no proof, another tool, two client addresses; the playbook revokes, the score rises', async () => {
