@@ -65,7 +65,10 @@ async function dropSchema(schema) {
 
 /** `node bin/mandate.js serve --role R --json`, small heap; resolves on its ready line. */
 function spawnInstance(role, configPath, env) {
-  const child = spawn(process.execPath, ['--max-old-space-size=160', join(ROOT, 'bin', 'mandate.js'), 'serve', '--role', role, '--config', configPath, '--json'], {
+  // BENCH_PROFILE=signals (or broker, proxy, all): that role runs under `node --cpu-prof` (bench/results/profiles/).
+  const prof = process.env.BENCH_PROFILE === role || process.env.BENCH_PROFILE === 'all'
+    ? ['--cpu-prof', `--cpu-prof-dir=${join(RESULTS, 'profiles')}`, `--cpu-prof-name=revocation-${role}-${Date.now()}-${process.pid}.cpuprofile`] : [];
+  const child = spawn(process.execPath, ['--max-old-space-size=160', ...prof, join(ROOT, 'bin', 'mandate.js'), 'serve', '--role', role, '--config', configPath, '--json'], {
     cwd: dirname(configPath), env: { PATH: process.env.PATH, NODE_ENV: 'test', ...env }, stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';

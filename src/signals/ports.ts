@@ -123,7 +123,13 @@ export interface SsfEventRecord {
 
 export interface SignalsStore {
   insertSignal(s: SignalRecord): Promise<void>;
+  /** Many signals in multi-row INSERTs (a group commit). */
+  insertSignals(s: readonly SignalRecord[]): Promise<void>;
   getSignal(id: string): Promise<SignalRecord | undefined>;
+  /** The signals with these ids that exist (any order). */
+  getSignals(ids: readonly string[]): Promise<SignalRecord[]>;
+  /** Which of these NHI ids exist (one query for a batch of SETs' subjects). */
+  knownNhiIds(ids: readonly string[]): Promise<Set<string>>;
   /** Newest first (receivedAt, then id). */
   listSignals(filter?: { nhiId?: string; since?: number; limit?: number }): Promise<SignalRecord[]>;
   /** Sets status, appliedAt and error. */
@@ -133,6 +139,8 @@ export interface SignalsStore {
   recordSignalApplied(a: { signalId: string; instanceId: string; role: string; at: number }): Promise<void>;
   /** Records an instance's first denial caused by a signal; the first time per (signal, instance) wins. */
   recordSignalDenied(a: { signalId: string; instanceId: string; role: string; at: number }): Promise<void>;
+  /** Both of the above for many rows at once (multi-row upsert), each time keeping the first one recorded. */
+  recordSignalTimes(rows: readonly { signalId: string; instanceId: string; role: string; appliedAt: number | null; firstDeniedAt: number | null }[]): Promise<void>;
   listSignalApplications(signalIds: readonly string[]): Promise<SignalApplicationRecord[]>;
 
   /** Lifts any active restriction of the same NHI (superseded by `r.signalId`), then inserts `r`, in one transaction. */

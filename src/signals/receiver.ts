@@ -1,11 +1,12 @@
 import { compactVerify, createLocalJWKSet, type JSONWebKeySet } from 'jose';
 import {
   NotFoundError, PayloadTooLargeError, UnavailableError, hasDuplicateKeys, readBody, secretEquals, sendJson,
-  type AuditSink, type Clock, type Logger, type MandateConfig, type ReplayStore, type RequestContext, type Router,
+  type AuditInput, type AuditSink, type Clock, type Logger, type MandateConfig, type RequestContext, type Router,
 } from '../core/index.js';
+import type { BrokerBatchStore } from '../broker/index.js';
 import type { InventoryStore } from '../inventory/index.js';
 import type { JwsShapeCheck, SetKeySource, SignalAction, SignalSeverity, SignalsStore, SsfStreamRecord, SsfStreamStatus } from './ports.js';
-import type { Signals } from './signals.js';
+import type { SignalInput, Signals, SignalsTxStore } from './signals.js';
 import { EVENT, KNOWN_EVENTS, SET_MEDIA_TYPE, SetError, subjectProblem, type SubjectId } from './set.js';
 
 /**
@@ -19,16 +20,29 @@ import { EVENT, KNOWN_EVENTS, SET_MEDIA_TYPE, SetError, subjectProblem, type Sub
  *   → `iss` exactly the configured issuer → key from the configured `jwks` or `jwks_uri` only
  *   (the broker's guarded JwksFetcher; `jwk`/`jku`/`x5u`/`x5c` in the header are never used)
  *   → signature → `aud` → `iat` within max_age → `jti` → event types known and `sub_id`
- *   well formed (RFC 9493) → the local stream enabled → `jti` not seen before (the store's
- *   atomic insertOnce, shared across instances) → signals.
+ *   well formed (RFC 9493). Verification is per SET and runs concurrently (no store access).
+ *
+ * Then the group commit (`SetIngest` below): the SETs verified while the previous commit ran
+ * go together: the local streams' status (one read per receiver) → `jti` not seen before
+ * (`insertOnceMany`, atomic across instances) → subjects mapped (one NHI lookup) → signals and
+ * what they cause, all in ONE transaction with the replay records. A push is answered 202
+ * (RFC 8935 §2.2) only after that transaction committed: an acknowledged SET is on record and
+ * enforced, and a SET whose transaction failed left no replay record, so the transmitter's
+ * retry is taken. A SET whose `jti` was already accepted is acknowledged again and not applied
+ * again (at-least-once delivery: the transmitter did not see our first 202).
  */
+
+/** How a verified SET ended: newly accepted (and applied), or a copy of one already accepted. */
+export type IngestOutcome = 'accepted' | 'duplicate';
 
 export type ReceiverConfig = MandateConfig['signals']['receivers'][number];
 
 export interface ReceiverDeps {
   receivers: readonly ReceiverConfig[];
-  store: SignalsStore & ReplayStore & Pick<InventoryStore, 'getNhi'>;
-  signals: Pick<Signals, 'raise'>;
+  store: SignalsStore & Pick<InventoryStore, 'getNhi'> & {
+    transaction<T>(fn: (tx: SignalsTxStore & Pick<BrokerBatchStore, 'insertOnceMany'>) => Promise<T>): Promise<T>;
+  };
+  signals: Pick<Signals, 'stage'>;
   keySource: SetKeySource;
   checkShape: JwsShapeCheck;
   resolveSecret: (ref: string) => string;
@@ -41,6 +55,8 @@ export interface ReceiverDeps {
   maxSetBytes?: number;
   /** Development and tests: poll http://127.0.0.1 / localhost. */
   allowLoopbackHttp: boolean;
+  /** SETs per group commit (default 500). */
+  maxBatch?: number;
 }
 
 /** What a verified SET carries. */
@@ -92,8 +108,10 @@ export class SsfReceiver {
   private readonly pollers: NodeJS.Timeout[] = [];
   private stopped = false;
   private readonly inflight = new Set<Promise<unknown>>();
+  private readonly ingest: SetIngest;
 
   constructor(private readonly d: ReceiverDeps) {
+    this.ingest = new SetIngest(this, d);
     this.byName = new Map(d.receivers.map((r) => [r.name, r]));
     for (const r of d.receivers) if (r.jwks) this.localJwks.set(r.name, createLocalJWKSet(r.jwks as JSONWebKeySet));
   }
@@ -116,6 +134,7 @@ export class SsfReceiver {
     this.stopped = true;
     for (const t of this.pollers) clearTimeout(t);
     await Promise.allSettled([...this.inflight]);
+    await this.ingest.drain();
   }
 
   mount(router: Router): void {
@@ -160,7 +179,7 @@ export class SsfReceiver {
         throw err;
       }
       await this.accept(r, body.toString('utf8').trim());
-      // RFC 8935 §2.2: 202 Accepted, no body.
+      // RFC 8935 §2.2: 202 Accepted, no body (also for a copy of a SET already accepted: it is on record).
       ctx.res.writeHead(202, { 'cache-control': 'no-store' }).end();
     } catch (err) {
       if (err instanceof SetError) {
@@ -175,12 +194,16 @@ export class SsfReceiver {
     return this.d.maxSetBytes ?? 32 * 1024;
   }
 
-  /** Verifies and processes one SET; throws SetError with its RFC 8935 code. */
-  async accept(r: ReceiverConfig, jwt: string): Promise<VerifiedSet> {
+  /**
+   * Verifies one SET and records it in the next group commit; resolves once it is durably on
+   * record (or was already). Throws SetError with its RFC 8935 code.
+   */
+  async accept(r: ReceiverConfig, jwt: string): Promise<VerifiedSet & { outcome: IngestOutcome }> {
     const receivedAt = this.d.clock.now();
     const set = await this.verify(r, jwt);
-    await this.process(r, set, receivedAt);
-    return set;
+    const outcome = await this.ingest.submit(r, set, receivedAt);
+    if (outcome === 'duplicate') this.d.audit.record({ type: 'ssf.set_duplicate', actor: `ssf:${r.name}`, data: { jti: set.jti } });
+    return { ...set, outcome };
   }
 
   async verify(r: ReceiverConfig, jwt: string): Promise<VerifiedSet> {
@@ -251,19 +274,19 @@ export class SsfReceiver {
     }
     if (payload.txn !== undefined && typeof payload.txn !== 'string') throw new SetError('invalid_request', 'the SET "txn" must be a string (RFC 8417 §2.2)');
 
-    const stream = await this.d.store.getSsfStream(inboundStreamId(r.name));
-    if (stream && stream.status !== 'enabled') throw new SetError('access_denied', `the stream is ${stream.status}`);
-    // Replay: one acceptance per jti per receiver, across instances; remembered as long as the SET could be accepted.
-    const fresh = await this.d.store.insertOnce(`ssf-set:${r.name}`, payload.jti, payload.iat * 1000 + r.max_age * 1000 + IAT_SKEW_MS);
-    if (!fresh) throw Object.assign(new SetError('invalid_request', 'the SET "jti" was already received'), { replay: true });
     return { jti: payload.jti, iss: r.issuer, iat: payload.iat, txn: (payload.txn as string | undefined) ?? null, subId, events: evs };
   }
 
-  /** Each event → one internal signal (or a record of an unmapped subject / an event with no action). */
-  private async process(r: ReceiverConfig, set: VerifiedSet, receivedAt: number): Promise<void> {
+  /**
+   * Each event → one internal signal (or a record of an unmapped subject / an event with no
+   * action). `known`: which of the batch's candidate NHI ids exist (`nhiCandidates`).
+   */
+  plan(r: ReceiverConfig, set: VerifiedSet, receivedAt: number, known: ReadonlySet<string>): { inputs: SignalInput[]; audits: AuditInput[] } {
+    const inputs: SignalInput[] = [];
+    const audits: AuditInput[] = [];
     for (const [type, ev] of Object.entries(set.events)) {
       if (type === EVENT.verification || type === EVENT.streamUpdated) {
-        this.d.audit.record({
+        audits.push({
           type: type === EVENT.verification ? 'ssf.verification_received' : 'ssf.stream_updated_received', actor: `ssf:${r.name}`,
           data: { jti: set.jti, ...(typeof ev.status === 'string' ? { status: ev.status } : {}) },
         });
@@ -272,28 +295,41 @@ export class SsfReceiver {
       const configured = r.event_actions[type];
       const action = configured ?? defaultEventAction(type, ev);
       const subject = (ev.subject as SubjectId | undefined) ?? set.subId!;
-      const target = await this.mapSubject(r, subject);
+      const target = this.mapSubject(r, subject, known);
       const base = {
         reason: reasonCode(type), source: `ssf:${r.name}`, txn: set.txn, receivedAt,
         data: { set_jti: set.jti, event: type, ...(ev.change_type ? { change_type: ev.change_type } : {}), ...(ev.current_level ? { current_level: ev.current_level } : {}) },
       };
       if (action === 'ignore') {
         // A known event that asks for nothing (e.g. credential-change `create`): on record in the audit log only.
-        this.d.audit.record({ type: 'ssf.event_ignored', actor: `ssf:${r.name}`, subject: target.nhiId ?? null, data: { ...base.data, txn: set.txn } });
+        audits.push({ type: 'ssf.event_ignored', actor: `ssf:${r.name}`, subject: target.nhiId ?? null, data: { ...base.data, txn: set.txn } });
       } else if (!target.nhiId && !target.jti) {
-        await this.d.signals.raise({ ...base, action, severity: SEVERITY[action], recordOnly: 'unmapped', data: { ...base.data, subject } });
+        inputs.push({ ...base, action, severity: SEVERITY[action], recordOnly: 'unmapped', data: { ...base.data, subject } });
       } else {
-        await this.d.signals.raise({ ...base, ...target, action, severity: SEVERITY[action] });
+        inputs.push({ ...base, ...target, action, severity: SEVERITY[action] });
       }
     }
+    return { inputs, audits };
+  }
+
+  /** The NHI ids `mapSubject` would look up for this SET's subjects (one query for a whole batch). */
+  nhiCandidates(r: ReceiverConfig, set: VerifiedSet, out: Set<string>): void {
+    const visit = (s: SubjectId | undefined): void => {
+      if (!s || typeof s !== 'object') return;
+      if (s.format === 'opaque' && typeof s.id === 'string') out.add(s.id);
+      else if (s.format === 'iss_sub' && s.iss === this.d.issuer() && typeof s.sub === 'string') out.add(s.sub);
+      else if (s.format === 'aliases' && Array.isArray(s.identifiers)) for (const a of s.identifiers as SubjectId[]) visit(a);
+      else if (s.format === 'complex') for (const m of ['session', 'application', 'user', 'device'] as const) visit(s[m] as SubjectId | undefined);
+    };
+    for (const ev of Object.values(set.events)) visit((ev.subject as SubjectId | undefined) ?? set.subId);
   }
 
   /** RFC 9493 subject → NHI: opaque id = NHI id; email / iss_sub through `subjects`; Mandate's own jwt_id → a token. */
-  async mapSubject(r: ReceiverConfig, s: SubjectId): Promise<{ nhiId?: string; jti?: string }> {
-    const nhi = async (id: unknown) => (typeof id === 'string' && (await this.d.store.getNhi(id)) ? id : undefined);
+  mapSubject(r: ReceiverConfig, s: SubjectId, known: ReadonlySet<string>): { nhiId?: string; jti?: string } {
+    const nhi = (id: unknown) => (typeof id === 'string' && known.has(id) ? id : undefined);
     switch (s.format) {
       case 'opaque': {
-        const id = await nhi(s.id);
+        const id = nhi(s.id);
         return id ? { nhiId: id } : {};
       }
       case 'email': {
@@ -306,7 +342,7 @@ export class SsfReceiver {
         if (m) return { nhiId: m.nhi };
         // A token Mandate issued has the NHI id as its `sub`.
         if (s.iss === this.d.issuer()) {
-          const id = await nhi(s.sub);
+          const id = nhi(s.sub);
           return id ? { nhiId: id } : {};
         }
         return {};
@@ -315,7 +351,7 @@ export class SsfReceiver {
         return s.iss === this.d.issuer() && typeof s.jti === 'string' ? { jti: s.jti } : {};
       case 'aliases':
         for (const a of s.identifiers as SubjectId[]) {
-          const t = await this.mapSubject(r, a);
+          const t = this.mapSubject(r, a, known);
           if (t.nhiId || t.jti) return t;
         }
         return {};
@@ -323,7 +359,7 @@ export class SsfReceiver {
         const out: { nhiId?: string; jti?: string } = {};
         for (const m of ['session', 'application', 'user', 'device'] as const) {
           if (!s[m]) continue;
-          const t = await this.mapSubject(r, s[m] as SubjectId);
+          const t = this.mapSubject(r, s[m] as SubjectId, known);
           out.jti ??= t.jti;
           out.nhiId ??= t.nhiId;
         }
@@ -383,22 +419,31 @@ export class SsfReceiver {
     state.ack = [];
     state.setErrs = {};
     const sets = doc.sets && typeof doc.sets === 'object' ? (doc.sets as Record<string, unknown>) : {};
-    for (const [jti, jwt] of Object.entries(sets)) {
+    // Verified concurrently, then handed to the group commit in the transmitter's order (one
+    // commit for the whole answer). A copy of a SET already accepted (our acknowledgement was
+    // lost) is acknowledged again.
+    const receivedAt = this.d.clock.now();
+    const entries = Object.entries(sets);
+    const verified = await Promise.all(entries.map(([, jwt]) => (typeof jwt === 'string' ? this.verify(r, jwt) : Promise.reject(new SetError('invalid_request', 'not a SET'))).then(
+      (set) => ({ set }), (err: unknown) => ({ err }),
+    )));
+    await Promise.all(entries.map(async ([jti], i) => {
+      const v = verified[i]!;
       try {
-        if (typeof jwt !== 'string') throw new SetError('invalid_request', 'not a SET');
-        await this.accept(r, jwt);
+        if ('err' in v) throw v.err;
+        if ((await this.ingest.submit(r, v.set, receivedAt)) === 'duplicate') {
+          this.d.audit.record({ type: 'ssf.set_duplicate', actor: `ssf:${r.name}`, data: { jti: v.set.jti } });
+        }
         state.ack.push(jti);
       } catch (err) {
         if (err instanceof SetError) {
-          // Already processed (our acknowledgement was lost): acknowledge it again.
-          if ((err as SetError & { replay?: boolean }).replay) state.ack.push(jti);
-          else state.setErrs[jti] = { err: err.err, description: err.description };
+          state.setErrs[jti] = { err: err.err, description: err.description };
           this.d.audit.record({ type: 'ssf.set_refused', actor: `ssf:${r.name}`, decision: 'deny', data: { err: err.err, description: err.description } });
         } else {
           this.d.logger.warn({ receiver: r.name, err: (err as Error).message }, 'SET not processed; it will come again');
         }
       }
-    }
+    }));
     return doc.moreAvailable === true || state.ack.length > 0 || Object.keys(state.setErrs).length > 0;
   }
 
@@ -408,6 +453,133 @@ export class SsfReceiver {
     if (u.protocol === 'https:') return u;
     if (u.protocol === 'http:' && this.d.allowLoopbackHttp && LOOPBACK.has(u.hostname)) return u;
     throw new Error('poll_url must be https');
+  }
+}
+
+interface Pending {
+  r: ReceiverConfig;
+  set: VerifiedSet;
+  receivedAt: number;
+  resolve: (o: IngestOutcome) => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * Group commit of verified SETs: the SETs submitted while a commit runs go together in the
+ * next one (as the broker's ReplayBatcher does for one-time jtis), in one transaction:
+ * replay records (`insertOnceMany`, so the dedupe is decided by the database, atomically
+ * across instances), the signals, and what they cause. One SET whose transaction fails does
+ * not take its batch with it: a failed batch is retried one SET per transaction, so only the
+ * SET that fails on its own is refused (with a 5xx: nothing recorded, it may come again).
+ */
+class SetIngest {
+  private queue: Pending[] = [];
+  private scheduled = false;
+  private inFlight: Promise<void> | undefined;
+  private readonly maxBatch: number;
+
+  constructor(private readonly rcv: SsfReceiver, private readonly d: ReceiverDeps) {
+    this.maxBatch = d.maxBatch ?? 500;
+  }
+
+  submit(r: ReceiverConfig, set: VerifiedSet, receivedAt: number): Promise<IngestOutcome> {
+    return new Promise<IngestOutcome>((resolve, reject) => {
+      this.queue.push({ r, set, receivedAt, resolve, reject });
+      this.schedule();
+    });
+  }
+
+  /** Resolves once everything submitted so far is decided. */
+  async drain(): Promise<void> {
+    while (this.queue.length > 0 || this.inFlight) {
+      if (this.inFlight) await this.inFlight;
+      else await this.flush();
+    }
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.inFlight) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      void this.flush();
+    });
+  }
+
+  private flush(): Promise<void> {
+    if (this.inFlight || this.queue.length === 0) return this.inFlight ?? Promise.resolve();
+    const batch = this.queue.slice(0, this.maxBatch);
+    this.queue = this.queue.slice(batch.length);
+    this.inFlight = this.commit(batch).finally(() => {
+      this.inFlight = undefined;
+      if (this.queue.length > 0) this.schedule();
+    });
+    return this.inFlight;
+  }
+
+  private async commit(batch: Pending[]): Promise<void> {
+    try {
+      await this.write(batch);
+    } catch (err) {
+      if (batch.length === 1) {
+        batch[0]!.reject(err);
+        return;
+      }
+      this.d.logger.warn({ err, sets: batch.length }, 'SET batch not recorded; recording its SETs one by one');
+      for (const p of batch) await this.write([p]).catch((e: unknown) => p.reject(e));
+    }
+  }
+
+  /** One transaction for `batch`; settles every Pending of it, or throws having settled none. */
+  private async write(batch: Pending[]): Promise<void> {
+    const { store } = this.d;
+    // Reads outside the transaction, together: the local streams' status and the subjects' NHIs.
+    const names = [...new Set(batch.map((p) => p.r.name))];
+    const candidates = new Set<string>();
+    for (const p of batch) this.rcv.nhiCandidates(p.r, p.set, candidates);
+    const [streams, known] = await Promise.all([
+      Promise.all(names.map((n) => store.getSsfStream(inboundStreamId(n)))),
+      store.knownNhiIds([...candidates]),
+    ]);
+    const refused = new Map<string, SetError>();
+    names.forEach((n, i) => {
+      const st = streams[i];
+      if (st && st.status !== 'enabled') refused.set(n, new SetError('access_denied', `the stream is ${st.status}`));
+    });
+    // One per (receiver, jti) goes to the database; copies in the same batch follow its outcome.
+    const firsts = new Map<string, Pending>();
+    const copies: Pending[] = [];
+    for (const p of batch) {
+      if (refused.has(p.r.name)) continue;
+      const k = `${p.r.name}\u0000${p.set.jti}`;
+      if (firsts.has(k)) copies.push(p);
+      else firsts.set(k, p);
+    }
+    const uniq = [...firsts.values()];
+    const { won, staged, audits } = await store.transaction(async (tx) => {
+      const won = uniq.length ? await tx.insertOnceMany(uniq.map((p) => ({
+        scope: `ssf-set:${p.r.name}`, key: p.set.jti, expiresAt: p.set.iat * 1000 + p.r.max_age * 1000 + IAT_SKEW_MS,
+      }))) : [];
+      const inputs: SignalInput[] = [];
+      const audits: AuditInput[] = [];
+      uniq.forEach((p, i) => {
+        if (!won[i]) return;
+        const plan = this.rcv.plan(p.r, p.set, p.receivedAt, known);
+        inputs.push(...plan.inputs);
+        audits.push(...plan.audits);
+      });
+      const staged = inputs.length ? await this.d.signals.stage(tx, inputs) : undefined;
+      return { won, staged, audits };
+    });
+    // Committed: on record. Apply, audit and publish (not awaited: the bus is the fast path).
+    if (staged) void staged.commit();
+    for (const a of audits) this.d.audit.record(a);
+    for (const p of batch) {
+      const no = refused.get(p.r.name);
+      if (no) p.reject(no);
+    }
+    uniq.forEach((p, i) => p.resolve(won[i] ? 'accepted' : 'duplicate'));
+    for (const p of copies) p.resolve('duplicate');
   }
 }
 
