@@ -10,4 +10,5 @@ export type {
   BrokerStore, BrokerBatchStore, IssuedTokenRecord, RestrictionLookup, RevocationRecord, RevocationKind, KillSwitchRecord, KillScope, ApprovalRecord, ApprovalStatus,
 } from './ports.js';
 export { JwksFetcher } from './jwks-fetcher.js';
+export { nodeVerifiable, publicKeyObject, verifyCompactAsync } from './jws.js';
 export { assertJwsShape } from './jwt-guard.js';

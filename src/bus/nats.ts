@@ -232,7 +232,7 @@ export class NatsBus implements Bus {
       try {
         // While disconnected the client buffers the request and sends it on reconnect; a
         // short per-attempt timeout keeps us asking again rather than waiting on one inbox.
-        const sent = js.publish(this.wire(subject), payload, { msgID: id, timeout: Math.max(200, Math.min(remaining, 2_000)) });
+        const sent = withoutStacks(() => js.publish(this.wire(subject), payload, { msgID: id, timeout: Math.max(200, Math.min(remaining, 2_000)) }));
         const ack = await this.unlessReconnected(sent);
         if (ack === undefined) {
           // A request buffered across a reconnect is often never answered; rather than wait
@@ -548,6 +548,22 @@ class NatsSubscription implements Subscription {
     if (!(await settlesWithin(this.done, this.cfg.closeTimeoutMs))) {
       this.cfg.logger.warn({ subscription: this.cfg.name }, 'bus subscription closed while its handler was still running');
     }
+  }
+}
+
+/**
+ * Runs `fn` with V8 stack capture off. The NATS client builds a RequestError and a TimeoutError
+ * for every request up front (in case it fails later), and capturing their stacks was a
+ * measurable share of a publish (SET ingest, issue 5). Our errors wrap theirs with context, so
+ * their stacks add nothing.
+ */
+function withoutStacks<T>(fn: () => T): T {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return fn();
+  } finally {
+    Error.stackTraceLimit = limit;
   }
 }
 

@@ -181,6 +181,13 @@ export interface SignalsStore {
   listSsfEvents(filter: { streamId?: string; status?: SsfEventStatus; limit?: number }): Promise<SsfEventRecord[]>;
 }
 
+/**
+ * A SET signature check with node:crypto on a key from `SetKeySource` (app.ts injects the
+ * broker's `verifyCompactAsync` path): true / false, or undefined when this key or algorithm is
+ * not one it handles (the receiver then verifies with jose). The algorithm is the pinned one.
+ */
+export type SetSignatureCheck = (jwt: string, alg: string, key: unknown) => Promise<boolean> | undefined;
+
 /** A verification key from a JWKS URL (app.ts injects the broker's guarded JwksFetcher). */
 export interface SetKeySource {
   getKey(jwksUri: string, sel: { kid?: string | undefined; alg: string }): Promise<unknown>;

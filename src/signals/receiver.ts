@@ -5,7 +5,7 @@ import {
 } from '../core/index.js';
 import type { BrokerBatchStore } from '../broker/index.js';
 import type { InventoryStore } from '../inventory/index.js';
-import type { JwsShapeCheck, SetKeySource, SignalAction, SignalSeverity, SignalsStore, SsfStreamRecord, SsfStreamStatus } from './ports.js';
+import type { JwsShapeCheck, SetKeySource, SetSignatureCheck, SignalAction, SignalSeverity, SignalsStore, SsfStreamRecord, SsfStreamStatus } from './ports.js';
 import type { SignalInput, Signals, SignalsTxStore } from './signals.js';
 import { EVENT, KNOWN_EVENTS, SET_MEDIA_TYPE, SetError, subjectProblem, type SubjectId } from './set.js';
 
@@ -40,11 +40,15 @@ export type ReceiverConfig = MandateConfig['signals']['receivers'][number];
 export interface ReceiverDeps {
   receivers: readonly ReceiverConfig[];
   store: SignalsStore & Pick<InventoryStore, 'getNhi'> & {
+    /** 'postgres': reads may run on other connections while a transaction is open (SQLite has one). */
+    readonly dialect?: string;
     transaction<T>(fn: (tx: SignalsTxStore & Pick<BrokerBatchStore, 'insertOnceMany'>) => Promise<T>): Promise<T>;
   };
   signals: Pick<Signals, 'stage'>;
   keySource: SetKeySource;
   checkShape: JwsShapeCheck;
+  /** Optional faster signature check for keys from `keySource` (falls back to jose). */
+  checkSignature?: SetSignatureCheck;
   resolveSecret: (ref: string) => string;
   /** Mandate's own issuer: a `jwt_id` subject it issued names one of its tokens. */
   issuer: () => string;
@@ -57,6 +61,8 @@ export interface ReceiverDeps {
   allowLoopbackHttp: boolean;
   /** SETs per group commit (default 500). */
   maxBatch?: number;
+  /** Group commits running at once, each on its own database connection (default 2). */
+  maxCommitsInFlight?: number;
 }
 
 /** What a verified SET carries. */
@@ -236,7 +242,12 @@ export class SsfReceiver {
           }
           throw new UnavailableError(`the transmitter's keys cannot be fetched now (${reason ?? 'error'})`);
         });
-        await compactVerify(jwt, key as Parameters<typeof compactVerify>[1], { algorithms: [alg] });
+        const fast = this.d.checkSignature?.(jwt, alg, key);
+        if (fast !== undefined) {
+          if (!(await fast)) throw new SetError('authentication_failed', 'the SET signature does not verify');
+        } else {
+          await compactVerify(jwt, key as Parameters<typeof compactVerify>[1], { algorithms: [alg] });
+        }
       }
     } catch (err) {
       if (err instanceof SetError || err instanceof UnavailableError) throw err;
@@ -456,6 +467,13 @@ export class SsfReceiver {
   }
 }
 
+/** Thrown inside a group commit's transaction to roll it back: these receivers' streams are not enabled. */
+class StreamsRefused extends Error {
+  constructor(readonly refused: Map<string, SetError>) {
+    super('streams not enabled');
+  }
+}
+
 interface Pending {
   r: ReceiverConfig;
   set: VerifiedSet;
@@ -465,21 +483,25 @@ interface Pending {
 }
 
 /**
- * Group commit of verified SETs: the SETs submitted while a commit runs go together in the
- * next one (as the broker's ReplayBatcher does for one-time jtis), in one transaction:
- * replay records (`insertOnceMany`, so the dedupe is decided by the database, atomically
- * across instances), the signals, and what they cause. One SET whose transaction fails does
- * not take its batch with it: a failed batch is retried one SET per transaction, so only the
- * SET that fails on its own is refused (with a 5xx: nothing recorded, it may come again).
+ * Group commit of verified SETs: the SETs submitted while the commits in flight run go
+ * together in the next one (as the broker's ReplayBatcher does for one-time jtis), in one
+ * transaction: replay records (`insertOnceMany`, so the dedupe is decided by the database,
+ * atomically across instances and across concurrent commits), the signals, and what they
+ * cause. Up to `maxInFlight` commits run at once (each on its own connection), so that a SET
+ * does not wait for a whole commit before its own starts. One SET whose transaction fails
+ * does not take its batch with it: a failed batch is retried one SET per transaction, so only
+ * the SET that fails on its own is refused (with a 5xx: nothing recorded, it may come again).
  */
 class SetIngest {
   private queue: Pending[] = [];
   private scheduled = false;
-  private inFlight: Promise<void> | undefined;
+  private readonly inFlight = new Set<Promise<void>>();
   private readonly maxBatch: number;
+  private readonly maxInFlight: number;
 
   constructor(private readonly rcv: SsfReceiver, private readonly d: ReceiverDeps) {
     this.maxBatch = d.maxBatch ?? 500;
+    this.maxInFlight = d.maxCommitsInFlight ?? 2;
   }
 
   submit(r: ReceiverConfig, set: VerifiedSet, receivedAt: number): Promise<IngestOutcome> {
@@ -491,30 +513,30 @@ class SetIngest {
 
   /** Resolves once everything submitted so far is decided. */
   async drain(): Promise<void> {
-    while (this.queue.length > 0 || this.inFlight) {
-      if (this.inFlight) await this.inFlight;
-      else await this.flush();
+    while (this.queue.length > 0 || this.inFlight.size > 0) {
+      if (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+      else this.flush();
     }
   }
 
   private schedule(): void {
-    if (this.scheduled || this.inFlight) return;
+    if (this.scheduled || this.inFlight.size >= this.maxInFlight) return;
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
-      void this.flush();
+      this.flush();
     });
   }
 
-  private flush(): Promise<void> {
-    if (this.inFlight || this.queue.length === 0) return this.inFlight ?? Promise.resolve();
+  private flush(): void {
+    if (this.inFlight.size >= this.maxInFlight || this.queue.length === 0) return;
     const batch = this.queue.slice(0, this.maxBatch);
     this.queue = this.queue.slice(batch.length);
-    this.inFlight = this.commit(batch).finally(() => {
-      this.inFlight = undefined;
+    const run: Promise<void> = this.commit(batch).finally(() => {
+      this.inFlight.delete(run);
       if (this.queue.length > 0) this.schedule();
     });
-    return this.inFlight;
+    this.inFlight.add(run);
   }
 
   private async commit(batch: Pending[]): Promise<void> {
@@ -533,33 +555,40 @@ class SetIngest {
   /** One transaction for `batch`; settles every Pending of it, or throws having settled none. */
   private async write(batch: Pending[]): Promise<void> {
     const { store } = this.d;
-    // Reads outside the transaction, together: the local streams' status and the subjects' NHIs.
+    // Read while the transaction starts (other connections): the local streams' status and the subjects' NHIs.
     const names = [...new Set(batch.map((p) => p.r.name))];
     const candidates = new Set<string>();
     for (const p of batch) this.rcv.nhiCandidates(p.r, p.set, candidates);
-    const [streams, known] = await Promise.all([
+    const reads = Promise.all([
       Promise.all(names.map((n) => store.getSsfStream(inboundStreamId(n)))),
       store.knownNhiIds([...candidates]),
     ]);
-    const refused = new Map<string, SetError>();
-    names.forEach((n, i) => {
-      const st = streams[i];
-      if (st && st.status !== 'enabled') refused.set(n, new SetError('access_denied', `the stream is ${st.status}`));
-    });
+    reads.catch(() => undefined); // awaited below; a failure before then must not be unhandled
+    // SQLite has one connection, which the transaction holds: read first there.
+    if (store.dialect !== 'postgres') await reads;
     // One per (receiver, jti) goes to the database; copies in the same batch follow its outcome.
     const firsts = new Map<string, Pending>();
     const copies: Pending[] = [];
     for (const p of batch) {
-      if (refused.has(p.r.name)) continue;
       const k = `${p.r.name}\u0000${p.set.jti}`;
       if (firsts.has(k)) copies.push(p);
       else firsts.set(k, p);
     }
     const uniq = [...firsts.values()];
-    const { won, staged, audits } = await store.transaction(async (tx) => {
-      const won = uniq.length ? await tx.insertOnceMany(uniq.map((p) => ({
+    let result;
+    try {
+      result = await store.transaction(async (tx) => {
+      const won = await tx.insertOnceMany(uniq.map((p) => ({
         scope: `ssf-set:${p.r.name}`, key: p.set.jti, expiresAt: p.set.iat * 1000 + p.r.max_age * 1000 + IAT_SKEW_MS,
-      }))) : [];
+      })));
+      const [streams, known] = await reads;
+      const refused = new Map<string, SetError>();
+      names.forEach((n, i) => {
+        const st = streams[i];
+        if (st && st.status !== 'enabled') refused.set(n, new SetError('access_denied', `the stream is ${st.status}`));
+      });
+      // A paused or disabled stream takes nothing: roll back (its SETs' replay records with it).
+      if (refused.size > 0) throw new StreamsRefused(refused);
       const inputs: SignalInput[] = [];
       const audits: AuditInput[] = [];
       uniq.forEach((p, i) => {
@@ -570,14 +599,22 @@ class SetIngest {
       });
       const staged = inputs.length ? await this.d.signals.stage(tx, inputs) : undefined;
       return { won, staged, audits };
-    });
+      });
+    } catch (err) {
+      if (!(err instanceof StreamsRefused)) throw err;
+      // Rare (an operator paused a receiver): refuse its SETs, record the others of the batch.
+      const rest = batch.filter((p) => !err.refused.has(p.r.name));
+      for (const p of batch) {
+        const no = err.refused.get(p.r.name);
+        if (no) p.reject(no);
+      }
+      if (rest.length > 0) await this.write(rest);
+      return;
+    }
+    const { won, staged, audits } = result;
     // Committed: on record. Apply, audit and publish (not awaited: the bus is the fast path).
     if (staged) void staged.commit();
     for (const a of audits) this.d.audit.record(a);
-    for (const p of batch) {
-      const no = refused.get(p.r.name);
-      if (no) p.reject(no);
-    }
     uniq.forEach((p, i) => p.resolve(won[i] ? 'accepted' : 'duplicate'));
     for (const p of copies) p.resolve('duplicate');
   }
