@@ -8,6 +8,7 @@ import {
 import type { InventoryStore, NhiRecord } from '../inventory/index.js';
 import type { KeyManager } from '../keys/index.js';
 import type { BrokerBatchStore, BrokerStore, ApprovalRecord, KillSwitchRecord, RestrictionLookup, RevocationRecord } from './ports.js';
+import { describeSignal } from './signal-note.js';
 import { AccessTokenVerifier } from './access-token.js';
 import { RevocationState } from './revocation-state.js';
 import { GRANT, TOKEN_TYPE, ToolCatalog, newJti, parseScope, sha256b64u, type AccessTokenClaims } from './tokens.js';
@@ -399,7 +400,7 @@ export class Broker {
       if (restriction.kind === 'step_down') {
         scope = scope.filter((a) => allowed.has(a));
         if (scope.length === 0) {
-          throw oauth.invalidScope(`${s.nhi.id} was stepped down by signal ${restriction.signalId}: only actions at or below the ${restriction.fallbackTier} tier until an operator restores it`);
+          throw oauth.invalidScope(`${s.nhi.id} was stepped down by ${describeSignal(restriction)}: only actions at or below the ${restriction.fallbackTier} tier until an operator restores it`);
         }
       } else stepUp = scope.some((a) => !allowed.has(a));
     }
@@ -416,7 +417,7 @@ export class Broker {
     const argsDigest = p.get('args_digest');
     if (argsDigest !== undefined && !/^[A-Za-z0-9_-]{43}$/.test(argsDigest)) throw oauth.invalidRequest('args_digest must be base64url SHA-256 (43 characters)');
     if (profile.approval || stepUp) {
-      const why = !profile.approval && restriction ? ` (stepped up by signal ${restriction.signalId})` : '';
+      const why = !profile.approval && restriction ? ` (stepped up by ${describeSignal(restriction)})` : '';
       approval = await this.elevation(p.get('approval_id'), s, tool, scope, argsDigest ?? null, ctx, why);
     }
 

@@ -6,6 +6,7 @@ export { ToolCatalog, GRANT, TOKEN_TYPE, parseScope, sha256b64u, type AccessToke
 export { DpopVerifier, jwkThumbprint, athFor } from './dpop.js';
 export { DpopNonces } from './dpop-nonce.js';
 export { normalizeHtu } from './htu.js';
+export { describeSignal } from './signal-note.js';
 export type {
   BrokerStore, BrokerBatchStore, IssuedTokenRecord, RestrictionLookup, RevocationRecord, RevocationKind, KillSwitchRecord, KillScope, ApprovalRecord, ApprovalStatus,
 } from './ports.js';

@@ -137,5 +137,5 @@ export interface BrokerBatchStore {
  */
 export interface RestrictionLookup {
   /** O(1); undefined when the NHI is not restricted. */
-  restrictionOf(nhiId: string): { kind: 'step_down' | 'step_up'; fallbackTier: string; signalId: string } | undefined;
+  restrictionOf(nhiId: string): { kind: 'step_down' | 'step_up'; fallbackTier: string; signalId: string; reason: string } | undefined;
 }
