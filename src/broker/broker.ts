@@ -623,6 +623,11 @@ export class Broker {
     const commit = async (): Promise<void> => {
       for (const r of revs) this.revocations.applyRevocation(r.rec);
       for (const k of kills) this.revocations.applyKill(k.rec);
+      // The bus first: the other instances' wait is what time to revoke measures.
+      const sends = [
+        ...revs.map((r) => this.d.bus.publish('revocation.added', r.rec, { id: r.rec.id }).catch((err: unknown) => this.d.logger.warn({ err }, 'revocation not published'))),
+        ...kills.map((k) => this.d.bus.publish('kill.added', k.rec, { id: k.rec.id }).catch((err: unknown) => this.d.logger.warn({ err }, 'kill not published'))),
+      ];
       for (const r of revs) {
         if (r.rec.kind === 'token') this.d.audit.record({ type: 'token.revoked', actor: r.actor, subject: r.nhiId, data: { jti: r.jti, reason: r.rec.reason } });
         else this.d.audit.record({ type: 'tokens.revoked', actor: r.actor, subject: r.rec.target, tool: null, data: { kind: r.rec.kind, reason: r.rec.reason } });
@@ -630,10 +635,6 @@ export class Broker {
       for (const k of kills) {
         this.d.audit.record({ type: 'kill.engaged', actor: k.actor, subject: k.rec.target, tool: null, data: { scope: k.rec.scope, reason: k.rec.reason, kill_id: k.rec.id } });
       }
-      const sends = [
-        ...revs.map((r) => this.d.bus.publish('revocation.added', r.rec, { id: r.rec.id }).catch((err: unknown) => this.d.logger.warn({ err }, 'revocation not published'))),
-        ...kills.map((k) => this.d.bus.publish('kill.added', k.rec, { id: k.rec.id }).catch((err: unknown) => this.d.logger.warn({ err }, 'kill not published'))),
-      ];
       await Promise.all(sends);
     };
     return { revocations: revs.map((r) => r.rec), kills: kills.map((k) => k.rec), commit };

@@ -124,14 +124,14 @@ export class Signals {
     for (const r of restrictions) await tx.addRestriction(r);
 
     const commit = async (): Promise<void> => {
-      const sends: Promise<unknown>[] = [];
+      // Enforcement first (this instance's state, then the bus): the other instances wait on it.
+      const sends: Promise<unknown>[] = broker ? [broker.commit()] : [];
       for (const rec of records) {
         this.d.audit.record({
           type: 'signal.raised', actor: rec.source, subject: rec.nhiId, decision: rec.action,
           data: { signal_id: rec.id, reason: rec.reason, severity: rec.severity, jti: rec.jti, run_id: rec.runId, txn: rec.txn, status: rec.status === 'applied' || rec.status === 'failed' ? 'recorded' : rec.status },
         });
       }
-      if (broker) sends.push(broker.commit());
       for (const r of restrictions) {
         this.d.audit.record({ type: 'restriction.added', actor: `signal:${r.signalId}`, subject: r.nhiId, decision: r.kind, data: { restriction_id: r.id, fallback_tier: r.fallbackTier, signal_id: r.signalId } });
         sends.push(this.d.bus.publish(RESTRICTION_SUBJECTS.added, r, { id: r.id }).catch((err: unknown) => this.d.logger.warn({ err }, 'restriction not published')));
