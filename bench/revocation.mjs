@@ -194,7 +194,7 @@ export async function runRevocation(opts = {}) {
   const configPath = join(dir, 'mandate.yaml');
   writeFileSync(configPath, JSON.stringify({
     server: { host: '127.0.0.1', port: 0, public_url: ISSUER },
-    store: { driver: 'postgres', postgres_url: pgUrl, pool_size: 4 },
+    store: { driver: 'postgres', postgres_url: pgUrl, pool_size: num(process.env.BENCH_PG_POOL, 4) },
     bus: { driver: 'nats', stream: `BENCHREV_${suffix}`, subject_prefix: `benchrev${suffix}` },
     keys: { kek: 'env:BENCH_KEK' },
     log: { level: 'error' },

@@ -40,9 +40,7 @@ export type ReceiverConfig = MandateConfig['signals']['receivers'][number];
 export interface ReceiverDeps {
   receivers: readonly ReceiverConfig[];
   store: SignalsStore & Pick<InventoryStore, 'getNhi'> & {
-    /** 'postgres': reads may run on other connections while a transaction is open (SQLite has one). */
-    readonly dialect?: string;
-    transaction<T>(fn: (tx: SignalsTxStore & Pick<BrokerBatchStore, 'insertOnceMany'>) => Promise<T>): Promise<T>;
+    transaction<T>(fn: (tx: SignalsTxStore & Pick<BrokerBatchStore, 'insertOnceMany'> & Pick<SignalsStore, 'getSsfStream' | 'knownNhiIds'>) => Promise<T>): Promise<T>;
   };
   signals: Pick<Signals, 'stage'>;
   keySource: SetKeySource;
@@ -76,6 +74,10 @@ export interface VerifiedSet {
 }
 
 const IAT_SKEW_MS = 60_000;
+/** How long a receiver's stream status is reused by the group commit (see `streamStatuses`). */
+const STATUS_TTL_MS = 1000;
+const KNOWN_NHI_TTL_MS = 60_000;
+const MAX_KNOWN_NHIS = 100_000;
 const LOOPBACK = new Set(['127.0.0.1', '[::1]', 'localhost']);
 export const inboundStreamId = (name: string) => `rcv_${name}`;
 
@@ -115,6 +117,9 @@ export class SsfReceiver {
   private stopped = false;
   private readonly inflight = new Set<Promise<unknown>>();
   private readonly ingest: SetIngest;
+  private readonly statusCache = new Map<string, { at: number; status: SsfStreamStatus | undefined }>();
+  /** NHI id → until when it is known to exist (insertion order ≈ expiry order). */
+  private readonly nhiCache = new Map<string, number>();
 
   constructor(private readonly d: ReceiverDeps) {
     this.ingest = new SetIngest(this, d);
@@ -158,7 +163,53 @@ export class SsfReceiver {
     if (!s) throw new NotFoundError(`no receiver "${name}"`);
     const next = { ...s, status, statusReason: reason, updatedAt: this.d.clock.now() };
     await this.d.store.updateSsfStream(next);
+    this.statusCache.set(name, { at: this.d.clock.now(), status });
     return next;
+  }
+
+  /**
+   * The receivers' local stream status (undefined: no record, treated as enabled), read through
+   * `tx` at most every STATUS_TTL_MS per receiver. A change through this instance takes effect
+   * at once; one made through another instance within the TTL.
+   */
+  async streamStatuses(tx: Pick<SignalsStore, 'getSsfStream'>, names: readonly string[]): Promise<Array<SsfStreamStatus | undefined>> {
+    const now = this.d.clock.now();
+    return Promise.all(names.map(async (n) => {
+      const c = this.statusCache.get(n);
+      if (c && now - c.at < STATUS_TTL_MS) return c.status;
+      const status = (await tx.getSsfStream(inboundStreamId(n)))?.status;
+      this.statusCache.set(n, { at: now, status });
+      return status;
+    }));
+  }
+
+  /**
+   * Which of `ids` are NHIs: found ones are remembered for KNOWN_NHI_TTL_MS (an NHI deleted
+   * meanwhile still maps: its tokens are revoked rather than the SET recorded as unmapped, the
+   * safe side); ids not found are asked again every time (an NHI added since is found).
+   */
+  async knownNhis(tx: Pick<SignalsStore, 'knownNhiIds'>, ids: ReadonlySet<string>): Promise<Set<string>> {
+    const now = this.d.clock.now();
+    const out = new Set<string>();
+    const ask: string[] = [];
+    for (const id of ids) {
+      const until = this.nhiCache.get(id);
+      if (until !== undefined && until > now) out.add(id);
+      else ask.push(id);
+    }
+    if (ask.length === 0) return out;
+    for (const id of await tx.knownNhiIds(ask)) {
+      out.add(id);
+      this.nhiCache.delete(id);
+      this.nhiCache.set(id, now + KNOWN_NHI_TTL_MS);
+    }
+    if (this.nhiCache.size > MAX_KNOWN_NHIS) {
+      for (const id of this.nhiCache.keys()) {
+        if (this.nhiCache.size <= MAX_KNOWN_NHIS) break;
+        this.nhiCache.delete(id);
+      }
+    }
+    return out;
   }
 
   // ------------------------------------------------------------------ push (RFC 8935)
@@ -555,17 +606,9 @@ class SetIngest {
   /** One transaction for `batch`; settles every Pending of it, or throws having settled none. */
   private async write(batch: Pending[]): Promise<void> {
     const { store } = this.d;
-    // Read while the transaction starts (other connections): the local streams' status and the subjects' NHIs.
     const names = [...new Set(batch.map((p) => p.r.name))];
     const candidates = new Set<string>();
     for (const p of batch) this.rcv.nhiCandidates(p.r, p.set, candidates);
-    const reads = Promise.all([
-      Promise.all(names.map((n) => store.getSsfStream(inboundStreamId(n)))),
-      store.knownNhiIds([...candidates]),
-    ]);
-    reads.catch(() => undefined); // awaited below; a failure before then must not be unhandled
-    // SQLite has one connection, which the transaction holds: read first there.
-    if (store.dialect !== 'postgres') await reads;
     // One per (receiver, jti) goes to the database; copies in the same batch follow its outcome.
     const firsts = new Map<string, Pending>();
     const copies: Pending[] = [];
@@ -581,11 +624,15 @@ class SetIngest {
       const won = await tx.insertOnceMany(uniq.map((p) => ({
         scope: `ssf-set:${p.r.name}`, key: p.set.jti, expiresAt: p.set.iat * 1000 + p.r.max_age * 1000 + IAT_SKEW_MS,
       })));
-      const [streams, known] = await reads;
+      // On the transaction's connection (one per commit: the pool is shared with the audit log,
+      // whose writes wait on the chain lock), unless recently read: the local streams' status
+      // and the subjects' NHIs.
+      const statuses = await this.rcv.streamStatuses(tx, names);
+      const known = await this.rcv.knownNhis(tx, candidates);
       const refused = new Map<string, SetError>();
       names.forEach((n, i) => {
-        const st = streams[i];
-        if (st && st.status !== 'enabled') refused.set(n, new SetError('access_denied', `the stream is ${st.status}`));
+        const st = statuses[i];
+        if (st && st !== 'enabled') refused.set(n, new SetError('access_denied', `the stream is ${st}`));
       });
       // A paused or disabled stream takes nothing: roll back (its SETs' replay records with it).
       if (refused.size > 0) throw new StreamsRefused(refused);
