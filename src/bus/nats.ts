@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import {
   connect, credsAuthenticator, nkeyAuthenticator, tokenAuthenticator, usernamePasswordAuthenticator, nanos,
   AuthorizationError, ClosedConnectionError, InvalidArgumentError, InvalidSubjectError, PermissionViolationError,
@@ -16,6 +17,8 @@ import {
 } from './util.js';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
+/** How long a subscriber runs handlers back to back before it lets the event loop run (see NatsSubscription.loop). */
+const YIELD_AFTER_MS = 2;
 /** After a reconnect, how long a publish attempt still waits for its ack before asking again. */
 const RECONNECT_GRACE_MS = 100;
 
@@ -488,8 +491,17 @@ class NatsSubscription implements Subscription {
         this.current = messages;
         this.watch(messages);
         failures = 0;
+        let slice = performance.now();
         for await (const m of messages) {
           this.bus.touch();
+          // A pull hands over up to 256 messages, and the iterator serves buffered ones in
+          // microtasks: without a pause the whole buffer would run before any I/O (a SET push, a
+          // revocation on another subscription, a proxied call) got a turn. Every few ms of
+          // handlers, let the event loop run.
+          if (performance.now() - slice > YIELD_AFTER_MS) {
+            await new Promise<void>((r) => setImmediate(r));
+            slice = performance.now();
+          }
           if (m.seq < this.nextSeq) continue; // replayed by a newer consumer after a resume
           const ok = await deliverAtLeastOnce(this.toBusMessage(m), this.cfg.handler, {
             signal, retry: this.cfg.retry, logger: this.cfg.logger, name: this.cfg.name,

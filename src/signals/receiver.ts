@@ -40,6 +40,8 @@ export type ReceiverConfig = MandateConfig['signals']['receivers'][number];
 export interface ReceiverDeps {
   receivers: readonly ReceiverConfig[];
   store: SignalsStore & Pick<InventoryStore, 'getNhi'> & {
+    /** 'postgres': a read may run on another connection while a transaction is open. */
+    readonly dialect?: string;
     transaction<T>(fn: (tx: SignalsTxStore & Pick<BrokerBatchStore, 'insertOnceMany'> & Pick<SignalsStore, 'getSsfStream' | 'knownNhiIds'>) => Promise<T>): Promise<T>;
   };
   signals: Pick<Signals, 'stage'>;
@@ -618,17 +620,22 @@ class SetIngest {
       else firsts.set(k, p);
     }
     const uniq = [...firsts.values()];
+    // PostgreSQL: NHIs not remembered are looked up on another connection while the transaction
+    // starts (one round trip less for a SET about a new subject). SQLite has one connection,
+    // which the transaction holds: there it is read inside.
+    const prefetch = store.dialect === 'postgres' ? this.rcv.knownNhis(store, candidates) : undefined;
+    prefetch?.catch(() => undefined); // awaited in the transaction; a failure before then is not unhandled
     let result;
     try {
       result = await store.transaction(async (tx) => {
       const won = await tx.insertOnceMany(uniq.map((p) => ({
         scope: `ssf-set:${p.r.name}`, key: p.set.jti, expiresAt: p.set.iat * 1000 + p.r.max_age * 1000 + IAT_SKEW_MS,
       })));
-      // On the transaction's connection (one per commit: the pool is shared with the audit log,
-      // whose writes wait on the chain lock), unless recently read: the local streams' status
-      // and the subjects' NHIs.
+      // On the transaction's connection (the pool is shared with the audit log, whose writes wait
+      // on the chain lock), unless recently read: the local streams' status (and, on SQLite, the
+      // subjects' NHIs).
       const statuses = await this.rcv.streamStatuses(tx, names);
-      const known = await this.rcv.knownNhis(tx, candidates);
+      const known = await (prefetch ?? this.rcv.knownNhis(tx, candidates));
       const refused = new Map<string, SetError>();
       names.forEach((n, i) => {
         const st = statuses[i];
