@@ -667,7 +667,7 @@ class SetIngest {
     }
     const { won, staged, audits } = result;
     // Committed: on record. Apply, audit and publish (not awaited: the bus is the fast path).
-    if (staged) void staged.commit();
+    staged?.commit().catch((err: unknown) => this.d.logger.error({ err }, 'signal commit step failed'));
     for (const a of audits) this.d.audit.record(a);
     uniq.forEach((p, i) => p.resolve(won[i] ? 'accepted' : 'duplicate'));
     for (const p of copies) p.resolve('duplicate');

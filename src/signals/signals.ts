@@ -78,7 +78,7 @@ export class Signals {
     const staged = await this.d.store.transaction((tx) => this.stage(tx, inputs));
     // Not awaited: enforcement is in the store and in this instance; the bus is the fast path
     // to the others, and a NATS outage must not hold the caller (publishes wait up to 30 s).
-    void staged.commit();
+    staged.commit().catch((err: unknown) => this.d.logger.error({ err }, 'signal commit step failed'));
     return staged.records;
   }
 
