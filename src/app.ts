@@ -15,7 +15,7 @@ import { KeyManager, loadKek, type Kek } from './keys/index.js';
 import { AuditLog, verifyAuditChain } from './audit/index.js';
 import { Inventory, mountInventoryRoutes } from './inventory/index.js';
 import { AdminApi, AdminAuth } from './admin/index.js';
-import { Broker, JwksFetcher, assertJwsShape, mountBrokerRoutes } from './broker/index.js';
+import { Broker, JwksFetcher, assertJwsShape, mountBrokerRoutes, nodeVerifiable, publicKeyObject, verifyCompactAsync } from './broker/index.js';
 import { PolicyEngine } from './policy/index.js';
 import { ToolProxy } from './proxy/index.js';
 import { RestrictionState, SignalTimeline, Signals, SsfReceiver, SsfTransmitter, mountSignalsRoutes } from './signals/index.js';
@@ -283,7 +283,12 @@ async function wireSignals(d: {
   });
   const receiver = new SsfReceiver({
     receivers: config.signals.receivers, store, signals, keySource: new JwksFetcher({ allowLoopbackHttp, clock, logger }),
-    checkShape: assertJwsShape, resolveSecret: (ref) => resolveSecret(ref, d.env), issuer, audit, clock, logger, allowLoopbackHttp,
+    checkShape: assertJwsShape,
+    checkSignature: (jwt, alg, key) => {
+      const ko = nodeVerifiable(alg) ? publicKeyObject(key) : undefined;
+      return ko ? verifyCompactAsync(jwt, alg, ko) : undefined;
+    },
+    resolveSecret: (ref) => resolveSecret(ref, d.env), issuer, audit, clock, logger, allowLoopbackHttp,
   });
   const active = d.role === 'all' || d.role === 'signals';
   if (active) {

@@ -7,7 +7,8 @@ import {
 } from '../core/index.js';
 import type { InventoryStore, NhiRecord } from '../inventory/index.js';
 import type { KeyManager } from '../keys/index.js';
-import type { BrokerBatchStore, BrokerStore, ApprovalRecord, RestrictionLookup } from './ports.js';
+import type { BrokerBatchStore, BrokerStore, ApprovalRecord, KillSwitchRecord, RestrictionLookup, RevocationRecord } from './ports.js';
+import { describeSignal } from './signal-note.js';
 import { AccessTokenVerifier } from './access-token.js';
 import { RevocationState } from './revocation-state.js';
 import { GRANT, TOKEN_TYPE, ToolCatalog, newJti, parseScope, sha256b64u, type AccessTokenClaims } from './tokens.js';
@@ -68,6 +69,15 @@ interface TokenRequest {
 }
 
 const MAX_TOKEN_PARAM = 16 * 1024;
+/** One revocation or kill switch of a batch (`Broker.stage`): what `revokeToken`, `revokeAll('nhi')` and `kill('nhi')` do one at a time. */
+export type EnforcementOp =
+  | { op: 'revoke_token'; jti: string; reason: string; actor: string; signalId: string | null }
+  | { op: 'revoke_all'; kind: 'nhi'; target: string; reason: string; actor: string; signalId: string | null }
+  | { op: 'kill'; scope: 'nhi'; target: string; reason: string; actor: string };
+
+/** The writes `Broker.stage` makes: the caller's transaction-bound store. */
+export type EnforcementStore = Pick<BrokerStore & BrokerBatchStore, 'addRevocations' | 'addKillSwitch' | 'getIssuedToken'>;
+
 export const APPROVAL_TTL_MS = 15 * 60 * 1000;
 
 /**
@@ -390,7 +400,7 @@ export class Broker {
       if (restriction.kind === 'step_down') {
         scope = scope.filter((a) => allowed.has(a));
         if (scope.length === 0) {
-          throw oauth.invalidScope(`${s.nhi.id} was stepped down by signal ${restriction.signalId}: only actions at or below the ${restriction.fallbackTier} tier until an operator restores it`);
+          throw oauth.invalidScope(`${s.nhi.id} was stepped down by ${describeSignal(restriction)}: only actions at or below the ${restriction.fallbackTier} tier until an operator restores it`);
         }
       } else stepUp = scope.some((a) => !allowed.has(a));
     }
@@ -407,7 +417,7 @@ export class Broker {
     const argsDigest = p.get('args_digest');
     if (argsDigest !== undefined && !/^[A-Za-z0-9_-]{43}$/.test(argsDigest)) throw oauth.invalidRequest('args_digest must be base64url SHA-256 (43 characters)');
     if (profile.approval || stepUp) {
-      const why = !profile.approval && restriction ? ` (stepped up by signal ${restriction.signalId})` : '';
+      const why = !profile.approval && restriction ? ` (stepped up by ${describeSignal(restriction)})` : '';
       approval = await this.elevation(p.get('approval_id'), s, tool, scope, argsDigest ?? null, ctx, why);
     }
 
@@ -580,6 +590,54 @@ export class Broker {
     this.d.audit.record({ type: 'kill.engaged', actor, subject: scope === 'nhi' ? target : null, tool: scope === 'tool' ? target : null, data: { scope, reason, kill_id: rec.id } });
     await this.d.bus.publish('kill.added', rec).catch((err: unknown) => this.d.logger.warn({ err }, 'kill not published'));
     return rec;
+  }
+
+  /**
+   * Many revocations and kill switches written through `store` (the caller's transaction: a
+   * batch of signals, group-committed with the signal records), in one multi-row INSERT for
+   * the revocations. Nothing is applied, audited or published until the caller has committed
+   * and calls `commit()`: it applies every record to this instance's revocation state at once,
+   * audits them and publishes them all (in flight together, none awaited in turn; the store is
+   * the truth, and instances that miss a message reload it within `reloadInterval`).
+   * `published` settles when every publish has been acknowledged or has failed (logged).
+   */
+  async stage(store: EnforcementStore, ops: readonly EnforcementOp[]): Promise<{ revocations: RevocationRecord[]; kills: KillSwitchRecord[]; commit: () => Promise<void> }> {
+    const now = this.d.clock.now();
+    const revs: Array<{ rec: RevocationRecord; actor: string; nhiId: string | null; jti?: string }> = [];
+    const kills: Array<{ rec: KillSwitchRecord; actor: string }> = [];
+    for (const o of ops) {
+      if (o.op === 'revoke_token') {
+        const tok = this.issued.pending(o.jti) ?? await store.getIssuedToken(o.jti);
+        revs.push({ rec: { id: newId('rev'), kind: 'token', target: o.jti, notBefore: null, reason: o.reason, signalId: o.signalId, createdAt: now, expiresAt: tok?.expiresAt ?? null }, actor: o.actor, nhiId: tok?.nhiId ?? null, jti: o.jti });
+      } else if (o.op === 'revoke_all') {
+        revs.push({
+          rec: { id: newId('rev'), kind: o.kind, target: o.target, notBefore: now, reason: o.reason, signalId: o.signalId, createdAt: now, expiresAt: now + this.d.config.tokens.max_ttl * 1000 + 60_000 },
+          actor: o.actor, nhiId: o.target,
+        });
+      } else {
+        kills.push({ rec: { id: newId('kill'), scope: o.scope, target: o.target, reason: o.reason, createdBy: o.actor, createdAt: now, liftedAt: null, liftedBy: null }, actor: o.actor });
+      }
+    }
+    await store.addRevocations(revs.map((r) => r.rec));
+    for (const k of kills) await store.addKillSwitch(k.rec);
+    const commit = async (): Promise<void> => {
+      for (const r of revs) this.revocations.applyRevocation(r.rec);
+      for (const k of kills) this.revocations.applyKill(k.rec);
+      // The bus first: the other instances' wait is what time to revoke measures.
+      const sends = [
+        ...revs.map((r) => this.d.bus.publish('revocation.added', r.rec, { id: r.rec.id }).catch((err: unknown) => this.d.logger.warn({ err }, 'revocation not published'))),
+        ...kills.map((k) => this.d.bus.publish('kill.added', k.rec, { id: k.rec.id }).catch((err: unknown) => this.d.logger.warn({ err }, 'kill not published'))),
+      ];
+      for (const r of revs) {
+        if (r.rec.kind === 'token') this.d.audit.record({ type: 'token.revoked', actor: r.actor, subject: r.nhiId, data: { jti: r.jti, reason: r.rec.reason } });
+        else this.d.audit.record({ type: 'tokens.revoked', actor: r.actor, subject: r.rec.target, tool: null, data: { kind: r.rec.kind, reason: r.rec.reason } });
+      }
+      for (const k of kills) {
+        this.d.audit.record({ type: 'kill.engaged', actor: k.actor, subject: k.rec.target, tool: null, data: { scope: k.rec.scope, reason: k.rec.reason, kill_id: k.rec.id } });
+      }
+      await Promise.all(sends);
+    };
+    return { revocations: revs.map((r) => r.rec), kills: kills.map((k) => k.rec), commit };
   }
 
   async lift(id: string, actor: string): Promise<boolean> {

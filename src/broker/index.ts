@@ -1,4 +1,4 @@
-export { Broker, toolIdOf, peerCertThumbprint, APPROVAL_TTL_MS, type BrokerDeps } from './broker.js';
+export { Broker, toolIdOf, peerCertThumbprint, APPROVAL_TTL_MS, type BrokerDeps, type EnforcementOp, type EnforcementStore } from './broker.js';
 export { mountBrokerRoutes, approvalJson } from './admin-routes.js';
 export { AccessTokenVerifier, type JwksSource } from './access-token.js';
 export { RevocationState, REVOCATION_SUBJECTS, KILL_SIGNAL_PREFIX, type TokenFacts, type RevokedReason } from './revocation-state.js';
@@ -6,8 +6,10 @@ export { ToolCatalog, GRANT, TOKEN_TYPE, parseScope, sha256b64u, type AccessToke
 export { DpopVerifier, jwkThumbprint, athFor } from './dpop.js';
 export { DpopNonces } from './dpop-nonce.js';
 export { normalizeHtu } from './htu.js';
+export { describeSignal } from './signal-note.js';
 export type {
-  BrokerStore, IssuedTokenRecord, RestrictionLookup, RevocationRecord, RevocationKind, KillSwitchRecord, KillScope, ApprovalRecord, ApprovalStatus,
+  BrokerStore, BrokerBatchStore, IssuedTokenRecord, RestrictionLookup, RevocationRecord, RevocationKind, KillSwitchRecord, KillScope, ApprovalRecord, ApprovalStatus,
 } from './ports.js';
 export { JwksFetcher } from './jwks-fetcher.js';
+export { nodeVerifiable, publicKeyObject, verifyCompactAsync } from './jws.js';
 export { assertJwsShape } from './jwt-guard.js';

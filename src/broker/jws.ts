@@ -1,4 +1,4 @@
-import { constants, createHash, createPublicKey, sign as cryptoSign, verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import { KeyObject, constants, createHash, createPublicKey, sign as cryptoSign, verify as cryptoVerify } from 'node:crypto';
 import type { JWK } from 'jose';
 
 /**
@@ -74,6 +74,28 @@ export function importPublicKey(jwk: JWK, alg: string): KeyObject {
       break;
   }
   return key;
+}
+
+const fromCryptoKey = new WeakMap<object, KeyObject>();
+
+/**
+ * A public KeyObject for `key` when it is one, or a WebCrypto CryptoKey (what jose's importJWK
+ * gives; converted once per key and cached), so that a key obtained through jose can be used
+ * with `verifyCompactAsync`. Undefined for anything else (the caller then stays on jose).
+ */
+export function publicKeyObject(key: unknown): KeyObject | undefined {
+  if (key instanceof KeyObject) return key.type === 'public' ? key : undefined;
+  if (typeof key !== 'object' || key === null || (key as { type?: unknown }).type !== 'public') return undefined;
+  let ko = fromCryptoKey.get(key);
+  if (!ko) {
+    try {
+      ko = KeyObject.from(key as Parameters<typeof KeyObject.from>[0]);
+    } catch {
+      return undefined;
+    }
+    fromCryptoKey.set(key, ko);
+  }
+  return ko;
 }
 
 type VerifyArgs = [hash: string | null, data: Buffer, key: KeyObject | { key: KeyObject; dsaEncoding?: 'ieee-p1363'; padding?: number; saltLength?: number }, signature: Buffer];

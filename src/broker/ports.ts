@@ -126,6 +126,8 @@ export interface BrokerBatchStore {
   insertOnceMany(records: readonly ReplayInsert[]): Promise<boolean[]>;
   /** Records many issued tokens in one statement; a jti already recorded is left as it is (a retried batch). */
   recordIssuedTokens(tokens: readonly IssuedTokenRecord[]): Promise<void>;
+  /** Many revocations in multi-row INSERTs (a batch of signals, in the caller's transaction). */
+  addRevocations(records: readonly RevocationRecord[]): Promise<void>;
 }
 
 /**
@@ -135,5 +137,5 @@ export interface BrokerBatchStore {
  */
 export interface RestrictionLookup {
   /** O(1); undefined when the NHI is not restricted. */
-  restrictionOf(nhiId: string): { kind: 'step_down' | 'step_up'; fallbackTier: string; signalId: string } | undefined;
+  restrictionOf(nhiId: string): { kind: 'step_down' | 'step_up'; fallbackTier: string; signalId: string; reason: string } | undefined;
 }

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import {
   connect, credsAuthenticator, nkeyAuthenticator, tokenAuthenticator, usernamePasswordAuthenticator, nanos,
   AuthorizationError, ClosedConnectionError, InvalidArgumentError, InvalidSubjectError, PermissionViolationError,
@@ -16,6 +17,8 @@ import {
 } from './util.js';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
+/** How long a subscriber runs handlers back to back before it lets the event loop run (see NatsSubscription.loop). */
+const YIELD_AFTER_MS = 2;
 /** After a reconnect, how long a publish attempt still waits for its ack before asking again. */
 const RECONNECT_GRACE_MS = 100;
 
@@ -232,7 +235,7 @@ export class NatsBus implements Bus {
       try {
         // While disconnected the client buffers the request and sends it on reconnect; a
         // short per-attempt timeout keeps us asking again rather than waiting on one inbox.
-        const sent = js.publish(this.wire(subject), payload, { msgID: id, timeout: Math.max(200, Math.min(remaining, 2_000)) });
+        const sent = withoutStacks(() => js.publish(this.wire(subject), payload, { msgID: id, timeout: Math.max(200, Math.min(remaining, 2_000)) }));
         const ack = await this.unlessReconnected(sent);
         if (ack === undefined) {
           // A request buffered across a reconnect is often never answered; rather than wait
@@ -488,8 +491,17 @@ class NatsSubscription implements Subscription {
         this.current = messages;
         this.watch(messages);
         failures = 0;
+        let slice = performance.now();
         for await (const m of messages) {
           this.bus.touch();
+          // A pull hands over up to 256 messages, and the iterator serves buffered ones in
+          // microtasks: without a pause the whole buffer would run before any I/O (a SET push, a
+          // revocation on another subscription, a proxied call) got a turn. Every few ms of
+          // handlers, let the event loop run.
+          if (performance.now() - slice > YIELD_AFTER_MS) {
+            await new Promise<void>((r) => setImmediate(r));
+            slice = performance.now();
+          }
           if (m.seq < this.nextSeq) continue; // replayed by a newer consumer after a resume
           const ok = await deliverAtLeastOnce(this.toBusMessage(m), this.cfg.handler, {
             signal, retry: this.cfg.retry, logger: this.cfg.logger, name: this.cfg.name,
@@ -548,6 +560,22 @@ class NatsSubscription implements Subscription {
     if (!(await settlesWithin(this.done, this.cfg.closeTimeoutMs))) {
       this.cfg.logger.warn({ subscription: this.cfg.name }, 'bus subscription closed while its handler was still running');
     }
+  }
+}
+
+/**
+ * Runs `fn` with V8 stack capture off. The NATS client builds a RequestError and a TimeoutError
+ * for every request up front (in case it fails later), and capturing their stacks was a
+ * measurable share of a publish (SET ingest, issue 5). Our errors wrap theirs with context, so
+ * their stacks add nothing.
+ */
+function withoutStacks<T>(fn: () => T): T {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return fn();
+  } finally {
+    Error.stackTraceLimit = limit;
   }
 }
 

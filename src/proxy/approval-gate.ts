@@ -20,11 +20,13 @@ export class ApprovalRequiredError extends OAuthError {
     readonly approval: ApprovalRecord,
     approvalUri: string,
     now: number,
+    signal?: { id: string; note: string },
   ) {
-    super('approval_required', `a human must approve ${approval.action} on ${approval.toolId}; retry the same call once approved`, 403, {
+    super('approval_required', `a human must approve ${approval.action} on ${approval.toolId}${signal ? ` (${signal.note})` : ''}; retry the same call once approved`, 403, {
       approval_id: approval.id,
       approval_uri: approvalUri,
       expires_in: Math.max(0, Math.floor((approval.expiresAt - now) / 1000)),
+      ...(signal ? { signal_id: signal.id } : {}),
     });
   }
 }
@@ -37,6 +39,8 @@ export interface GateRequest {
   traceId: string;
   /** Why the call is held: the tier or a policy. */
   because: 'tier' | 'policy';
+  /** The signal (issue 5) that holds it, when a step-up does: named in the answer. */
+  signal?: { id: string; note: string };
 }
 
 export class ApprovalGate {
@@ -75,7 +79,7 @@ export class ApprovalGate {
     }
     const denied = mine.find((a) => a.status === 'denied');
     const pending = mine.find((a) => a.status === 'pending');
-    if (pending) throw new ApprovalRequiredError(pending, this.uri(pending.id), now);
+    if (pending) throw new ApprovalRequiredError(pending, this.uri(pending.id), now, g.signal);
     if (denied && !mine.some((a) => a.status === 'pending')) {
       // A denial stands for this exact call until it would have expired; asking again needs other arguments or time.
       throw new OAuthError('access_denied', `a human denied ${g.action} with these arguments (${denied.id})`, 403, { approval_id: denied.id });
@@ -88,7 +92,7 @@ export class ApprovalGate {
     await this.d.store.createApproval(a);
     this.d.audit.record({ type: 'approval.requested', actor: claims.sub, subject: a.id, tool: g.tool.id, traceId: g.traceId, data: { action: g.action, args_digest: g.argsDigest, because: g.because, at: 'proxy' } });
     void this.d.bus.publish('approval.requested', { id: a.id, nhi: claims.sub, tool: g.tool.id, action: g.action, at: now }).catch(() => {});
-    throw new ApprovalRequiredError(a, this.uri(a.id), now);
+    throw new ApprovalRequiredError(a, this.uri(a.id), now, g.signal);
   }
 
   private uri(id: string): string {

@@ -4,7 +4,7 @@ import {
   type ActionConfig, type AuditSink, type Bus, type Clock, type Logger, type MandateConfig, type ReplayStore,
   type RequestContext, type Router, type Subscription, type ToolConfig,
 } from '../core/index.js';
-import { jwkThumbprint, type AccessTokenVerifier, type BrokerStore, type DpopVerifier, type RestrictionLookup, type RevocationState, type RevokedReason, type TokenFacts } from '../broker/index.js';
+import { describeSignal, jwkThumbprint, type AccessTokenVerifier, type BrokerStore, type DpopVerifier, type RestrictionLookup, type RevocationState, type RevokedReason, type TokenFacts } from '../broker/index.js';
 import type { InventoryStore, NhiRecord } from '../inventory/index.js';
 import { MCP_METHODS, type PolicyDecision, type PolicyEngine, type PolicyRequest } from '../policy/index.js';
 import { ActionMatcher, hasMethodOverride, hasMethodOverrideParam } from './actions.js';
@@ -438,7 +438,7 @@ export class ToolProxy {
     }
     const r = this.d.restrictions?.restrictionOf(token.claims.sub);
     if (r?.kind === 'step_down' && this.aboveTier(action, r.fallbackTier)) {
-      throw new OAuthError('insufficient_scope', `${token.claims.sub} was stepped down by signal ${r.signalId}: only actions at or below the ${r.fallbackTier} tier until an operator restores it`, 403, { scope: action.name });
+      throw new OAuthError('insufficient_scope', `${token.claims.sub} was stepped down by ${describeSignal(r)}: only actions at or below the ${r.fallbackTier} tier until an operator restores it`, 403, { scope: action.name, signal_id: r.signalId });
     }
   }
 
@@ -468,9 +468,12 @@ export class ToolProxy {
     const tierHold = action !== undefined && this.holdsForTier(rt, action, token);
     if (action && (tierHold || decision.decision === 'approval_required')) {
       if (decision.decision === 'deny') return decision;
+      // Held because a signal stepped the NHI up (not its tier): the answer names the signal.
+      const r = tierHold && !rt.approvalTiers.has(action.tier) ? this.d.restrictions?.restrictionOf(token.claims.sub) : undefined;
       const passed = await this.gate.pass({
         claims: token.claims, tool: rt.tool, action: action.name, argsDigest: facts.args_digest ?? argsDigest(null), traceId,
         because: tierHold ? 'tier' : 'policy',
+        ...(r ? { signal: { id: r.signalId, note: `stepped up by ${describeSignal(r)}` } } : {}),
       });
       facts.approval = passed.approvalId;
       decision = this.d.policy.evaluate({ ...req, approved: true });

@@ -70,9 +70,13 @@ export class TokenChecker {
 
     const facts: TokenFacts = { jti: claims.jti, nhiId: claims.sub, toolId, issuedAt: claims.iat * 1000 };
     const revoked = this.d.revocations.check(facts);
-    if (revoked) this.d.onRevoked?.(revoked, facts);
-    // The SDK and agents key on "revoked" in the description (RFC 6750 §3.1 leaves the text to us).
-    if (revoked) throw new ResourceAuthError('invalid_token', `the access token was revoked (${revoked})`, scheme);
+    if (revoked) {
+      this.d.onRevoked?.(revoked, facts);
+      // The SDK and agents key on "revoked" in the description (RFC 6750 §3.1 leaves the text to
+      // us); when a signal caused it, its id says which (issue 5: the answer tells what happened).
+      const signalId = this.d.revocations.signalOf(revoked, facts);
+      throw new ResourceAuthError('invalid_token', `the access token was revoked (${revoked}${signalId ? ` by signal ${signalId}` : ''})`, scheme);
+    }
 
     const jkt = claims.cnf?.jkt;
     const x5t = claims.cnf?.['x5t#S256'];

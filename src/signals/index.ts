@@ -1,4 +1,4 @@
-export { Signals, SIGNAL_RAISED, KILL_REASON_PREFIX, type SignalEnforcer, type SignalInput, type SignalsDeps } from './signals.js';
+export { Signals, SIGNAL_RAISED, KILL_REASON_PREFIX, type SignalEnforcer, type SignalInput, type SignalsDeps, type SignalsTxStore, type StagedSignals } from './signals.js';
 export { RestrictionState, RESTRICTION_SUBJECTS, type Restriction } from './restriction-state.js';
 export { SsfTransmitter, type TransmitterDeps, type TransmitterConfig, type SetSigner } from './transmitter.js';
 export { SsfReceiver, defaultEventAction, inboundStreamId, type ReceiverDeps, type ReceiverConfig, type VerifiedSet } from './receiver.js';

@@ -123,7 +123,13 @@ export interface SsfEventRecord {
 
 export interface SignalsStore {
   insertSignal(s: SignalRecord): Promise<void>;
+  /** Many signals in multi-row INSERTs (a group commit). */
+  insertSignals(s: readonly SignalRecord[]): Promise<void>;
   getSignal(id: string): Promise<SignalRecord | undefined>;
+  /** The signals with these ids that exist (any order). */
+  getSignals(ids: readonly string[]): Promise<SignalRecord[]>;
+  /** Which of these NHI ids exist (one query for a batch of SETs' subjects). */
+  knownNhiIds(ids: readonly string[]): Promise<Set<string>>;
   /** Newest first (receivedAt, then id). */
   listSignals(filter?: { nhiId?: string; since?: number; limit?: number }): Promise<SignalRecord[]>;
   /** Sets status, appliedAt and error. */
@@ -133,6 +139,8 @@ export interface SignalsStore {
   recordSignalApplied(a: { signalId: string; instanceId: string; role: string; at: number }): Promise<void>;
   /** Records an instance's first denial caused by a signal; the first time per (signal, instance) wins. */
   recordSignalDenied(a: { signalId: string; instanceId: string; role: string; at: number }): Promise<void>;
+  /** Both of the above for many rows at once (multi-row upsert), each time keeping the first one recorded. */
+  recordSignalTimes(rows: readonly { signalId: string; instanceId: string; role: string; appliedAt: number | null; firstDeniedAt: number | null }[]): Promise<void>;
   listSignalApplications(signalIds: readonly string[]): Promise<SignalApplicationRecord[]>;
 
   /** Lifts any active restriction of the same NHI (superseded by `r.signalId`), then inserts `r`, in one transaction. */
@@ -172,6 +180,13 @@ export interface SignalsStore {
   /** Newest first. */
   listSsfEvents(filter: { streamId?: string; status?: SsfEventStatus; limit?: number }): Promise<SsfEventRecord[]>;
 }
+
+/**
+ * A SET signature check with node:crypto on a key from `SetKeySource` (app.ts injects the
+ * broker's `verifyCompactAsync` path): true / false, or undefined when this key or algorithm is
+ * not one it handles (the receiver then verifies with jose). The algorithm is the pinned one.
+ */
+export type SetSignatureCheck = (jwt: string, alg: string, key: unknown) => Promise<boolean> | undefined;
 
 /** A verification key from a JWKS URL (app.ts injects the broker's guarded JwksFetcher). */
 export interface SetKeySource {

@@ -1,11 +1,12 @@
 import { compactVerify, createLocalJWKSet, type JSONWebKeySet } from 'jose';
 import {
   NotFoundError, PayloadTooLargeError, UnavailableError, hasDuplicateKeys, readBody, secretEquals, sendJson,
-  type AuditSink, type Clock, type Logger, type MandateConfig, type ReplayStore, type RequestContext, type Router,
+  type AuditInput, type AuditSink, type Clock, type Logger, type MandateConfig, type RequestContext, type Router,
 } from '../core/index.js';
+import type { BrokerBatchStore } from '../broker/index.js';
 import type { InventoryStore } from '../inventory/index.js';
-import type { JwsShapeCheck, SetKeySource, SignalAction, SignalSeverity, SignalsStore, SsfStreamRecord, SsfStreamStatus } from './ports.js';
-import type { Signals } from './signals.js';
+import type { JwsShapeCheck, SetKeySource, SetSignatureCheck, SignalAction, SignalSeverity, SignalsStore, SsfStreamRecord, SsfStreamStatus } from './ports.js';
+import type { SignalInput, Signals, SignalsTxStore } from './signals.js';
 import { EVENT, KNOWN_EVENTS, SET_MEDIA_TYPE, SetError, subjectProblem, type SubjectId } from './set.js';
 
 /**
@@ -19,18 +20,35 @@ import { EVENT, KNOWN_EVENTS, SET_MEDIA_TYPE, SetError, subjectProblem, type Sub
  *   → `iss` exactly the configured issuer → key from the configured `jwks` or `jwks_uri` only
  *   (the broker's guarded JwksFetcher; `jwk`/`jku`/`x5u`/`x5c` in the header are never used)
  *   → signature → `aud` → `iat` within max_age → `jti` → event types known and `sub_id`
- *   well formed (RFC 9493) → the local stream enabled → `jti` not seen before (the store's
- *   atomic insertOnce, shared across instances) → signals.
+ *   well formed (RFC 9493). Verification is per SET and runs concurrently (no store access).
+ *
+ * Then the group commit (`SetIngest` below): the SETs verified while the previous commit ran
+ * go together: the local streams' status (one read per receiver) → `jti` not seen before
+ * (`insertOnceMany`, atomic across instances) → subjects mapped (one NHI lookup) → signals and
+ * what they cause, all in ONE transaction with the replay records. A push is answered 202
+ * (RFC 8935 §2.2) only after that transaction committed: an acknowledged SET is on record and
+ * enforced, and a SET whose transaction failed left no replay record, so the transmitter's
+ * retry is taken. A SET whose `jti` was already accepted is acknowledged again and not applied
+ * again (at-least-once delivery: the transmitter did not see our first 202).
  */
+
+/** How a verified SET ended: newly accepted (and applied), or a copy of one already accepted. */
+export type IngestOutcome = 'accepted' | 'duplicate';
 
 export type ReceiverConfig = MandateConfig['signals']['receivers'][number];
 
 export interface ReceiverDeps {
   receivers: readonly ReceiverConfig[];
-  store: SignalsStore & ReplayStore & Pick<InventoryStore, 'getNhi'>;
-  signals: Pick<Signals, 'raise'>;
+  store: SignalsStore & Pick<InventoryStore, 'getNhi'> & {
+    /** 'postgres': a read may run on another connection while a transaction is open. */
+    readonly dialect?: string;
+    transaction<T>(fn: (tx: SignalsTxStore & Pick<BrokerBatchStore, 'insertOnceMany'> & Pick<SignalsStore, 'getSsfStream' | 'knownNhiIds'>) => Promise<T>): Promise<T>;
+  };
+  signals: Pick<Signals, 'stage'>;
   keySource: SetKeySource;
   checkShape: JwsShapeCheck;
+  /** Optional faster signature check for keys from `keySource` (falls back to jose). */
+  checkSignature?: SetSignatureCheck;
   resolveSecret: (ref: string) => string;
   /** Mandate's own issuer: a `jwt_id` subject it issued names one of its tokens. */
   issuer: () => string;
@@ -41,6 +59,10 @@ export interface ReceiverDeps {
   maxSetBytes?: number;
   /** Development and tests: poll http://127.0.0.1 / localhost. */
   allowLoopbackHttp: boolean;
+  /** SETs per group commit (default 500). */
+  maxBatch?: number;
+  /** Group commits running at once, each on its own database connection (default 2). */
+  maxCommitsInFlight?: number;
 }
 
 /** What a verified SET carries. */
@@ -54,6 +76,10 @@ export interface VerifiedSet {
 }
 
 const IAT_SKEW_MS = 60_000;
+/** How long a receiver's stream status is reused by the group commit (see `streamStatuses`). */
+const STATUS_TTL_MS = 1000;
+const KNOWN_NHI_TTL_MS = 60_000;
+const MAX_KNOWN_NHIS = 100_000;
 const LOOPBACK = new Set(['127.0.0.1', '[::1]', 'localhost']);
 export const inboundStreamId = (name: string) => `rcv_${name}`;
 
@@ -92,8 +118,13 @@ export class SsfReceiver {
   private readonly pollers: NodeJS.Timeout[] = [];
   private stopped = false;
   private readonly inflight = new Set<Promise<unknown>>();
+  private readonly ingest: SetIngest;
+  private readonly statusCache = new Map<string, { at: number; status: SsfStreamStatus | undefined }>();
+  /** NHI id → until when it is known to exist (insertion order ≈ expiry order). */
+  private readonly nhiCache = new Map<string, number>();
 
   constructor(private readonly d: ReceiverDeps) {
+    this.ingest = new SetIngest(this, d);
     this.byName = new Map(d.receivers.map((r) => [r.name, r]));
     for (const r of d.receivers) if (r.jwks) this.localJwks.set(r.name, createLocalJWKSet(r.jwks as JSONWebKeySet));
   }
@@ -116,6 +147,7 @@ export class SsfReceiver {
     this.stopped = true;
     for (const t of this.pollers) clearTimeout(t);
     await Promise.allSettled([...this.inflight]);
+    await this.ingest.drain();
   }
 
   mount(router: Router): void {
@@ -133,7 +165,53 @@ export class SsfReceiver {
     if (!s) throw new NotFoundError(`no receiver "${name}"`);
     const next = { ...s, status, statusReason: reason, updatedAt: this.d.clock.now() };
     await this.d.store.updateSsfStream(next);
+    this.statusCache.set(name, { at: this.d.clock.now(), status });
     return next;
+  }
+
+  /**
+   * The receivers' local stream status (undefined: no record, treated as enabled), read through
+   * `tx` at most every STATUS_TTL_MS per receiver. A change through this instance takes effect
+   * at once; one made through another instance within the TTL.
+   */
+  async streamStatuses(tx: Pick<SignalsStore, 'getSsfStream'>, names: readonly string[]): Promise<Array<SsfStreamStatus | undefined>> {
+    const now = this.d.clock.now();
+    return Promise.all(names.map(async (n) => {
+      const c = this.statusCache.get(n);
+      if (c && now - c.at < STATUS_TTL_MS) return c.status;
+      const status = (await tx.getSsfStream(inboundStreamId(n)))?.status;
+      this.statusCache.set(n, { at: now, status });
+      return status;
+    }));
+  }
+
+  /**
+   * Which of `ids` are NHIs: found ones are remembered for KNOWN_NHI_TTL_MS (an NHI deleted
+   * meanwhile still maps: its tokens are revoked rather than the SET recorded as unmapped, the
+   * safe side); ids not found are asked again every time (an NHI added since is found).
+   */
+  async knownNhis(tx: Pick<SignalsStore, 'knownNhiIds'>, ids: ReadonlySet<string>): Promise<Set<string>> {
+    const now = this.d.clock.now();
+    const out = new Set<string>();
+    const ask: string[] = [];
+    for (const id of ids) {
+      const until = this.nhiCache.get(id);
+      if (until !== undefined && until > now) out.add(id);
+      else ask.push(id);
+    }
+    if (ask.length === 0) return out;
+    for (const id of await tx.knownNhiIds(ask)) {
+      out.add(id);
+      this.nhiCache.delete(id);
+      this.nhiCache.set(id, now + KNOWN_NHI_TTL_MS);
+    }
+    if (this.nhiCache.size > MAX_KNOWN_NHIS) {
+      for (const id of this.nhiCache.keys()) {
+        if (this.nhiCache.size <= MAX_KNOWN_NHIS) break;
+        this.nhiCache.delete(id);
+      }
+    }
+    return out;
   }
 
   // ------------------------------------------------------------------ push (RFC 8935)
@@ -160,7 +238,7 @@ export class SsfReceiver {
         throw err;
       }
       await this.accept(r, body.toString('utf8').trim());
-      // RFC 8935 §2.2: 202 Accepted, no body.
+      // RFC 8935 §2.2: 202 Accepted, no body (also for a copy of a SET already accepted: it is on record).
       ctx.res.writeHead(202, { 'cache-control': 'no-store' }).end();
     } catch (err) {
       if (err instanceof SetError) {
@@ -175,12 +253,16 @@ export class SsfReceiver {
     return this.d.maxSetBytes ?? 32 * 1024;
   }
 
-  /** Verifies and processes one SET; throws SetError with its RFC 8935 code. */
-  async accept(r: ReceiverConfig, jwt: string): Promise<VerifiedSet> {
+  /**
+   * Verifies one SET and records it in the next group commit; resolves once it is durably on
+   * record (or was already). Throws SetError with its RFC 8935 code.
+   */
+  async accept(r: ReceiverConfig, jwt: string): Promise<VerifiedSet & { outcome: IngestOutcome }> {
     const receivedAt = this.d.clock.now();
     const set = await this.verify(r, jwt);
-    await this.process(r, set, receivedAt);
-    return set;
+    const outcome = await this.ingest.submit(r, set, receivedAt);
+    if (outcome === 'duplicate') this.d.audit.record({ type: 'ssf.set_duplicate', actor: `ssf:${r.name}`, data: { jti: set.jti } });
+    return { ...set, outcome };
   }
 
   async verify(r: ReceiverConfig, jwt: string): Promise<VerifiedSet> {
@@ -213,7 +295,12 @@ export class SsfReceiver {
           }
           throw new UnavailableError(`the transmitter's keys cannot be fetched now (${reason ?? 'error'})`);
         });
-        await compactVerify(jwt, key as Parameters<typeof compactVerify>[1], { algorithms: [alg] });
+        const fast = this.d.checkSignature?.(jwt, alg, key);
+        if (fast !== undefined) {
+          if (!(await fast)) throw new SetError('authentication_failed', 'the SET signature does not verify');
+        } else {
+          await compactVerify(jwt, key as Parameters<typeof compactVerify>[1], { algorithms: [alg] });
+        }
       }
     } catch (err) {
       if (err instanceof SetError || err instanceof UnavailableError) throw err;
@@ -251,19 +338,19 @@ export class SsfReceiver {
     }
     if (payload.txn !== undefined && typeof payload.txn !== 'string') throw new SetError('invalid_request', 'the SET "txn" must be a string (RFC 8417 §2.2)');
 
-    const stream = await this.d.store.getSsfStream(inboundStreamId(r.name));
-    if (stream && stream.status !== 'enabled') throw new SetError('access_denied', `the stream is ${stream.status}`);
-    // Replay: one acceptance per jti per receiver, across instances; remembered as long as the SET could be accepted.
-    const fresh = await this.d.store.insertOnce(`ssf-set:${r.name}`, payload.jti, payload.iat * 1000 + r.max_age * 1000 + IAT_SKEW_MS);
-    if (!fresh) throw Object.assign(new SetError('invalid_request', 'the SET "jti" was already received'), { replay: true });
     return { jti: payload.jti, iss: r.issuer, iat: payload.iat, txn: (payload.txn as string | undefined) ?? null, subId, events: evs };
   }
 
-  /** Each event → one internal signal (or a record of an unmapped subject / an event with no action). */
-  private async process(r: ReceiverConfig, set: VerifiedSet, receivedAt: number): Promise<void> {
+  /**
+   * Each event → one internal signal (or a record of an unmapped subject / an event with no
+   * action). `known`: which of the batch's candidate NHI ids exist (`nhiCandidates`).
+   */
+  plan(r: ReceiverConfig, set: VerifiedSet, receivedAt: number, known: ReadonlySet<string>): { inputs: SignalInput[]; audits: AuditInput[] } {
+    const inputs: SignalInput[] = [];
+    const audits: AuditInput[] = [];
     for (const [type, ev] of Object.entries(set.events)) {
       if (type === EVENT.verification || type === EVENT.streamUpdated) {
-        this.d.audit.record({
+        audits.push({
           type: type === EVENT.verification ? 'ssf.verification_received' : 'ssf.stream_updated_received', actor: `ssf:${r.name}`,
           data: { jti: set.jti, ...(typeof ev.status === 'string' ? { status: ev.status } : {}) },
         });
@@ -272,28 +359,41 @@ export class SsfReceiver {
       const configured = r.event_actions[type];
       const action = configured ?? defaultEventAction(type, ev);
       const subject = (ev.subject as SubjectId | undefined) ?? set.subId!;
-      const target = await this.mapSubject(r, subject);
+      const target = this.mapSubject(r, subject, known);
       const base = {
         reason: reasonCode(type), source: `ssf:${r.name}`, txn: set.txn, receivedAt,
         data: { set_jti: set.jti, event: type, ...(ev.change_type ? { change_type: ev.change_type } : {}), ...(ev.current_level ? { current_level: ev.current_level } : {}) },
       };
       if (action === 'ignore') {
         // A known event that asks for nothing (e.g. credential-change `create`): on record in the audit log only.
-        this.d.audit.record({ type: 'ssf.event_ignored', actor: `ssf:${r.name}`, subject: target.nhiId ?? null, data: { ...base.data, txn: set.txn } });
+        audits.push({ type: 'ssf.event_ignored', actor: `ssf:${r.name}`, subject: target.nhiId ?? null, data: { ...base.data, txn: set.txn } });
       } else if (!target.nhiId && !target.jti) {
-        await this.d.signals.raise({ ...base, action, severity: SEVERITY[action], recordOnly: 'unmapped', data: { ...base.data, subject } });
+        inputs.push({ ...base, action, severity: SEVERITY[action], recordOnly: 'unmapped', data: { ...base.data, subject } });
       } else {
-        await this.d.signals.raise({ ...base, ...target, action, severity: SEVERITY[action] });
+        inputs.push({ ...base, ...target, action, severity: SEVERITY[action] });
       }
     }
+    return { inputs, audits };
+  }
+
+  /** The NHI ids `mapSubject` would look up for this SET's subjects (one query for a whole batch). */
+  nhiCandidates(r: ReceiverConfig, set: VerifiedSet, out: Set<string>): void {
+    const visit = (s: SubjectId | undefined): void => {
+      if (!s || typeof s !== 'object') return;
+      if (s.format === 'opaque' && typeof s.id === 'string') out.add(s.id);
+      else if (s.format === 'iss_sub' && s.iss === this.d.issuer() && typeof s.sub === 'string') out.add(s.sub);
+      else if (s.format === 'aliases' && Array.isArray(s.identifiers)) for (const a of s.identifiers as SubjectId[]) visit(a);
+      else if (s.format === 'complex') for (const m of ['session', 'application', 'user', 'device'] as const) visit(s[m] as SubjectId | undefined);
+    };
+    for (const ev of Object.values(set.events)) visit((ev.subject as SubjectId | undefined) ?? set.subId);
   }
 
   /** RFC 9493 subject → NHI: opaque id = NHI id; email / iss_sub through `subjects`; Mandate's own jwt_id → a token. */
-  async mapSubject(r: ReceiverConfig, s: SubjectId): Promise<{ nhiId?: string; jti?: string }> {
-    const nhi = async (id: unknown) => (typeof id === 'string' && (await this.d.store.getNhi(id)) ? id : undefined);
+  mapSubject(r: ReceiverConfig, s: SubjectId, known: ReadonlySet<string>): { nhiId?: string; jti?: string } {
+    const nhi = (id: unknown) => (typeof id === 'string' && known.has(id) ? id : undefined);
     switch (s.format) {
       case 'opaque': {
-        const id = await nhi(s.id);
+        const id = nhi(s.id);
         return id ? { nhiId: id } : {};
       }
       case 'email': {
@@ -306,7 +406,7 @@ export class SsfReceiver {
         if (m) return { nhiId: m.nhi };
         // A token Mandate issued has the NHI id as its `sub`.
         if (s.iss === this.d.issuer()) {
-          const id = await nhi(s.sub);
+          const id = nhi(s.sub);
           return id ? { nhiId: id } : {};
         }
         return {};
@@ -315,7 +415,7 @@ export class SsfReceiver {
         return s.iss === this.d.issuer() && typeof s.jti === 'string' ? { jti: s.jti } : {};
       case 'aliases':
         for (const a of s.identifiers as SubjectId[]) {
-          const t = await this.mapSubject(r, a);
+          const t = this.mapSubject(r, a, known);
           if (t.nhiId || t.jti) return t;
         }
         return {};
@@ -323,7 +423,7 @@ export class SsfReceiver {
         const out: { nhiId?: string; jti?: string } = {};
         for (const m of ['session', 'application', 'user', 'device'] as const) {
           if (!s[m]) continue;
-          const t = await this.mapSubject(r, s[m] as SubjectId);
+          const t = this.mapSubject(r, s[m] as SubjectId, known);
           out.jti ??= t.jti;
           out.nhiId ??= t.nhiId;
         }
@@ -383,22 +483,31 @@ export class SsfReceiver {
     state.ack = [];
     state.setErrs = {};
     const sets = doc.sets && typeof doc.sets === 'object' ? (doc.sets as Record<string, unknown>) : {};
-    for (const [jti, jwt] of Object.entries(sets)) {
+    // Verified concurrently, then handed to the group commit in the transmitter's order (one
+    // commit for the whole answer). A copy of a SET already accepted (our acknowledgement was
+    // lost) is acknowledged again.
+    const receivedAt = this.d.clock.now();
+    const entries = Object.entries(sets);
+    const verified = await Promise.all(entries.map(([, jwt]) => (typeof jwt === 'string' ? this.verify(r, jwt) : Promise.reject(new SetError('invalid_request', 'not a SET'))).then(
+      (set) => ({ set }), (err: unknown) => ({ err }),
+    )));
+    await Promise.all(entries.map(async ([jti], i) => {
+      const v = verified[i]!;
       try {
-        if (typeof jwt !== 'string') throw new SetError('invalid_request', 'not a SET');
-        await this.accept(r, jwt);
+        if ('err' in v) throw v.err;
+        if ((await this.ingest.submit(r, v.set, receivedAt)) === 'duplicate') {
+          this.d.audit.record({ type: 'ssf.set_duplicate', actor: `ssf:${r.name}`, data: { jti: v.set.jti } });
+        }
         state.ack.push(jti);
       } catch (err) {
         if (err instanceof SetError) {
-          // Already processed (our acknowledgement was lost): acknowledge it again.
-          if ((err as SetError & { replay?: boolean }).replay) state.ack.push(jti);
-          else state.setErrs[jti] = { err: err.err, description: err.description };
+          state.setErrs[jti] = { err: err.err, description: err.description };
           this.d.audit.record({ type: 'ssf.set_refused', actor: `ssf:${r.name}`, decision: 'deny', data: { err: err.err, description: err.description } });
         } else {
           this.d.logger.warn({ receiver: r.name, err: (err as Error).message }, 'SET not processed; it will come again');
         }
       }
-    }
+    }));
     return doc.moreAvailable === true || state.ack.length > 0 || Object.keys(state.setErrs).length > 0;
   }
 
@@ -408,6 +517,160 @@ export class SsfReceiver {
     if (u.protocol === 'https:') return u;
     if (u.protocol === 'http:' && this.d.allowLoopbackHttp && LOOPBACK.has(u.hostname)) return u;
     throw new Error('poll_url must be https');
+  }
+}
+
+/** Thrown inside a group commit's transaction to roll it back: these receivers' streams are not enabled. */
+class StreamsRefused extends Error {
+  constructor(readonly refused: Map<string, SetError>) {
+    super('streams not enabled');
+  }
+}
+
+interface Pending {
+  r: ReceiverConfig;
+  set: VerifiedSet;
+  receivedAt: number;
+  resolve: (o: IngestOutcome) => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * Group commit of verified SETs: the SETs submitted while the commits in flight run go
+ * together in the next one (as the broker's ReplayBatcher does for one-time jtis), in one
+ * transaction: replay records (`insertOnceMany`, so the dedupe is decided by the database,
+ * atomically across instances and across concurrent commits), the signals, and what they
+ * cause. Up to `maxInFlight` commits run at once (each on its own connection), so that a SET
+ * does not wait for a whole commit before its own starts. One SET whose transaction fails
+ * does not take its batch with it: a failed batch is retried one SET per transaction, so only
+ * the SET that fails on its own is refused (with a 5xx: nothing recorded, it may come again).
+ */
+class SetIngest {
+  private queue: Pending[] = [];
+  private scheduled = false;
+  private readonly inFlight = new Set<Promise<void>>();
+  private readonly maxBatch: number;
+  private readonly maxInFlight: number;
+
+  constructor(private readonly rcv: SsfReceiver, private readonly d: ReceiverDeps) {
+    this.maxBatch = d.maxBatch ?? 500;
+    this.maxInFlight = d.maxCommitsInFlight ?? 2;
+  }
+
+  submit(r: ReceiverConfig, set: VerifiedSet, receivedAt: number): Promise<IngestOutcome> {
+    return new Promise<IngestOutcome>((resolve, reject) => {
+      this.queue.push({ r, set, receivedAt, resolve, reject });
+      this.schedule();
+    });
+  }
+
+  /** Resolves once everything submitted so far is decided. */
+  async drain(): Promise<void> {
+    while (this.queue.length > 0 || this.inFlight.size > 0) {
+      if (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+      else this.flush();
+    }
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.inFlight.size >= this.maxInFlight) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.flush();
+    });
+  }
+
+  private flush(): void {
+    if (this.inFlight.size >= this.maxInFlight || this.queue.length === 0) return;
+    const batch = this.queue.slice(0, this.maxBatch);
+    this.queue = this.queue.slice(batch.length);
+    const run: Promise<void> = this.commit(batch).finally(() => {
+      this.inFlight.delete(run);
+      if (this.queue.length > 0) this.schedule();
+    });
+    this.inFlight.add(run);
+  }
+
+  private async commit(batch: Pending[]): Promise<void> {
+    try {
+      await this.write(batch);
+    } catch (err) {
+      if (batch.length === 1) {
+        batch[0]!.reject(err);
+        return;
+      }
+      this.d.logger.warn({ err, sets: batch.length }, 'SET batch not recorded; recording its SETs one by one');
+      for (const p of batch) await this.write([p]).catch((e: unknown) => p.reject(e));
+    }
+  }
+
+  /** One transaction for `batch`; settles every Pending of it, or throws having settled none. */
+  private async write(batch: Pending[]): Promise<void> {
+    const { store } = this.d;
+    const names = [...new Set(batch.map((p) => p.r.name))];
+    const candidates = new Set<string>();
+    for (const p of batch) this.rcv.nhiCandidates(p.r, p.set, candidates);
+    // One per (receiver, jti) goes to the database; copies in the same batch follow its outcome.
+    const firsts = new Map<string, Pending>();
+    const copies: Pending[] = [];
+    for (const p of batch) {
+      const k = `${p.r.name}\u0000${p.set.jti}`;
+      if (firsts.has(k)) copies.push(p);
+      else firsts.set(k, p);
+    }
+    const uniq = [...firsts.values()];
+    // PostgreSQL: NHIs not remembered are looked up on another connection while the transaction
+    // starts (one round trip less for a SET about a new subject). SQLite has one connection,
+    // which the transaction holds: there it is read inside.
+    const prefetch = store.dialect === 'postgres' ? this.rcv.knownNhis(store, candidates) : undefined;
+    prefetch?.catch(() => undefined); // awaited in the transaction; a failure before then is not unhandled
+    let result;
+    try {
+      result = await store.transaction(async (tx) => {
+      const won = await tx.insertOnceMany(uniq.map((p) => ({
+        scope: `ssf-set:${p.r.name}`, key: p.set.jti, expiresAt: p.set.iat * 1000 + p.r.max_age * 1000 + IAT_SKEW_MS,
+      })));
+      // On the transaction's connection (the pool is shared with the audit log, whose writes wait
+      // on the chain lock), unless recently read: the local streams' status (and, on SQLite, the
+      // subjects' NHIs).
+      const statuses = await this.rcv.streamStatuses(tx, names);
+      const known = await (prefetch ?? this.rcv.knownNhis(tx, candidates));
+      const refused = new Map<string, SetError>();
+      names.forEach((n, i) => {
+        const st = statuses[i];
+        if (st && st !== 'enabled') refused.set(n, new SetError('access_denied', `the stream is ${st}`));
+      });
+      // A paused or disabled stream takes nothing: roll back (its SETs' replay records with it).
+      if (refused.size > 0) throw new StreamsRefused(refused);
+      const inputs: SignalInput[] = [];
+      const audits: AuditInput[] = [];
+      uniq.forEach((p, i) => {
+        if (!won[i]) return;
+        const plan = this.rcv.plan(p.r, p.set, p.receivedAt, known);
+        inputs.push(...plan.inputs);
+        audits.push(...plan.audits);
+      });
+      const staged = inputs.length ? await this.d.signals.stage(tx, inputs) : undefined;
+      return { won, staged, audits };
+      });
+    } catch (err) {
+      if (!(err instanceof StreamsRefused)) throw err;
+      // Rare (an operator paused a receiver): refuse its SETs, record the others of the batch.
+      const rest = batch.filter((p) => !err.refused.has(p.r.name));
+      for (const p of batch) {
+        const no = err.refused.get(p.r.name);
+        if (no) p.reject(no);
+      }
+      if (rest.length > 0) await this.write(rest);
+      return;
+    }
+    const { won, staged, audits } = result;
+    // Committed: on record. Apply, audit and publish (not awaited: the bus is the fast path).
+    staged?.commit().catch((err: unknown) => this.d.logger.error({ err }, 'signal commit step failed'));
+    for (const a of audits) this.d.audit.record(a);
+    uniq.forEach((p, i) => p.resolve(won[i] ? 'accepted' : 'duplicate'));
+    for (const p of copies) p.resolve('duplicate');
   }
 }
 

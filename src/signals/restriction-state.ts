@@ -12,6 +12,8 @@ export interface Restriction {
   /** The token profile the NHI falls back to while restricted. */
   fallbackTier: string;
   signalId: string;
+  /** The signal's reason code (e.g. `caep.risk_level_change`), named in refusals. */
+  reason: string;
 }
 
 /**
@@ -68,7 +70,7 @@ export class RestrictionState {
   /** The restriction in force for this NHI, or undefined. */
   restrictionOf(nhiId: string): Restriction | undefined {
     const r = this.byNhi.get(nhiId);
-    return r && { kind: r.kind, fallbackTier: r.fallbackTier, signalId: r.signalId };
+    return r && { kind: r.kind, fallbackTier: r.fallbackTier, signalId: r.signalId, reason: r.reason };
   }
 
   active(): RestrictionRecord[] {

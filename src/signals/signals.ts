@@ -1,5 +1,5 @@
 import { newId, type AuditSink, type Bus, type Clock, type Logger } from '../core/index.js';
-import type { BrokerStore } from '../broker/index.js';
+import type { BrokerStore, EnforcementOp, EnforcementStore } from '../broker/index.js';
 import type { InventoryStore } from '../inventory/index.js';
 import type { RestrictionRecord, SignalAction, SignalRecord, SignalSeverity, SignalsStore } from './ports.js';
 import { RESTRICTION_SUBJECTS } from './restriction-state.js';
@@ -9,9 +9,18 @@ export const SIGNAL_RAISED = 'signal.raised';
 
 /** The part of the broker's public API that enforces signals (src/broker/index.ts, Broker). */
 export interface SignalEnforcer {
-  revokeToken(jti: string, expiresAt: number | null, reason: string, actor: string, signalId?: string | null): Promise<void>;
-  revokeAll(kind: 'nhi', target: string, reason: string, actor: string, signalId?: string | null): Promise<unknown>;
-  kill(scope: 'nhi', target: string, reason: string, actor: string): Promise<unknown>;
+  /** Writes revocations / kill switches through the caller's transaction; `commit()` after it committed applies, audits and publishes them. */
+  stage(store: EnforcementStore, ops: readonly EnforcementOp[]): Promise<{ commit: () => Promise<void> }>;
+}
+
+/** What one group commit of signals writes, through a transaction-bound store. */
+export type SignalsTxStore = Pick<SignalsStore, 'insertSignals' | 'addRestriction'> & EnforcementStore;
+
+/** Signals staged in a transaction: `commit()` once it has committed. */
+export interface StagedSignals {
+  records: SignalRecord[];
+  /** Applies in this instance, audits and publishes; resolves when the publishes settled (the caller need not wait). */
+  commit(): Promise<void>;
 }
 
 export interface SignalInput {
@@ -34,7 +43,9 @@ export interface SignalInput {
 }
 
 export interface SignalsDeps {
-  store: SignalsStore & Pick<BrokerStore, 'getIssuedToken'> & Pick<InventoryStore, 'getNhi'>;
+  store: SignalsStore & Pick<BrokerStore, 'getIssuedToken'> & Pick<InventoryStore, 'getNhi'> & {
+    transaction<T>(fn: (tx: SignalsTxStore) => Promise<T>): Promise<T>;
+  };
   broker: SignalEnforcer;
   bus: Bus;
   audit: AuditSink;
@@ -57,74 +68,114 @@ export const KILL_REASON_PREFIX = /^\[signal ([A-Za-z0-9_-]+)\] /;
 export class Signals {
   constructor(private readonly d: SignalsDeps) {}
 
+  /** One signal: stored and enforced in one transaction, then audited and published. */
   async raise(input: SignalInput): Promise<SignalRecord> {
-    const now = this.d.clock.now();
-    let nhiId = input.nhiId ?? null;
-    // A token subject names its NHI through the issued-token record.
-    if (!nhiId && input.jti) nhiId = (await this.d.store.getIssuedToken(input.jti))?.nhiId ?? null;
-    const fallbackTier = input.fallbackTier ?? this.d.defaultFallbackTier;
-    const rec: SignalRecord = {
-      id: newId('sig'), nhiId, jti: input.jti ?? null, runId: input.runId ?? null, credentialId: input.credentialId ?? null,
-      reason: input.reason, severity: input.severity, action: input.action, source: input.source, txn: input.txn ?? null,
-      receivedAt: input.receivedAt ?? now, appliedAt: null, status: input.recordOnly ?? 'recorded', error: null,
-      data: { ...(input.data ?? {}), ...(input.action === 'step_down' || input.action === 'step_up' ? { fallback_tier: fallbackTier } : {}) },
-    };
-    await this.d.store.insertSignal(rec);
-    this.d.audit.record({
-      type: 'signal.raised', actor: input.source, subject: nhiId, decision: input.action,
-      data: { signal_id: rec.id, reason: rec.reason, severity: rec.severity, jti: rec.jti, run_id: rec.runId, txn: rec.txn, status: rec.status },
-    });
-    // Not awaited: enforcement (the store, then the revocation's own publish) must not wait for
-    // the bus; a NATS outage would otherwise hold every signal until it ends.
-    void this.d.bus.publish(SIGNAL_RAISED, rec, { id: rec.id }).catch((err: unknown) => this.d.logger.warn({ err }, 'signal not published'));
-    if (input.recordOnly) return rec;
-
-    try {
-      await this.enforce(rec, fallbackTier);
-      rec.appliedAt = this.d.clock.now();
-      rec.status = 'applied';
-      this.d.onApplied?.((rec.appliedAt - rec.receivedAt) / 1000, rec.action);
-    } catch (err) {
-      rec.status = 'failed';
-      rec.error = err instanceof Error ? err.message.slice(0, 500) : 'enforcement failed';
-      this.d.logger.error({ err, signal_id: rec.id }, 'signal enforcement failed');
-    }
-    await this.d.store.updateSignalOutcome(rec.id, { status: rec.status, appliedAt: rec.appliedAt, error: rec.error });
-    this.d.audit.record({
-      type: rec.status === 'applied' ? 'signal.applied' : 'signal.failed', actor: input.source, subject: nhiId, decision: rec.action,
-      data: { signal_id: rec.id, applied_at: rec.appliedAt, error: rec.error, time_to_apply_ms: rec.appliedAt === null ? null : rec.appliedAt - rec.receivedAt },
-    });
-    return rec;
+    return (await this.raiseMany([input]))[0]!;
   }
 
-  private async enforce(s: SignalRecord, fallbackTier: string): Promise<void> {
+  /** Many signals in one transaction (group commit); see `stage`. */
+  async raiseMany(inputs: readonly SignalInput[]): Promise<SignalRecord[]> {
+    const staged = await this.d.store.transaction((tx) => this.stage(tx, inputs));
+    // Not awaited: enforcement is in the store and in this instance; the bus is the fast path
+    // to the others, and a NATS outage must not hold the caller (publishes wait up to 30 s).
+    staged.commit().catch((err: unknown) => this.d.logger.error({ err }, 'signal commit step failed'));
+    return staged.records;
+  }
+
+  /**
+   * Writes the signals and what they cause through `tx` (the caller's transaction, which may
+   * hold other writes of the same batch, e.g. the receiver's replay records): one multi-row
+   * INSERT of the signal records, the broker's revocations and kill switches (its `stage`),
+   * restrictions. A signal that cannot be enforced (no subject for its action) is recorded as
+   * `failed` with the reason; a database error fails the whole transaction, so the caller
+   * learns that nothing was recorded (fail closed, nothing half-done). `commit()` after the
+   * transaction committed: applies in this instance, audits, publishes.
+   */
+  async stage(tx: SignalsTxStore, inputs: readonly SignalInput[]): Promise<StagedSignals> {
+    const now = this.d.clock.now();
+    const records: SignalRecord[] = [];
+    const ops: EnforcementOp[] = [];
+    const restrictions: RestrictionRecord[] = [];
+    for (const input of inputs) {
+      let nhiId = input.nhiId ?? null;
+      // A token subject names its NHI through the issued-token record.
+      if (!nhiId && input.jti) nhiId = (await tx.getIssuedToken(input.jti))?.nhiId ?? null;
+      const fallbackTier = input.fallbackTier ?? this.d.defaultFallbackTier;
+      const rec: SignalRecord = {
+        id: newId('sig'), nhiId, jti: input.jti ?? null, runId: input.runId ?? null, credentialId: input.credentialId ?? null,
+        reason: input.reason, severity: input.severity, action: input.action, source: input.source, txn: input.txn ?? null,
+        receivedAt: input.receivedAt ?? now, appliedAt: null, status: input.recordOnly ?? 'recorded', error: null,
+        data: { ...(input.data ?? {}), ...(input.action === 'step_down' || input.action === 'step_up' ? { fallback_tier: fallbackTier } : {}) },
+      };
+      records.push(rec);
+      if (input.recordOnly) continue;
+      const problem = this.plan(rec, fallbackTier, ops, restrictions);
+      if (problem) {
+        rec.status = 'failed';
+        rec.error = problem;
+      } else {
+        // Enforced when the transaction commits (and in this instance right after).
+        rec.status = 'applied';
+        rec.appliedAt = now;
+      }
+    }
+    await tx.insertSignals(records);
+    const broker = ops.length ? await this.d.broker.stage(tx, ops) : undefined;
+    for (const r of restrictions) await tx.addRestriction(r);
+
+    const commit = async (): Promise<void> => {
+      // Enforcement first (this instance's state, then the bus): the other instances wait on it.
+      const sends: Promise<unknown>[] = broker ? [broker.commit()] : [];
+      for (const rec of records) {
+        this.d.audit.record({
+          type: 'signal.raised', actor: rec.source, subject: rec.nhiId, decision: rec.action,
+          data: { signal_id: rec.id, reason: rec.reason, severity: rec.severity, jti: rec.jti, run_id: rec.runId, txn: rec.txn, status: rec.status === 'applied' || rec.status === 'failed' ? 'recorded' : rec.status },
+        });
+      }
+      for (const r of restrictions) {
+        this.d.audit.record({ type: 'restriction.added', actor: `signal:${r.signalId}`, subject: r.nhiId, decision: r.kind, data: { restriction_id: r.id, fallback_tier: r.fallbackTier, signal_id: r.signalId } });
+        sends.push(this.d.bus.publish(RESTRICTION_SUBJECTS.added, r, { id: r.id }).catch((err: unknown) => this.d.logger.warn({ err }, 'restriction not published')));
+      }
+      for (const rec of records) {
+        if (rec.status === 'failed') this.d.logger.error({ signal_id: rec.id, error: rec.error }, 'signal enforcement failed');
+        if (rec.status === 'applied') this.d.onApplied?.((rec.appliedAt! - rec.receivedAt) / 1000, rec.action);
+        if (rec.status === 'applied' || rec.status === 'failed') {
+          this.d.audit.record({
+            type: rec.status === 'applied' ? 'signal.applied' : 'signal.failed', actor: rec.source, subject: rec.nhiId, decision: rec.action,
+            data: { signal_id: rec.id, applied_at: rec.appliedAt, error: rec.error, time_to_apply_ms: rec.appliedAt === null ? null : rec.appliedAt - rec.receivedAt },
+          });
+        }
+        sends.push(this.d.bus.publish(SIGNAL_RAISED, rec, { id: rec.id }).catch((err: unknown) => this.d.logger.warn({ err }, 'signal not published')));
+      }
+      await Promise.all(sends);
+    };
+    return { records, commit };
+  }
+
+  /** What enforcing `s` takes (broker operations, a restriction); a reason when it cannot be enforced. */
+  private plan(s: SignalRecord, fallbackTier: string, ops: EnforcementOp[], restrictions: RestrictionRecord[]): string | undefined {
     const actor = `signal:${s.id}`;
     const reason = `${s.reason} (signal ${s.id} from ${s.source})`;
     switch (s.action) {
       case 'revoke_tokens':
-        if (s.jti) return this.d.broker.revokeToken(s.jti, null, reason, actor, s.id);
-        if (s.nhiId) {
-          await this.d.broker.revokeAll('nhi', s.nhiId, reason, actor, s.id);
-          return;
-        }
-        throw new Error('revoke_tokens needs an NHI or a token jti');
+        if (s.jti) ops.push({ op: 'revoke_token', jti: s.jti, reason, actor, signalId: s.id });
+        else if (s.nhiId) ops.push({ op: 'revoke_all', kind: 'nhi', target: s.nhiId, reason, actor, signalId: s.id });
+        else return 'revoke_tokens needs an NHI or a token jti';
+        return undefined;
       case 'disable':
       case 'block':
-        if (!s.nhiId) throw new Error(`${s.action} needs an NHI (or a token jti of a known token)`);
-        await this.d.broker.kill('nhi', s.nhiId, `[signal ${s.id}] ${s.reason}`, actor);
-        return;
+        if (!s.nhiId) return `${s.action} needs an NHI (or a token jti of a known token)`;
+        ops.push({ op: 'kill', scope: 'nhi', target: s.nhiId, reason: `[signal ${s.id}] ${s.reason}`, actor });
+        return undefined;
       case 'step_down':
-      case 'step_up': {
-        if (!s.nhiId) throw new Error(`${s.action} needs an NHI (or a token jti of a known token)`);
-        const r: RestrictionRecord = {
+      case 'step_up':
+        if (!s.nhiId) return `${s.action} needs an NHI (or a token jti of a known token)`;
+        // Two restrictions of one NHI in one batch: the later supersedes the earlier (addRestriction, in order).
+        restrictions.push({
           id: newId('rst'), nhiId: s.nhiId, kind: s.action, fallbackTier, signalId: s.id, reason: s.reason,
           createdAt: this.d.clock.now(), liftedAt: null, liftedBy: null,
-        };
-        await this.d.store.addRestriction(r);
-        this.d.audit.record({ type: 'restriction.added', actor, subject: s.nhiId, decision: s.action, data: { restriction_id: r.id, fallback_tier: fallbackTier, signal_id: s.id } });
-        await this.d.bus.publish(RESTRICTION_SUBJECTS.added, r, { id: r.id }).catch((err: unknown) => this.d.logger.warn({ err }, 'restriction not published'));
-        return;
-      }
+        });
+        return undefined;
     }
   }
 

@@ -11,16 +11,20 @@ export type PropagationStage = 'applied' | 'first_denial';
  * (its revocation state heard the revocation or kill switch) and when it first refused a call
  * because of it. Both are called from paths that must not wait (the bus handler, the proxy's
  * deny path): the store write happens in the background, once per signal, and a failed write is
- * logged, never thrown. The histogram observation needs the signal's arrival time, read from the
- * store in the same background task.
+ * logged, never thrown. Writes are group-committed: what arrives while a write runs goes in the
+ * next one, one multi-row upsert (`recordSignalTimes`) and one read of the signals' arrival
+ * times for the histogram, however many signals a burst brings.
  */
 export class SignalTimeline {
   private readonly applied = new Set<string>();
   private readonly denied = new Set<string>();
+  private queue: Array<{ stage: PropagationStage; signalId: string; at: number }> = [];
+  private scheduled = false;
+  private inFlight: Promise<void> | undefined;
 
   constructor(
     private readonly d: {
-      store: Pick<SignalsStore, 'recordSignalApplied' | 'recordSignalDenied' | 'getSignal'>;
+      store: Pick<SignalsStore, 'recordSignalTimes' | 'getSignals'>;
       instanceId: string;
       role: string;
       clock: Clock;
@@ -33,26 +37,59 @@ export class SignalTimeline {
   /** This instance applied a revocation / kill switch of `signalId` at `at`. */
   markApplied(signalId: string, at: number = this.d.clock.now()): void {
     if (!remember(this.applied, signalId)) return;
-    void this.write('applied', signalId, at);
+    this.enqueue('applied', signalId, at);
   }
 
   /** This instance refused a call because of `signalId` (the first time counts). */
   markDenied(signalId: string, at: number = this.d.clock.now()): void {
     if (!remember(this.denied, signalId)) return;
-    void this.write('first_denial', signalId, at);
+    this.enqueue('first_denial', signalId, at);
   }
 
-  private async write(stage: PropagationStage, signalId: string, at: number): Promise<void> {
-    const row = { signalId, instanceId: this.d.instanceId, role: this.d.role, at };
+  /** Resolves once everything marked so far has been written (or its write failed). */
+  async flush(): Promise<void> {
+    while (this.queue.length > 0 || this.inFlight) {
+      if (this.inFlight) await this.inFlight;
+      else await this.run();
+    }
+  }
+
+  private enqueue(stage: PropagationStage, signalId: string, at: number): void {
+    this.queue.push({ stage, signalId, at });
+    if (this.scheduled || this.inFlight) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      void this.run();
+    });
+  }
+
+  private run(): Promise<void> {
+    if (this.inFlight || this.queue.length === 0) return this.inFlight ?? Promise.resolve();
+    const batch = this.queue;
+    this.queue = [];
+    this.inFlight = this.write(batch).finally(() => {
+      this.inFlight = undefined;
+      if (this.queue.length > 0) void this.run();
+    });
+    return this.inFlight;
+  }
+
+  private async write(batch: Array<{ stage: PropagationStage; signalId: string; at: number }>): Promise<void> {
+    const { instanceId, role } = this.d;
     try {
-      if (stage === 'applied') await this.d.store.recordSignalApplied(row);
-      else await this.d.store.recordSignalDenied(row);
+      await this.d.store.recordSignalTimes(batch.map((b) => ({
+        signalId: b.signalId, instanceId, role, appliedAt: b.stage === 'applied' ? b.at : null, firstDeniedAt: b.stage === 'first_denial' ? b.at : null,
+      })));
       if (this.d.onObserved) {
-        const sig = await this.d.store.getSignal(signalId);
-        if (sig) this.d.onObserved(stage, Math.max(0, at - sig.receivedAt) / 1000);
+        const received = new Map((await this.d.store.getSignals(batch.map((b) => b.signalId))).map((s) => [s.id, s.receivedAt]));
+        for (const b of batch) {
+          const at = received.get(b.signalId);
+          if (at !== undefined) this.d.onObserved(b.stage, Math.max(0, b.at - at) / 1000);
+        }
       }
     } catch (err) {
-      this.d.logger.warn({ err, signal_id: signalId, stage }, 'signal timeline not recorded');
+      this.d.logger.warn({ err, signals: batch.length }, 'signal timeline not recorded');
     }
   }
 }

@@ -8,7 +8,7 @@ import {
 import type { AdminAuth, AdminPrincipal } from '../admin/index.js';
 import type { BrokerStore, KillSwitchRecord, RevocationRecord } from '../broker/index.js';
 import type { Kek } from '../keys/index.js';
-import type { RestrictionRecord, SignalsStore, SsfEventRecord, SsfStreamRecord, SsfStreamStatus } from './ports.js';
+import type { RestrictionRecord, SignalsStore, SsfEventRecord, SsfStreamRecord, SsfStreamStatus, SsfSubjectRecord } from './ports.js';
 import { KILL_REASON_PREFIX } from './signals.js';
 import {
   DELIVERY_POLL, DELIVERY_PUSH, EVENT, EVENTS_SUPPORTED, SET_MEDIA_TYPE, SET_TYP, canonicalJson, subjectProblem, type SubjectId,
@@ -101,6 +101,9 @@ const pollSchema = z.object({
   returnImmediately: z.boolean().optional(),
 });
 
+/** How long `emit` reuses its view of the out streams (see `outStreams`). */
+const OUT_STREAMS_TTL_MS = 1000;
+
 export class SsfTransmitter {
   private readonly subs: Subscription[] = [];
   private timer: NodeJS.Timeout | undefined;
@@ -109,6 +112,8 @@ export class SsfTransmitter {
   private stopped = false;
   /** Long polls waiting for a stream's next event (this instance). */
   private readonly waiters = new Map<string, Set<() => void>>();
+  /** The out streams and their subjects, as `emit` needs them; see `outStreams`. */
+  private outView: { at: number; streams: Promise<Array<{ s: SsfStreamRecord; subjects: SsfSubjectRecord[] }>> } | undefined;
 
   constructor(private readonly d: TransmitterDeps) {}
 
@@ -190,6 +195,7 @@ export class SsfTransmitter {
     const cfg = this.buildConfig(id, body, undefined, p);
     const rec: SsfStreamRecord = { id, direction: 'out', owner: p.id, config: cfg as unknown as Record<string, unknown>, status: 'enabled', statusReason: null, createdAt: now, updatedAt: now };
     await this.d.store.createSsfStream(rec);
+    this.outView = undefined;
     this.d.audit.record({ type: 'ssf.stream_created', actor: `admin:${p.id}`, subject: id, data: { method: cfg.delivery.method, endpoint: cfg.delivery.endpoint_url ? stripQuery(cfg.delivery.endpoint_url) : null } });
     sendJson(ctx.res, 201, this.streamJson(rec));
   }
@@ -215,6 +221,7 @@ export class SsfTransmitter {
     const cfg = this.buildConfig(s.id, body, mode === 'patch' ? old : { ...old, events_requested: [], description: undefined, delivery: { method: DELIVERY_POLL } }, p);
     const next = { ...s, config: cfg as unknown as Record<string, unknown>, updatedAt: this.d.clock.now() };
     await this.d.store.updateSsfStream(next);
+    this.outView = undefined;
     this.d.audit.record({ type: 'ssf.stream_updated', actor: `admin:${p.id}`, subject: s.id, data: { mode } });
     sendJson(ctx.res, 200, this.streamJson(next));
   }
@@ -224,6 +231,7 @@ export class SsfTransmitter {
     const p = await this.principal(ctx.req);
     const s = await this.ownStream(p, ctx.query.get('stream_id'));
     await this.d.store.deleteSsfStream(s.id);
+    this.outView = undefined;
     this.d.audit.record({ type: 'ssf.stream_deleted', actor: `admin:${p.id}`, subject: s.id, data: {} });
     ctx.res.writeHead(204, { 'cache-control': 'no-store' }).end();
   }
@@ -242,6 +250,7 @@ export class SsfTransmitter {
     const s = await this.ownStream(p, body.stream_id);
     const next: SsfStreamRecord = { ...s, status: body.status as SsfStreamStatus, statusReason: body.reason ?? null, updatedAt: this.d.clock.now() };
     await this.d.store.updateSsfStream(next);
+    this.outView = undefined;
     if (body.status === 'disabled') {
       // A disabled stream holds nothing: what was queued is dropped (kept as `error` for the record).
       const queued = await this.d.store.listSsfEvents({ streamId: s.id, status: 'queued', limit: 10_000 });
@@ -260,12 +269,15 @@ export class SsfTransmitter {
     const problem = subjectProblem(body.subject);
     if (problem) throw new ValidationError(`invalid subject: ${problem}`);
     const key = canonicalJson(body.subject);
+    this.outView = undefined;
     if (op === 'add') {
       await this.d.store.addSsfSubject({ streamId: s.id, key, subject: body.subject, nhiId: nhiOfSubject(body.subject as SubjectId), createdAt: this.d.clock.now() });
       this.d.audit.record({ type: 'ssf.subject_added', actor: `admin:${p.id}`, subject: s.id, data: { format: body.subject.format } });
       return sendJson(ctx.res, 200, {});
     }
-    if (!(await this.d.store.removeSsfSubject(s.id, key))) throw new NotFoundError('the subject is not in this stream');
+    const removed = await this.d.store.removeSsfSubject(s.id, key);
+    this.outView = undefined;
+    if (!removed) throw new NotFoundError('the subject is not in this stream');
     this.d.audit.record({ type: 'ssf.subject_removed', actor: `admin:${p.id}`, subject: s.id, data: { format: body.subject.format } });
     ctx.res.writeHead(204, { 'cache-control': 'no-store' }).end();
   }
@@ -396,10 +408,10 @@ export class SsfTransmitter {
     const iss = this.d.issuer();
     const common = { event_timestamp: Math.floor(r.createdAt / 1000), initiating_entity: r.signalId ? 'policy' : 'admin', ...(r.reason ? { reason_admin: { en: r.reason } } : {}) };
     if (r.kind === 'nhi' && r.target) {
-      await this.emit(r.target, { key: r.id, subId: { format: 'opaque', id: r.target }, events: { [EVENT.sessionRevoked]: common }, txn: await this.txnOf(r.signalId) });
+      await this.emit(r.target, { key: r.id, subId: { format: 'opaque', id: r.target }, events: { [EVENT.sessionRevoked]: common }, txn: () => this.txnOf(r.signalId) });
     } else if (r.kind === 'token' && r.target) {
       const nhi = (await this.d.store.getIssuedToken(r.target))?.nhiId ?? null;
-      await this.emit(nhi, { key: r.id, subId: { format: 'jwt_id', iss, jti: r.target }, events: { [EVENT.sessionRevoked]: common }, txn: await this.txnOf(r.signalId) });
+      await this.emit(nhi, { key: r.id, subId: { format: 'jwt_id', iss, jti: r.target }, events: { [EVENT.sessionRevoked]: common }, txn: () => this.txnOf(r.signalId) });
     }
   }
 
@@ -412,7 +424,7 @@ export class SsfTransmitter {
       key: `${k.id}:${lifted ? 'lifted' : 'added'}`,
       subId: { format: 'opaque', id: k.target },
       events: { [lifted ? EVENT.accountEnabled : EVENT.accountDisabled]: {} },
-      txn: await this.txnOf(signalId),
+      txn: () => this.txnOf(signalId),
     });
   }
 
@@ -429,7 +441,7 @@ export class SsfTransmitter {
           claims: lifted ? { mandate_restriction: null } : { mandate_restriction: r.kind, mandate_tier: r.fallbackTier },
         },
       },
-      txn: await this.txnOf(r.signalId),
+      txn: () => this.txnOf(r.signalId),
     });
   }
 
@@ -442,21 +454,52 @@ export class SsfTransmitter {
 
   /**
    * Queues a SET on every stream that should carry it: not disabled, the event type delivered,
-   * and either no subjects (default_subjects ALL) or a subject naming this NHI.
+   * and either no subjects (default_subjects ALL) or a subject naming this NHI. `txn` is read
+   * (a store read) only when some stream takes the event.
    */
-  async emit(nhiId: string | null, ev: { key: string; subId: SubjectId; events: Record<string, unknown>; txn: string | null }): Promise<number> {
+  async emit(nhiId: string | null, e: { key: string; subId: SubjectId; events: Record<string, unknown>; txn: string | null | (() => Promise<string | null>) }): Promise<number> {
     if (!this.d.config.enabled) return 0;
-    const type = Object.keys(ev.events)[0]!;
+    const type = Object.keys(e.events)[0]!;
     let n = 0;
-    for (const s of await this.d.store.listSsfStreams({ direction: 'out' })) {
+    let ev: { key: string; subId: SubjectId; events: Record<string, unknown>; txn: string | null } | undefined;
+    for (const { s, subjects } of await this.outStreams()) {
       if (s.status === 'disabled') continue;
       const c = s.config as unknown as StoredConfig;
       if (!ALWAYS_DELIVERED.has(type) && !c.events_requested.includes(type)) continue;
-      const subjects = await this.d.store.listSsfSubjects(s.id);
       if (subjects.length > 0 && (nhiId === null || !subjects.some((x) => x.nhiId === nhiId))) continue;
-      if (await this.queue(s, ev)) n++;
+      ev ??= { ...e, txn: typeof e.txn === 'function' ? await e.txn() : e.txn };
+      try {
+        if (await this.queue(s, ev)) n++;
+      } catch (err) {
+        // Deleted by another instance since the view was read: nothing to queue for it.
+        if (!(err instanceof NotFoundError)) throw err;
+      }
     }
     return n;
+  }
+
+  /**
+   * The out streams with their subjects, read from the store at most every
+   * OUT_STREAMS_TTL_MS rather than for every bus event (that read was one round trip per
+   * revocation, the largest share of a signals instance's queries at high SET rates). A change
+   * through this instance's API drops the view at once. A change made through another instance
+   * is seen within the TTL; that instance's own transmitter, which hears the same events, has
+   * it at once, and both derive the same SET jti per (event, stream), so a new stream still
+   * gets every event after its creation.
+   */
+  private outStreams(): Promise<Array<{ s: SsfStreamRecord; subjects: SsfSubjectRecord[] }>> {
+    const now = this.d.clock.now();
+    if (this.outView && now - this.outView.at < OUT_STREAMS_TTL_MS) return this.outView.streams;
+    const streams = (async () => {
+      const list = await this.d.store.listSsfStreams({ direction: 'out' });
+      return Promise.all(list.map(async (s) => ({ s, subjects: await this.d.store.listSsfSubjects(s.id) })));
+    })();
+    const view = { at: now, streams };
+    this.outView = view;
+    streams.catch(() => {
+      if (this.outView === view) this.outView = undefined;
+    });
+    return streams;
   }
 
   /** Signs and stores one SET for one stream (RFC 8417 §2.2); false when it was already queued. */

@@ -644,6 +644,15 @@ export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, 
     });
   }
 
+  async addRevocations(records: readonly RevocationRecord[]): Promise<void> {
+    if (records.length === 0) return;
+    await this.#guard({ what: `add ${records.length} revocations`, unique: 'a revocation already exists' }, async () => {
+      for (let i = 0; i < records.length; i += BATCH_ROWS) {
+        await this.db.insertInto('revocations').values(records.slice(i, i + BATCH_ROWS).map(revocationToRow)).execute();
+      }
+    });
+  }
+
   /** Not expired at `now`: expires_at null or > now. Oldest first (created_at, then id). */
   async listRevocations(now: number): Promise<RevocationRecord[]> {
     return this.#guard({ what: 'list revocations' }, async () => {
@@ -776,6 +785,41 @@ export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, 
     });
   }
 
+  async insertSignals(sigs: readonly SignalRecord[]): Promise<void> {
+    if (sigs.length === 0) return;
+    await this.#guard({ what: `insert ${sigs.length} signals`, unique: 'a signal already exists' }, async () => {
+      for (let i = 0; i < sigs.length; i += BATCH_ROWS) {
+        await this.db.insertInto('signals').values(sigs.slice(i, i + BATCH_ROWS).map(signalToRow)).execute();
+      }
+    });
+  }
+
+  async getSignals(ids: readonly string[]): Promise<SignalRecord[]> {
+    if (ids.length === 0) return [];
+    return this.#guard({ what: `get ${ids.length} signals` }, async () => {
+      const out: SignalRecord[] = [];
+      const unique = [...new Set(ids)];
+      for (let i = 0; i < unique.length; i += BATCH_ROWS) {
+        const rows = await this.db.selectFrom('signals').selectAll().where('id', 'in', unique.slice(i, i + BATCH_ROWS)).execute();
+        out.push(...rows.map(signalFromRow));
+      }
+      return out;
+    });
+  }
+
+  async knownNhiIds(ids: readonly string[]): Promise<Set<string>> {
+    const found = new Set<string>();
+    if (ids.length === 0) return found;
+    return this.#guard({ what: `look up ${ids.length} nhis` }, async () => {
+      const unique = [...new Set(ids)];
+      for (let i = 0; i < unique.length; i += BATCH_ROWS) {
+        const rows = await this.db.selectFrom('nhis').select('id').where('id', 'in', unique.slice(i, i + BATCH_ROWS)).execute();
+        for (const r of rows) found.add(r.id);
+      }
+      return found;
+    });
+  }
+
   async getSignal(id: string): Promise<SignalRecord | undefined> {
     return this.#guard({ what: `get signal ${id}` }, async () => {
       const row = await this.db.selectFrom('signals').selectAll().where('id', '=', id).executeTakeFirst();
@@ -819,6 +863,37 @@ export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, 
         .values({ signal_id: a.signalId, instance_id: a.instanceId, role: a.role, applied_at: null, first_denied_at: a.at })
         .onConflict((oc) => oc.columns(['signal_id', 'instance_id']).doUpdateSet({ first_denied_at: sql`coalesce(signal_applications.first_denied_at, excluded.first_denied_at)` }))
         .execute();
+    });
+  }
+
+  /**
+   * Many applied / first-denial times in one multi-row upsert per chunk, each keeping the first
+   * time (coalesce), as recordSignalApplied and recordSignalDenied do one at a time. Rows of
+   * the same (signal, instance) are merged first (PostgreSQL refuses to update a row twice in
+   * one statement); the earliest time of each kind wins.
+   */
+  async recordSignalTimes(rows: readonly { signalId: string; instanceId: string; role: string; appliedAt: number | null; firstDeniedAt: number | null }[]): Promise<void> {
+    if (rows.length === 0) return;
+    const min = (a: number | null, b: number | null) => (a === null ? b : b === null ? a : Math.min(a, b));
+    const merged = new Map<string, { signal_id: string; instance_id: string; role: string; applied_at: number | null; first_denied_at: number | null }>();
+    for (const r of rows) {
+      const k = `${r.signalId}\u0000${r.instanceId}`;
+      const m = merged.get(k);
+      if (m) {
+        m.applied_at = min(m.applied_at, r.appliedAt);
+        m.first_denied_at = min(m.first_denied_at, r.firstDeniedAt);
+      } else merged.set(k, { signal_id: r.signalId, instance_id: r.instanceId, role: r.role, applied_at: r.appliedAt, first_denied_at: r.firstDeniedAt });
+    }
+    const all = [...merged.values()];
+    await this.#guard({ what: `record ${all.length} signal times` }, async () => {
+      for (let i = 0; i < all.length; i += BATCH_ROWS) {
+        await this.db.insertInto('signal_applications').values(all.slice(i, i + BATCH_ROWS))
+          .onConflict((oc) => oc.columns(['signal_id', 'instance_id']).doUpdateSet({
+            applied_at: sql`coalesce(signal_applications.applied_at, excluded.applied_at)`,
+            first_denied_at: sql`coalesce(signal_applications.first_denied_at, excluded.first_denied_at)`,
+          }))
+          .execute();
+      }
     });
   }
 

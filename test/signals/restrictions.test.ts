@@ -14,12 +14,14 @@ describe('restrictions enforced at the broker and the proxy (issue 5: step_down,
   let rec: RecordingUpstream;
   let alice: TestAgent;
   let bob: TestAgent;
+  let carol: TestAgent;
   let iss: string;
 
   before(async () => {
     rec = await startRecordingUpstream();
     alice = await testAgent('alice');
     bob = await testAgent('bob');
+    carol = await testAgent('carol');
     t = await startTestApp(undefined, {
       tokens: {
         profiles: [
@@ -28,7 +30,7 @@ describe('restrictions enforced at the broker and the proxy (issue 5: step_down,
           { name: 'destructive', ttl: '2m', binding: 'optional', approval: true },
         ],
       },
-      nhis: [agentNhi(alice), agentNhi(bob)],
+      nhis: [agentNhi(alice), agentNhi(bob), agentNhi(carol)],
       tools: [{
         id: 'rec', kind: 'http', upstream: rec.url,
         actions: [
@@ -37,7 +39,7 @@ describe('restrictions enforced at the broker and the proxy (issue 5: step_down,
           { name: 'delete_item', method: 'DELETE', path: '/items/{id}', tier: 'destructive' },
         ],
       }],
-      grants: [{ nhi: 'alice', tool: 'rec', actions: ['*'] }, { nhi: 'bob', tool: 'rec', actions: ['*'] }],
+      grants: [{ nhi: 'alice', tool: 'rec', actions: ['*'] }, { nhi: 'bob', tool: 'rec', actions: ['*'] }, { nhi: 'carol', tool: 'rec', actions: ['*'] }],
     });
     iss = t.app.issuer;
   });
@@ -84,6 +86,11 @@ describe('restrictions enforced at the broker and the proxy (issue 5: step_down,
     assert.equal(refused.body.error, 'insufficient_scope');
     assert.match(refused.body.error_description, new RegExp(`stepped down by signal ${sig}`));
     assert.match(refused.www ?? '', /^Bearer error="insufficient_scope"/);
+    // The answer names the signal: its id, what it did and its reason code, in the body and the challenge.
+    assert.equal(refused.body.signal_id, sig);
+    assert.match(refused.body.error_description, new RegExp(`by signal ${sig} \\(step_down: risk-level-change HIGH\\)`));
+    assert.match(refused.www ?? '', new RegExp(`error_description="[^"]*signal ${sig} \\(step_down: risk-level-change HIGH\\)`));
+    assert.ok(!refused.body.error_description.includes(before.body.access_token), 'no token in the answer');
     assert.equal((await call(before.body.access_token, 'GET', '/items')).status, 200, 'read-tier actions still work');
 
     // Issuance: the granted scope is capped at the fallback tier and the answer says which scope was issued.
@@ -113,6 +120,8 @@ describe('restrictions enforced at the broker and the proxy (issue 5: step_down,
     const held = await call(pre.body.access_token, 'POST', '/items');
     assert.equal(held.status, 403);
     assert.equal(held.body.error, 'approval_required');
+    assert.equal(held.body.signal_id, sig, 'the answer names the signal that stepped bob up');
+    assert.match(held.body.error_description, new RegExp(`stepped up by signal ${sig} \\(step_up: risk-level-change HIGH\\)`));
     assert.equal(rec.seen.length, seen, 'a held call does not reach the tool');
     assert.equal((await call(pre.body.access_token, 'GET', '/items')).status, 200);
     assert.equal((await t.admin('POST', `/approvals/${held.body.approval_id}/approve`, { reason: 'checked' })).status, 200);
@@ -137,5 +146,24 @@ describe('restrictions enforced at the broker and the proxy (issue 5: step_down,
     await t.admin('POST', '/restrictions/bob/lift');
     await waitFor(() => t.app.signals.restrictions.restrictionOf('bob') === undefined || undefined, 2000, 'lifted');
     assert.equal((await call(pre.body.access_token, 'POST', '/items')).status, 200, 'restored: no approval needed');
+  });
+
+  it('an approval tier that is not a step-up does not name a signal', async () => {
+    const t1 = await tokenRequest(carol, 'delete_item');
+    assert.equal(t1.body.error, 'approval_required');
+    assert.equal(t1.body.signal_id, undefined);
+    assert.doesNotMatch(t1.body.error_description, /signal/);
+  });
+
+  it('revoke_tokens: the proxy\'s invalid_token answer names the signal that revoked the token', async () => {
+    const tok = await tokenRequest(carol, 'list_items');
+    assert.equal(tok.status, 200, JSON.stringify(tok.body));
+    assert.equal((await call(tok.body.access_token, 'GET', '/items')).status, 200);
+    const sig = await signal('carol', 'revoke_tokens');
+    const refused = await call(tok.body.access_token, 'GET', '/items');
+    assert.equal(refused.status, 401);
+    assert.equal(refused.body.error, 'invalid_token');
+    assert.equal(refused.body.error_description, `the access token was revoked (nhi_revoked by signal ${sig})`);
+    assert.match(refused.www ?? '', new RegExp(`error="invalid_token", error_description="the access token was revoked \\(nhi_revoked by signal ${sig}\\)"`));
   });
 });

@@ -96,7 +96,7 @@ describe('RestrictionState (modelled on RevocationState)', () => {
       const rec: RestrictionRecord = { id: 'r1', nhiId: 'n', kind: 'step_down', fallbackTier: 'read', signalId: 's1', reason: 'x', createdAt: 1, liftedAt: null, liftedBy: null };
       await bus.publish('restriction.added', rec);
       await waitFor(() => state.restrictionOf('n'), 2000, 'bus');
-      assert.deepEqual(state.restrictionOf('n'), { kind: 'step_down', fallbackTier: 'read', signalId: 's1' });
+      assert.deepEqual(state.restrictionOf('n'), { kind: 'step_down', fallbackTier: 'read', signalId: 's1', reason: 'x' });
       // An older record never replaces a newer one.
       state.apply({ ...rec, id: 'r0', kind: 'step_up', createdAt: 0 });
       assert.equal(state.restrictionOf('n')?.kind, 'step_down');

@@ -756,6 +756,46 @@ for (const d of STORE_DIALECTS) {
         assert.equal((await store.listSignalApplications(['sig-a', 'sig-b'])).length, 3);
       });
 
+      it('batches (group commit): many signals and revocations in one transaction, read back by id; a batch with a taken id writes nothing', async () => {
+        const many = Array.from({ length: 620 }, (_, i) => sig(`sig-batch-${i}`, { receivedAt: T0 + i, status: 'applied', appliedAt: T0 + i + 1 }));
+        const revs: RevocationRecord[] = many.map((x, i) => ({ id: `rev-batch-${i}`, kind: 'nhi', target: `n-${i}`, notBefore: T0, reason: 'r', signalId: x.id, createdAt: T0, expiresAt: null }));
+        await store.transaction(async (tx) => {
+          await tx.insertSignals(many);
+          await tx.addRevocations(revs);
+        });
+        const back = await peer.getSignals([...many.map((x) => x.id), 'sig-batch-0', 'no-such-signal']);
+        assert.equal(back.length, many.length, 'each once, unknown ids left out');
+        assert.deepEqual(back.find((x) => x.id === 'sig-batch-7'), many[7]);
+        const live = await peer.listRevocations(T0);
+        assert.equal(live.filter((r) => r.id.startsWith('rev-batch-')).length, revs.length);
+        // One conflicting row: the whole transaction rolls back, nothing of it is written.
+        await assert.rejects(store.transaction(async (tx) => {
+          await tx.insertSignals([sig('sig-batch-new'), sig('sig-batch-3')]);
+        }), ConflictError);
+        assert.equal(await store.getSignal('sig-batch-new'), undefined);
+        assert.deepEqual(await store.getSignals([]), []);
+      });
+
+      it('knownNhiIds: which ids are NHIs, in one query', async () => {
+        await store.upsertNhi(nhi('known-nhi-1'));
+        assert.deepEqual([...(await peer.knownNhiIds(['known-nhi-1', 'unknown-nhi', 'known-nhi-1']))], ['known-nhi-1']);
+        assert.deepEqual([...(await store.knownNhiIds([]))], []);
+      });
+
+      it('recordSignalTimes: many rows in one upsert, each time the first one recorded wins; repeated keys merged', async () => {
+        await store.recordSignalTimes([
+          { signalId: 'sig-t', instanceId: 'i1', role: 'proxy', appliedAt: T0 + 5, firstDeniedAt: null },
+          { signalId: 'sig-t', instanceId: 'i1', role: 'proxy', appliedAt: null, firstDeniedAt: T0 + 9 },
+          { signalId: 'sig-t', instanceId: 'i1', role: 'proxy', appliedAt: T0 + 4, firstDeniedAt: T0 + 8 },
+          { signalId: 'sig-t', instanceId: 'i2', role: 'broker', appliedAt: T0 + 6, firstDeniedAt: null },
+        ]);
+        await peer.recordSignalTimes([{ signalId: 'sig-t', instanceId: 'i1', role: 'proxy', appliedAt: T0 + 1, firstDeniedAt: T0 + 1 }]);
+        await store.recordSignalDenied({ signalId: 'sig-t', instanceId: 'i2', role: 'broker', at: T0 + 7 });
+        const rows = await store.listSignalApplications(['sig-t']);
+        assert.deepEqual(rows.map((r) => [r.instanceId, r.role, r.appliedAt, r.firstDeniedAt]), [['i1', 'proxy', T0 + 4, T0 + 8], ['i2', 'broker', T0 + 6, T0 + 7]]);
+        await store.recordSignalTimes([]);
+      });
+
       it('a new restriction supersedes the active one; lifting is atomic across instances', async () => {
         await store.addRestriction(rst('rst-1'));
         await store.addRestriction(rst('rst-2', { kind: 'step_up', createdAt: T0 + 5, signalId: 'sig-y' }));
