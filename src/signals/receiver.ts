@@ -28,8 +28,9 @@ import { EVENT, KNOWN_EVENTS, SET_MEDIA_TYPE, SetError, subjectProblem, type Sub
  * what they cause, all in ONE transaction with the replay records. A push is answered 202
  * (RFC 8935 §2.2) only after that transaction committed: an acknowledged SET is on record and
  * enforced, and a SET whose transaction failed left no replay record, so the transmitter's
- * retry is taken. A SET whose `jti` was already accepted is acknowledged again and not applied
- * again (at-least-once delivery: the transmitter did not see our first 202).
+ * retry is taken. A pushed SET whose `jti` was already accepted is refused as a replay
+ * (`invalid_request`) and not applied again; a polled one (RFC 8936: handed out again when our
+ * ack was lost) is acknowledged and not applied again.
  */
 
 /** How a verified SET ended: newly accepted (and applied), or a copy of one already accepted. */
@@ -237,8 +238,12 @@ export class SsfReceiver {
         if (err instanceof PayloadTooLargeError) throw new SetError('invalid_request', `the SET is larger than ${this.maxBytes()} bytes`);
         throw err;
       }
-      await this.accept(r, body.toString('utf8').trim());
-      // RFC 8935 §2.2: 202 Accepted, no body (also for a copy of a SET already accepted: it is on record).
+      const { outcome } = await this.accept(r, body.toString('utf8').trim());
+      // A SET whose jti is on record already is a replay: refused (RFC 8935 §2.3 invalid_request),
+      // never applied twice. A transmitter that lost our 202 and retries learns the SET is known;
+      // it was applied the first time.
+      if (outcome === 'duplicate') throw new SetError('invalid_request', 'a SET with this "jti" was already received (replay)');
+      // RFC 8935 §2.2: 202 Accepted, no body.
       ctx.res.writeHead(202, { 'cache-control': 'no-store' }).end();
     } catch (err) {
       if (err instanceof SetError) {

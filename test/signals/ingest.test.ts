@@ -70,12 +70,15 @@ for (const backend of BACKENDS) {
       }
     });
 
-    it('a duplicate jti (concurrent copies and a later one) is acknowledged each time and applied once', async () => {
+    it('a replayed jti (concurrent copies and a later one): one copy is accepted, every other refused as invalid_request, applied once', async () => {
       const jti = `dup-${backend.store}`;
       const set = await tx.sign(revoked('ingest-agent-1', { jti }));
       const answers = await Promise.all(Array.from({ length: 6 }, () => push(set)));
-      assert.deepEqual(answers.map((a) => a.status), [202, 202, 202, 202, 202, 202]);
-      assert.equal((await push(set)).status, 202);
+      assert.deepEqual(answers.map((a) => a.status).sort(), [202, 400, 400, 400, 400, 400]);
+      assert.ok(answers.filter((a) => a.status === 400).every((a) => a.body.err === 'invalid_request'));
+      const later = await push(set);
+      assert.equal(later.status, 400);
+      assert.equal(later.body.err, 'invalid_request');
       assert.equal((await recorded([jti])).get(jti), 1);
       const revs = await t.app.store.listRevocations(Date.now());
       const sig = (await t.app.store.listSignals({ limit: 10_000 })).find((s) => s.data.set_jti === jti)!;

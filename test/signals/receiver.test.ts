@@ -107,10 +107,10 @@ describe('SSF receiver (RFC 8935 push, RFC 8936 poll, RFC 8417 validation)', () 
     });
     it('wrong aud → invalid_audience', async () => refused(tx.sign({ ...sessionRevoked(), aud: 'https://someone-else' }), 'invalid_audience'));
     it('wrong iss → invalid_issuer', async () => refused(tx.sign({ ...sessionRevoked(), iss: 'https://evil.example.com' }), 'invalid_issuer'));
-    it('replayed jti → acknowledged again (202, RFC 8935 §2.2: it is on record) and applied once', async () => {
+    it('replayed jti → invalid_request (and the first is applied once)', async () => {
       const set = await tx.sign(sessionRevoked('deploy-agent', { jti: 'once-only' }));
       assert.equal((await push(set)).status, 202);
-      assert.equal((await push(set)).status, 202);
+      await refused(set, 'invalid_request');
       const sigs = (await t.admin('GET', '/signals?nhi=deploy-agent&limit=100')).body.signals.filter((x: { data: { set_jti?: string } }) => x.data.set_jti === 'once-only');
       assert.equal(sigs.length, 1);
     });
