@@ -97,10 +97,10 @@ export async function mountConsole(o: ConsoleOptions): Promise<Console> {
     }
     sendJson(ctx.res, 200, { signed_out: s !== undefined }, { 'set-cookie': sessions.clearCookie() });
   }));
-  o.router.get('/ui/events', ui((ctx) => {
+  o.router.get('/ui/events', ui(async (ctx) => {
     const s = sessions.lookup(ctx.req);
     if (!s) throw new OAuthError('invalid_token', 'not signed in', 401);
-    events.attach(ctx.res, () => sessions.isLive(s), {});
+    await events.attach(ctx.res, () => sessions.isLive(s), {});
   }));
   o.router.get('/ui/*', ui(() => {
     throw new NotFoundError('no such page');

@@ -34,12 +34,18 @@ interface Client {
 
 /**
  * Relays bus events to the consoles connected to this instance as server-sent events. One
- * bus subscription per subject for the whole instance (not one per browser tab), fanned out.
+ * bus subscription per subject for the whole instance (not one per browser tab), fanned out,
+ * and only while at least one console is connected: an instance nobody watches (a signals
+ * instance taking thousands of SETs a second) does not read its own revocations and signals
+ * back from the bus for nobody.
  */
 export class ConsoleEvents {
   private readonly clients = new Set<Client>();
   private subs: Subscription[] = [];
   private heartbeat: NodeJS.Timeout | undefined;
+  /** Subscribing and unsubscribing, one after the other (see sync). */
+  private syncing: Promise<void> = Promise.resolve();
+  private stopped = false;
 
   constructor(private readonly d: { bus: Bus; logger: Logger; heartbeatMs?: number }) {}
 
@@ -47,30 +53,72 @@ export class ConsoleEvents {
     return this.clients.size;
   }
 
+  /** True while the bus subscriptions are open (some console is connected). */
+  get subscribed(): boolean {
+    return this.subs.length > 0;
+  }
+
   async start(): Promise<void> {
-    for (const f of CONSOLE_SUBJECTS) {
-      this.subs.push(await this.d.bus.subscribe(f, (m) => this.broadcast(m), { name: `console:${f}` }));
-    }
     // A comment line now and then keeps proxies from closing an idle stream and notices ended sessions.
     this.heartbeat = setInterval(() => this.send(': keep-alive\n\n'), this.d.heartbeatMs ?? 20_000);
     this.heartbeat.unref();
   }
 
-  /** Takes over the response as an event stream until the browser leaves or the session ends. */
-  attach(res: ServerResponse, live: () => boolean, headers: Record<string, string>): void {
+  /**
+   * Takes over the response as an event stream until the browser leaves or the session ends.
+   * `: connected` is written once the bus subscriptions are open, so that every event
+   * published after it reaches this console.
+   */
+  async attach(res: ServerResponse, live: () => boolean, headers: Record<string, string>): Promise<void> {
     res.writeHead(200, { ...headers, 'content-type': 'text/event-stream', 'cache-control': 'no-store', 'x-accel-buffering': 'no' });
-    res.write(': connected\n\n');
     const c: Client = { res, live };
     this.clients.add(c);
-    res.on('close', () => this.clients.delete(c));
+    res.on('close', () => this.remove(c));
+    try {
+      await this.sync();
+    } catch (err) {
+      // No live events without the bus: end the stream (the browser's EventSource retries).
+      this.d.logger.warn({ err }, 'console live events unavailable');
+      this.remove(c);
+      res.end();
+      return;
+    }
+    if (this.clients.has(c)) res.write(': connected\n\n');
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     if (this.heartbeat) clearInterval(this.heartbeat);
-    for (const s of this.subs) await s.close();
-    this.subs = [];
     for (const c of this.clients) c.res.end();
     this.clients.clear();
+    await this.sync().catch(() => undefined);
+  }
+
+  private remove(c: Client): void {
+    if (this.clients.delete(c) && this.clients.size === 0) this.sync().catch(() => undefined);
+  }
+
+  /** Opens the subscriptions when a console is connected, closes them when none is; serialized. */
+  private sync(): Promise<void> {
+    const run = this.syncing.catch(() => undefined).then(async () => {
+      const want = this.clients.size > 0 && !this.stopped;
+      if (want && this.subs.length === 0) {
+        const subs: Subscription[] = [];
+        try {
+          for (const f of CONSOLE_SUBJECTS) subs.push(await this.d.bus.subscribe(f, (m) => this.broadcast(m), { name: `console:${f}` }));
+        } catch (err) {
+          await Promise.all(subs.map((s) => s.close().catch(() => undefined)));
+          throw err;
+        }
+        this.subs = subs;
+      } else if (!want && this.subs.length > 0) {
+        const subs = this.subs;
+        this.subs = [];
+        await Promise.all(subs.map((s) => s.close().catch(() => undefined)));
+      }
+    });
+    this.syncing = run;
+    return run;
   }
 
   private broadcast(m: BusMessage): void {
@@ -81,7 +129,7 @@ export class ConsoleEvents {
     for (const c of this.clients) {
       if (!c.live()) {
         c.res.end('event: session.ended\ndata: {}\n\n');
-        this.clients.delete(c);
+        this.remove(c);
       } else c.res.write(text);
     }
   }

@@ -96,6 +96,9 @@ describe('console: serving, sessions and the admin API', () => {
 
   it('streams approval, revocation and kill events to a signed-in console, and refuses one that is not', async () => {
     assert.equal((await fetch(`${t.url}/ui/events`)).status, 401);
+    const events = t.app.console!.events;
+    // No console connected: the instance reads nothing of the bus for it.
+    assert.equal(events.subscribed, false);
     const { cookie } = await signIn();
     const ac = new AbortController();
     const r = await fetch(`${t.url}/ui/events`, { headers: { cookie }, signal: ac.signal });
@@ -117,7 +120,12 @@ describe('console: serving, sessions and the admin API', () => {
     const data = JSON.parse(/event: revocation\.added\ndata: (.*)\n/.exec(text)![1]!);
     assert.equal(data.target, 'bot');
     assert.equal(data.reason, 'stream test');
+    assert.equal(events.subscribed, true);
     ac.abort();
+    await reader.closed.catch(() => undefined);
+    // The last console left: the subscriptions close (the server sees the close when its socket ends).
+    while (events.connected > 0 || events.subscribed) await new Promise((r) => setImmediate(r));
+    assert.equal(events.subscribed, false);
   });
 
   it('declares the console session in the OpenAPI document', async () => {
