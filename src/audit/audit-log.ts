@@ -6,7 +6,7 @@ import type { Logger } from '../core/logger.js';
 import type { AuditInput, AuditSink } from '../core/ports/audit-sink.js';
 import { canonicalJson, chainHash } from './chain.js';
 import type { AuditEvent, AuditRecord, AuditStore } from './ports.js';
-import { cleanString, scrubAuditData } from './scrub.js';
+import { cleanString, scrubAuditJson } from './scrub.js';
 
 /**
  * What callers pass to `record`. `id` and `ts` are filled in when absent (an explicit id must
@@ -126,6 +126,7 @@ export class AuditLog implements AuditSink {
       }
       throw new UnavailableError('the audit log cannot keep up (store unreachable?): the action is refused because it cannot be audited');
     }
+    const scrubbed = scrubAuditJson(input.data, this.maxDataBytes);
     const ev: AuditEvent = {
       id: input.id ?? newId('aud'),
       ts: input.ts ?? this.clock.now(),
@@ -135,7 +136,9 @@ export class AuditLog implements AuditSink {
       tool: opt(input.tool),
       decision: opt(input.decision),
       traceId: opt(input.traceId),
-      data: scrubAuditData(input.data, this.maxDataBytes),
+      data: scrubbed.data,
+      // Serialized once, here: the store hashes and stores this text (see AuditEvent.dataJson).
+      dataJson: scrubbed.json,
     };
     this.queue.push(ev);
     if (this.closed && !this.warnedAfterClose) {

@@ -25,6 +25,13 @@ export type ChainedFields = Omit<AuditRecord, 'hash' | 'prevHash'>;
 
 /** Canonical serialization of the hashed fields of a record. */
 export function canonicalRecord(rec: ChainedFields): string {
+  // The common case, written directly: the same text as canonicalJson of the object below
+  // (keys in sorted order: actor, data, decision, id, seq, subject, tool, traceId, ts, type),
+  // with the data's canonical JSON taken from `dataJson` when the writer computed it already.
+  if (typeof rec.id === 'string' && typeof rec.type === 'string' && Number.isFinite(rec.seq) && Number.isFinite(rec.ts)) {
+    const data = typeof rec.dataJson === 'string' ? rec.dataJson : canonicalJson(rec.data ?? {});
+    return `{"actor":${str(rec.actor)},"data":${data},"decision":${str(rec.decision)},"id":${JSON.stringify(rec.id)},"seq":${JSON.stringify(rec.seq)},"subject":${str(rec.subject)},"tool":${str(rec.tool)},"traceId":${str(rec.traceId)},"ts":${JSON.stringify(rec.ts)},"type":${JSON.stringify(rec.type)}}`;
+  }
   return canonicalJson({
     seq: rec.seq,
     id: rec.id,
@@ -37,6 +44,10 @@ export function canonicalRecord(rec: ChainedFields): string {
     traceId: rec.traceId ?? null,
     data: rec.data ?? {},
   });
+}
+
+function str(v: string | null | undefined): string {
+  return typeof v === 'string' ? JSON.stringify(v) : canonicalJson(v ?? null);
 }
 
 /** sha256(prevHash || canonical(rec)), lowercase hex. Pass it as `chain` to `appendChained`. */

@@ -15,6 +15,12 @@ export interface AuditEvent {
   /** W3C trace id (from `traceparent`). */
   traceId: string | null;
   data: Record<string, unknown>;
+  /**
+   * The canonical JSON of `data` (`core/canonical.ts`), when the writer already has it (the
+   * audit log computes it once, at record time): the store hashes and stores this text instead
+   * of serializing `data` again. It must be exactly `canonicalJson(data)`. Never read back.
+   */
+  dataJson?: string;
 }
 
 export interface AuditRecord extends AuditEvent {

@@ -13,6 +13,8 @@
  *   so that what is hashed is exactly what the store reads back.
  */
 
+import { canonicalJson } from '../core/canonical.js';
+
 export const REDACTED = '[redacted]';
 
 const SENSITIVE = /(authorization|token|secret|assertion|dpop|password|passwd|passphrase|cookie|apikey|privatekey|kek)/;
@@ -64,14 +66,26 @@ function scrubString(s: string): string {
  * result exceeds maxBytes, it is replaced by a stub naming its size and top-level keys.
  */
 export function scrubAuditData(data: unknown, maxBytes = 64 * 1024): Record<string, unknown> {
-  if (data === null || data === undefined) return {};
+  return scrubAuditJson(data, maxBytes).data;
+}
+
+/**
+ * `scrubAuditData`, plus the canonical JSON of the result (`core/canonical.ts`: keys sorted at
+ * every depth), computed once: the audit log hashes it into the chain and stores it as the
+ * row's `data` text without serializing the record again. `data` is plain JSON, exactly what
+ * `JSON.parse(json)` gives (ordinary objects, no `-0`, no array holes), so what is hashed is
+ * what the store reads back.
+ */
+export function scrubAuditJson(data: unknown, maxBytes = 64 * 1024): { data: Record<string, unknown>; json: string } {
+  if (data === null || data === undefined) return { data: {}, json: '{}' };
   const ancestors = new Set<object>();
   const walk = (v: unknown, depth: number): unknown => {
     switch (typeof v) {
       case 'string':
         return scrubString(v);
       case 'number':
-        return Number.isFinite(v) ? v : null;
+        // JSON has no -0 (it reads back as 0) and no non-finite numbers.
+        return Number.isFinite(v) ? (v === 0 ? 0 : v) : null;
       case 'boolean':
         return v;
       case 'bigint':
@@ -92,18 +106,22 @@ export function scrubAuditData(data: unknown, maxBytes = 64 * 1024): Record<stri
       if (typeof (obj as { toJSON?: unknown }).toJSON === 'function') {
         return walk((obj as { toJSON: () => unknown }).toJSON(), depth + 1);
       }
-      if (Array.isArray(obj)) return obj.map((x) => walk(x, depth + 1) ?? null);
+      if (Array.isArray(obj)) {
+        // A loop, not map(): holes become null, as JSON writes them.
+        const arr = new Array<unknown>(obj.length);
+        for (let i = 0; i < obj.length; i++) arr[i] = walk(obj[i], depth + 1) ?? null;
+        return arr;
+      }
       if (obj instanceof Map) return walk(Object.fromEntries(obj), depth);
       if (obj instanceof Set) return walk([...obj], depth);
-      const out = Object.create(null) as Record<string, unknown>;
-      for (const [k, x] of Object.entries(obj)) {
+      const out: Record<string, unknown> = {};
+      for (const k of Object.keys(obj)) {
         const key = cleanString(k, 256);
-        if (isSensitiveKey(key)) {
-          out[key] = REDACTED;
-          continue;
-        }
-        const w = walk(x, depth + 1);
-        if (w !== undefined) out[key] = w;
+        const w = isSensitiveKey(key) ? REDACTED : walk((obj as Record<string, unknown>)[k], depth + 1);
+        if (w === undefined) continue;
+        // An own "__proto__" key (JSON.parse makes one) stays a plain key, as in JSON.
+        if (key === '__proto__') Object.defineProperty(out, key, { value: w, enumerable: true, writable: true, configurable: true });
+        else out[key] = w;
       }
       return out;
     } finally {
@@ -112,11 +130,11 @@ export function scrubAuditData(data: unknown, maxBytes = 64 * 1024): Record<stri
   };
   let result = walk(data, 0);
   if (result === null || typeof result !== 'object' || Array.isArray(result)) result = { value: result ?? null };
-  const text = JSON.stringify(result);
-  const bytes = Buffer.byteLength(text, 'utf8');
+  const json = canonicalJson(result);
+  const bytes = Buffer.byteLength(json, 'utf8');
   if (bytes > maxBytes) {
-    return { '[truncated]': true, bytes, keys: Object.keys(result as object).slice(0, 50) };
+    const stub = { '[truncated]': true, bytes, keys: Object.keys(result as object).slice(0, 50) };
+    return { data: stub, json: canonicalJson(stub) };
   }
-  // A plain object (not null-prototype) so that callers and tests see an ordinary value.
-  return JSON.parse(text) as Record<string, unknown>;
+  return { data: result as Record<string, unknown>, json };
 }

@@ -399,11 +399,16 @@ export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, 
         let prevHash = head.hash;
         let seq = Number(head.seq);
         const out: AuditRecord[] = [];
+        const texts: string[] = [];
         for (const ev of events) {
           seq += 1;
           // Hash exactly what will be read back: the data after a JSON round trip (undefined
           // dropped, Dates as strings) and absent fields as null. Otherwise a verifier that
           // recomputes the chain from stored rows would disagree with the hash written here.
+          // An event from the audit log carries its data's canonical JSON (dataJson, computed
+          // once when it was recorded, from data that is already plain JSON): hashed and stored
+          // as it is. Other callers' data gets the round trip here.
+          const dataJson = typeof ev.dataJson === 'string' ? ev.dataJson : undefined;
           const rec: Omit<AuditRecord, 'hash' | 'prevHash'> = {
             seq,
             id: ev.id,
@@ -414,15 +419,16 @@ export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, 
             tool: ev.tool ?? null,
             decision: ev.decision ?? null,
             traceId: ev.traceId ?? null,
-            data: JSON.parse(JSON.stringify(ev.data ?? {})) as Record<string, unknown>,
+            data: dataJson !== undefined ? ev.data : (JSON.parse(JSON.stringify(ev.data ?? {})) as Record<string, unknown>),
           };
-          const hash = chain(prevHash, rec);
+          const hash = chain(prevHash, dataJson !== undefined ? { ...rec, dataJson } : rec);
           out.push({ ...rec, prevHash, hash });
+          texts.push(dataJson ?? JSON.stringify(rec.data));
           prevHash = hash;
         }
-        const rows: AuditTable[] = out.map((r) => ({
+        const rows: AuditTable[] = out.map((r, i) => ({
           seq: r.seq, id: r.id, ts: r.ts, type: r.type, actor: r.actor, subject: r.subject, tool: r.tool,
-          decision: r.decision, trace_id: r.traceId, data: JSON.stringify(r.data), prev_hash: r.prevHash, hash: r.hash,
+          decision: r.decision, trace_id: r.traceId, data: texts[i]!, prev_hash: r.prevHash, hash: r.hash,
         }));
         for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
           await trx.insertInto('audit').values(rows.slice(i, i + INSERT_CHUNK)).execute();

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { ManualClock } from '../../src/core/clock.js';
 import { UnavailableError } from '../../src/core/errors.js';
 import {
-  AuditLog, GENESIS_HASH, REDACTED, canonicalRecord, chainHash, isSensitiveKey, scrubAuditData, verifyAuditChain,
+  AuditLog, GENESIS_HASH, REDACTED, canonicalJson, canonicalRecord, chainHash, isSensitiveKey, scrubAuditData, scrubAuditJson, verifyAuditChain,
   type AuditRecord, type AuditStore, type AuditLogOptions,
 } from '../../src/audit/index.js';
 import type { Store } from '../../src/store/index.js';
@@ -59,6 +59,43 @@ describe('audit chain', () => {
     assert.match(h, /^[0-9a-f]{64}$/);
     assert.notEqual(chainHash('1'.repeat(64), { ...base, data: {} }), h, 'the previous hash is part of the input');
     assert.notEqual(chainHash(GENESIS_HASH, { ...base, seq: 2, data: {} }), h, 'seq is part of the input');
+  });
+
+  it('writes a record\'s canonical form directly, the same text as canonicalJson of its fields', () => {
+    const data = { b: [1, { z: null, a: 'é\u2028"' }], a: -1.5e-7, '10': 'ten', '9': 'nine', __proto__x: 1 };
+    const recs = [
+      { seq: 1, id: 'aud-1', ts: T0, type: 'tool.called', actor: 'nhi-1', subject: 'nhi-1', tool: 't', decision: 'allow', traceId: 'ab', data },
+      { seq: 2 ** 40, id: 'a"\\b', ts: 0, type: 'x', actor: null, subject: null, tool: null, decision: null, traceId: null, data: {} },
+    ];
+    for (const r of recs) {
+      const generic = canonicalJson({
+        seq: r.seq, id: r.id, ts: r.ts, type: r.type, actor: r.actor, subject: r.subject, tool: r.tool, decision: r.decision, traceId: r.traceId, data: r.data,
+      });
+      assert.equal(canonicalRecord(r), generic);
+      assert.equal(canonicalRecord({ ...r, dataJson: canonicalJson(r.data) }), generic);
+    }
+  });
+
+  it('serializes scrubbed data once: its JSON is canonical and reads back as the data it returns', () => {
+    const parsed = JSON.parse('{"__proto__": {"polluted": true}}') as Record<string, unknown>;
+    const sparse = [1, , 3]; // eslint-disable-line no-sparse-arrays
+    const inputs: unknown[] = [
+      { z: 1, a: { y: [3, { d: 1, c: -0 }], x: 'é' }, '10': 1, '2': 2, u: undefined, n: Number.NaN },
+      parsed,
+      { sparse, when: new Date(T0), big: 10n, set: new Set(['a']), map: new Map([['k', 1]]) },
+      'just a string',
+    ];
+    for (const input of inputs) {
+      const { data, json } = scrubAuditJson(input);
+      const back = JSON.parse(json) as Record<string, unknown>;
+      assert.equal(json, canonicalJson(back), 'the text is canonical');
+      assert.deepStrictEqual(data, back, 'the data is exactly what the text reads back as');
+      assert.deepStrictEqual(scrubAuditData(input), data);
+    }
+    assert.equal(({} as Record<string, unknown>).polluted, undefined, 'a "__proto__" key stays a plain key');
+    const big = scrubAuditJson({ blob: 'x'.repeat(200) }, 100);
+    assert.deepStrictEqual(big.data, { '[truncated]': true, bytes: 211, keys: ['blob'] });
+    assert.equal(big.json, canonicalJson(big.data));
   });
 
   it('scrubs secrets by key and by value, keeping digests', () => {
