@@ -36,6 +36,9 @@ describe('JSON at trust boundaries', () => {
     assert.equal(hasDuplicateKeys('{"a":"\\"a\\"","b":1}'), false);
     assert.equal(hasDuplicateKeys('{"a":[{"k":1},{"k":2}],"b":{"k":3}}'), false);
     assert.equal(hasDuplicateKeys('{"\\u0061":1,"a":2}'), true, 'escaped names are compared decoded');
+    assert.equal(hasDuplicateKeys('{"a\\\\":1,"a":2}'), false, 'an escaped backslash ends before the closing quote');
+    assert.equal(hasDuplicateKeys('{"v":"x\\\\","v":1}'), true, 'a value ending in an escaped backslash closes there');
+    assert.equal(hasDuplicateKeys('{"s":"}{,\\"s\\":","t":1}'), false, 'structure inside strings is not structure');
   });
   it('accepts only objects', () => {
     assert.throws(() => parseJsonObject('[1]'), ValidationError);

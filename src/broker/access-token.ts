@@ -44,6 +44,7 @@ const invalidToken = (why = 'token is not a valid Mandate access token') => new 
  */
 export class AccessTokenVerifier {
   private keysFor: string | undefined;
+  private keysObject: unknown;
   private keys: VerifyKey[] = [];
   private readonly verified: BoundedCache<string, Verified>;
 
@@ -66,6 +67,10 @@ export class AccessTokenVerifier {
 
   private refreshKeys(): void {
     const jwks = this.opts.jwks();
+    // A source that returns the same object for an unchanged set (KeyManager.jwks(), the
+    // fetcher's cache) costs one comparison per call.
+    if (jwks === this.keysObject) return;
+    this.keysObject = jwks;
     const fingerprint = jwks.keys.map((k) => `${String(k.kid)}:${String(k.x)}`).join(',');
     if (fingerprint === this.keysFor) return;
     const keys: VerifyKey[] = [];

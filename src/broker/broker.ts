@@ -107,7 +107,11 @@ export class Broker {
   constructor(private readonly d: BrokerDeps) {
     this.catalog = new ToolCatalog(d.config, d.issuer);
     this.revocations = new RevocationState({ store: d.store, bus: d.bus, clock: d.clock, logger: d.logger, onSignalApplied: d.onSignalApplied });
-    this.accessTokens = new AccessTokenVerifier({ issuer: d.issuer, jwks: () => d.keys.jwks() as never, clock: d.clock });
+    // The one verified-token memory of this instance (the proxy's too): proxy.token_cache_size.
+    this.accessTokens = new AccessTokenVerifier({
+      issuer: d.issuer, jwks: () => d.keys.jwks() as never, clock: d.clock,
+      skewS: d.config.proxy.clock_skew, cacheSize: d.config.proxy.token_cache_size,
+    });
     this.replay = new ReplayBatcher({ store: d.store, clock: d.clock });
     this.issued = new IssuedTokenWriter({ store: d.store, logger: d.logger });
     this.inventory = new InventoryView({ store: d.store, bus: d.bus, clock: d.clock, logger: d.logger });

@@ -61,10 +61,13 @@ export function decodeUnverified(jwt: unknown, maxBytes: number = DEFAULT_MAX_JW
   if (parts.length !== 3) throw new JwtGuardError('malformed', 'token is not a compact JWS (three base64url parts)');
   const [h, p] = parts as [string, string, string];
   if (h === '' || p === '') throw new JwtGuardError('malformed', 'token has an empty header or payload');
-  for (const part of parts) {
-    if (!B64URL.test(part) || !canonicalB64url(part)) throw new JwtGuardError('malformed', 'token is not base64url (RFC 7515 §2, no padding)');
-  }
-  return { header: decodeObject(h, 'header'), payload: decodeObject(p, 'payload') };
+  // Each part decoded once: checked canonical from its bytes, which are then the JSON's.
+  const bytes = parts.map((part) => {
+    const b = B64URL.test(part) ? canonicalB64url(part) : undefined;
+    if (!b) throw new JwtGuardError('malformed', 'token is not base64url (RFC 7515 §2, no padding)');
+    return b;
+  });
+  return { header: decodeObject(bytes[0]!, 'header'), payload: decodeObject(bytes[1]!, 'payload') };
 }
 
 /**
@@ -86,17 +89,18 @@ export function assertJwsShape(jwt: unknown, opts: JwsShapeOptions): JwsParts {
   return { header, payload };
 }
 
-/** Base64url without padding and with zero trailing bits: one encoding per value. */
-function canonicalB64url(s: string): boolean {
-  if (s.length % 4 === 1) return false;
-  return Buffer.from(s, 'base64url').toString('base64url') === s;
+/** The bytes of base64url without padding and with zero trailing bits (one encoding per value), or undefined. */
+function canonicalB64url(s: string): Buffer | undefined {
+  if (s.length % 4 === 1) return undefined;
+  const b = Buffer.from(s, 'base64url');
+  return b.toString('base64url') === s ? b : undefined;
 }
 
-function decodeObject(part: string, what: 'header' | 'payload'): Record<string, unknown> {
+function decodeObject(bytes: Buffer, what: 'header' | 'payload'): Record<string, unknown> {
   let text: string;
   let value: unknown;
   try {
-    text = utf8.decode(Buffer.from(part, 'base64url'));
+    text = utf8.decode(bytes);
     value = JSON.parse(text);
   } catch {
     throw new JwtGuardError('malformed', `token ${what} is not JSON`);

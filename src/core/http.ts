@@ -154,20 +154,30 @@ export function hasDuplicateKeys(text: string): boolean {
   const stack: Array<Set<string> | null> = [];
   let i = 0;
   let expectKey = false;
+  let bs = text.indexOf('\\');
   while (i < text.length) {
     const c = text[i]!;
     if (c === '"') {
+      // Skip to the closing quote (an escaped one does not close); the key text is only
+      // sliced out, and only unescaped, when it is a member name.
       let j = i + 1;
-      let s = '';
-      while (j < text.length && text[j] !== '"') {
-        if (text[j] === '\\') {
-          s += text.slice(j, j + 2);
-          j += 2;
-        } else s += text[j++];
+      let escaped = false;
+      for (;;) {
+        const q = text.indexOf('"', j);
+        // The next backslash at or after j (found once per backslash, not once per string).
+        if (bs !== -1 && bs < j) bs = text.indexOf('\\', j);
+        if (bs !== -1 && (q === -1 || bs < q)) {
+          escaped = true;
+          j = bs + 2;
+          continue;
+        }
+        j = q === -1 ? text.length : q;
+        break;
       }
       const top = stack[stack.length - 1];
       if (expectKey && top) {
-        const key = JSON.parse(`"${s}"`) as string;
+        const raw = text.slice(i + 1, j);
+        const key = escaped ? (JSON.parse(`"${raw}"`) as string) : raw;
         if (top.has(key)) return true;
         top.add(key);
         expectKey = false;

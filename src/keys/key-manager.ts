@@ -103,6 +103,7 @@ export class KeyManager {
   private readonly logger: Logger | undefined;
   private readonly audit: AuditSink | undefined;
   private keys = new Map<string, LoadedKey>();
+  private jwksMemo: { keys: Map<string, LoadedKey>; validUntil: number; jwks: PublicJwks } | undefined;
   private timer: NodeJS.Timeout | undefined;
   private tickRunning: Promise<void> | undefined;
   private initialized = false;
@@ -303,13 +304,25 @@ export class KeyManager {
    * Current signer first.
    */
   jwks(): PublicJwks {
+    // The same (frozen) object until the key set is reloaded or one of its times passes: the
+    // proxy's token verifier asks on every call and recognises an unchanged set by identity.
     const now = this.clock.now();
+    const memo = this.jwksMemo;
+    if (memo && memo.keys === this.keys && now < memo.validUntil) return memo.jwks;
     const current = this.currentRecord(now)?.kid;
-    const recs = [...this.keys.values()]
-      .map((k) => k.rec)
+    const all = [...this.keys.values()].map((k) => k.rec);
+    const recs = all
       .filter((r) => r.expiresAt === null || r.expiresAt > now)
       .sort((a, b) => (a.kid === current ? -1 : b.kid === current ? 1 : byActivation(b, a)));
-    return { keys: recs.map((r) => publicJwkOf(r)) };
+    const jwks: PublicJwks = Object.freeze({ keys: Object.freeze(recs.map((r) => Object.freeze(publicJwkOf(r)))) as JWK[] });
+    // What the answer depends on besides the set: which keys have expired, and which one signs
+    // (activation and retirement times). It holds until the next of those instants.
+    let validUntil = Infinity;
+    for (const r of all) {
+      for (const t of [r.activatesAt, r.retiresAt, r.expiresAt]) if (t !== null && t > now && t < validUntil) validUntil = t;
+    }
+    this.jwksMemo = { keys: this.keys, validUntil, jwks };
+    return jwks;
   }
 
   /** Runs refresh + rotateIfDue every intervalMs (unref'd: it never keeps the process alive). */

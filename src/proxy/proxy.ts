@@ -62,6 +62,8 @@ interface ToolRuntime {
   credential: InjectedCredential | undefined;
   limiter: TokenBucketLimiter | undefined;
   approvalTiers: ReadonlySet<string>;
+  /** The tool's response headers as the agent gets them (responseHeaders with its credential). */
+  responseHeaders: (upstream: Record<string, string | string[] | undefined>) => Record<string, string | string[]>;
 }
 
 /** What the audit log and the bus learn about one call (no token, no secret, no query string). */
@@ -127,14 +129,12 @@ export class ToolProxy {
           ? new TokenBucketLimiter({ perSecond: tool.rate_limit.per_second, burst: tool.rate_limit.burst, maxKeys: d.config.proxy.rate_limit_keys })
           : undefined,
         approvalTiers,
+        responseHeaders: (upstream) => responseHeaders(upstream, credential ? { credential } : {}),
       };
       this.tools.set(tool.id, rt);
       for (const h of tool.hosts) this.byHost.set(h, rt);
     }
-    this.tokens = new TokenChecker({
-      accessTokens: d.accessTokens, dpop: d.dpop, revocations: d.revocations, clock: d.clock,
-      skewS: d.config.proxy.clock_skew, cacheSize: d.config.proxy.token_cache_size, onRevoked: d.onRevoked,
-    });
+    this.tokens = new TokenChecker({ accessTokens: d.accessTokens, dpop: d.dpop, revocations: d.revocations, onRevoked: d.onRevoked });
     this.gate = new ApprovalGate({ store: d.store, audit: d.audit, bus: d.bus, clock: d.clock, issuer: d.issuer, skewS: d.config.proxy.clock_skew });
     this.upstreams = new Upstreams(d.config.tools);
   }
@@ -307,9 +307,8 @@ export class ToolProxy {
 
     const pathAndQuery = this.upstreams.pathFor(rt.tool.id, path) + this.upstreamQuery(rt, rawQuery);
     const headers = this.forwardHeaders(ctx, rt, trace.traceparent);
-    const up = await this.upstreams.send({ tool: rt.tool, method, pathAndQuery, headers, body });
-    const sent = await this.upstreams.pipe(up, ctx.res, responseHeaders(up.headers, { credential: rt.credential }), rt.tool.max_response_bytes);
-    this.record('tool.called', 'allow', 'allowed', facts, trace.traceId, started, { upstream_status: up.status, response_bytes: sent });
+    const up = await this.upstreams.forward({ tool: rt.tool, method, pathAndQuery, headers, body }, ctx.res, rt.tool.max_response_bytes, rt.responseHeaders);
+    this.record('tool.called', 'allow', 'allowed', facts, trace.traceId, started, { upstream_status: up.status, response_bytes: up.sent });
   }
 
   private async mcp(
@@ -324,9 +323,8 @@ export class ToolProxy {
       // transports §2.2–2.5). Neither calls a tool: what flows on the stream are the server's
       // requests and notifications, and the answers to them come back as POSTs, checked there.
       facts.action = method === 'GET' ? 'mcp:stream' : 'mcp:session/delete';
-      const up = await this.upstreams.send({ tool: rt.tool, method, pathAndQuery, headers, body: undefined });
-      const sent = await this.upstreams.pipe(up, ctx.res, responseHeaders(up.headers, { credential: rt.credential }), rt.tool.max_response_bytes);
-      this.record('tool.called', 'allow', 'allowed', facts, trace.traceId, started, { upstream_status: up.status, response_bytes: sent });
+      const up = await this.upstreams.forward({ tool: rt.tool, method, pathAndQuery, headers, body: undefined }, ctx.res, rt.tool.max_response_bytes, rt.responseHeaders);
+      this.record('tool.called', 'allow', 'allowed', facts, trace.traceId, started, { upstream_status: up.status, response_bytes: up.sent });
       return;
     }
     if (method !== 'POST') throw new OAuthError('invalid_request', 'MCP over Streamable HTTP uses POST, GET or DELETE', 405);

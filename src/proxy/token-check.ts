@@ -1,12 +1,11 @@
-import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import { OAuthError, secretEquals, type Clock } from '../core/index.js';
+import { OAuthError, secretEquals } from '../core/index.js';
 import { peerCertThumbprint, type AccessTokenClaims, type AccessTokenVerifier, type DpopVerifier, type RevocationState, type RevokedReason, type TokenFacts } from '../broker/index.js';
 
 /**
  * The token checks the proxy runs on every request (RFC 6750, RFC 9068 §4, RFC 9449 §7, RFC
  * 8705 §3): exactly one `Authorization` header with the Bearer or DPoP scheme, the token
- * verified against the broker's keys (cached by digest, never past its expiry), the
+ * verified against the broker's keys (its signature remembered by AccessTokenVerifier), the
  * revocation set consulted every time, then the binding: a DPoP proof for this method and
  * URL with `ath` and the token's `cnf.jkt`, or the TLS client certificate of `cnf.x5t#S256`.
  */
@@ -27,33 +26,19 @@ export class ResourceAuthError extends OAuthError {
 export interface CheckedToken {
   claims: AccessTokenClaims;
   scheme: 'Bearer' | 'DPoP';
-  /** base64url SHA-256 of the token: the cache key, and what the audit log may name. */
-  digest: string;
   /** How the token is bound: 'dpop', 'mtls' or 'none'. */
   binding: 'dpop' | 'mtls' | 'none';
-}
-
-interface CacheEntry {
-  claims: AccessTokenClaims;
-  aud: string;
-  /** `exp` in ms: the entry is never used after it. */
-  expMs: number;
 }
 
 const MAX_TOKEN_CHARS = 8192;
 const B68 = /^[A-Za-z0-9\-._~+/]+=*$/; // RFC 6750 §2.1 b64token
 
 export class TokenChecker {
-  private readonly cache = new Map<string, CacheEntry>();
-
   constructor(
     private readonly d: {
       accessTokens: AccessTokenVerifier;
       dpop: DpopVerifier;
       revocations: RevocationState;
-      clock: Clock;
-      skewS: number;
-      cacheSize: number;
       /** A call refused as revoked (off the allow path; time to revoke, issue 5). */
       onRevoked?: ((reason: RevokedReason, t: TokenFacts) => void) | undefined;
     },
@@ -65,8 +50,7 @@ export class TokenChecker {
    */
   async check(req: IncomingMessage, toolId: string, resource: string, url: string): Promise<CheckedToken> {
     const { scheme, token } = credentialsOf(req);
-    const digest = createHash('sha256').update(token).digest('base64url');
-    const claims = await this.verified(token, digest, resource, scheme);
+    const claims = await this.verified(token, resource, scheme);
 
     const facts: TokenFacts = { jti: claims.jti, nhiId: claims.sub, toolId, issuedAt: claims.iat * 1000 };
     const revoked = this.d.revocations.check(facts);
@@ -91,7 +75,7 @@ export class TokenChecker {
         }
         throw err;
       }
-      return { claims, scheme, digest, binding: 'dpop' };
+      return { claims, scheme, binding: 'dpop' };
     }
     if (scheme === 'DPoP') {
       // RFC 9449 §7.2: the DPoP scheme with a token that is not DPoP-bound is an error.
@@ -103,42 +87,28 @@ export class TokenChecker {
       if (presented === undefined || !secretEquals(presented, x5t)) {
         throw new ResourceAuthError('invalid_token', 'the access token is certificate-bound: present the same client certificate (RFC 8705 §3)', 'Bearer');
       }
-      return { claims, scheme, digest, binding: 'mtls' };
+      return { claims, scheme, binding: 'mtls' };
     }
-    return { claims, scheme, digest, binding: 'none' };
+    return { claims, scheme, binding: 'none' };
   }
 
-  /** Signature, `iss`, `aud`, `typ`, `exp`, from the cache when this exact token was verified before. */
-  private async verified(token: string, digest: string, resource: string, scheme: 'Bearer' | 'DPoP'): Promise<AccessTokenClaims> {
-    const now = this.d.clock.now();
-    const hit = this.cache.get(digest);
-    if (hit) {
-      if (hit.expMs + this.d.skewS * 1000 <= now) {
-        this.cache.delete(digest);
-        throw new ResourceAuthError('invalid_token', 'the access token expired', scheme);
-      }
-      // The cached claims were verified for their own audience; a token for tool A at tool B fails here.
-      if (hit.aud !== resource) throw new ResourceAuthError('invalid_token', 'the access token is for another tool (aud)', scheme);
-      return hit.claims;
-    }
+  /**
+   * Signature, `iss`, `typ`, `exp`, `nbf` (AccessTokenVerifier: the signature of a token it
+   * verified before is remembered, until the JWKS changes; the claims are checked on every call),
+   * then `aud` = this tool's resource.
+   */
+  private async verified(token: string, resource: string, scheme: 'Bearer' | 'DPoP'): Promise<AccessTokenClaims> {
     let claims: AccessTokenClaims;
     try {
       claims = await this.d.accessTokens.verify(token);
     } catch (err) {
-      if (err instanceof OAuthError) throw new ResourceAuthError('invalid_token', err.message, scheme);
+      if (err instanceof OAuthError) throw new ResourceAuthError('invalid_token', err.message === 'token expired' ? 'the access token expired' : err.message, scheme);
       throw err;
     }
     if (typeof claims.aud !== 'string' || typeof claims.scope !== 'string' || typeof claims.sub !== 'string') {
       throw new ResourceAuthError('invalid_token', 'the access token is not a Mandate tool token', scheme);
     }
-    if (this.d.cacheSize > 0) {
-      if (this.cache.size >= this.d.cacheSize) {
-        // Insertion order: the oldest entry goes first.
-        const oldest = this.cache.keys().next().value;
-        if (oldest !== undefined) this.cache.delete(oldest);
-      }
-      this.cache.set(digest, { claims, aud: claims.aud, expMs: claims.exp * 1000 });
-    }
+    // A token for tool A presented at tool B fails here.
     if (claims.aud !== resource) throw new ResourceAuthError('invalid_token', 'the access token is for another tool (aud)', scheme);
     return claims;
   }

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Transform, type Readable } from 'node:stream';
-import { Pool } from 'undici';
+import { Pool, type Dispatcher } from 'undici';
 import { OAuthError, type ToolConfig } from '../core/index.js';
 
 /**
@@ -70,13 +70,129 @@ export class Upstreams {
       });
       return { status: res.statusCode, headers: res.headers, body: res.body };
     } catch (err) {
-      if (err instanceof OAuthError) throw err;
-      const cause = (err as { cause?: unknown }).cause;
-      if (cause instanceof OAuthError) throw cause;
-      const code = (err as { code?: string }).code;
-      if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') throw new UpstreamError(`${t.tool.id} did not answer within ${t.tool.timeout}s`, 504);
-      throw new UpstreamError(`${t.tool.id} is unreachable`);
+      throw upstreamFailure(err, t.tool.id, t.tool.timeout);
     }
+  }
+
+  /**
+   * Sends the request and streams the answer straight to `res`: undici's `dispatch` with a
+   * handler that writes each chunk to the client as it arrives (no intermediate Readable, no
+   * buffering), with the client's backpressure passed back to the upstream connection. The
+   * same rules as `send` + `pipe`: a declared length over `maxBytes` is a 502 before anything
+   * is written, a body that grows past it is cut off (the client sees a truncated body and a
+   * reset), server-sent events are flushed as they come, the timeouts are the tool's, and a
+   * client that goes away aborts the upstream request. `headers` maps the upstream's response
+   * headers to the client's (responseHeaders). Resolves with the status and the bytes sent;
+   * rejects (UpstreamError, or the OAuthError of a request body over its cap) only while
+   * nothing has been written to `res`.
+   */
+  forward(
+    t: UpstreamTarget, res: ServerResponse, maxBytes: number,
+    headers: (upstream: Record<string, string | string[] | undefined>) => Record<string, string | string[]>,
+  ): Promise<{ status: number; sent: number }> {
+    const entry = this.pools.get(t.tool.id);
+    if (!entry) return Promise.reject(new UpstreamError(`no upstream for ${t.tool.id}`));
+    const timeoutMs = t.tool.timeout * 1000;
+    let body: Buffer | Readable | undefined;
+    if (Buffer.isBuffer(t.body)) body = t.body;
+    else if (t.body) body = t.body.pipe(capped(t.tool.max_body_bytes, () => new OAuthError('invalid_request', `request body is larger than ${t.tool.max_body_bytes} bytes`, 413)));
+    const toolId = t.tool.id;
+    const toolTimeout = t.tool.timeout;
+    return new Promise<{ status: number; sent: number }>((resolve, reject) => {
+      let status = 0;
+      let sent = 0;
+      let settled = false;
+      let ctl: Dispatcher.DispatchController | undefined;
+      const finish = () => {
+        if (settled) return;
+        settled = true;
+        res.off('close', onClose);
+        res.off('drain', onDrain);
+        resolve({ status, sent });
+      };
+      const fail = (err: unknown) => {
+        if (settled) return;
+        settled = true;
+        res.off('close', onClose);
+        reject(err);
+      };
+      // The agent went away after the tool answered: stop reading from the tool. (Before the
+      // answer the exchange runs to its headers, as the tool has the request, and is recorded.)
+      const onClose = () => {
+        if (!settled) ctl?.abort(new UpstreamError('the client went away'));
+        finish();
+      };
+      const onDrain = () => ctl?.resume();
+      const handler: Dispatcher.DispatchHandler = {
+        onRequestStart(controller) {
+          ctl = controller;
+        },
+        onResponseStart(controller, statusCode, upHeaders) {
+          // 1xx informational answers are not relayed (as with request()); the final one follows.
+          if (statusCode < 200 || settled) return;
+          const declared = Number(upHeaders['content-length'] ?? NaN);
+          if (Number.isFinite(declared) && declared > maxBytes) {
+            controller.abort(new UpstreamError(`the tool's response is larger than ${maxBytes} bytes`));
+            return;
+          }
+          let out: Record<string, string | string[]>;
+          try {
+            out = headers(upHeaders);
+          } catch (err) {
+            controller.abort(err instanceof Error ? err : new Error(String(err)));
+            return;
+          }
+          status = statusCode;
+          if (res.destroyed) {
+            controller.abort(new UpstreamError('the client went away'));
+            finish();
+            return;
+          }
+          res.once('close', onClose);
+          res.writeHead(statusCode, out);
+          // Server-sent events must reach the agent as they are produced.
+          const type = upHeaders['content-type'];
+          if (typeof type === 'string' && type.startsWith('text/event-stream')) res.flushHeaders();
+        },
+        onResponseData(controller, chunk) {
+          if (settled) return;
+          sent += chunk.length;
+          if (sent > maxBytes) {
+            controller.abort(new UpstreamError(`the tool's response is larger than ${maxBytes} bytes`));
+            res.destroy();
+            finish();
+            return;
+          }
+          if (!res.write(chunk)) {
+            controller.pause();
+            res.once('drain', onDrain);
+          }
+        },
+        onResponseEnd() {
+          if (settled) return;
+          res.end();
+          finish();
+        },
+        onResponseError(_controller, err) {
+          if (settled) return;
+          if (status !== 0) {
+            // Headers are out: the client sees a reset instead of a clean end.
+            res.destroy();
+            finish();
+            return;
+          }
+          fail(upstreamFailure(err, toolId, toolTimeout));
+        },
+      };
+      try {
+        entry.pool.dispatch({
+          method: t.method as never, path: t.pathAndQuery, headers: t.headers, body: body ?? null,
+          headersTimeout: timeoutMs, bodyTimeout: timeoutMs,
+        }, handler);
+      } catch (err) {
+        fail(upstreamFailure(err, toolId, toolTimeout));
+      }
+    });
   }
 
   /**
@@ -144,6 +260,16 @@ export class Upstreams {
   async close(): Promise<void> {
     await Promise.all([...this.pools.values()].map((p) => p.pool.close().catch(() => {})));
   }
+}
+
+/** The error a failed upstream exchange becomes: the request body's own refusal, a timeout (504) or 502. */
+function upstreamFailure(err: unknown, toolId: string, timeoutS: number): OAuthError {
+  if (err instanceof OAuthError) return err;
+  const cause = (err as { cause?: unknown }).cause;
+  if (cause instanceof OAuthError) return cause;
+  const code = (err as { code?: string }).code;
+  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') return new UpstreamError(`${toolId} did not answer within ${timeoutS}s`, 504);
+  return new UpstreamError(`${toolId} is unreachable`);
 }
 
 /** A pass-through that errors once more than `max` bytes went through. */

@@ -12,6 +12,8 @@ export interface SeenRequest {
 export interface RecordingUpstream {
   url: string;
   seen: SeenRequest[];
+  /** Resolves when the client of the n-th (from 1) `/forever` stream has gone away. */
+  foreverClosed(n: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -20,10 +22,21 @@ export interface RecordingUpstream {
  * assert that a refused request never reached it) and answers by path:
  * `/big` a body of `bigBytes` bytes, `/events` three server-sent events, `/echo-credential`
  * a response that repeats the credential header it got (which the proxy must not pass on),
- * anything else `{ ok: true, method, path }`.
+ * `/forever` server-sent events every 20 ms until the client goes away, `/hang` nothing at all
+ * (until the client goes away), anything else `{ ok: true, method, path }`.
  */
 export async function startRecordingUpstream(opts: { bigBytes?: number; credentialHeader?: string } = {}): Promise<RecordingUpstream> {
   const seen: SeenRequest[] = [];
+  const forever: Array<{ closed: Promise<void>; resolve: () => void }> = [];
+  const foreverSlot = (n: number) => {
+    while (forever.length < n) {
+      let resolve!: () => void;
+      const closed = new Promise<void>((r) => (resolve = r));
+      forever.push({ closed, resolve });
+    }
+    return forever[n - 1]!;
+  };
+  let foreverCount = 0;
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -56,6 +69,18 @@ export async function startRecordingUpstream(opts: { bigBytes?: number; credenti
         }, 20);
         return;
       }
+      if (path.endsWith('/forever')) {
+        const slot = foreverSlot(++foreverCount);
+        res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store' });
+        let n = 0;
+        const t = setInterval(() => res.write(`id: ${++n}\ndata: {"n":${n}}\n\n`), 20);
+        res.on('close', () => {
+          clearInterval(t);
+          slot.resolve();
+        });
+        return;
+      }
+      if (path.endsWith('/hang')) return;
       if (path.endsWith('/echo-credential') && opts.credentialHeader) {
         const v = String(req.headers[opts.credentialHeader] ?? '');
         res.writeHead(200, { 'content-type': 'application/json', [opts.credentialHeader]: v, connection: 'keep-alive, x-secret-hop', 'x-secret-hop': 'hop' });
@@ -72,6 +97,7 @@ export async function startRecordingUpstream(opts: { bigBytes?: number; credenti
   return {
     url: `http://127.0.0.1:${port}`,
     seen,
+    foreverClosed: (n) => foreverSlot(n).closed,
     close: () => new Promise<void>((resolve) => {
       server.closeAllConnections();
       server.close(() => resolve());

@@ -83,6 +83,10 @@ describe('tool proxy: HTTP tools', () => {
           ],
         },
         {
+          id: 'slow', kind: 'http', upstream: rec.url, timeout: 1,
+          actions: [{ name: 'hang', method: 'GET', path: '/hang', tier: 'read' }, { name: 'forever', method: 'GET', path: '/forever', tier: 'read' }],
+        },
+        {
           id: 'limited', kind: 'http', upstream: rec.url, rate_limit: { per_second: 0.5, burst: 2 },
           actions: [{ name: 'ping', method: 'GET', path: '/ping', tier: 'read' }],
         },
@@ -106,6 +110,7 @@ describe('tool proxy: HTTP tools', () => {
       grants: [
         { nhi: 'alice', tool: 'rec', actions: ['*'] },
         { nhi: 'alice', tool: 'limited', actions: ['ping'] },
+        { nhi: 'alice', tool: 'slow', actions: ['*'] },
         { nhi: 'alice', tool: 'queried', actions: ['search'] },
         { nhi: 'alice', tool: 'hosted', actions: ['ping'] },
         { nhi: 'alice', tool: 'tickets', actions: ['*'] },
@@ -364,6 +369,32 @@ describe('tool proxy: HTTP tools', () => {
     assert.equal(known.status, 502);
     const streamed = await raw(t.url, '/tools/rec/big-chunked', { headers: { authorization: `Bearer ${token}` } }).catch(() => ({ status: -1, body: '' }));
     assert.ok(streamed.body.length <= 4096 + 1024, `at most the cap (plus one chunk) reached the agent: ${streamed.body.length}`);
+  });
+
+  it('answers 504 when the tool sends no headers within tools[].timeout, and audits it', async () => {
+    const token = await bearer('slow', 'hang');
+    const r = await raw(t.url, '/tools/slow/hang', { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(r.status, 504);
+    assert.equal(JSON.parse(r.body).error, 'upstream_timeout');
+    await t.app.audit.flush();
+    const denied = await t.app.store.queryAudit({ type: 'tool.call_denied', tool: 'slow' });
+    assert.ok(denied.some((e) => e.data.action === 'hang' && e.data.error === 'upstream_timeout'), JSON.stringify(denied.map((e) => e.data)));
+  });
+
+  it('stops reading from the tool when the agent goes away mid-stream, and records the call', async () => {
+    const token = await bearer('slow', 'forever');
+    const ac = new AbortController();
+    const r = await fetch(`${t.url}/tools/slow/forever`, { headers: { authorization: `Bearer ${token}` }, signal: ac.signal });
+    assert.equal(r.status, 200);
+    const reader = r.body!.getReader();
+    const first = await reader.read();
+    assert.match(Buffer.from(first.value!).toString('utf8'), /^id: 1\ndata: /);
+    ac.abort();
+    // The proxy aborts its upstream request: the tool sees its client go away.
+    await rec.foreverClosed(1);
+    await t.app.audit.flush();
+    const called = await t.app.store.queryAudit({ type: 'tool.called', tool: 'slow' });
+    assert.ok(called.some((e) => e.data.action === 'forever' && e.data.upstream_status === 200 && Number(e.data.response_bytes) > 0), JSON.stringify(called.map((e) => e.data)));
   });
 
   it('rate limits per NHI and tool with 429 and Retry-After', async () => {

@@ -292,7 +292,7 @@ export const signalsSchema = z.strictObject({
 export const proxySchema = z.strictObject({
   /** Allowed clock difference for `exp`/`nbf`/`iat` of access tokens and DPoP proofs. */
   clock_skew: duration.prefault(5),
-  /** Verified tokens kept in memory (by digest, never longer than their expiry). */
+  /** Access tokens whose signature verified, remembered (by their text) until the JWKS changes; their claims are checked on every call. */
   token_cache_size: z.number().int().min(0).max(1_000_000).default(10_000),
   /** At most this many (NHI, tool) rate-limit buckets are kept; the least recently used go first. */
   rate_limit_keys: z.number().int().min(100).max(1_000_000).default(100_000),
