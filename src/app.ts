@@ -2,10 +2,11 @@
  * The composition root: the only file that imports every capability and wires them together
  * (as ory/hydra's driver/registry.go does). Everything else talks through ports and index.ts.
  */
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { z } from 'zod';
 import {
-  Router, createLogger, newId, resolveSecret, sendJson, systemClock,
+  MandateError, Router, createLogger, newId, resolveSecret, sendJson, systemClock,
   type Clock, type Logger, type MandateConfig, type AuditSink,
 } from './core/index.js';
 import { openStore, storeOptionsFromConfig, type Store } from './store/index.js';
@@ -15,7 +16,7 @@ import { KeyManager, loadKek, type Kek } from './keys/index.js';
 import { AuditLog, verifyAuditChain } from './audit/index.js';
 import { Inventory, mountInventoryRoutes } from './inventory/index.js';
 import { AdminApi, AdminAuth } from './admin/index.js';
-import { Broker, JwksFetcher, assertJwsShape, mountBrokerRoutes, nodeVerifiable, publicKeyObject, verifyCompactAsync } from './broker/index.js';
+import { AccessTokenVerifier, Broker, JwksFetcher, assertJwsShape, mountBrokerRoutes, nodeVerifiable, publicKeyObject, verifyCompactAsync } from './broker/index.js';
 import { PolicyEngine } from './policy/index.js';
 import { ToolProxy } from './proxy/index.js';
 import { RestrictionState, SignalTimeline, Signals, SsfReceiver, SsfTransmitter, mountSignalsRoutes } from './signals/index.js';
@@ -121,9 +122,17 @@ export async function startApp(opts: AppOptions): Promise<App> {
     cleanup.push(() => audit.close());
     const auditSink: AuditSink = audit;
 
-    const kek = loadKek(config.keys.kek, { resolveSecret: resolve, devKekPath: join(dataDir, 'dev-kek'), nodeEnv: env.NODE_ENV });
+    // A proxy-only instance with proxy.jwks_uri verifies tokens against the broker's JWKS over
+    // HTTP: it reads no key-encryption key, loads no signing key and signs nothing.
+    const remoteJwksUri = role === 'proxy' ? config.proxy.jwks_uri : undefined;
+    const kek = remoteJwksUri === undefined
+      ? loadKek(config.keys.kek, { resolveSecret: resolve, devKekPath: join(dataDir, 'dev-kek'), nodeEnv: env.NODE_ENV })
+      : undefined;
     const warnings: string[] = [];
-    if (kek.insecureDev) {
+    if (config.proxy.jwks_uri !== undefined && role !== 'proxy') {
+      logger.warn({ role }, 'proxy.jwks_uri is only used by a proxy-only instance (serve --role proxy); this one uses the keys in the store');
+    }
+    if (kek?.insecureDev) {
       warnings.push(
         `INSECURE: signing keys are encrypted with a DEVELOPMENT key-encryption key generated in ${join(dataDir, 'dev-kek')}. ` +
           'Set keys.kek to env:NAME or file:PATH (32 random bytes, base64) before production; NODE_ENV=production refuses this.',
@@ -136,12 +145,14 @@ export async function startApp(opts: AppOptions): Promise<App> {
     }
     const maxTokenTtlS = Math.max(...config.tokens.profiles.map((p) => p.ttl), config.tokens.max_ttl);
     const keys = new KeyManager({
-      store, kek: kek.kek, algorithm: config.keys.algorithm, rotationIntervalS: config.keys.rotation_interval,
+      store, kek: kek?.kek, algorithm: config.keys.algorithm, rotationIntervalS: config.keys.rotation_interval,
       prePublishS: config.keys.pre_publish, maxTokenTtlS, clock, logger, audit: auditSink,
     });
-    await keys.init();
-    keys.start(60_000);
-    cleanup.push(async () => keys.stop());
+    if (kek) {
+      await keys.init();
+      keys.start(60_000);
+      cleanup.push(async () => keys.stop());
+    }
 
     const inventory = new Inventory({ store, audit: auditSink, bus, clock, logger });
     const sync = await inventory.syncFromConfig(config);
@@ -168,7 +179,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
         metrics.auditWritten.set(audit.stats().written);
       },
     });
-    router.get('/oauth/jwks', (ctx) => sendJson(ctx.res, 200, keys.jwks(), { 'cache-control': 'public, max-age=300', 'content-type': 'application/jwk-set+json' }));
+    if (kek) router.get('/oauth/jwks', (ctx) => sendJson(ctx.res, 200, keys.jwks(), { 'cache-control': 'public, max-age=300', 'content-type': 'application/jwk-set+json' }));
 
     const admin = new AdminApi(router, adminAuth, config.server.max_body_bytes, { version: VERSION });
     mountInventoryRoutes(admin, inventory);
@@ -205,7 +216,8 @@ export async function startApp(opts: AppOptions): Promise<App> {
     const broker = new Broker({
       config, issuer: () => issuer, keys, store, bus, audit: auditSink, clock, logger, env, restrictions,
       onSignalApplied: (signalId, at) => timeline.markApplied(signalId, at),
-      nonceSecret: kek.kek.derive('dpop-nonce'),
+      // Without the KEK, DPoP nonces (tokens.dpop_nonce) are this process's own: valid where they were issued.
+      nonceSecret: kek ? kek.kek.derive('dpop-nonce') : randomBytes(32),
       allowLoopbackHttp: env.NODE_ENV !== 'production',
     });
     await broker.start();
@@ -222,8 +234,15 @@ export async function startApp(opts: AppOptions): Promise<App> {
       await rv.start();
       cleanup.push(() => rv.stop());
       riskView = rv;
+      // The broker's keys: in process from the store, or fetched from proxy.jwks_uri (no KEK here).
+      const accessTokens = remoteJwksUri === undefined
+        ? broker.accessTokens
+        : new AccessTokenVerifier({
+          issuer: () => issuer, clock, skewS: config.proxy.clock_skew, cacheSize: config.proxy.token_cache_size,
+          remoteJwks: (refresh) => broker.fetcher.jwks(remoteJwksUri, refresh),
+        });
       const p = new ToolProxy({
-        config, issuer: () => issuer, accessTokens: broker.accessTokens, dpop: broker.dpop, revocations: broker.revocations, policy,
+        config, issuer: () => issuer, accessTokens, dpop: broker.dpop, revocations: broker.revocations, policy,
         store, audit: auditSink, bus, clock, logger, env, stalenessBoundS: config.bus.staleness_bound, restrictions, risk: rv,
         onRevoked: (reason, facts) => {
           const signalId = broker.revocations.signalOf(reason, facts);
@@ -236,7 +255,13 @@ export async function startApp(opts: AppOptions): Promise<App> {
       proxy = p;
     }
 
-    const signals = await wireSignals({ config, role, restrictions, router, admin, store, bus, keys, kek: kek.kek, broker, adminAuth, audit: auditSink, clock, logger, metrics, env, issuer: () => issuer });
+    // A proxy-only instance without the KEK never transmits (the transmitter runs on roles all and
+    // signals), so it has nothing to seal or open; anything that tried would fail loudly.
+    const noKek = (): never => {
+      throw new MandateError('ERR_KEK_REQUIRED', 'this instance holds no key-encryption key (proxy.jwks_uri): it cannot seal or open secrets');
+    };
+    const secrets: Pick<Kek, 'seal' | 'open'> = kek ? kek.kek : { seal: noKek, open: noKek };
+    const signals = await wireSignals({ config, role, restrictions, router, admin, store, bus, keys, kek: secrets, broker, adminAuth, audit: auditSink, clock, logger, metrics, env, issuer: () => issuer });
     cleanup.push(() => signals.stop());
     const governance = await wireGovernance({ config, role, admin, store, bus, audit: auditSink, clock, logger, metrics, broker, signals: signals.signals });
     cleanup.push(() => governance.stop());
@@ -266,7 +291,7 @@ export interface SignalsWiring {
  * roles `signals` and `all` mount the SSF endpoints, run the push loop and the receivers' pollers.
  */
 async function wireSignals(d: {
-  config: Readonly<MandateConfig>; role: Role; restrictions: RestrictionState; router: Router; admin: AdminApi; store: Store; bus: Bus; keys: KeyManager; kek: Kek; broker: Broker;
+  config: Readonly<MandateConfig>; role: Role; restrictions: RestrictionState; router: Router; admin: AdminApi; store: Store; bus: Bus; keys: KeyManager; kek: Pick<Kek, 'seal' | 'open'>; broker: Broker;
   adminAuth: AdminAuth; audit: AuditSink; clock: Clock; logger: Logger; metrics: Metrics; env: NodeJS.ProcessEnv; issuer: () => string;
 }): Promise<SignalsWiring> {
   const { config, store, bus, clock, logger, audit, issuer } = d;

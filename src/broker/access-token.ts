@@ -7,6 +7,12 @@ import { BoundedCache, importPublicKey, verifyCompactAsync } from './jws.js';
 /** Where the verification keys come from: the broker's own JWKS (in process) or a fetched one. */
 export type JwksSource = () => { keys: Record<string, unknown>[] };
 
+/**
+ * A JWKS fetched over HTTP (`proxy.jwks_uri`, JwksFetcher.jwks): the cached document, the same
+ * object while unchanged; `refresh` asks for a newer one (rate-limited by the fetcher).
+ */
+export type RemoteJwksSource = (refresh: boolean) => Promise<{ keys: Record<string, unknown>[] }>;
+
 /** The algorithms Mandate signs access tokens with (keys.algorithm). */
 const ALGORITHMS: readonly string[] = ['ES256', 'EdDSA'];
 const REQUIRED_CLAIMS = ['exp', 'iat', 'jti', 'sub', 'aud'] as const;
@@ -49,14 +55,25 @@ export class AccessTokenVerifier {
   private readonly verified: BoundedCache<string, Verified>;
 
   constructor(
-    private readonly opts: { issuer: () => string; jwks: JwksSource; clock: Clock; skewS?: number; maxBytes?: number; cacheSize?: number },
+    private readonly opts: {
+      issuer: () => string;
+      /** The keys in process (the broker's KeyManager), or `remoteJwks`. */
+      jwks?: JwksSource;
+      /** The keys from a JWKS URL (a proxy-only instance without the KEK). */
+      remoteJwks?: RemoteJwksSource;
+      clock: Clock;
+      skewS?: number;
+      maxBytes?: number;
+      cacheSize?: number;
+    },
   ) {
     this.verified = new BoundedCache(opts.cacheSize ?? 10_000);
+    if ((opts.jwks === undefined) === (opts.remoteJwks === undefined)) throw new TypeError('AccessTokenVerifier: give exactly one of jwks and remoteJwks');
   }
 
   async verify(token: string, expectedAudience?: string): Promise<AccessTokenClaims> {
     if (typeof token !== 'string' || token.length > (this.opts.maxBytes ?? 8192)) throw new OAuthError('invalid_token', 'token too large', 401);
-    this.refreshKeys();
+    this.refreshKeys(this.opts.jwks ? this.opts.jwks() : await this.remote(false));
     let v = this.verified.get(token);
     if (!v) {
       v = await this.verifySignature(token);
@@ -65,8 +82,16 @@ export class AccessTokenVerifier {
     return this.checkClaims(v, expectedAudience);
   }
 
-  private refreshKeys(): void {
-    const jwks = this.opts.jwks();
+  /** The fetched JWKS; a fetch that fails (and no fresh copy) refuses the call as unavailable, never as verified. */
+  private async remote(refresh: boolean): Promise<{ keys: Record<string, unknown>[] }> {
+    try {
+      return await this.opts.remoteJwks!(refresh);
+    } catch {
+      throw new OAuthError('temporarily_unavailable', 'the issuer\'s signing keys cannot be fetched: the token cannot be verified now', 503);
+    }
+  }
+
+  private refreshKeys(jwks: { keys: Record<string, unknown>[] }): void {
     // A source that returns the same object for an unchanged set (KeyManager.jwks(), the
     // fetcher's cache) costs one comparison per call.
     if (jwks === this.keysObject) return;
@@ -100,7 +125,13 @@ export class AccessTokenVerifier {
     const kid = header.kid;
     if (kid !== undefined && typeof kid !== 'string') throw invalidToken();
     // The key from our JWKS only (never from the token): by kid, fitting alg, `use`/`alg` honoured.
-    const fit = this.keys.filter((k) => (kid === undefined || k.kid === kid) && keyFitsAlg(k.jwk, alg) && keyUsableFor(k.raw, alg));
+    const fits = () => this.keys.filter((k) => (kid === undefined || k.kid === kid) && keyFitsAlg(k.jwk, alg) && keyUsableFor(k.raw, alg));
+    let fit = fits();
+    if (fit.length === 0 && this.opts.remoteJwks) {
+      // A fetched JWKS may predate a new key: fetch again (at most once per the fetcher's cooldown).
+      this.refreshKeys(await this.remote(true));
+      fit = fits();
+    }
     if (fit.length !== 1) throw invalidToken();
     const k = fit[0]!;
     let key = k.imported.get(alg);

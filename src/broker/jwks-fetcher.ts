@@ -161,6 +161,17 @@ export class JwksFetcher {
   }
 
   /**
+   * The whole JWKS at `jwksUri` (the keys that are JSON objects with a `kty`), from the cache
+   * while it is fresh; the same object until it is fetched again. `refresh` asks for a newer
+   * one (an unknown `kid`), at most once per cooldown. For a verifier that selects keys itself.
+   */
+  async jwks(jwksUri: string, refresh = false): Promise<{ keys: Record<string, unknown>[] }> {
+    this.checkUrl(jwksUri);
+    const doc = await this.load(this.jwksCache, jwksUri, jwksUri, parseJwks, refresh);
+    return doc as unknown as { keys: Record<string, unknown>[] };
+  }
+
+  /**
    * The `jwks_uri` from `${issuer}/.well-known/openid-configuration`. The document's `issuer`
    * must equal the configured issuer exactly (OpenID Connect Discovery 1.0 §4.3), and its
    * `jwks_uri` passes the same URL guard as everything else.

@@ -15,7 +15,12 @@ export type SigningAlgorithm = SigningKeyRecord['alg'];
 
 export interface KeyManagerOptions {
   store: KeyStore;
-  kek: Kek;
+  /**
+   * The key-encryption key. Absent on a proxy-only instance that verifies tokens against the
+   * broker's JWKS URL (`proxy.jwks_uri`): such a manager holds no keys and is never initialized;
+   * anything that would decrypt, create or sign throws ERR_KEK_REQUIRED.
+   */
+  kek?: Kek | undefined;
   /** Algorithm for new keys (existing keys keep theirs). Default ES256. */
   algorithm?: SigningAlgorithm;
   /** keys.rotation_interval: how long each key signs. Seconds. */
@@ -93,7 +98,7 @@ const LOCK_NAME = 'signing-keys';
  */
 export class KeyManager {
   private readonly store: KeyStore;
-  private readonly kek: Kek;
+  private readonly kekOrNone: Kek | undefined;
   private readonly algorithm: SigningAlgorithm;
   private readonly rotationMs: number;
   private readonly prePublishMs: number;
@@ -103,6 +108,13 @@ export class KeyManager {
   private readonly logger: Logger | undefined;
   private readonly audit: AuditSink | undefined;
   private keys = new Map<string, LoadedKey>();
+
+  private get kek(): Kek {
+    if (!this.kekOrNone) {
+      throw new MandateError('ERR_KEK_REQUIRED', 'this instance holds no key-encryption key (proxy.jwks_uri): it cannot load, create or sign with keys');
+    }
+    return this.kekOrNone;
+  }
   private jwksMemo: { keys: Map<string, LoadedKey>; validUntil: number; jwks: PublicJwks } | undefined;
   private timer: NodeJS.Timeout | undefined;
   private tickRunning: Promise<void> | undefined;
@@ -118,7 +130,7 @@ export class KeyManager {
     if (!(opts.maxTokenTtlS > 0)) issues.push('tokens.max_ttl: must be positive');
     if (issues.length > 0) throw new ConfigError(issues);
     this.store = opts.store;
-    this.kek = opts.kek;
+    this.kekOrNone = opts.kek;
     this.algorithm = opts.algorithm ?? 'ES256';
     this.rotationMs = opts.rotationIntervalS * 1000;
     this.prePublishMs = opts.prePublishS * 1000;

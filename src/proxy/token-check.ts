@@ -102,6 +102,8 @@ export class TokenChecker {
     try {
       claims = await this.d.accessTokens.verify(token);
     } catch (err) {
+      // The keys cannot be had (proxy.jwks_uri unreachable): 503, not a verdict on the token.
+      if (err instanceof OAuthError && err.status === 503) throw err;
       if (err instanceof OAuthError) throw new ResourceAuthError('invalid_token', err.message === 'token expired' ? 'the access token expired' : err.message, scheme);
       throw err;
     }

@@ -296,6 +296,15 @@ export const proxySchema = z.strictObject({
   token_cache_size: z.number().int().min(0).max(1_000_000).default(10_000),
   /** At most this many (NHI, tool) rate-limit buckets are kept; the least recently used go first. */
   rate_limit_keys: z.number().int().min(100).max(1_000_000).default(100_000),
+  /**
+   * The broker's JWKS (`{issuer}/oauth/jwks` of a broker instance) for a proxy-only instance
+   * (`serve --role proxy`): access tokens are verified against it, fetched over HTTPS (plain
+   * http only to a loopback address outside production), cached, refetched at most once per
+   * cooldown for an unknown `kid`, size-capped and with a timeout. Such an instance holds no
+   * key-encryption key (`keys.kek` is not read) and signs nothing. Unset: the keys in the store,
+   * decrypted with the KEK.
+   */
+  jwks_uri: ex(z.string().url().optional(), 'https://mandate.example.com/oauth/jwks'),
 });
 
 
