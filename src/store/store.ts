@@ -3,7 +3,7 @@ import { dirname, resolve as resolvePath } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
 import pg from 'pg';
 import {
-  Kysely, PostgresDialect, SqliteDialect, sql, type Expression, type SqlBool,
+  CompiledQuery, Kysely, PostgresDialect, SqliteDialect, sql, type Expression, type SqlBool,
 } from 'kysely';
 import { ConfigError, MandateError, NotFoundError, UnavailableError } from '../core/errors.js';
 import { isSecretRef } from '../core/secrets.js';
@@ -1338,18 +1338,15 @@ export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, 
       const now = this.#shared.clock.now();
       const won = new Set<string>();
       for (let i = 0; i < records.length; i += BATCH_ROWS) {
-        const rows = records.slice(i, i + BATCH_ROWS).map((r) => ({ scope: r.scope, key: r.key, expires_at: r.expiresAt }));
-        const back = await this.db
-          .insertInto('replay')
-          .values(rows)
-          .onConflict((oc) =>
-            oc
-              .columns(['scope', 'key'])
-              .doUpdateSet((eb) => ({ expires_at: eb.ref('excluded.expires_at') }))
-              .where('replay.expires_at', '<=', now),
-          )
-          .returning(['scope', 'key'])
-          .execute();
+        const chunk = records.slice(i, i + BATCH_ROWS);
+        // The statement Kysely builds for insertOnce, with its text kept per row count (this runs
+        // on every DPoP call: building it anew each time was most of the statement's cost).
+        const params: unknown[] = [];
+        for (const r of chunk) params.push(r.scope, r.key, r.expiresAt);
+        params.push(now);
+        const { rows: back } = await this.db.executeQuery<{ scope: string; key: string }>(
+          CompiledQuery.raw(replayUpsertSql(this.dialect, chunk.length), params),
+        );
         for (const b of back) won.add(`${b.scope}\u0000${b.key}`);
       }
       return records.map((r) => won.has(`${r.scope}\u0000${r.key}`));
@@ -1465,6 +1462,27 @@ export async function openStore(opts: StoreOptions): Promise<Store> {
   const clock = opts.clock ?? systemClock;
   if (opts.driver === 'sqlite') return openSqlite(opts.sqlitePath, clock);
   return openPostgres(opts, clock);
+}
+
+const replaySql = new Map<string, string>();
+
+/**
+ * `insert into replay … on conflict (scope, key) do update … where expired returning scope, key`
+ * for `n` rows, exactly the text Kysely compiles for the builder form of insertOnce (parameters:
+ * scope, key, expires_at per row, then now); one text per dialect and row count, kept.
+ */
+function replayUpsertSql(dialect: StoreDialect, n: number): string {
+  const cacheKey = `${dialect}:${n}`;
+  let text = replaySql.get(cacheKey);
+  if (text === undefined) {
+    let k = 0;
+    const p = () => (dialect === 'postgres' ? `$${++k}` : '?');
+    const rows: string[] = [];
+    for (let i = 0; i < n; i++) rows.push(`(${p()}, ${p()}, ${p()})`);
+    text = `insert into "replay" ("scope", "key", "expires_at") values ${rows.join(', ')} on conflict ("scope", "key") do update set "expires_at" = "excluded"."expires_at" where "replay"."expires_at" <= ${p()} returning "scope", "key"`;
+    if (replaySql.size < 1024) replaySql.set(cacheKey, text);
+  }
+  return text;
 }
 
 /**
