@@ -598,14 +598,23 @@ export class ToolProxy {
     type: 'tool.called' | 'tool.call_denied', decision: 'allow' | 'deny', reason: string, f: CallFacts, traceId: string, started: number,
     extra: Record<string, unknown> = {},
   ): void {
-    const latency_ms = this.d.clock.now() - started;
-    const data = {
+    const now = this.d.clock.now();
+    const data: Record<string, unknown> = {
       method: f.method, path: f.path, action: f.action, args_digest: f.args_digest, reason, jti: f.jti, on_behalf_of: f.on_behalf_of,
       run_id: f.run_id, binding: f.binding, approval: f.approval, policies: f.policies, client_ip: f.client_ip, proof_jkt: f.proof_jkt,
-      cnf_jkt: f.cnf_jkt, latency_ms, ...extra,
+      cnf_jkt: f.cnf_jkt, latency_ms: now - started,
     };
+    for (const k in extra) data[k] = extra[k];
+    // The audit log copies (scrubs and serializes) the data now; the same object then becomes the
+    // bus event, with the fields the audit record keeps in its own columns (one object per call;
+    // both buses serialize it when publish is called).
     this.d.audit.record({ type, actor: f.nhi, subject: f.nhi, tool: f.tool, decision, traceId, data });
-    void this.d.bus.publish(type, { ...data, nhi: f.nhi, tool: f.tool, decision, trace_id: traceId, at: this.d.clock.now() }).catch(() => {});
+    data.nhi = f.nhi;
+    data.tool = f.tool;
+    data.decision = decision;
+    data.trace_id = traceId;
+    data.at = now;
+    void this.d.bus.publish(type, data).catch(() => {});
   }
 }
 
