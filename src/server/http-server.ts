@@ -119,6 +119,11 @@ async function handle(opts: HttpServerOptions, req: IncomingMessage, res: Server
 
 /** A low-cardinality label for metrics: the first two path segments. */
 function routeOf(path: string): string {
+  // Without splitting the whole path on every request: the common case has no empty segments.
+  const a = path.indexOf('/', 1);
+  const b = a < 0 ? -1 : path.indexOf('/', a + 1);
+  const first = a < 0 ? path : path.slice(0, b < 0 ? path.length : b);
+  if (path.charCodeAt(0) === 0x2f && !first.includes('//') && !first.endsWith('/')) return first;
   const parts = path.split('/').filter(Boolean);
   return `/${parts.slice(0, 2).join('/')}`;
 }
