@@ -79,6 +79,7 @@ export function scrubAuditData(data: unknown, maxBytes = 64 * 1024): Record<stri
 export function scrubAuditJson(data: unknown, maxBytes = 64 * 1024): { data: Record<string, unknown>; json: string } {
   if (data === null || data === undefined) return { data: {}, json: '{}' };
   const ancestors = new Set<object>();
+  let resort = false;
   const walk = (v: unknown, depth: number): unknown => {
     switch (typeof v) {
       case 'string':
@@ -115,8 +116,11 @@ export function scrubAuditJson(data: unknown, maxBytes = 64 * 1024): { data: Rec
       if (obj instanceof Map) return walk(Object.fromEntries(obj), depth);
       if (obj instanceof Set) return walk([...obj], depth);
       const out: Record<string, unknown> = {};
-      for (const k of Object.keys(obj)) {
+      // Keys in canonical order (core/canonical.ts sorts the same way), so that the result's
+      // JSON is already canonical; a key that cleaning changes may reorder, then it is sorted again.
+      for (const k of Object.keys(obj).sort()) {
         const key = cleanString(k, 256);
+        if (key !== k) resort = true;
         const w = isSensitiveKey(key) ? REDACTED : walk((obj as Record<string, unknown>)[k], depth + 1);
         if (w === undefined) continue;
         // An own "__proto__" key (JSON.parse makes one) stays a plain key, as in JSON.
@@ -130,7 +134,7 @@ export function scrubAuditJson(data: unknown, maxBytes = 64 * 1024): { data: Rec
   };
   let result = walk(data, 0);
   if (result === null || typeof result !== 'object' || Array.isArray(result)) result = { value: result ?? null };
-  const json = canonicalJson(result);
+  const json = resort ? canonicalJson(result) : JSON.stringify(result);
   const bytes = Buffer.byteLength(json, 'utf8');
   if (bytes > maxBytes) {
     const stub = { '[truncated]': true, bytes, keys: Object.keys(result as object).slice(0, 50) };
