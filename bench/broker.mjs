@@ -12,15 +12,15 @@
 // the scenarios alternate round by round), BENCH_WARMUP (s, default 3), BENCH_CONCURRENCY
 // (default 16), BENCH_PROFILE (1 or mandate: run the Mandate server under --cpu-prof and
 // summarize the profile; oidc-provider; all).
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
+import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import {
-  es256Key, clientAssertion, dpopProof, form, postOnce, runLoad, summarize, startServer, cpuMs, systemCpu,
+  es256Key, clientAssertion, dpopProof, form, postOnce, runLoad, summarize, cpuMs, systemCpu, build, combine, serverStarter,
+  machineInfo, profilesJson, writeReport,
 } from './lib.mjs';
-import { summarizeProfile, formatProfile } from './profile-summary.mjs';
+import { formatProfile } from './profile-summary.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const RESULTS = join(HERE, 'results');
@@ -69,12 +69,6 @@ function exchangeRequest(info, subjectToken, dpopKey) {
   };
 }
 
-function build(n, make) {
-  const out = new Array(n);
-  for (let i = 0; i < n; i++) out[i] = make(i);
-  return out;
-}
-
 /** A token response must be 200, a DPoP-bound at+jwt for the resource. */
 function checkTokenResponse(label, r, { resource, jkt }) {
   assert(r.status === 200, `${label}: warm-up request answered ${r.status}: ${JSON.stringify(r.body)}`);
@@ -101,40 +95,10 @@ async function measure({ url, requests, concurrency, durationMs, pid }) {
   return run;
 }
 
-/** Several windows of one scenario as one: latencies pooled, durations and CPU times added. */
-function combine(name, runs, concurrency) {
-  const n = runs.reduce((a, r) => a + r.latencies.length, 0);
-  const latencies = new Float64Array(n);
-  let o = 0;
-  for (const r of runs) {
-    latencies.set(r.latencies, o);
-    o += r.latencies.length;
-  }
-  const statuses = new Map();
-  for (const r of runs) for (const [k, v] of r.statuses) statuses.set(k, (statuses.get(k) ?? 0) + v);
-  const elapsedMs = runs.reduce((a, r) => a + r.elapsedMs, 0);
-  const out = summarize(name, {
-    latencies, elapsedMs, statuses, errorSamples: runs.flatMap((r) => r.errorSamples).slice(0, 5), exhausted: runs.some((r) => r.exhausted),
-  });
-  out.rounds = runs.map((r) => +(r.latencies.length / (r.elapsedMs / 1000)).toFixed(1));
+/** Several windows of one scenario as one (lib.mjs), with the connection count. */
+function combineWindows(name, runs, concurrency) {
+  const out = combine(name, runs);
   out.concurrency = concurrency;
-  const serverCpu = runs.every((r) => r.serverCpuMs !== undefined) ? runs.reduce((a, r) => a + r.serverCpuMs, 0) : undefined;
-  // The server's own CPU (all its threads) per request: its cost, whatever the load generator does.
-  out.server_cpu_ms_per_req = serverCpu !== undefined ? +(serverCpu / n).toFixed(3) : null;
-  out.server_cpu_pct = serverCpu !== undefined ? +((100 * serverCpu) / elapsedMs).toFixed(0) : null;
-  out.loadgen_cpu_pct = +((100 * runs.reduce((a, r) => a + r.loadgenCpuMs, 0)) / elapsedMs).toFixed(0);
-  if (runs.every((r) => r.sys)) {
-    const d = runs.map((r) => r.sys).reduce((a, b) => a.map((v, i) => v + b[i]));
-    const total = d.reduce((a, b) => a + b, 0) || 1;
-    const busyCores = ((total - d[3] - d[4] - (d[7] ?? 0)) / total) * cpus().length * 100;
-    // The whole machine during the windows, in % of all CPUs; other_pct: CPU used by anything
-    // but the server and this load generator, in % of one core (another job on the machine).
-    out.machine = {
-      idle_pct: +((100 * (d[3] + d[4])) / total).toFixed(1),
-      steal_pct: +((100 * (d[7] ?? 0)) / total).toFixed(1),
-      other_pct: out.server_cpu_pct !== null ? +Math.max(0, busyCores - out.server_cpu_pct - out.loadgen_cpu_pct).toFixed(0) : null,
-    };
-  }
   return out;
 }
 
@@ -167,29 +131,7 @@ export async function runBroker(opts = {}) {
   const profileOf = (server) => profEnv === 'all' || profEnv === server || (server === 'mandate' && (profEnv === '1' || profEnv === true));
   const profDir = join(RESULTS, 'profiles');
   const profiles = {};
-  /** Starts a server, under --cpu-prof if asked; stop() then summarizes its profile. */
-  async function start(server, env) {
-    const prof = profileOf(server);
-    if (prof) mkdirSync(profDir, { recursive: true });
-    log(`starting ${server}${prof ? ' (--cpu-prof)' : ''} …`);
-    const since = Date.now();
-    const srv = await startServer(join(HERE, 'servers', `${server}.mjs`), {
-      env, nodeArgs: prof ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=${server}-${since}.cpuprofile`] : [],
-    });
-    return {
-      ...srv,
-      async stop() {
-        const exit = await srv.stop();
-        if (!prof) return;
-        const file = join(profDir, `${server}-${since}.cpuprofile`);
-        try {
-          profiles[server] = { file, ...summarizeProfile(file) };
-        } catch (err) {
-          log(`no CPU profile for ${server} (${err.message}; exit ${JSON.stringify(exit)})`);
-        }
-      },
-    };
-  }
+  const start = serverStarter({ dir: join(HERE, 'servers'), profDir, profileOf, profiles, log });
   const started = Date.now();
 
   // Both servers run for the whole benchmark (an idle one costs nothing) so that the scenarios
@@ -238,7 +180,7 @@ export async function runBroker(opts = {}) {
         s.runs.push(await measure({ url: s.url, requests, concurrency, durationMs: durationS * 1000, pid: s.srv.pid }));
       }
     }
-    results.push(...scenarios.map((s) => combine(s.name, s.runs, concurrency)));
+    results.push(...scenarios.map((s) => combineWindows(s.name, s.runs, concurrency)));
   } finally {
     for (const srv of servers) await srv.stop();
   }
@@ -255,17 +197,13 @@ export async function runBroker(opts = {}) {
   const report = {
     benchmark: 'broker',
     date: new Date(started).toISOString(),
-    machine: { cpus: cpus().length, cpu_model: cpus()[0]?.model, mem_gb: +(totalmem() / 2 ** 30).toFixed(1), node: process.version, platform: process.platform },
+    machine: machineInfo(),
     config: { duration_s_per_round: durationS, rounds, warmup_s: warmupS, concurrency },
     results,
     ratios,
-    profiles: Object.fromEntries(Object.entries(profiles).map(([k, v]) => [k, {
-      file: v.file, busy_ms: v.busy_ms, idle_ms: v.idle_ms, top_self: v.top.slice(0, 40), by_category: v.byCategory, by_package: v.byPackage.slice(0, 20), mandate_inclusive: v.mandateInclusive.slice(0, 40),
-    }])),
+    profiles: profilesJson(profiles),
   };
-  mkdirSync(RESULTS, { recursive: true });
-  const file = join(RESULTS, `broker-${report.date.replace(/[:.]/g, '-')}.json`);
-  writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
+  const file = writeReport(RESULTS, 'broker', report);
 
   const lines = [];
   const pad = (s, n) => String(s).padEnd(n);

@@ -16,13 +16,12 @@
 // Environment: BENCH_DURATION (s per window, default 4), BENCH_ROUNDS (default 2), BENCH_WARMUP
 // (s, default 2), BENCH_CONCURRENCY (default 16), BENCH_PROFILE (1 or on: profile the governance-on
 // server; off; all).
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
+import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { Pool } from 'undici';
-import { es256Key, runHttpLoad, summarize, loadAvg, accessToken, build, measure, combine, serverStarter } from './lib.mjs';
+import { es256Key, runHttpLoad, summarize, loadAvg, accessToken, build, measure, combine, serverStarter, machineInfo, profilesJson, writeReport } from './lib.mjs';
 import { formatProfile } from './profile-summary.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -154,18 +153,14 @@ export async function runGovernance(opts = {}) {
   const report = {
     benchmark: 'governance',
     date: new Date(started).toISOString(),
-    machine: { cpus: cpus().length, cpu_model: cpus()[0]?.model, mem_gb: +(totalmem() / 2 ** 30).toFixed(1), node: process.version, platform: process.platform, loadavg_before: load0, loadavg_after: loadAvg() },
+    machine: machineInfo({ loadavg_before: load0, loadavg_after: loadAvg() }),
     config: { duration_s_per_round: durationS, rounds, warmup_s: warmupS, concurrency, ids: IDS },
     results,
     ratio: { on_over_off: ratio, per_round: perRound, target: TARGET, pass: ratio >= TARGET },
     absorbed_events_per_s: absorbed,
-    profiles: Object.fromEntries(Object.entries(profiles).map(([k, v]) => [k, {
-      file: v.file, busy_ms: v.busy_ms, idle_ms: v.idle_ms, top_self: v.top.slice(0, 40), by_category: v.byCategory, by_package: v.byPackage.slice(0, 20), mandate_inclusive: v.mandateInclusive.slice(0, 40),
-    }])),
+    profiles: profilesJson(profiles),
   };
-  mkdirSync(RESULTS, { recursive: true });
-  const file = join(RESULTS, `governance-${report.date.replace(/[:.]/g, '-')}.json`);
-  writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
+  const file = writeReport(RESULTS, 'governance', report);
 
   const pad = (s, n) => String(s).padEnd(n);
   const lpad = (s, n) => String(s).padStart(n);

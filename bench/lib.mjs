@@ -2,8 +2,8 @@
 // before the timed window), a closed-loop load generator on undici, latency statistics and
 // child-process servers. Everything talks to 127.0.0.1 only.
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { createPrivateKey, generateKeyPairSync, randomUUID, sign, createHash } from 'node:crypto';
 import { createInterface } from 'node:readline';
@@ -387,4 +387,24 @@ export function serverStarter({ dir, profDir, profileOf, profiles, log, name = (
       },
     };
   };
+}
+
+/** The machine a report was measured on (and the load averages around the run, when given). */
+export function machineInfo(extra = {}) {
+  return { cpus: cpus().length, cpu_model: cpus()[0]?.model, mem_gb: +(totalmem() / 2 ** 30).toFixed(1), node: process.version, platform: process.platform, ...extra };
+}
+
+/** CPU profile summaries (serverStarter's `profiles`) as they go into a report's JSON. */
+export function profilesJson(profiles) {
+  return Object.fromEntries(Object.entries(profiles).map(([k, v]) => [k, {
+    file: v.file, busy_ms: v.busy_ms, idle_ms: v.idle_ms, top_self: v.top.slice(0, 40), by_category: v.byCategory, by_package: v.byPackage.slice(0, 20), mandate_inclusive: v.mandateInclusive.slice(0, 40),
+  }]));
+}
+
+/** Writes `report` as `<dir>/<name>-<date>.json` (dir created); returns the path. */
+export function writeReport(dir, name, report) {
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `${name}-${report.date.replace(/[:.]/g, '-')}.json`);
+  writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
+  return file;
 }

@@ -17,14 +17,14 @@
 // BENCH_WARMUP (s, default 3), BENCH_CONCURRENCY (closed loop, default 16), BENCH_HALF_RATE
 // (req/s for phase 2 instead of half of (a)), BENCH_PROFILE (1 or mandate-proxy: run Mandate
 // under --cpu-prof and summarize; all: every server), BENCH_POLICY=none (no policy file).
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
+import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { Pool } from 'undici';
 import {
   es256Key, dpopProof, athOf, runHttpLoad, summarize, loadAvg, accessToken, build, measure, combine, serverStarter,
+  machineInfo, profilesJson, writeReport,
 } from './lib.mjs';
 import { formatProfile } from './profile-summary.mjs';
 
@@ -181,17 +181,13 @@ export async function runProxy(opts = {}) {
   const report = {
     benchmark: 'proxy',
     date: new Date(started).toISOString(),
-    machine: { cpus: cpus().length, cpu_model: cpus()[0]?.model, mem_gb: +(totalmem() / 2 ** 30).toFixed(1), node: process.version, platform: process.platform, loadavg_before: load0, loadavg_after: loadAvg() },
+    machine: machineInfo({ loadavg_before: load0, loadavg_after: loadAvg() }),
     config: { duration_s_per_round: durationS, rounds, warmup_s: warmupS, concurrency, half_rate: halfRate, ids: IDS, policies: process.env.BENCH_POLICY !== 'none' },
     results,
     ratios,
-    profiles: Object.fromEntries(Object.entries(profiles).map(([k, v]) => [k, {
-      file: v.file, busy_ms: v.busy_ms, idle_ms: v.idle_ms, top_self: v.top.slice(0, 40), by_category: v.byCategory, by_package: v.byPackage.slice(0, 20), mandate_inclusive: v.mandateInclusive.slice(0, 40),
-    }])),
+    profiles: profilesJson(profiles),
   };
-  mkdirSync(RESULTS, { recursive: true });
-  const file = join(RESULTS, `proxy-${report.date.replace(/[:.]/g, '-')}.json`);
-  writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
+  const file = writeReport(RESULTS, 'proxy', report);
 
   const pad = (s, n) => String(s).padEnd(n);
   const lpad = (s, n) => String(s).padStart(n);

@@ -1,81 +1,19 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer, connect as tcpConnect } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NatsBus } from '../../src/bus/index.js';
 import { uniqueNames, waitFor } from './helpers.js';
+import { PrivateNats, freePort } from '../helpers/cluster.js';
 
 /**
  * Acceptance: a NATS server that stops in the middle of a burst loses nothing. The
  * publisher's calls wait and retry (same msg id, so no double store) and the subscriber
  * resumes after the last seq it completed, so it ends with every message 1..N.
- * The server here is a private child process on its own port and store directory.
+ * The server here is a private child process on its own port and store directory
+ * (test/helpers/cluster.ts).
  */
-const NATS_SERVER = process.env.MANDATE_TEST_NATS_SERVER ?? '/usr/sbin/nats-server';
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = tcpConnect({ host: '127.0.0.1', port });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
-
-class PrivateNats {
-  child: ChildProcess | undefined;
-  log = '';
-  constructor(readonly port: number, readonly storeDir: string) {}
-
-  async start(): Promise<void> {
-    const child = spawn(NATS_SERVER, ['-a', '127.0.0.1', '-p', String(this.port), '-js', '-sd', this.storeDir], { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.child = child;
-    const keep = (b: Buffer): void => {
-      this.log = (this.log + b.toString()).slice(-8_000);
-    };
-    child.stdout?.on('data', keep);
-    child.stderr?.on('data', keep);
-    const deadline = Date.now() + 10_000;
-    while (!(await canConnect(this.port))) {
-      if (child.exitCode !== null) throw new Error(`nats-server exited with ${child.exitCode}:\n${this.log}`);
-      if (Date.now() > deadline) throw new Error(`nats-server did not listen on ${this.port} within 10 s:\n${this.log}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-
-  /** SIGTERM (a clean shutdown flushes the store), SIGKILL if it takes more than 5 s. */
-  async stop(): Promise<void> {
-    const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-    await exited;
-    clearTimeout(timer);
-  }
-
-  kill(): void {
-    const child = this.child;
-    if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  }
-}
 
 describe('bus on nats: server restart', () => {
   it('loses no message when the server stops mid-burst and comes back', { timeout: 120_000 }, async (t) => {

@@ -116,8 +116,7 @@ function canConnect(port: number): Promise<boolean> {
 }
 
 /**
- * A private nats-server with JetStream on its own port and store directory (as
- * test/bus/nats-restart.test.ts), so that a test can stop it without touching the shared NATS.
+ * A private nats-server with JetStream on its own port and store directory, so that a test can stop it without touching the shared NATS.
  */
 export class PrivateNats {
   child: ChildProcess | undefined;
