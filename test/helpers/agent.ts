@@ -60,10 +60,12 @@ export async function dpopProof(key: TestDpopKey, htm: string, htu: string, extr
 
 /**
  * client_credentials with private_key_jwt at the broker; with `dpop`, the token is bound to
- * that key. Returns the token response (throws on an error response).
+ * that key. Returns the token response (throws on an error response). `at`: where to reach the
+ * broker when that is not its public issuer URL (one instance of many behind one issuer name);
+ * the assertion's `aud` and the proof's `htu` stay the issuer's.
  */
 export async function clientCredentialsToken(
-  issuer: string, a: TestAgent, resource: string, scope: string, dpop?: TestDpopKey, extra: Record<string, string> = {},
+  issuer: string, a: TestAgent, resource: string, scope: string, dpop?: TestDpopKey, extra: Record<string, string> = {}, at = issuer,
 ): Promise<{ access_token: string; token_type: string; scope: string; [k: string]: unknown }> {
   const endpoint = `${issuer}/oauth/token`;
   const body = new URLSearchParams({
@@ -72,7 +74,7 @@ export async function clientCredentialsToken(
   });
   const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded' };
   if (dpop) headers.dpop = await dpopProof(dpop, 'POST', endpoint);
-  const res = await fetch(endpoint, { method: 'POST', headers, body });
+  const res = await fetch(`${at}/oauth/token`, { method: 'POST', headers, body });
   const json = (await res.json()) as Record<string, unknown>;
   if (res.status !== 200) throw new Error(`token request failed: ${res.status} ${JSON.stringify(json)}`);
   return json as never;

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { freshPgSchemaUrl } from '../helpers/app.js';
-import { agentNhi, clientAssertion, ASSERTION_TYPE, testAgent, type TestAgent } from '../helpers/agent.js';
+import { agentNhi, clientCredentialsToken, testAgent, type TestAgent } from '../helpers/agent.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
 import { adminCall, freePort, newKek, PrivateNats, spawnInstance, writeConfig, type Instance } from '../helpers/cluster.js';
 import { main } from '../../src/cli/main.js';
@@ -68,16 +68,7 @@ async function startCluster(configPath: string, env: NodeJS.ProcessEnv, proxies:
 
 /** client_credentials at the broker's port, with the client assertion for the shared issuer. */
 async function issue(brokerUrl: string, agent: TestAgent): Promise<string> {
-  const res = await fetch(`${brokerUrl}/oauth/token`, {
-    method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({
-      grant_type: 'client_credentials', client_assertion_type: ASSERTION_TYPE, client_assertion: await clientAssertion(agent, ISSUER),
-      resource: `${ISSUER}/tools/rec`, scope: 'list_items',
-    }),
-  });
-  const body = (await res.json()) as { access_token?: string };
-  assert.equal(res.status, 200, JSON.stringify(body));
-  return body.access_token!;
+  return (await clientCredentialsToken(ISSUER, agent, `${ISSUER}/tools/rec`, 'list_items', undefined, {}, brokerUrl)).access_token;
 }
 
 async function callAt(proxy: Instance, token: string): Promise<{ status: number; error: string | undefined; description: string | undefined }> {
