@@ -45,13 +45,7 @@ export interface FindingRecord {
   lastEvent: string | null;
 }
 
-export interface FindingInput {
-  nhiId: string;
-  detection: DetectionName;
-  key: string;
-  severity: Severity;
-  title: string;
-  evidence: Record<string, unknown>;
+export interface FindingInput extends Pick<FindingRecord, 'nhiId' | 'detection' | 'key' | 'severity' | 'title' | 'evidence'> {
   at: number;
   /** Idempotence key of the event that caused this (bus message id, sweep round). */
   eventId: string;
