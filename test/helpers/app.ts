@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { buildConfig, silentLogger, type Clock, type MandateConfigInput } from '../../src/core/index.js';
 import { startApp, type App } from '../../src/app.js';
+import { adminCall } from './cluster.js';
 
 export const PG_URL = 'postgres://postgres@127.0.0.1:5432/test';
 
@@ -55,14 +56,6 @@ export async function startTestApp(backend: Backend = BACKENDS[0]!, extra: Manda
   const url = app.url;
   return {
     app, url, token, dataDir,
-    async admin(method, path, body) {
-      const res = await fetch(`${url}/admin/v1${path}`, {
-        method,
-        headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-        body: body !== undefined ? JSON.stringify(body) : undefined,
-      });
-      const text = await res.text();
-      return { status: res.status, body: text ? JSON.parse(text) : undefined };
-    },
+    admin: (method, path, body) => adminCall(url, token, method, path, body),
   };
 }
