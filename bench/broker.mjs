@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import {
   es256Key, clientAssertion, dpopProof, form, postOnce, runLoad, summarize, cpuMs, systemCpu, build, combine, serverStarter,
-  machineInfo, profilesJson, writeReport,
+  machineInfo, profilesJson, writeReport, pad, lpad,
 } from './lib.mjs';
 import { formatProfile } from './profile-summary.mjs';
 
@@ -206,8 +206,6 @@ export async function runBroker(opts = {}) {
   const file = writeReport(RESULTS, 'broker', report);
 
   const lines = [];
-  const pad = (s, n) => String(s).padEnd(n);
-  const lpad = (s, n) => String(s).padStart(n);
   lines.push(`${pad('scenario', 44)}${lpad('req/s', 9)}${lpad('p50 ms', 9)}${lpad('p99 ms', 9)}${lpad('errors', 8)}${lpad('server CPU ms/req', 19)}`);
   for (const r of results) {
     const cpu = r.server_cpu_ms_per_req === null ? 'n/a' : `${r.server_cpu_ms_per_req.toFixed(2)} (${r.server_cpu_pct}%)`;

@@ -21,7 +21,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { Pool } from 'undici';
-import { es256Key, runHttpLoad, summarize, loadAvg, accessToken, build, measure, combine, serverStarter, machineInfo, profilesJson, writeReport } from './lib.mjs';
+import { es256Key, runHttpLoad, summarize, loadAvg, accessToken, build, measure, combine, serverStarter, machineInfo, profilesJson, writeReport, pad, lpad, f2 } from './lib.mjs';
 import { formatProfile } from './profile-summary.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -162,9 +162,6 @@ export async function runGovernance(opts = {}) {
   };
   const file = writeReport(RESULTS, 'governance', report);
 
-  const pad = (s, n) => String(s).padEnd(n);
-  const lpad = (s, n) => String(s).padStart(n);
-  const f2 = (v) => (Number.isFinite(v) ? v.toFixed(2) : 'n/a');
   const lines = [];
   lines.push(`${pad('scenario', 34)}${lpad('max req/s', 10)}${lpad('CPU ms/req', 12)}${lpad('CPU %', 7)}${lpad('p50', 8)}${lpad('p99', 8)}`);
   for (const r of results) lines.push(`${pad(r.scenario, 34)}${lpad(r.rps.toFixed(0), 10)}${lpad(f2(r.server_cpu_ms_per_req), 12)}${lpad(r.server_cpu_pct ?? 'n/a', 7)}${lpad(f2(r.p50_ms), 8)}${lpad(f2(r.p99_ms), 8)}`);

@@ -408,3 +408,8 @@ export function writeReport(dir, name, report) {
   writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
   return file;
 }
+
+/** Table cells for the printed summaries: left-aligned, right-aligned, two decimals (or n/a). */
+export const pad = (s, n) => String(s).padEnd(n);
+export const lpad = (s, n) => String(s).padStart(n);
+export const f2 = (v) => (Number.isFinite(v) ? v.toFixed(2) : 'n/a');

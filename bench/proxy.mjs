@@ -24,7 +24,7 @@ import { performance } from 'node:perf_hooks';
 import { Pool } from 'undici';
 import {
   es256Key, dpopProof, athOf, runHttpLoad, summarize, loadAvg, accessToken, build, measure, combine, serverStarter,
-  machineInfo, profilesJson, writeReport,
+  machineInfo, profilesJson, writeReport, pad, lpad, f2,
 } from './lib.mjs';
 import { formatProfile } from './profile-summary.mjs';
 
@@ -189,9 +189,6 @@ export async function runProxy(opts = {}) {
   };
   const file = writeReport(RESULTS, 'proxy', report);
 
-  const pad = (s, n) => String(s).padEnd(n);
-  const lpad = (s, n) => String(s).padStart(n);
-  const f2 = (v) => (Number.isFinite(v) ? v.toFixed(2) : 'n/a');
   const lines = [];
   lines.push(`${pad('scenario', 38)}${lpad('max req/s', 10)}${lpad('ratio', 7)}${lpad('CPU ms/req', 12)}${lpad(`p50@${halfRate}/s`, 13)}${lpad('p99', 9)}${lpad('+p50', 9)}${lpad('+p99', 9)}`);
   for (let i = 0; i < 3; i++) {
