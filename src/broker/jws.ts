@@ -4,9 +4,8 @@ import type { JWK } from 'jose';
 /**
  * JWS signature verification and signing with node:crypto KeyObjects, for the broker's hot
  * path (DPoP proofs, client assertions, its own access tokens). WebCrypto (jose's path) pays
- * for algorithm normalization, WebIDL conversion and a thread-pool round trip on every call;
- * `crypto.verify` on a cached KeyObject is several times cheaper per request. The request paths
- * use the callback forms (`verifyCompactAsync`, `signCompactAsync`): the same work on libuv's
+ * for algorithm normalization and WebIDL conversion on every call; `crypto.verify` on a cached
+ * KeyObject is several times cheaper per request. Both run in the callback form, on libuv's
  * thread pool, so that the event loop parses and answers the next request meanwhile and a
  * server uses more than one core.
  *
@@ -130,23 +129,10 @@ function verifyArgs(jws: string, alg: string, key: KeyObject): VerifyArgs | unde
 
 /**
  * Verifies the signature of a compact JWS with `alg` (pinned by the caller) and `key` (from
- * `importPublicKey`, or a KeyObject of the right type), on the calling thread. Returns false
- * for any signature that does not verify, including a wrong length or encoding.
- */
-export function verifyCompact(jws: string, alg: string, key: KeyObject): boolean {
-  const args = verifyArgs(jws, alg, key);
-  if (!args) return false;
-  try {
-    return cryptoVerify(...args);
-  } catch {
-    return false;
-  }
-}
-
-/**
- * `verifyCompact` on libuv's thread pool (`crypto.verify` with a callback): the same checks and
- * answer, but the signature arithmetic, the largest cost of a token request, runs beside the
- * event loop instead of on it, so that a server uses a second core. For the request paths.
+ * `importPublicKey`, or a KeyObject of the right type). Resolves false for any signature that does
+ * not verify, including a wrong length or encoding. The arithmetic, the largest cost of a token
+ * request, runs on libuv's thread pool (`crypto.verify` with a callback), beside the event loop,
+ * so that a server uses a second core.
  */
 export function verifyCompactAsync(jws: string, alg: string, key: KeyObject): Promise<boolean> {
   const args = verifyArgs(jws, alg, key);
@@ -172,13 +158,7 @@ function signArgs(header: Record<string, unknown>, payload: Record<string, unkno
   }
 }
 
-/** Signs `header.payload` (JSON objects) as a compact JWS with a private KeyObject (ES256, ES384 or EdDSA). */
-export function signCompact(header: Record<string, unknown>, payload: Record<string, unknown>, alg: string, key: KeyObject): string {
-  const [input, hash, data, k] = signArgs(header, payload, alg, key);
-  return `${input}.${cryptoSign(hash, data, k).toString('base64url')}`;
-}
-
-/** `signCompact` on libuv's thread pool (see `verifyCompactAsync`). */
+/** Signs `header.payload` (JSON objects) as a compact JWS with a private KeyObject (ES256, ES384 or EdDSA), on libuv's thread pool (see `verifyCompactAsync`). */
 export function signCompactAsync(header: Record<string, unknown>, payload: Record<string, unknown>, alg: string, key: KeyObject): Promise<string> {
   return new Promise<string>((resolve, reject) => {
     const [input, hash, data, k] = signArgs(header, payload, alg, key);
