@@ -335,6 +335,7 @@ export function combine(name, runs) {
     latencies, elapsedMs, statuses, errorSamples: runs.flatMap((r) => r.errorSamples).slice(0, 5), exhausted: runs.some((r) => r.exhausted),
   });
   out.rounds = runs.map((r) => +(r.latencies.length / (r.elapsedMs / 1000)).toFixed(1));
+  if (runs.every((r) => r.serverCpuMs !== undefined)) out.rounds_cpu_ms_per_req = runs.map((r) => +(r.serverCpuMs / Math.max(1, r.latencies.length)).toFixed(4));
   const sum = (k) => (runs.every((r) => r[k] !== undefined) ? runs.reduce((a, r) => a + r[k], 0) : undefined);
   const serverCpu = sum('serverCpuMs');
   const upstreamCpu = sum('upstreamCpuMs');
