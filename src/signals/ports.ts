@@ -1,5 +1,7 @@
 /** What signals needs from storage (and, injected by app.ts, from the broker's guards). Timestamps are epoch ms. */
 
+import type { ReplayInsert, RevocationRecord } from '../broker/ports.js';
+
 /** What a signal asks Mandate to do (issue 5). */
 export type SignalAction = 'revoke_tokens' | 'step_down' | 'step_up' | 'disable' | 'block';
 export const SIGNAL_ACTIONS: readonly SignalAction[] = ['revoke_tokens', 'step_down', 'step_up', 'disable', 'block'];
@@ -179,6 +181,27 @@ export interface SignalsStore {
   settleSsfEvents(streamId: string, jtis: string[], outcome: { status: 'acked' | 'error'; lastError?: string | null }): Promise<number>;
   /** Newest first. */
   listSsfEvents(filter: { streamId?: string; status?: SsfEventStatus; limit?: number }): Promise<SsfEventRecord[]>;
+}
+
+/**
+ * A group of received SETs written by ONE statement (PostgreSQL; `SignalsBatchStore`): the SETs'
+ * one-time records, and the signals and revocations each SET causes, written only for the SETs
+ * whose record was inserted (not a replay). `of` is the index in `replay` of the SET a row comes from.
+ */
+export interface SetBatchWrite {
+  replay: readonly ReplayInsert[];
+  signals: readonly { of: number; rec: SignalRecord }[];
+  revocations: readonly { of: number; rec: RevocationRecord }[];
+}
+
+export interface SignalsBatchStore {
+  /**
+   * Writes `w` atomically (one statement, so one round trip and no explicit transaction): the
+   * replay records decide, as `insertOnceMany` does (atomic across instances), and a SET's rows
+   * are inserted only when its record was. Returns, per replay record in order, whether it was
+   * inserted. Any failure writes nothing. The keys of `w.replay` must be distinct.
+   */
+  recordSetsOnce(w: SetBatchWrite): Promise<boolean[]>;
 }
 
 /**
