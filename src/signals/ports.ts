@@ -141,8 +141,12 @@ export interface SignalsStore {
   recordSignalApplied(a: { signalId: string; instanceId: string; role: string; at: number }): Promise<void>;
   /** Records an instance's first denial caused by a signal; the first time per (signal, instance) wins. */
   recordSignalDenied(a: { signalId: string; instanceId: string; role: string; at: number }): Promise<void>;
-  /** Both of the above for many rows at once (multi-row upsert), each time keeping the first one recorded. */
-  recordSignalTimes(rows: readonly { signalId: string; instanceId: string; role: string; appliedAt: number | null; firstDeniedAt: number | null }[]): Promise<void>;
+  /**
+   * Both of the above for many rows at once (multi-row upsert), each time keeping the first one
+   * recorded. Returns the arrival time (`receivedAt`) of those of the rows' signals that exist
+   * (PostgreSQL: in the same statement).
+   */
+  recordSignalTimes(rows: readonly { signalId: string; instanceId: string; role: string; appliedAt: number | null; firstDeniedAt: number | null }[]): Promise<Map<string, number>>;
   listSignalApplications(signalIds: readonly string[]): Promise<SignalApplicationRecord[]>;
 
   /** Lifts any active restriction of the same NHI (superseded by `r.signalId`), then inserts `r`, in one transaction. */

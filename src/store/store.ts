@@ -878,8 +878,9 @@ export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, 
    * the same (signal, instance) are merged first (PostgreSQL refuses to update a row twice in
    * one statement); the earliest time of each kind wins.
    */
-  async recordSignalTimes(rows: readonly { signalId: string; instanceId: string; role: string; appliedAt: number | null; firstDeniedAt: number | null }[]): Promise<void> {
-    if (rows.length === 0) return;
+  async recordSignalTimes(rows: readonly { signalId: string; instanceId: string; role: string; appliedAt: number | null; firstDeniedAt: number | null }[]): Promise<Map<string, number>> {
+    const received = new Map<string, number>();
+    if (rows.length === 0) return received;
     const min = (a: number | null, b: number | null) => (a === null ? b : b === null ? a : Math.min(a, b));
     const merged = new Map<string, { signal_id: string; instance_id: string; role: string; applied_at: number | null; first_denied_at: number | null }>();
     for (const r of rows) {
@@ -892,6 +893,14 @@ export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, 
     }
     const all = [...merged.values()];
     await this.#guard({ what: `record ${all.length} signal times` }, async () => {
+      if (this.dialect === 'postgres') {
+        // One statement, every column one array parameter: the upsert and the signals' arrival times.
+        const { rows: back } = await this.db.executeQuery<{ id: string; received_at: string | number }>(CompiledQuery.raw(SIGNAL_TIMES_SQL, [
+          all.map((a) => a.signal_id), all.map((a) => a.instance_id), all.map((a) => a.role), all.map((a) => a.applied_at), all.map((a) => a.first_denied_at),
+        ]));
+        for (const b of back) received.set(b.id, Number(b.received_at));
+        return;
+      }
       for (let i = 0; i < all.length; i += BATCH_ROWS) {
         await this.db.insertInto('signal_applications').values(all.slice(i, i + BATCH_ROWS))
           .onConflict((oc) => oc.columns(['signal_id', 'instance_id']).doUpdateSet({
@@ -900,7 +909,13 @@ export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, 
           }))
           .execute();
       }
+      const ids = [...new Set(all.map((a) => a.signal_id))];
+      for (let i = 0; i < ids.length; i += BATCH_ROWS) {
+        const found = await this.db.selectFrom('signals').select(['id', 'received_at']).where('id', 'in', ids.slice(i, i + BATCH_ROWS)).execute();
+        for (const f of found) received.set(f.id, Number(f.received_at));
+      }
     });
+    return received;
   }
 
   async listSignalApplications(signalIds: readonly string[]): Promise<SignalApplicationRecord[]> {
@@ -1504,6 +1519,17 @@ const replaySql = new Map<string, string>();
  * for `n` rows, exactly the text Kysely compiles for the builder form of insertOnce (parameters:
  * scope, key, expires_at per row, then now); one text per dialect and row count, kept.
  */
+/** `recordSignalTimes` on PostgreSQL: the upsert (first time of each kind wins) and the arrival times of its signals. */
+const SIGNAL_TIMES_SQL = `with "up" as (
+  insert into "signal_applications" ("signal_id", "instance_id", "role", "applied_at", "first_denied_at")
+  select * from unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])
+  on conflict ("signal_id", "instance_id") do update set
+    "applied_at" = coalesce("signal_applications"."applied_at", "excluded"."applied_at"),
+    "first_denied_at" = coalesce("signal_applications"."first_denied_at", "excluded"."first_denied_at")
+  returning 1
+)
+select "id", "received_at" from "signals" where "id" = any($1::text[])`;
+
 /** `recordSetsOnce`: its parameters are arrays, so the text is the same for any number of rows. */
 const RECORD_SETS_SQL = `with "input" as (
   select "i" - 1 as "i", "scope", "key", "expires_at" from unnest($1::text[], $2::text[], $3::bigint[]) with ordinality as t("scope", "key", "expires_at", "i")

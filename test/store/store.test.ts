@@ -829,7 +829,14 @@ for (const d of STORE_DIALECTS) {
         await store.recordSignalDenied({ signalId: 'sig-t', instanceId: 'i2', role: 'broker', at: T0 + 7 });
         const rows = await store.listSignalApplications(['sig-t']);
         assert.deepEqual(rows.map((r) => [r.instanceId, r.role, r.appliedAt, r.firstDeniedAt]), [['i1', 'proxy', T0 + 4, T0 + 8], ['i2', 'broker', T0 + 6, T0 + 7]]);
-        await store.recordSignalTimes([]);
+        assert.equal((await store.recordSignalTimes([])).size, 0);
+        // The arrival times of the rows' signals that exist come back (PostgreSQL: the same statement).
+        await store.insertSignal(sig('sig-t2', { receivedAt: T0 + 77 }));
+        const back = await store.recordSignalTimes([
+          { signalId: 'sig-t2', instanceId: 'i1', role: 'proxy', appliedAt: T0 + 80, firstDeniedAt: null },
+          { signalId: 'sig-none', instanceId: 'i1', role: 'proxy', appliedAt: T0 + 80, firstDeniedAt: null },
+        ]);
+        assert.deepEqual([...back], [['sig-t2', T0 + 77]]);
       });
 
       it('a new restriction supersedes the active one; lifting is atomic across instances', async () => {
