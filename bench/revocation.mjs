@@ -10,7 +10,7 @@
 //   - SET ingest: pre-signed session-revoked SETs pushed by BENCH_INGEST_CONCURRENCY (32)
 //     connections for BENCH_INGEST_S (5) seconds to the signals instance, with no proxy running;
 //     each SET is verified, stored, revokes an agent's tokens and is published: SETs/s = 202s / s,
-//     after BENCH_INGEST_WARMUP_S (2) seconds of the same load that are not counted.
+//     after BENCH_INGEST_WARMUP_S (5) seconds of the same load that are not counted.
 //
 // Also reported, from the store (GET /admin/v1/reports/mttr): SET arrival → applied at every
 // instance, and → the first refused call, as the instances themselves recorded them (ms clock).
@@ -184,7 +184,7 @@ export async function runRevocation(opts = {}) {
   const gapMs = num(process.env.BENCH_POLL_GAP_MS, 1);
   const ingestS = num(process.env.BENCH_INGEST_S, 5);
   const ingestConc = num(process.env.BENCH_INGEST_CONCURRENCY, 32);
-  const ingestWarmupS = num(process.env.BENCH_INGEST_WARMUP_S, 2);
+  const ingestWarmupS = num(process.env.BENCH_INGEST_WARMUP_S, 5);
   const agentsNeeded = rounds * ns.length + 50;
   const agents = Array.from({ length: agentsNeeded }, (_, i) => ({ id: `bench-agent-${i}`, key: es256Key(`bench-agent-${i}-1`) }));
 
@@ -274,8 +274,9 @@ export async function runRevocation(opts = {}) {
 
     // SET ingest: no proxy running; pre-signed SETs (signing is the transmitter's cost). A warm-up
     // window first, at the same concurrency and not counted: until V8 has optimized the ingest path
-    // (a cold signals instance spends about a fifth of its CPU in the optimizing compiler during
-    // the first seconds), the CPU per SET measures the JIT rather than the steady state.
+    // (a cold signals instance spends a fifth of its CPU in V8's optimizing compiler during the
+    // first seconds of this load, still ~6% after 8 s), the CPU per SET measures the JIT rather
+    // than the steady state.
     const sets = Array.from({ length: Math.max(2000, (ingestS + ingestWarmupS) * 4000) }, (_, i) => tx.sign(agents[i % agentsNeeded].id));
     log(`bench/revocation: SET ingest, ${ingestConc} connections, ${ingestWarmupS} s warm-up, ${ingestS} s measured`);
     let next = 0;
