@@ -196,6 +196,10 @@ export interface SetBatchWrite {
   replay: readonly ReplayInsert[];
   signals: readonly { of: number; rec: SignalRecord }[];
   revocations: readonly { of: number; rec: RevocationRecord }[];
+  /** Written only if every one of these NHI ids exists … */
+  requireNhis?: readonly string[];
+  /** … and none of these SSF streams exists with a status other than `enabled`. */
+  requireStreamsEnabled?: readonly string[];
 }
 
 export interface SignalsBatchStore {
@@ -203,9 +207,10 @@ export interface SignalsBatchStore {
    * Writes `w` atomically (one statement, so one round trip and no explicit transaction): the
    * replay records decide, as `insertOnceMany` does (atomic across instances), and a SET's rows
    * are inserted only when its record was. Returns, per replay record in order, whether it was
-   * inserted. Any failure writes nothing. The keys of `w.replay` must be distinct.
+   * inserted; undefined, having written nothing, when a `require…` check failed. Any failure
+   * writes nothing. The keys of `w.replay` must be distinct.
    */
-  recordSetsOnce(w: SetBatchWrite): Promise<boolean[]>;
+  recordSetsOnce(w: SetBatchWrite): Promise<boolean[] | undefined>;
 }
 
 /**

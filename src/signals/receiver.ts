@@ -188,25 +188,44 @@ export class SsfReceiver {
     }));
   }
 
+  /** The next `streamStatuses` reads these receivers' status from the store. */
+  forgetStatuses(names: readonly string[]): void {
+    for (const n of names) this.statusCache.delete(n);
+  }
+
   /**
    * Which of `ids` are NHIs: found ones are remembered for KNOWN_NHI_TTL_MS (an NHI deleted
    * meanwhile still maps: its tokens are revoked rather than the SET recorded as unmapped, the
    * safe side); ids not found are asked again every time (an NHI added since is found).
    */
   async knownNhis(tx: Pick<SignalsStore, 'knownNhiIds'>, ids: ReadonlySet<string>): Promise<Set<string>> {
+    const { known, ask } = this.rememberedNhis(ids);
+    if (ask.length === 0) return known;
+    const found = await tx.knownNhiIds(ask);
+    this.rememberNhis(found);
+    for (const id of found) known.add(id);
+    return known;
+  }
+
+  /** Of `ids`, those remembered as NHIs (`known`) and those to ask the store about (`ask`). */
+  rememberedNhis(ids: Iterable<string>): { known: Set<string>; ask: string[] } {
     const now = this.d.clock.now();
-    const out = new Set<string>();
+    const known = new Set<string>();
     const ask: string[] = [];
     for (const id of ids) {
       const until = this.nhiCache.get(id);
-      if (until !== undefined && until > now) out.add(id);
+      if (until !== undefined && until > now) known.add(id);
       else ask.push(id);
     }
-    if (ask.length === 0) return out;
-    for (const id of await tx.knownNhiIds(ask)) {
-      out.add(id);
+    return { known, ask };
+  }
+
+  /** Remembers these ids as NHIs for KNOWN_NHI_TTL_MS. */
+  rememberNhis(ids: Iterable<string>): void {
+    const until = this.d.clock.now() + KNOWN_NHI_TTL_MS;
+    for (const id of ids) {
       this.nhiCache.delete(id);
-      this.nhiCache.set(id, now + KNOWN_NHI_TTL_MS);
+      this.nhiCache.set(id, until);
     }
     if (this.nhiCache.size > MAX_KNOWN_NHIS) {
       for (const id of this.nhiCache.keys()) {
@@ -214,7 +233,6 @@ export class SsfReceiver {
         this.nhiCache.delete(id);
       }
     }
-    return out;
   }
 
   // ------------------------------------------------------------------ push (RFC 8935)
@@ -627,14 +645,14 @@ class SetIngest {
       else firsts.set(k, p);
     }
     const uniq = [...firsts.values()];
-    // PostgreSQL: NHIs not remembered are looked up on another connection while the transaction
-    // starts (one round trip less for a SET about a new subject). SQLite has one connection,
-    // which the transaction holds: there it is read inside.
-    const prefetch = store.dialect === 'postgres' ? this.rcv.knownNhis(store, candidates) : undefined;
-    prefetch?.catch(() => undefined); // awaited below; a failure before then is not unhandled
     let result: { won: boolean[]; staged: StagedSignals | undefined; keep: ReadonlySet<string> | undefined; audits: AuditInput[] } | undefined;
     try {
-      if (prefetch && store.recordSetsOnce) result = await this.writeOneStatement(uniq, names, prefetch, store as typeof store & SignalsBatchStore);
+      if (store.dialect === 'postgres' && store.recordSetsOnce) result = await this.writeOneStatement(uniq, names, candidates, store as typeof store & SignalsBatchStore);
+      // PostgreSQL: NHIs not remembered are looked up on another connection while the transaction
+      // starts (one round trip less for a SET about a new subject). SQLite has one connection,
+      // which the transaction holds: there it is read inside.
+      const prefetch = result || store.dialect !== 'postgres' ? undefined : this.rcv.knownNhis(store, candidates);
+      prefetch?.catch(() => undefined); // awaited in the transaction; a failure before then is not unhandled
       result ??= await this.writeInTransaction(uniq, names, candidates, prefetch);
     } catch (err) {
       if (!(err instanceof StreamsRefused)) throw err;
@@ -667,24 +685,27 @@ class SetIngest {
 
   /**
    * PostgreSQL, when every signal of the batch is a revocation (or recorded only): ONE
-   * statement (`recordSetsOnce`) writes the replay records and, for the SETs that won them, the
-   * signals and revocations: one round trip where the transaction took five (BEGIN, replay,
-   * signals, revocations, COMMIT), which is both CPU at the signals instance and time before
-   * the revocation reaches the bus. The signals are planned and staged for every SET first
-   * (through a store that only collects the rows); a SET that lost its replay record (a copy
-   * accepted elsewhere) has none of its rows written, and `keep` leaves it out of the commit.
-   * Anything else (a kill switch, a restriction) returns undefined: the transaction path.
+   * statement (`recordSetsOnce`) checks that the receivers' streams are enabled and that the
+   * subjects' NHIs not remembered exist, and only then writes the replay records and, for the SETs
+   * that won them, the signals and revocations: one round trip where the transaction took five
+   * (BEGIN, replay, signals, revocations, COMMIT) plus a read of the NHIs (the first SET about an
+   * NHI) and, every second, of the streams' status. Both are CPU at the signals instance and time
+   * before the revocation reaches the bus. The signals are planned (the NHIs assumed to exist)
+   * and staged for every SET first, through a store that only collects the rows; a SET that lost
+   * its replay record (a copy accepted elsewhere) has none of its rows written, and `keep` leaves it
+   * out of the commit. When a check fails nothing is written and undefined is returned, as for a
+   * batch with anything else (a kill switch, a restriction): the transaction path then decides
+   * (unmapped subjects, a paused stream) as it always did.
    */
-  private async writeOneStatement(uniq: Pending[], names: readonly string[], prefetch: Promise<Set<string>>, store: ReceiverDeps['store'] & SignalsBatchStore) {
-    // Through the pool (reused for 1 s): the same answer READ COMMITTED gave inside the transaction.
-    this.refusals(names, await this.rcv.streamStatuses(store, names));
-    const known = await prefetch;
+  private async writeOneStatement(uniq: Pending[], names: readonly string[], candidates: ReadonlySet<string>, store: ReceiverDeps['store'] & SignalsBatchStore) {
+    const { ask } = this.rcv.rememberedNhis(candidates);
+    const assumed = new Set(candidates);
     const inputs: SignalInput[] = [];
     const setOf: number[] = [];
     const auditsOf: AuditInput[][] = [];
     for (let i = 0; i < uniq.length; i++) {
       const p = uniq[i]!;
-      const plan = this.rcv.plan(p.r, p.set, p.receivedAt, known);
+      const plan = this.rcv.plan(p.r, p.set, p.receivedAt, assumed);
       for (const input of plan.inputs) {
         if (!input.recordOnly && input.action !== 'revoke_tokens') return undefined;
         inputs.push(input);
@@ -707,7 +728,15 @@ class SetIngest {
       replay: uniq.map((p) => ({ scope: `ssf-set:${p.r.name}`, key: p.set.jti, expiresAt: p.set.iat * 1000 + p.r.max_age * 1000 + IAT_SKEW_MS })),
       signals: sink.signals.map((rec) => ({ of: setOfSignal.get(rec.id)!, rec })),
       revocations,
+      requireNhis: ask,
+      requireStreamsEnabled: names.map(inboundStreamId),
     });
+    if (won === undefined) {
+      // An NHI is unknown or a stream not enabled: the transaction path reads both afresh.
+      this.rcv.forgetStatuses(names);
+      return undefined;
+    }
+    this.rcv.rememberNhis(ask);
     const allWon = won.every(Boolean);
     const keep = allWon || !staged ? undefined : new Set(staged.records.filter((_, k) => won[setOf[k]!]).map((r) => r.id));
     const audits = auditsOf.flatMap((a, i) => (won[i] ? a : []));

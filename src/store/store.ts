@@ -1369,14 +1369,15 @@ export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, 
   }
 
   /**
-   * A group of SETs in ONE statement (PostgreSQL only): data-modifying CTEs insert the replay
+   * A group of SETs in ONE statement (PostgreSQL only): when the checks pass (the NHIs exist, the
+   * streams are enabled; else nothing is written and undefined returned), data-modifying CTEs insert the replay
    * records (the conditional upsert of `insertOnceMany`, so a record is decided atomically
    * across instances exactly as there), then the signals and revocations of the SETs whose
    * record was inserted (joined on the CTE's RETURNING), with every column passed as one array
    * parameter (`unnest`): one round trip, no BEGIN/COMMIT, no query text built per row count.
    * A statement is atomic: any failure (a duplicate id, a lost connection) writes nothing.
    */
-  async recordSetsOnce(w: SetBatchWrite): Promise<boolean[]> {
+  async recordSetsOnce(w: SetBatchWrite): Promise<boolean[] | undefined> {
     if (w.replay.length === 0) return [];
     if (this.dialect !== 'postgres') throw new MandateError('ERR_STORE_USAGE', 'recordSetsOnce() is for PostgreSQL; use a transaction on SQLite');
     return this.#guard({ what: `record ${w.replay.length} SETs`, unique: 'a signal or revocation already exists' }, async () => {
@@ -1394,9 +1395,13 @@ export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, 
         // $21–$29: revocations
         col(revs, (r) => r.of), col(revs, (r) => r.row.id), col(revs, (r) => r.row.kind), col(revs, (r) => r.row.target), col(revs, (r) => r.row.not_before),
         col(revs, (r) => r.row.reason), col(revs, (r) => r.row.signal_id), col(revs, (r) => r.row.created_at), col(revs, (r) => r.row.expires_at),
+        // $30, $31: the checks
+        [...new Set(w.requireNhis ?? [])], [...new Set(w.requireStreamsEnabled ?? [])],
       ];
-      const { rows } = await this.db.executeQuery<{ i: number }>(CompiledQuery.raw(RECORD_SETS_SQL, params));
-      const won = new Set(rows.map((r) => Number(r.i)));
+      const { rows } = await this.db.executeQuery<{ ok: boolean; won: Array<number | string> | null }>(CompiledQuery.raw(RECORD_SETS_SQL, params));
+      const r = rows[0];
+      if (!r?.ok) return undefined;
+      const won = new Set((r.won ?? []).map(Number));
       return w.replay.map((_, i) => won.has(i));
     });
   }
@@ -1531,8 +1536,12 @@ const SIGNAL_TIMES_SQL = `with "up" as (
 select "id", "received_at" from "signals" where "id" = any($1::text[])`;
 
 /** `recordSetsOnce`: its parameters are arrays, so the text is the same for any number of rows. */
-const RECORD_SETS_SQL = `with "input" as (
+const RECORD_SETS_SQL = `with "chk" as (
+  select (select count(*) from "nhis" where "id" = any($30::text[])) = cardinality($30::text[])
+    and not exists (select 1 from "ssf_streams" where "id" = any($31::text[]) and "status" <> 'enabled') as "ok"
+), "input" as (
   select "i" - 1 as "i", "scope", "key", "expires_at" from unnest($1::text[], $2::text[], $3::bigint[]) with ordinality as t("scope", "key", "expires_at", "i")
+  where (select "ok" from "chk")
 ), "won" as (
   insert into "replay" ("scope", "key", "expires_at") select "scope", "key", "expires_at" from "input"
   on conflict ("scope", "key") do update set "expires_at" = "excluded"."expires_at" where "replay"."expires_at" <= $4
@@ -1554,7 +1563,7 @@ const RECORD_SETS_SQL = `with "input" as (
   where r."of" in (select "i" from "won_at")
   returning 1
 )
-select "i" from "won_at"`;
+select (select "ok" from "chk") as "ok", (select array_agg("i") from "won_at") as "won"`;
 
 function replayUpsertSql(dialect: StoreDialect, n: number): string {
   const cacheKey = `${dialect}:${n}`;

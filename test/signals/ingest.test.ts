@@ -112,6 +112,19 @@ for (const backend of BACKENDS) {
       for (const x of sigs) assert.deepEqual(audited.get(x.id), [x.status === 'unmapped' ? 'signal.raised' : 'signal.applied'], x.id);
     });
 
+    it('a stream paused by another instance (in the store) refuses SETs: at once on PostgreSQL (checked by the statement), within 1 s on SQLite', async () => {
+      const stream = (await t.app.store.getSsfStream('rcv_idp'))!;
+      await t.app.store.updateSsfStream({ ...stream, status: 'paused', updatedAt: Date.now() });
+      if (backend.store !== 'postgres') await new Promise((r) => setTimeout(r, 1100));
+      const jti = `paused-${backend.store}`;
+      const answer = await push(await tx.sign(revoked('ingest-agent-6', { jti })));
+      assert.equal(answer.status, 403);
+      assert.equal(answer.body.err, 'access_denied');
+      assert.equal((await recorded([jti])).get(jti), 0);
+      assert.equal((await t.admin('POST', '/ssf/receivers/idp/status', { status: 'enabled' })).status, 200);
+      assert.equal((await push(await tx.sign(revoked('ingest-agent-6', { jti })))).status, 202, 'the refused SET left no replay record');
+    });
+
     it('a bad SET in a batch fails alone with its RFC 8935 code; the others of the batch are recorded', async () => {
       const { privateKey } = await generateKeyPair('ES256');
       const good = Array.from({ length: 30 }, (_, i) => `mixed-${backend.store}-${i}`);

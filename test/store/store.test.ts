@@ -769,6 +769,15 @@ for (const d of STORE_DIALECTS) {
         }), ConflictError);
         assert.equal(await store.insertOnce('ssf-set:t', `d-${k}`, exp), true, 'the failed statement left no replay record');
         assert.ok(!(await store.listRevocations(T0)).some((r) => r.id === `rd-${k}`));
+        // The checks: an NHI that does not exist, or a stream that is not enabled: nothing written, undefined.
+        await store.upsertNhi(nhi(`nhi-${k}`));
+        await store.createSsfStream(stream(`rcv-${k}`, { direction: 'in', owner: null, status: 'paused' }));
+        const one = (key: string) => ({ replay: [{ scope: 'ssf-set:t', key, expiresAt: exp }], signals: [{ of: 0, rec: sig(`s${key}`) }], revocations: [] });
+        assert.equal(await store.recordSetsOnce({ ...one(`e-${k}`), requireNhis: [`nhi-${k}`, `nobody-${k}`] }), undefined);
+        assert.equal(await store.recordSetsOnce({ ...one(`e-${k}`), requireStreamsEnabled: [`rcv-${k}`] }), undefined);
+        assert.equal(await store.getSignal(`se-${k}`), undefined);
+        assert.deepEqual(await store.recordSetsOnce({ ...one(`e-${k}`), requireNhis: [`nhi-${k}`, `nhi-${k}`], requireStreamsEnabled: [`no-such-stream-${k}`] }), [true]);
+        assert.equal((await store.getSignal(`se-${k}`))?.id, `se-${k}`);
       });
 
       it('signal applications: first applied / first denial per (signal, instance) win, in either order, across instances', async () => {
