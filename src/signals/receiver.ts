@@ -673,7 +673,7 @@ class SetIngest {
     for (const p of copies) p.resolve('duplicate');
   }
 
-  /** A paused or disabled stream takes nothing: thrown before anything is written (or to roll back). */
+  /** A paused or disabled stream takes nothing: thrown inside the transaction, which rolls back. */
   private refusals(names: readonly string[], statuses: ReadonlyArray<SsfStreamStatus | undefined>): void {
     const refused = new Map<string, SetError>();
     names.forEach((n, i) => {
