@@ -209,6 +209,8 @@ export async function startApp(opts: AppOptions): Promise<App> {
     const timeline = new SignalTimeline({
       store, instanceId, role, clock, logger, onObserved: (stage, seconds) => metrics.signalPropagation.observe({ stage }, seconds),
     });
+    // Its writes wait a little (off the revocation's path): at shutdown, after the broker and the proxy stopped, before the store closes.
+    cleanup.push(() => timeline.flush());
     // Restrictions (issue 5) before the broker and the proxy, which consult them on every request.
     const restrictions = new RestrictionState({ store, bus, clock, logger });
     await restrictions.start();

@@ -10,7 +10,7 @@ import type { KeyManager } from '../keys/index.js';
 import type { BrokerBatchStore, BrokerStore, ApprovalRecord, KillSwitchRecord, RestrictionLookup, RevocationRecord } from './ports.js';
 import { describeSignal } from './signal-note.js';
 import { AccessTokenVerifier } from './access-token.js';
-import { RevocationState } from './revocation-state.js';
+import { KILL_SIGNAL_PREFIX, RevocationState } from './revocation-state.js';
 import { GRANT, TOKEN_TYPE, ToolCatalog, newJti, parseScope, sha256b64u, type AccessTokenClaims } from './tokens.js';
 import { DpopVerifier } from './dpop.js';
 import { DpopNonces } from './dpop-nonce.js';
@@ -605,26 +605,30 @@ export class Broker {
    * the truth, and instances that miss a message reload it within `reloadInterval`).
    * `published` settles when every publish has been acknowledged or has failed (logged).
    */
-  async stage(store: EnforcementStore, ops: readonly EnforcementOp[]): Promise<{ revocations: RevocationRecord[]; kills: KillSwitchRecord[]; commit: () => Promise<void> }> {
+  async stage(store: EnforcementStore, ops: readonly EnforcementOp[]): Promise<{ revocations: RevocationRecord[]; kills: KillSwitchRecord[]; commit: (keep?: ReadonlySet<string>) => Promise<void> }> {
     const now = this.d.clock.now();
-    const revs: Array<{ rec: RevocationRecord; actor: string; nhiId: string | null; jti?: string }> = [];
-    const kills: Array<{ rec: KillSwitchRecord; actor: string }> = [];
+    const allRevs: Array<{ rec: RevocationRecord; actor: string; nhiId: string | null; jti?: string }> = [];
+    const allKills: Array<{ rec: KillSwitchRecord; actor: string }> = [];
     for (const o of ops) {
       if (o.op === 'revoke_token') {
         const tok = this.issued.pending(o.jti) ?? await store.getIssuedToken(o.jti);
-        revs.push({ rec: { id: newId('rev'), kind: 'token', target: o.jti, notBefore: null, reason: o.reason, signalId: o.signalId, createdAt: now, expiresAt: tok?.expiresAt ?? null }, actor: o.actor, nhiId: tok?.nhiId ?? null, jti: o.jti });
+        allRevs.push({ rec: { id: newId('rev'), kind: 'token', target: o.jti, notBefore: null, reason: o.reason, signalId: o.signalId, createdAt: now, expiresAt: tok?.expiresAt ?? null }, actor: o.actor, nhiId: tok?.nhiId ?? null, jti: o.jti });
       } else if (o.op === 'revoke_all') {
-        revs.push({
+        allRevs.push({
           rec: { id: newId('rev'), kind: o.kind, target: o.target, notBefore: now, reason: o.reason, signalId: o.signalId, createdAt: now, expiresAt: now + this.d.config.tokens.max_ttl * 1000 + 60_000 },
           actor: o.actor, nhiId: o.target,
         });
       } else {
-        kills.push({ rec: { id: newId('kill'), scope: o.scope, target: o.target, reason: o.reason, createdBy: o.actor, createdAt: now, liftedAt: null, liftedBy: null }, actor: o.actor });
+        allKills.push({ rec: { id: newId('kill'), scope: o.scope, target: o.target, reason: o.reason, createdBy: o.actor, createdAt: now, liftedAt: null, liftedBy: null }, actor: o.actor });
       }
     }
-    await store.addRevocations(revs.map((r) => r.rec));
-    for (const k of kills) await store.addKillSwitch(k.rec);
-    const commit = async (): Promise<void> => {
+    await store.addRevocations(allRevs.map((r) => r.rec));
+    for (const k of allKills) await store.addKillSwitch(k.rec);
+    // `keep`: only what these signals caused was written (the caller's statement skipped the rest).
+    const commit = async (keep?: ReadonlySet<string>): Promise<void> => {
+      const kept = <T>(list: T[], sig: (x: T) => string | null | undefined): T[] => (keep ? list.filter((x) => { const id = sig(x); return id != null && keep.has(id); }) : list);
+      const revs = kept(allRevs, (r) => r.rec.signalId);
+      const kills = kept(allKills, (k) => KILL_SIGNAL_PREFIX.exec(k.rec.reason)?.[1]);
       for (const r of revs) this.revocations.applyRevocation(r.rec);
       for (const k of kills) this.revocations.applyKill(k.rec);
       // The bus first: the other instances' wait is what time to revoke measures.
@@ -633,15 +637,16 @@ export class Broker {
         ...kills.map((k) => this.d.bus.publish('kill.added', k.rec, { id: k.rec.id }).catch((err: unknown) => this.d.logger.warn({ err }, 'kill not published'))),
       ];
       for (const r of revs) {
-        if (r.rec.kind === 'token') this.d.audit.record({ type: 'token.revoked', actor: r.actor, subject: r.nhiId, data: { jti: r.jti, reason: r.rec.reason } });
-        else this.d.audit.record({ type: 'tokens.revoked', actor: r.actor, subject: r.rec.target, tool: null, data: { kind: r.rec.kind, reason: r.rec.reason } });
+        const sig = r.rec.signalId ? { signal_id: r.rec.signalId } : {};
+        if (r.rec.kind === 'token') this.d.audit.record({ type: 'token.revoked', actor: r.actor, subject: r.nhiId, data: { jti: r.jti, reason: r.rec.reason, ...sig } });
+        else this.d.audit.record({ type: 'tokens.revoked', actor: r.actor, subject: r.rec.target, tool: null, data: { kind: r.rec.kind, reason: r.rec.reason, ...sig } });
       }
       for (const k of kills) {
         this.d.audit.record({ type: 'kill.engaged', actor: k.actor, subject: k.rec.target, tool: null, data: { scope: k.rec.scope, reason: k.rec.reason, kill_id: k.rec.id } });
       }
       await Promise.all(sends);
     };
-    return { revocations: revs.map((r) => r.rec), kills: kills.map((k) => k.rec), commit };
+    return { revocations: allRevs.map((r) => r.rec), kills: allKills.map((k) => k.rec), commit };
   }
 
   async lift(id: string, actor: string): Promise<boolean> {

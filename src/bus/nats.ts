@@ -502,13 +502,22 @@ class NatsSubscription implements Subscription {
             await new Promise<void>((r) => setImmediate(r));
             slice = performance.now();
           }
-          if (m.seq < this.nextSeq) continue; // replayed by a newer consumer after a resume
-          const ok = await deliverAtLeastOnce(this.toBusMessage(m), this.cfg.handler, {
-            signal, retry: this.cfg.retry, logger: this.cfg.logger, name: this.cfg.name,
-          });
+          const seq = m.seq;
+          if (seq < this.nextSeq) continue; // replayed by a newer consumer after a resume
+          // The common case in line: one call, awaited only when the handler returned a promise.
+          // A handler that throws (or rejects) goes to the at-least-once loop with its error.
+          if (signal.aborted) break; // closing: not handed over, not completed
+          const msg = this.toBusMessage(m, seq);
+          let ok = true;
+          try {
+            const r = this.cfg.handler(msg);
+            if (r !== undefined) await r;
+          } catch (err) {
+            ok = await deliverAtLeastOnce(msg, this.cfg.handler, { signal, retry: this.cfg.retry, logger: this.cfg.logger, name: this.cfg.name, failed: err });
+          }
           if (!ok) break; // closing: the in-flight message is not completed
-          this.completed = m.seq;
-          this.nextSeq = m.seq + 1;
+          this.completed = seq;
+          this.nextSeq = seq + 1;
           if (this.epoch !== epoch) break; // resume() was called: start over at nextSeq
         }
       } catch (err) {
@@ -538,19 +547,28 @@ class NatsSubscription implements Subscription {
     })().catch(() => undefined);
   }
 
-  private toBusMessage(m: JsMsg): BusMessage {
+  private toBusMessage(m: JsMsg, seq: number): BusMessage {
     let data: unknown;
     try {
       data = m.json<unknown>();
     } catch {
       data = m.string(); // not ours (someone published raw bytes under the prefix): hand it over as text
     }
+    // `publishedAt` (the reply subject's nanosecond timestamp) and `id` (the header block) are
+    // parsed only when a handler reads them: most do not (a revocation, a restriction). Plain
+    // enumerable getters, so a spread or JSON copy of the message still has both values.
+    let publishedAt: number | undefined;
+    let id: string | undefined;
     return {
-      seq: m.seq,
+      seq,
       subject: m.subject.slice(this.cfg.prefixLength),
       data,
-      publishedAt: Number(m.timestampNanos / 1_000_000n),
-      id: m.headers?.get('Nats-Msg-Id') ?? '',
+      get publishedAt() {
+        return (publishedAt ??= Number(m.timestampNanos / 1_000_000n));
+      },
+      get id() {
+        return (id ??= m.headers?.get('Nats-Msg-Id') ?? '');
+      },
     };
   }
 

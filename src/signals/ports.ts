@@ -1,5 +1,7 @@
 /** What signals needs from storage (and, injected by app.ts, from the broker's guards). Timestamps are epoch ms. */
 
+import type { ReplayInsert, RevocationRecord } from '../broker/ports.js';
+
 /** What a signal asks Mandate to do (issue 5). */
 export type SignalAction = 'revoke_tokens' | 'step_down' | 'step_up' | 'disable' | 'block';
 export const SIGNAL_ACTIONS: readonly SignalAction[] = ['revoke_tokens', 'step_down', 'step_up', 'disable', 'block'];
@@ -139,8 +141,12 @@ export interface SignalsStore {
   recordSignalApplied(a: { signalId: string; instanceId: string; role: string; at: number }): Promise<void>;
   /** Records an instance's first denial caused by a signal; the first time per (signal, instance) wins. */
   recordSignalDenied(a: { signalId: string; instanceId: string; role: string; at: number }): Promise<void>;
-  /** Both of the above for many rows at once (multi-row upsert), each time keeping the first one recorded. */
-  recordSignalTimes(rows: readonly { signalId: string; instanceId: string; role: string; appliedAt: number | null; firstDeniedAt: number | null }[]): Promise<void>;
+  /**
+   * Both of the above for many rows at once (multi-row upsert), each time keeping the first one
+   * recorded. Returns the arrival time (`receivedAt`) of those of the rows' signals that exist
+   * (PostgreSQL: in the same statement).
+   */
+  recordSignalTimes(rows: readonly { signalId: string; instanceId: string; role: string; appliedAt: number | null; firstDeniedAt: number | null }[]): Promise<Map<string, number>>;
   listSignalApplications(signalIds: readonly string[]): Promise<SignalApplicationRecord[]>;
 
   /** Lifts any active restriction of the same NHI (superseded by `r.signalId`), then inserts `r`, in one transaction. */
@@ -179,6 +185,32 @@ export interface SignalsStore {
   settleSsfEvents(streamId: string, jtis: string[], outcome: { status: 'acked' | 'error'; lastError?: string | null }): Promise<number>;
   /** Newest first. */
   listSsfEvents(filter: { streamId?: string; status?: SsfEventStatus; limit?: number }): Promise<SsfEventRecord[]>;
+}
+
+/**
+ * A group of received SETs written by ONE statement (PostgreSQL; `SignalsBatchStore`): the SETs'
+ * one-time records, and the signals and revocations each SET causes, written only for the SETs
+ * whose record was inserted (not a replay). `of` is the index in `replay` of the SET a row comes from.
+ */
+export interface SetBatchWrite {
+  replay: readonly ReplayInsert[];
+  signals: readonly { of: number; rec: SignalRecord }[];
+  revocations: readonly { of: number; rec: RevocationRecord }[];
+  /** Written only if every one of these NHI ids exists … */
+  requireNhis?: readonly string[];
+  /** … and none of these SSF streams exists with a status other than `enabled`. */
+  requireStreamsEnabled?: readonly string[];
+}
+
+export interface SignalsBatchStore {
+  /**
+   * Writes `w` atomically (one statement, so one round trip and no explicit transaction): the
+   * replay records decide, as `insertOnceMany` does (atomic across instances), and a SET's rows
+   * are inserted only when its record was. Returns, per replay record in order, whether it was
+   * inserted; undefined, having written nothing, when a `require…` check failed. Any failure
+   * writes nothing. The keys of `w.replay` must be distinct.
+   */
+  recordSetsOnce(w: SetBatchWrite): Promise<boolean[] | undefined>;
 }
 
 /**

@@ -3,10 +3,12 @@ import {
   NotFoundError, PayloadTooLargeError, UnavailableError, hasDuplicateKeys, readBody, secretEquals, sendJson,
   type AuditInput, type AuditSink, type Clock, type Logger, type MandateConfig, type RequestContext, type Router,
 } from '../core/index.js';
-import type { BrokerBatchStore } from '../broker/index.js';
+import type { BrokerBatchStore, RevocationRecord } from '../broker/index.js';
 import type { InventoryStore } from '../inventory/index.js';
-import type { JwsShapeCheck, SetKeySource, SetSignatureCheck, SignalAction, SignalSeverity, SignalsStore, SsfStreamRecord, SsfStreamStatus } from './ports.js';
-import type { SignalInput, Signals, SignalsTxStore } from './signals.js';
+import type {
+  JwsShapeCheck, SetKeySource, SetSignatureCheck, SignalAction, SignalRecord, SignalSeverity, SignalsBatchStore, SignalsStore, SsfStreamRecord, SsfStreamStatus,
+} from './ports.js';
+import type { SignalInput, Signals, SignalsTxStore, StagedSignals } from './signals.js';
 import { EVENT, KNOWN_EVENTS, SET_MEDIA_TYPE, SetError, subjectProblem, type SubjectId } from './set.js';
 
 /**
@@ -40,8 +42,8 @@ export type ReceiverConfig = MandateConfig['signals']['receivers'][number];
 
 export interface ReceiverDeps {
   receivers: readonly ReceiverConfig[];
-  store: SignalsStore & Pick<InventoryStore, 'getNhi'> & {
-    /** 'postgres': a read may run on another connection while a transaction is open. */
+  store: SignalsStore & Pick<InventoryStore, 'getNhi'> & Partial<SignalsBatchStore> & Pick<SignalsTxStore, 'getIssuedToken'> & {
+    /** 'postgres': a read may run on another connection while a transaction is open (and `recordSetsOnce` is used). */
     readonly dialect?: string;
     transaction<T>(fn: (tx: SignalsTxStore & Pick<BrokerBatchStore, 'insertOnceMany'> & Pick<SignalsStore, 'getSsfStream' | 'knownNhiIds'>) => Promise<T>): Promise<T>;
   };
@@ -186,25 +188,44 @@ export class SsfReceiver {
     }));
   }
 
+  /** The next `streamStatuses` reads these receivers' status from the store. */
+  forgetStatuses(names: readonly string[]): void {
+    for (const n of names) this.statusCache.delete(n);
+  }
+
   /**
    * Which of `ids` are NHIs: found ones are remembered for KNOWN_NHI_TTL_MS (an NHI deleted
    * meanwhile still maps: its tokens are revoked rather than the SET recorded as unmapped, the
    * safe side); ids not found are asked again every time (an NHI added since is found).
    */
   async knownNhis(tx: Pick<SignalsStore, 'knownNhiIds'>, ids: ReadonlySet<string>): Promise<Set<string>> {
+    const { known, ask } = this.rememberedNhis(ids);
+    if (ask.length === 0) return known;
+    const found = await tx.knownNhiIds(ask);
+    this.rememberNhis(found);
+    for (const id of found) known.add(id);
+    return known;
+  }
+
+  /** Of `ids`, those remembered as NHIs (`known`) and those to ask the store about (`ask`). */
+  rememberedNhis(ids: Iterable<string>): { known: Set<string>; ask: string[] } {
     const now = this.d.clock.now();
-    const out = new Set<string>();
+    const known = new Set<string>();
     const ask: string[] = [];
     for (const id of ids) {
       const until = this.nhiCache.get(id);
-      if (until !== undefined && until > now) out.add(id);
+      if (until !== undefined && until > now) known.add(id);
       else ask.push(id);
     }
-    if (ask.length === 0) return out;
-    for (const id of await tx.knownNhiIds(ask)) {
-      out.add(id);
+    return { known, ask };
+  }
+
+  /** Remembers these ids as NHIs for KNOWN_NHI_TTL_MS. */
+  rememberNhis(ids: Iterable<string>): void {
+    const until = this.d.clock.now() + KNOWN_NHI_TTL_MS;
+    for (const id of ids) {
       this.nhiCache.delete(id);
-      this.nhiCache.set(id, now + KNOWN_NHI_TTL_MS);
+      this.nhiCache.set(id, until);
     }
     if (this.nhiCache.size > MAX_KNOWN_NHIS) {
       for (const id of this.nhiCache.keys()) {
@@ -212,7 +233,6 @@ export class SsfReceiver {
         this.nhiCache.delete(id);
       }
     }
-    return out;
   }
 
   // ------------------------------------------------------------------ push (RFC 8935)
@@ -610,7 +630,7 @@ class SetIngest {
     }
   }
 
-  /** One transaction for `batch`; settles every Pending of it, or throws having settled none. */
+  /** One write for `batch` (one statement on PostgreSQL, else one transaction); settles every Pending of it, or throws having settled none. */
   private async write(batch: Pending[]): Promise<void> {
     const { store } = this.d;
     const names = [...new Set(batch.map((p) => p.r.name))];
@@ -625,40 +645,15 @@ class SetIngest {
       else firsts.set(k, p);
     }
     const uniq = [...firsts.values()];
-    // PostgreSQL: NHIs not remembered are looked up on another connection while the transaction
-    // starts (one round trip less for a SET about a new subject). SQLite has one connection,
-    // which the transaction holds: there it is read inside.
-    const prefetch = store.dialect === 'postgres' ? this.rcv.knownNhis(store, candidates) : undefined;
-    prefetch?.catch(() => undefined); // awaited in the transaction; a failure before then is not unhandled
-    let result;
+    let result: { won: boolean[]; staged: StagedSignals | undefined; keep: ReadonlySet<string> | undefined; audits: AuditInput[] } | undefined;
     try {
-      result = await store.transaction(async (tx) => {
-      const won = await tx.insertOnceMany(uniq.map((p) => ({
-        scope: `ssf-set:${p.r.name}`, key: p.set.jti, expiresAt: p.set.iat * 1000 + p.r.max_age * 1000 + IAT_SKEW_MS,
-      })));
-      // On the transaction's connection (the pool is shared with the audit log, whose writes wait
-      // on the chain lock), unless recently read: the local streams' status (and, on SQLite, the
-      // subjects' NHIs).
-      const statuses = await this.rcv.streamStatuses(tx, names);
-      const known = await (prefetch ?? this.rcv.knownNhis(tx, candidates));
-      const refused = new Map<string, SetError>();
-      names.forEach((n, i) => {
-        const st = statuses[i];
-        if (st && st !== 'enabled') refused.set(n, new SetError('access_denied', `the stream is ${st}`));
-      });
-      // A paused or disabled stream takes nothing: roll back (its SETs' replay records with it).
-      if (refused.size > 0) throw new StreamsRefused(refused);
-      const inputs: SignalInput[] = [];
-      const audits: AuditInput[] = [];
-      uniq.forEach((p, i) => {
-        if (!won[i]) return;
-        const plan = this.rcv.plan(p.r, p.set, p.receivedAt, known);
-        inputs.push(...plan.inputs);
-        audits.push(...plan.audits);
-      });
-      const staged = inputs.length ? await this.d.signals.stage(tx, inputs) : undefined;
-      return { won, staged, audits };
-      });
+      if (store.dialect === 'postgres' && store.recordSetsOnce) result = await this.writeOneStatement(uniq, names, candidates, store as typeof store & SignalsBatchStore);
+      // PostgreSQL: NHIs not remembered are looked up on another connection while the transaction
+      // starts (one round trip less for a SET about a new subject). SQLite has one connection,
+      // which the transaction holds: there it is read inside.
+      const prefetch = result || store.dialect !== 'postgres' ? undefined : this.rcv.knownNhis(store, candidates);
+      prefetch?.catch(() => undefined); // awaited in the transaction; a failure before then is not unhandled
+      result ??= await this.writeInTransaction(uniq, names, candidates, prefetch);
     } catch (err) {
       if (!(err instanceof StreamsRefused)) throw err;
       // Rare (an operator paused a receiver): refuse its SETs, record the others of the batch.
@@ -670,12 +665,142 @@ class SetIngest {
       if (rest.length > 0) await this.write(rest);
       return;
     }
-    const { won, staged, audits } = result;
+    const { won, staged, keep, audits } = result;
     // Committed: on record. Apply, audit and publish (not awaited: the bus is the fast path).
-    staged?.commit().catch((err: unknown) => this.d.logger.error({ err }, 'signal commit step failed'));
+    staged?.commit(keep).catch((err: unknown) => this.d.logger.error({ err }, 'signal commit step failed'));
     for (const a of audits) this.d.audit.record(a);
     uniq.forEach((p, i) => p.resolve(won[i] ? 'accepted' : 'duplicate'));
     for (const p of copies) p.resolve('duplicate');
+  }
+
+  /** A paused or disabled stream takes nothing: thrown inside the transaction, which rolls back. */
+  private refusals(names: readonly string[], statuses: ReadonlyArray<SsfStreamStatus | undefined>): void {
+    const refused = new Map<string, SetError>();
+    names.forEach((n, i) => {
+      const st = statuses[i];
+      if (st && st !== 'enabled') refused.set(n, new SetError('access_denied', `the stream is ${st}`));
+    });
+    if (refused.size > 0) throw new StreamsRefused(refused);
+  }
+
+  /**
+   * PostgreSQL, when every signal of the batch is a revocation (or recorded only): ONE
+   * statement (`recordSetsOnce`) checks that the receivers' streams are enabled and that the
+   * subjects' NHIs not remembered exist, and only then writes the replay records and, for the SETs
+   * that won them, the signals and revocations: one round trip where the transaction took five
+   * (BEGIN, replay, signals, revocations, COMMIT) plus a read of the NHIs (the first SET about an
+   * NHI) and, every second, of the streams' status. Both are CPU at the signals instance and time
+   * before the revocation reaches the bus. The signals are planned (the NHIs assumed to exist)
+   * and staged for every SET first, through a store that only collects the rows; a SET that lost
+   * its replay record (a copy accepted elsewhere) has none of its rows written, and `keep` leaves it
+   * out of the commit. When a check fails nothing is written and undefined is returned, as for a
+   * batch with anything else (a kill switch, a restriction): the transaction path then decides
+   * (unmapped subjects, a paused stream) as it always did.
+   */
+  private async writeOneStatement(uniq: Pending[], names: readonly string[], candidates: ReadonlySet<string>, store: ReceiverDeps['store'] & SignalsBatchStore) {
+    const { ask } = this.rcv.rememberedNhis(candidates);
+    const assumed = new Set(candidates);
+    const inputs: SignalInput[] = [];
+    const setOf: number[] = [];
+    const auditsOf: AuditInput[][] = [];
+    for (let i = 0; i < uniq.length; i++) {
+      const p = uniq[i]!;
+      const plan = this.rcv.plan(p.r, p.set, p.receivedAt, assumed);
+      for (const input of plan.inputs) {
+        if (!input.recordOnly && input.action !== 'revoke_tokens') return undefined;
+        inputs.push(input);
+        setOf.push(i);
+      }
+      auditsOf.push(plan.audits);
+    }
+    const sink = new CollectingStore(store);
+    const staged = inputs.length ? await this.d.signals.stage(sink, inputs) : undefined;
+    if (sink.needsTransaction) return undefined;
+    const setOfSignal = new Map<string, number>();
+    staged?.records.forEach((rec, k) => setOfSignal.set(rec.id, setOf[k]!));
+    const revocations: Array<{ of: number; rec: RevocationRecord }> = [];
+    for (const rec of sink.revocations) {
+      const of = rec.signalId ? setOfSignal.get(rec.signalId) : undefined;
+      if (of === undefined) return undefined; // not one of this batch's signals: let the transaction path write it
+      revocations.push({ of, rec });
+    }
+    const won = await store.recordSetsOnce({
+      replay: uniq.map((p) => ({ scope: `ssf-set:${p.r.name}`, key: p.set.jti, expiresAt: p.set.iat * 1000 + p.r.max_age * 1000 + IAT_SKEW_MS })),
+      signals: sink.signals.map((rec) => ({ of: setOfSignal.get(rec.id)!, rec })),
+      revocations,
+      requireNhis: ask,
+      requireStreamsEnabled: names.map(inboundStreamId),
+    });
+    if (won === undefined) {
+      // An NHI is unknown or a stream not enabled: the transaction path reads both afresh.
+      this.rcv.forgetStatuses(names);
+      return undefined;
+    }
+    this.rcv.rememberNhis(ask);
+    const allWon = won.every(Boolean);
+    const keep = allWon || !staged ? undefined : new Set(staged.records.filter((_, k) => won[setOf[k]!]).map((r) => r.id));
+    const audits = auditsOf.flatMap((a, i) => (won[i] ? a : []));
+    return { won, staged, keep, audits };
+  }
+
+  /** One transaction: replay records, then the signals of the SETs that won them and what they cause. */
+  private async writeInTransaction(uniq: Pending[], names: readonly string[], candidates: Set<string>, prefetch: Promise<Set<string>> | undefined) {
+    return this.d.store.transaction(async (tx) => {
+      const won = await tx.insertOnceMany(uniq.map((p) => ({
+        scope: `ssf-set:${p.r.name}`, key: p.set.jti, expiresAt: p.set.iat * 1000 + p.r.max_age * 1000 + IAT_SKEW_MS,
+      })));
+      // On the transaction's connection (the pool is shared with the audit log, whose writes wait
+      // on the chain lock), unless recently read: the local streams' status (and, on SQLite, the
+      // subjects' NHIs).
+      const statuses = await this.rcv.streamStatuses(tx, names);
+      const known = await (prefetch ?? this.rcv.knownNhis(tx, candidates));
+      // A paused or disabled stream takes nothing: roll back (its SETs' replay records with it).
+      this.refusals(names, statuses);
+      const inputs: SignalInput[] = [];
+      const audits: AuditInput[] = [];
+      uniq.forEach((p, i) => {
+        if (!won[i]) return;
+        const plan = this.rcv.plan(p.r, p.set, p.receivedAt, known);
+        inputs.push(...plan.inputs);
+        audits.push(...plan.audits);
+      });
+      const staged = inputs.length ? await this.d.signals.stage(tx, inputs) : undefined;
+      return { won, staged, keep: undefined, audits };
+    });
+  }
+}
+
+/**
+ * The store `Signals.stage` writes through on the one-statement path: reads go to the store,
+ * the signal and revocation rows are collected for `recordSetsOnce`, and any other write (a kill
+ * switch, a restriction) marks the batch as needing a transaction (staging has no effect until
+ * `commit()`, so the batch is then simply staged again in one).
+ */
+class CollectingStore implements SignalsTxStore {
+  readonly signals: SignalRecord[] = [];
+  readonly revocations: RevocationRecord[] = [];
+  needsTransaction = false;
+
+  constructor(private readonly reads: Pick<SignalsTxStore, 'getIssuedToken'>) {}
+
+  getIssuedToken(jti: string): ReturnType<SignalsTxStore['getIssuedToken']> {
+    return this.reads.getIssuedToken(jti);
+  }
+
+  async insertSignals(s: readonly SignalRecord[]): Promise<void> {
+    this.signals.push(...s);
+  }
+
+  async addRevocations(r: readonly RevocationRecord[]): Promise<void> {
+    this.revocations.push(...r);
+  }
+
+  async addKillSwitch(): Promise<void> {
+    this.needsTransaction = true;
+  }
+
+  async addRestriction(): Promise<void> {
+    this.needsTransaction = true;
   }
 }
 

@@ -9,8 +9,11 @@ export const SIGNAL_RAISED = 'signal.raised';
 
 /** The part of the broker's public API that enforces signals (src/broker/index.ts, Broker). */
 export interface SignalEnforcer {
-  /** Writes revocations / kill switches through the caller's transaction; `commit()` after it committed applies, audits and publishes them. */
-  stage(store: EnforcementStore, ops: readonly EnforcementOp[]): Promise<{ commit: () => Promise<void> }>;
+  /**
+   * Writes revocations / kill switches through the caller's transaction; `commit()` after it
+   * committed applies, audits and publishes them (with `keep`: only those of these signals).
+   */
+  stage(store: EnforcementStore, ops: readonly EnforcementOp[]): Promise<{ commit: (keep?: ReadonlySet<string>) => Promise<void> }>;
 }
 
 /** What one group commit of signals writes, through a transaction-bound store. */
@@ -19,8 +22,12 @@ export type SignalsTxStore = Pick<SignalsStore, 'insertSignals' | 'addRestrictio
 /** Signals staged in a transaction: `commit()` once it has committed. */
 export interface StagedSignals {
   records: SignalRecord[];
-  /** Applies in this instance, audits and publishes; resolves when the publishes settled (the caller need not wait). */
-  commit(): Promise<void>;
+  /**
+   * Applies in this instance, audits and publishes; resolves when the publishes settled (the
+   * caller need not wait). `keep`: only the signals with these ids (and what they cause) were
+   * written (the others' SETs were replays, see the receiver's one-statement commit).
+   */
+  commit(keep?: ReadonlySet<string>): Promise<void>;
 }
 
 export interface SignalInput {
@@ -123,28 +130,31 @@ export class Signals {
     const broker = ops.length ? await this.d.broker.stage(tx, ops) : undefined;
     for (const r of restrictions) await tx.addRestriction(r);
 
-    const commit = async (): Promise<void> => {
+    const commit = async (keep?: ReadonlySet<string>): Promise<void> => {
+      const recs = keep ? records.filter((r) => keep.has(r.id)) : records;
       // Enforcement first (this instance's state, then the bus): the other instances wait on it.
-      const sends: Promise<unknown>[] = broker ? [broker.commit()] : [];
-      for (const rec of records) {
-        this.d.audit.record({
-          type: 'signal.raised', actor: rec.source, subject: rec.nhiId, decision: rec.action,
-          data: { signal_id: rec.id, reason: rec.reason, severity: rec.severity, jti: rec.jti, run_id: rec.runId, txn: rec.txn, status: rec.status === 'applied' || rec.status === 'failed' ? 'recorded' : rec.status },
-        });
-      }
+      const sends: Promise<unknown>[] = broker ? [broker.commit(keep)] : [];
       for (const r of restrictions) {
+        if (keep && !keep.has(r.signalId)) continue;
         this.d.audit.record({ type: 'restriction.added', actor: `signal:${r.signalId}`, subject: r.nhiId, decision: r.kind, data: { restriction_id: r.id, fallback_tier: r.fallbackTier, signal_id: r.signalId } });
         sends.push(this.d.bus.publish(RESTRICTION_SUBJECTS.added, r, { id: r.id }).catch((err: unknown) => this.d.logger.warn({ err }, 'restriction not published')));
       }
-      for (const rec of records) {
+      for (const rec of recs) {
         if (rec.status === 'failed') this.d.logger.error({ signal_id: rec.id, error: rec.error }, 'signal enforcement failed');
         if (rec.status === 'applied') this.d.onApplied?.((rec.appliedAt! - rec.receivedAt) / 1000, rec.action);
-        if (rec.status === 'applied' || rec.status === 'failed') {
-          this.d.audit.record({
-            type: rec.status === 'applied' ? 'signal.applied' : 'signal.failed', actor: rec.source, subject: rec.nhiId, decision: rec.action,
-            data: { signal_id: rec.id, applied_at: rec.appliedAt, error: rec.error, time_to_apply_ms: rec.appliedAt === null ? null : rec.appliedAt - rec.receivedAt },
-          });
-        }
+        // ONE audit record per signal, its outcome: `signal.applied` / `signal.failed`, or
+        // `signal.raised` when it is recorded only (unmapped, ignored). It carries what was
+        // raised (reason, severity, subject, txn) and how it ended; what the broker enforced has
+        // its own record (`tokens.revoked`, `token.revoked`, `kill.engaged`), and a restriction
+        // `restriction.added`.
+        const type = rec.status === 'applied' ? 'signal.applied' : rec.status === 'failed' ? 'signal.failed' : 'signal.raised';
+        this.d.audit.record({
+          type, actor: rec.source, subject: rec.nhiId, decision: rec.action,
+          data: {
+            signal_id: rec.id, reason: rec.reason, severity: rec.severity, jti: rec.jti, run_id: rec.runId, txn: rec.txn, status: rec.status,
+            received_at: rec.receivedAt, applied_at: rec.appliedAt, error: rec.error, time_to_apply_ms: rec.appliedAt === null ? null : rec.appliedAt - rec.receivedAt,
+          },
+        });
         sends.push(this.d.bus.publish(SIGNAL_RAISED, rec, { id: rec.id }).catch((err: unknown) => this.d.logger.warn({ err }, 'signal not published')));
       }
       await Promise.all(sends);

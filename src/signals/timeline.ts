@@ -1,6 +1,8 @@
 import type { Clock, Logger } from '../core/index.js';
 import type { SignalApplicationRecord, SignalRecord, SignalsStore } from './ports.js';
 
+/** How long a first mark waits before the write (see `enqueue`). */
+const WRITE_DELAY_MS = 100;
 /** Signal ids remembered per instance (dedupe of "applied" / "first denial"); beyond it the oldest go. */
 const MAX_REMEMBERED = 10_000;
 
@@ -11,9 +13,10 @@ export type PropagationStage = 'applied' | 'first_denial';
  * (its revocation state heard the revocation or kill switch) and when it first refused a call
  * because of it. Both are called from paths that must not wait (the bus handler, the proxy's
  * deny path): the store write happens in the background, once per signal, and a failed write is
- * logged, never thrown. Writes are group-committed: what arrives while a write runs goes in the
- * next one, one multi-row upsert (`recordSignalTimes`) and one read of the signals' arrival
- * times for the histogram, however many signals a burst brings.
+ * logged, never thrown. Writes are group-committed: a first mark waits WRITE_DELAY_MS (off the
+ * path the revocation itself takes to the other instances), and what arrives meanwhile or while
+ * a write runs goes in the same or the next one: one statement on PostgreSQL (`recordSignalTimes`,
+ * the upsert and the signals' arrival times for the histogram), however many signals a burst brings.
  */
 export class SignalTimeline {
   private readonly applied = new Set<string>();
@@ -24,11 +27,13 @@ export class SignalTimeline {
 
   constructor(
     private readonly d: {
-      store: Pick<SignalsStore, 'recordSignalTimes' | 'getSignals'>;
+      store: Pick<SignalsStore, 'recordSignalTimes'>;
       instanceId: string;
       role: string;
       clock: Clock;
       logger: Logger;
+      /** How long a mark waits before it is written, with whatever else comes meanwhile (default WRITE_DELAY_MS). */
+      writeDelayMs?: number;
       /** Seconds from the signal's arrival to this stage at this instance (`mandate_signal_propagation_seconds`). */
       onObserved?: (stage: PropagationStage, seconds: number) => void;
     },
@@ -58,10 +63,14 @@ export class SignalTimeline {
     this.queue.push({ stage, signalId, at });
     if (this.scheduled || this.inFlight) return;
     this.scheduled = true;
-    setImmediate(() => {
+    // Not at once: the times are already taken, and the write (a statement, its CPU, a database
+    // round trip) would otherwise run right when the revocation is still on its way to the other
+    // instances (on the same few cores). A short wait also gathers a burst into one statement.
+    const t = setTimeout(() => {
       this.scheduled = false;
       void this.run();
-    });
+    }, this.d.writeDelayMs ?? WRITE_DELAY_MS);
+    t.unref();
   }
 
   private run(): Promise<void> {
@@ -78,11 +87,10 @@ export class SignalTimeline {
   private async write(batch: Array<{ stage: PropagationStage; signalId: string; at: number }>): Promise<void> {
     const { instanceId, role } = this.d;
     try {
-      await this.d.store.recordSignalTimes(batch.map((b) => ({
+      const received = await this.d.store.recordSignalTimes(batch.map((b) => ({
         signalId: b.signalId, instanceId, role, appliedAt: b.stage === 'applied' ? b.at : null, firstDeniedAt: b.stage === 'first_denial' ? b.at : null,
       })));
       if (this.d.onObserved) {
-        const received = new Map((await this.d.store.getSignals(batch.map((b) => b.signalId))).map((s) => [s.id, s.receivedAt]));
         for (const b of batch) {
           const at = received.get(b.signalId);
           if (at !== undefined) this.d.onObserved(b.stage, Math.max(0, b.at - at) / 1000);

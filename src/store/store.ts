@@ -20,7 +20,7 @@ import type {
   ApprovalRecord, ApprovalStatus, BrokerBatchStore, BrokerStore, IssuedTokenRecord, KillSwitchRecord, ReplayInsert, RevocationRecord,
 } from '../broker/ports.js';
 import type {
-  RestrictionRecord, SignalApplicationRecord, SignalRecord, SignalStatus, SignalsStore, SsfEventRecord, SsfEventStatus, SsfStreamDirection, SsfStreamRecord,
+  RestrictionRecord, SetBatchWrite, SignalApplicationRecord, SignalRecord, SignalStatus, SignalsBatchStore, SignalsStore, SsfEventRecord, SsfEventStatus, SsfStreamDirection, SsfStreamRecord,
   SsfSubjectRecord,
 } from '../signals/ports.js';
 import type {
@@ -107,7 +107,7 @@ interface Shared {
  * ConflictError, foreign-key violations to NotFoundError, an unreachable or closed database
  * to UnavailableError.
  */
-export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, ReplayStore, BrokerStore, BrokerBatchStore, SignalsStore, GovernanceStore {
+export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, ReplayStore, BrokerStore, BrokerBatchStore, SignalsStore, SignalsBatchStore, GovernanceStore {
   readonly dialect: StoreDialect;
   /**
    * The query builder. Inside `transaction(fn)`, the Store handed to fn has the Kysely
@@ -878,8 +878,9 @@ export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, 
    * the same (signal, instance) are merged first (PostgreSQL refuses to update a row twice in
    * one statement); the earliest time of each kind wins.
    */
-  async recordSignalTimes(rows: readonly { signalId: string; instanceId: string; role: string; appliedAt: number | null; firstDeniedAt: number | null }[]): Promise<void> {
-    if (rows.length === 0) return;
+  async recordSignalTimes(rows: readonly { signalId: string; instanceId: string; role: string; appliedAt: number | null; firstDeniedAt: number | null }[]): Promise<Map<string, number>> {
+    const received = new Map<string, number>();
+    if (rows.length === 0) return received;
     const min = (a: number | null, b: number | null) => (a === null ? b : b === null ? a : Math.min(a, b));
     const merged = new Map<string, { signal_id: string; instance_id: string; role: string; applied_at: number | null; first_denied_at: number | null }>();
     for (const r of rows) {
@@ -892,6 +893,14 @@ export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, 
     }
     const all = [...merged.values()];
     await this.#guard({ what: `record ${all.length} signal times` }, async () => {
+      if (this.dialect === 'postgres') {
+        // One statement, every column one array parameter: the upsert and the signals' arrival times.
+        const { rows: back } = await this.db.executeQuery<{ id: string; received_at: string | number }>(CompiledQuery.raw(SIGNAL_TIMES_SQL, [
+          all.map((a) => a.signal_id), all.map((a) => a.instance_id), all.map((a) => a.role), all.map((a) => a.applied_at), all.map((a) => a.first_denied_at),
+        ]));
+        for (const b of back) received.set(b.id, Number(b.received_at));
+        return;
+      }
       for (let i = 0; i < all.length; i += BATCH_ROWS) {
         await this.db.insertInto('signal_applications').values(all.slice(i, i + BATCH_ROWS))
           .onConflict((oc) => oc.columns(['signal_id', 'instance_id']).doUpdateSet({
@@ -900,7 +909,13 @@ export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, 
           }))
           .execute();
       }
+      const ids = [...new Set(all.map((a) => a.signal_id))];
+      for (let i = 0; i < ids.length; i += BATCH_ROWS) {
+        const found = await this.db.selectFrom('signals').select(['id', 'received_at']).where('id', 'in', ids.slice(i, i + BATCH_ROWS)).execute();
+        for (const f of found) received.set(f.id, Number(f.received_at));
+      }
     });
+    return received;
   }
 
   async listSignalApplications(signalIds: readonly string[]): Promise<SignalApplicationRecord[]> {
@@ -1353,6 +1368,44 @@ export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, 
     });
   }
 
+  /**
+   * A group of SETs in ONE statement (PostgreSQL only): when the checks pass (the NHIs exist, the
+   * streams are enabled; else nothing is written and undefined returned), data-modifying CTEs insert the replay
+   * records (the conditional upsert of `insertOnceMany`, so a record is decided atomically
+   * across instances exactly as there), then the signals and revocations of the SETs whose
+   * record was inserted (joined on the CTE's RETURNING), with every column passed as one array
+   * parameter (`unnest`): one round trip, no BEGIN/COMMIT, no query text built per row count.
+   * A statement is atomic: any failure (a duplicate id, a lost connection) writes nothing.
+   */
+  async recordSetsOnce(w: SetBatchWrite): Promise<boolean[] | undefined> {
+    if (w.replay.length === 0) return [];
+    if (this.dialect !== 'postgres') throw new MandateError('ERR_STORE_USAGE', 'recordSetsOnce() is for PostgreSQL; use a transaction on SQLite');
+    return this.#guard({ what: `record ${w.replay.length} SETs`, unique: 'a signal or revocation already exists' }, async () => {
+      const col = <T, V>(rows: readonly T[], f: (r: T) => V): V[] => rows.map(f);
+      const sigs = w.signals.map((x) => ({ of: x.of, row: signalToRow(x.rec) }));
+      const revs = w.revocations.map((x) => ({ of: x.of, row: revocationToRow(x.rec) }));
+      const params: unknown[] = [
+        // $1–$4: replay
+        col(w.replay, (r) => r.scope), col(w.replay, (r) => r.key), col(w.replay, (r) => r.expiresAt), this.#shared.clock.now(),
+        // $5–$20: signals (the SET's index, then the columns)
+        col(sigs, (s) => s.of), col(sigs, (s) => s.row.id), col(sigs, (s) => s.row.nhi_id), col(sigs, (s) => s.row.jti), col(sigs, (s) => s.row.run_id),
+        col(sigs, (s) => s.row.credential_id), col(sigs, (s) => s.row.reason), col(sigs, (s) => s.row.severity), col(sigs, (s) => s.row.action),
+        col(sigs, (s) => s.row.source), col(sigs, (s) => s.row.txn), col(sigs, (s) => s.row.received_at), col(sigs, (s) => s.row.applied_at),
+        col(sigs, (s) => s.row.status), col(sigs, (s) => s.row.error), col(sigs, (s) => s.row.data),
+        // $21–$29: revocations
+        col(revs, (r) => r.of), col(revs, (r) => r.row.id), col(revs, (r) => r.row.kind), col(revs, (r) => r.row.target), col(revs, (r) => r.row.not_before),
+        col(revs, (r) => r.row.reason), col(revs, (r) => r.row.signal_id), col(revs, (r) => r.row.created_at), col(revs, (r) => r.row.expires_at),
+        // $30, $31: the checks
+        [...new Set(w.requireNhis ?? [])], [...new Set(w.requireStreamsEnabled ?? [])],
+      ];
+      const { rows } = await this.db.executeQuery<{ ok: boolean; won: Array<number | string> | null }>(CompiledQuery.raw(RECORD_SETS_SQL, params));
+      const r = rows[0];
+      if (!r?.ok) return undefined;
+      const won = new Set((r.won ?? []).map(Number));
+      return w.replay.map((_, i) => won.has(i));
+    });
+  }
+
   /** A record is expired when expires_at <= now (the same rule insertOnce uses). */
   async purgeExpired(now: number): Promise<number> {
     return this.#guard({ what: 'replay purge' }, async () => {
@@ -1471,6 +1524,47 @@ const replaySql = new Map<string, string>();
  * for `n` rows, exactly the text Kysely compiles for the builder form of insertOnce (parameters:
  * scope, key, expires_at per row, then now); one text per dialect and row count, kept.
  */
+/** `recordSignalTimes` on PostgreSQL: the upsert (first time of each kind wins) and the arrival times of its signals. */
+const SIGNAL_TIMES_SQL = `with "up" as (
+  insert into "signal_applications" ("signal_id", "instance_id", "role", "applied_at", "first_denied_at")
+  select * from unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])
+  on conflict ("signal_id", "instance_id") do update set
+    "applied_at" = coalesce("signal_applications"."applied_at", "excluded"."applied_at"),
+    "first_denied_at" = coalesce("signal_applications"."first_denied_at", "excluded"."first_denied_at")
+  returning 1
+)
+select "id", "received_at" from "signals" where "id" = any($1::text[])`;
+
+/** `recordSetsOnce`: its parameters are arrays, so the text is the same for any number of rows. */
+const RECORD_SETS_SQL = `with "chk" as (
+  select (select count(*) from "nhis" where "id" = any($30::text[])) = cardinality($30::text[])
+    and not exists (select 1 from "ssf_streams" where "id" = any($31::text[]) and "status" <> 'enabled') as "ok"
+), "input" as (
+  select "i" - 1 as "i", "scope", "key", "expires_at" from unnest($1::text[], $2::text[], $3::bigint[]) with ordinality as t("scope", "key", "expires_at", "i")
+  where (select "ok" from "chk")
+), "won" as (
+  insert into "replay" ("scope", "key", "expires_at") select "scope", "key", "expires_at" from "input"
+  on conflict ("scope", "key") do update set "expires_at" = "excluded"."expires_at" where "replay"."expires_at" <= $4
+  returning "scope", "key"
+), "won_at" as (
+  select "input"."i" from "input" join "won" on "won"."scope" = "input"."scope" and "won"."key" = "input"."key"
+), "sig" as (
+  insert into "signals" ("id", "nhi_id", "jti", "run_id", "credential_id", "reason", "severity", "action", "source", "txn", "received_at", "applied_at", "status", "error", "data")
+  select "id", "nhi_id", "jti", "run_id", "credential_id", "reason", "severity", "action", "source", "txn", "received_at", "applied_at", "status", "error", "data"
+  from unnest($5::int[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::bigint[], $17::bigint[], $18::text[], $19::text[], $20::text[])
+    as s("of", "id", "nhi_id", "jti", "run_id", "credential_id", "reason", "severity", "action", "source", "txn", "received_at", "applied_at", "status", "error", "data")
+  where s."of" in (select "i" from "won_at")
+  returning 1
+), "rev" as (
+  insert into "revocations" ("id", "kind", "target", "not_before", "reason", "signal_id", "created_at", "expires_at")
+  select "id", "kind", "target", "not_before", "reason", "signal_id", "created_at", "expires_at"
+  from unnest($21::int[], $22::text[], $23::text[], $24::text[], $25::bigint[], $26::text[], $27::text[], $28::bigint[], $29::bigint[])
+    as r("of", "id", "kind", "target", "not_before", "reason", "signal_id", "created_at", "expires_at")
+  where r."of" in (select "i" from "won_at")
+  returning 1
+)
+select (select "ok" from "chk") as "ok", (select array_agg("i") from "won_at") as "won"`;
+
 function replayUpsertSql(dialect: StoreDialect, n: number): string {
   const cacheKey = `${dialect}:${n}`;
   let text = replaySql.get(cacheKey);

@@ -2,7 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPair } from 'jose';
 import { BACKENDS, startTestApp, type TestApp } from '../helpers/app.js';
-import { CAEP, startTestTransmitter, type TestTransmitter } from './helpers.js';
+import { CAEP, RISC, startTestTransmitter, type TestTransmitter } from './helpers.js';
 
 /**
  * SET ingest is group-committed (src/signals/receiver.ts, SetIngest): the SETs verified while a
@@ -83,6 +83,46 @@ for (const backend of BACKENDS) {
       const revs = await t.app.store.listRevocations(Date.now());
       const sig = (await t.app.store.listSignals({ limit: 10_000 })).find((s) => s.data.set_jti === jti)!;
       assert.equal(revs.filter((r) => r.signalId === sig.id).length, 1, 'one revocation for the one signal');
+    });
+
+    it('a burst mixing revocations, kill switches, unmapped subjects and a replay: each SET applied once, one audit record per signal', async () => {
+      const tag = `mix2-${backend.store}`;
+      const replayed = await tx.sign(revoked('ingest-agent-5', { jti: `${tag}-replayed` }));
+      assert.equal((await push(replayed)).status, 202);
+      const revokes = await Promise.all(Array.from({ length: 20 }, (_, i) => tx.sign(revoked(`ingest-agent-${i % AGENTS}`, { jti: `${tag}-rev-${i}` }))));
+      const kills = await Promise.all([30, 31, 32].map((i) => tx.sign({
+        aud: AUD, jti: `${tag}-kill-${i}`, sub_id: { format: 'opaque', id: `ingest-agent-${i}` }, events: { [`${RISC}credential-compromise`]: {} },
+      })));
+      const unmapped = await Promise.all([0, 1, 2].map((i) => tx.sign(revoked(`nobody-${i}`, { jti: `${tag}-unmapped-${i}` }))));
+      const all = [...revokes.slice(0, 8), ...kills, replayed, ...unmapped, ...revokes.slice(8)];
+      const answers = await Promise.all(all.map(push));
+      all.forEach((set, i) => assert.equal(answers[i]!.status, set === replayed ? 400 : 202));
+      for (const i of [30, 31, 32]) assert.equal(t.app.broker.revocations.killed(`ingest-agent-${i}`, undefined), 'nhi_killed');
+      const sigs = (await t.app.store.listSignals({ limit: 10_000 })).filter((x) => String(x.data.set_jti).startsWith(tag));
+      assert.equal(sigs.length, 1 + 20 + 3 + 3, 'one signal per SET, the replayed one once');
+      assert.deepEqual(sigs.filter((x) => x.status === 'unmapped').length, 3);
+      assert.deepEqual(sigs.filter((x) => x.status === 'applied').length, 24);
+      await t.app.audit.flush();
+      const audited = new Map<string, string[]>();
+      for (const type of ['signal.applied', 'signal.raised', 'signal.failed']) {
+        for (const r of (await t.admin('GET', `/audit?type=${type}&limit=1000`)).body.records as Array<{ type: string; data: { signal_id: string } }>) {
+          audited.set(r.data.signal_id, [...(audited.get(r.data.signal_id) ?? []), r.type]);
+        }
+      }
+      for (const x of sigs) assert.deepEqual(audited.get(x.id), [x.status === 'unmapped' ? 'signal.raised' : 'signal.applied'], x.id);
+    });
+
+    it('a stream paused by another instance (in the store) refuses SETs: at once on PostgreSQL (checked by the statement), within 1 s on SQLite', async () => {
+      const stream = (await t.app.store.getSsfStream('rcv_idp'))!;
+      await t.app.store.updateSsfStream({ ...stream, status: 'paused', updatedAt: Date.now() });
+      if (backend.store !== 'postgres') await new Promise((r) => setTimeout(r, 1100));
+      const jti = `paused-${backend.store}`;
+      const answer = await push(await tx.sign(revoked('ingest-agent-6', { jti })));
+      assert.equal(answer.status, 403);
+      assert.equal(answer.body.err, 'access_denied');
+      assert.equal((await recorded([jti])).get(jti), 0);
+      assert.equal((await t.admin('POST', '/ssf/receivers/idp/status', { status: 'enabled' })).status, 200);
+      assert.equal((await push(await tx.sign(revoked('ingest-agent-6', { jti })))).status, 202, 'the refused SET left no replay record');
     });
 
     it('a bad SET in a batch fails alone with its RFC 8935 code; the others of the batch are recorded', async () => {

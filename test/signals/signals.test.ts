@@ -40,8 +40,16 @@ describe('internal signals (issue 5 §1–2): admin API, CLI, enforcement, restr
     assert.match(shown.out, /^status\s+applied$/m);
 
     await t.app.audit.flush();
-    const audit = (await t.admin('GET', '/audit?subject=cli-agent')).body.records.map((x: { type: string }) => x.type);
-    for (const type of ['signal.raised', 'signal.applied', 'tokens.revoked']) assert.ok(audit.includes(type), type);
+    // One record for the signal (what was raised and how it ended) and the broker's record of what it enforced.
+    const records = (await t.admin('GET', '/audit?subject=cli-agent')).body.records as Array<{ type: string; data: Record<string, unknown> }>;
+    const ofSignal = records.filter((x) => x.data.signal_id === sig.id);
+    assert.deepEqual(ofSignal.map((x) => x.type).sort(), ['signal.applied', 'tokens.revoked']);
+    const applied = ofSignal.find((x) => x.type === 'signal.applied')!;
+    assert.equal(applied.data.reason, 'leaked in CI log');
+    assert.equal(applied.data.severity, 'critical');
+    assert.equal(applied.data.status, 'applied');
+    assert.equal(typeof applied.data.time_to_apply_ms, 'number');
+    assert.match(String(ofSignal.find((x) => x.type === 'tokens.revoked')!.data.reason), new RegExp(`signal ${sig.id}`));
 
     assert.equal((await cli(t, ['signal', 'raise', '--action', 'disable', '--reason', 'x'])).code, EXIT.usage, 'no subject');
     assert.equal((await cli(t, ['signal', 'raise', '--nhi', 'cli-agent', '--action', 'explode', '--reason', 'x'])).code, EXIT.usage);

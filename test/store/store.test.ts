@@ -735,6 +735,51 @@ for (const d of STORE_DIALECTS) {
         await assert.rejects(store.insertSignal(sig('sig-1')), ConflictError);
       });
 
+      it('recordSetsOnce (PostgreSQL): one statement; a SET whose replay record exists writes none of its rows; any failure writes nothing', async () => {
+        if (d.name !== 'postgres') {
+          await assert.rejects(store.recordSetsOnce({ replay: [{ scope: 's', key: 'k', expiresAt: T0 }], signals: [], revocations: [] }), MandateError);
+          return;
+        }
+        const k = randomBytes(4).toString('hex');
+        const rev = (id: string, signalId: string): RevocationRecord => ({ id, kind: 'nhi', target: `nhi-${id}`, notBefore: T0, reason: 'r', signalId, createdAt: T0, expiresAt: T0 + 60_000 });
+        const exp = clock.now() + 365 * 86_400_000; // beyond the replay tests' clock
+        // The second SET's record is already there (accepted before, maybe by another instance).
+        assert.equal(await peer.insertOnce('ssf-set:t', `b-${k}`, exp), true);
+        const won = await store.recordSetsOnce({
+          replay: [{ scope: 'ssf-set:t', key: `a-${k}`, expiresAt: exp }, { scope: 'ssf-set:t', key: `b-${k}`, expiresAt: exp }, { scope: 'ssf-set:t', key: `c-${k}`, expiresAt: exp }],
+          signals: [
+            { of: 0, rec: sig(`sa-${k}`, { status: 'applied', appliedAt: T0 + 3, data: { set_jti: `a-${k}`, quote: 'it\'s "x" {,}' } }) },
+            { of: 1, rec: sig(`sb-${k}`) },
+            { of: 2, rec: sig(`sc-${k}`, { nhiId: null, status: 'unmapped', txn: null }) },
+          ],
+          revocations: [{ of: 0, rec: rev(`ra-${k}`, `sa-${k}`) }, { of: 1, rec: rev(`rb-${k}`, `sb-${k}`) }],
+        });
+        assert.deepEqual(won, [true, false, true]);
+        assert.deepEqual(await store.getSignal(`sa-${k}`), sig(`sa-${k}`, { status: 'applied', appliedAt: T0 + 3, data: { set_jti: `a-${k}`, quote: 'it\'s "x" {,}' } }));
+        assert.equal((await store.getSignal(`sc-${k}`))?.status, 'unmapped');
+        assert.equal(await store.getSignal(`sb-${k}`), undefined, 'a replayed SET writes no signal');
+        const revs = (await store.listRevocations(T0)).map((r) => r.id);
+        assert.ok(revs.includes(`ra-${k}`));
+        assert.ok(!revs.includes(`rb-${k}`), 'nor a revocation');
+        // A failure (here a signal id that exists) writes nothing, not even the replay records.
+        await assert.rejects(store.recordSetsOnce({
+          replay: [{ scope: 'ssf-set:t', key: `d-${k}`, expiresAt: exp }],
+          signals: [{ of: 0, rec: sig(`sa-${k}`) }],
+          revocations: [{ of: 0, rec: rev(`rd-${k}`, `sa-${k}`) }],
+        }), ConflictError);
+        assert.equal(await store.insertOnce('ssf-set:t', `d-${k}`, exp), true, 'the failed statement left no replay record');
+        assert.ok(!(await store.listRevocations(T0)).some((r) => r.id === `rd-${k}`));
+        // The checks: an NHI that does not exist, or a stream that is not enabled: nothing written, undefined.
+        await store.upsertNhi(nhi(`nhi-${k}`));
+        await store.createSsfStream(stream(`rcv-${k}`, { direction: 'in', owner: null, status: 'paused' }));
+        const one = (key: string) => ({ replay: [{ scope: 'ssf-set:t', key, expiresAt: exp }], signals: [{ of: 0, rec: sig(`s${key}`) }], revocations: [] });
+        assert.equal(await store.recordSetsOnce({ ...one(`e-${k}`), requireNhis: [`nhi-${k}`, `nobody-${k}`] }), undefined);
+        assert.equal(await store.recordSetsOnce({ ...one(`e-${k}`), requireStreamsEnabled: [`rcv-${k}`] }), undefined);
+        assert.equal(await store.getSignal(`se-${k}`), undefined);
+        assert.deepEqual(await store.recordSetsOnce({ ...one(`e-${k}`), requireNhis: [`nhi-${k}`, `nhi-${k}`], requireStreamsEnabled: [`no-such-stream-${k}`] }), [true]);
+        assert.equal((await store.getSignal(`se-${k}`))?.id, `se-${k}`);
+      });
+
       it('signal applications: first applied / first denial per (signal, instance) win, in either order, across instances', async () => {
         await Promise.all([
           store.recordSignalApplied({ signalId: 'sig-a', instanceId: 'i1', role: 'proxy', at: T0 + 5 }),
@@ -793,7 +838,14 @@ for (const d of STORE_DIALECTS) {
         await store.recordSignalDenied({ signalId: 'sig-t', instanceId: 'i2', role: 'broker', at: T0 + 7 });
         const rows = await store.listSignalApplications(['sig-t']);
         assert.deepEqual(rows.map((r) => [r.instanceId, r.role, r.appliedAt, r.firstDeniedAt]), [['i1', 'proxy', T0 + 4, T0 + 8], ['i2', 'broker', T0 + 6, T0 + 7]]);
-        await store.recordSignalTimes([]);
+        assert.equal((await store.recordSignalTimes([])).size, 0);
+        // The arrival times of the rows' signals that exist come back (PostgreSQL: the same statement).
+        await store.insertSignal(sig('sig-t2', { receivedAt: T0 + 77 }));
+        const back = await store.recordSignalTimes([
+          { signalId: 'sig-t2', instanceId: 'i1', role: 'proxy', appliedAt: T0 + 80, firstDeniedAt: null },
+          { signalId: 'sig-none', instanceId: 'i1', role: 'proxy', appliedAt: T0 + 80, firstDeniedAt: null },
+        ]);
+        assert.deepEqual([...back], [['sig-t2', T0 + 77]]);
       });
 
       it('a new restriction supersedes the active one; lifting is atomic across instances', async () => {
