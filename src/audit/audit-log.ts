@@ -219,6 +219,7 @@ export class AuditLog implements AuditSink {
   private startWriter(): void {
     if (this.writing || this.queue.length === 0) return;
     this.clearTimer();
+    const started = Date.now();
     this.writing = this.drain()
       .then(
         () => {
@@ -239,7 +240,9 @@ export class AuditLog implements AuditSink {
       )
       .finally(() => {
         this.writing = undefined;
-        if (this.queue.length > 0) this.schedule(0);
+        // What joined while the writer ran waits for company too, at most flushIntervalMs from
+        // when this write began (so no event waits longer than when it was written at once).
+        if (this.queue.length > 0) this.schedule(this.queue.length >= this.maxBatch ? 0 : Math.max(0, started + this.flushIntervalMs - Date.now()));
       });
   }
 
@@ -273,6 +276,10 @@ export class AuditLog implements AuditSink {
           this.logger?.warn({ err }, 'audit onWritten hook failed');
         }
       }
+      // Less than a full batch joined during the write (an asynchronous store, or the SQLite
+      // writer thread, lets calls go on meanwhile): it is written with what joins next, not
+      // at once, so that a busy log commits a few large batches rather than many small ones.
+      if (this.queue.length < this.maxBatch && this.flushIntervalMs > 0) return;
     }
   }
 
