@@ -1,7 +1,7 @@
 import type { Clock } from '../core/clock.js';
 import { systemClock } from '../core/clock.js';
 import { UnavailableError } from '../core/errors.js';
-import { newId } from '../core/ids.js';
+import { newSortableId } from '../core/ids.js';
 import type { Logger } from '../core/logger.js';
 import type { AuditInput, AuditSink } from '../core/ports/audit-sink.js';
 import { canonicalJson, chainHash } from './chain.js';
@@ -127,9 +127,11 @@ export class AuditLog implements AuditSink {
       throw new UnavailableError('the audit log cannot keep up (store unreachable?): the action is refused because it cannot be audited');
     }
     const scrubbed = scrubAuditJson(input.data, this.maxDataBytes);
+    const ts = input.ts ?? this.clock.now();
     const ev: AuditEvent = {
-      id: input.id ?? newId('aud'),
-      ts: input.ts ?? this.clock.now(),
+      // Time-ordered: the unique index on audit.id then grows at its end (see newSortableId).
+      id: input.id ?? newSortableId('aud', Date.now()),
+      ts,
       type: cleanString(input.type, 256),
       actor: opt(input.actor),
       subject: opt(input.subject),
@@ -306,7 +308,7 @@ export class AuditLog implements AuditSink {
         if (sameContent(ev, r)) {
           found.add(r.id);
         } else {
-          const fresh = newId('aud');
+          const fresh = newSortableId('aud', Date.now());
           this.logger?.warn({ id: ev.id, fresh }, 'audit event id already used by another record; re-keyed');
           ev.id = fresh;
         }
