@@ -103,4 +103,22 @@ describe('SQLite writer thread', () => {
     assert.equal(n, 40);
     assert.equal((await file.auditHead()).seq, 1204 + 800);
   });
+
+  it('close() lets the thread finish what was sent before it: nothing appended is lost at shutdown', async () => {
+    const path = join(dir, 'shutdown.db');
+    const a = await openStore({ driver: 'sqlite', sqlitePath: path });
+    await a.migrate();
+    const pending = a.appendChained(events(300, 50_000), chainHash);
+    const replayed = a.insertOnceMany([{ scope: 'dpop', key: 'k', expiresAt: Date.now() + 60_000 }]);
+    await a.close();
+    assert.equal((await pending).length, 300);
+    assert.deepEqual(await replayed, [true]);
+    const b = await openStore({ driver: 'sqlite', sqlitePath: path });
+    try {
+      assert.equal((await b.auditHead()).seq, 300);
+      assert.equal(await b.insertOnce('dpop', 'k', Date.now() + 60_000), false);
+    } finally {
+      await b.close();
+    }
+  });
 });
