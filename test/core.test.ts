@@ -4,6 +4,7 @@ import { Writable } from 'node:stream';
 import {
   Router, createLogger, hasDuplicateKeys, parseJsonObject, resolveSecret, secretEquals, stripQuery, traceIdFrom, toHttpError,
   OAuthError, ValidationError,
+  newSortableId,
 } from '../src/core/index.js';
 
 describe('logger redaction', () => {
@@ -87,5 +88,17 @@ describe('errors on the wire', () => {
     assert.equal(traceIdFrom('00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'), '4bf92f3577b34da6a3ce929d0e0e4736');
     assert.equal(traceIdFrom('00-00000000000000000000000000000000-00f067aa0ba902b7-01'), undefined);
     assert.equal(traceIdFrom('garbage'), undefined);
+  });
+});
+
+describe('ids', () => {
+  it('newSortableId: prefix, time first (sorts by creation ms), 128 random bits after it', () => {
+    const a = newSortableId('aud', 1_700_000_000_000);
+    const b = newSortableId('aud', 1_700_000_000_001);
+    assert.match(a, /^aud_[0-9a-z]{9}[A-Za-z0-9_-]{22}$/);
+    assert.ok(a < b && newSortableId('aud', 1_700_000_000_000) < b);
+    assert.ok(newSortableId('aud', 99) < a, 'shorter times are padded');
+    const same = new Set(Array.from({ length: 1000 }, () => newSortableId('aud', 1_700_000_000_000)));
+    assert.equal(same.size, 1000, 'ids of one millisecond still differ');
   });
 });

@@ -1,7 +1,7 @@
 import type { Clock } from '../core/clock.js';
 import { systemClock } from '../core/clock.js';
 import { UnavailableError } from '../core/errors.js';
-import { newId } from '../core/ids.js';
+import { newSortableId } from '../core/ids.js';
 import type { Logger } from '../core/logger.js';
 import type { AuditInput, AuditSink } from '../core/ports/audit-sink.js';
 import { canonicalJson, chainHash } from './chain.js';
@@ -127,9 +127,11 @@ export class AuditLog implements AuditSink {
       throw new UnavailableError('the audit log cannot keep up (store unreachable?): the action is refused because it cannot be audited');
     }
     const scrubbed = scrubAuditJson(input.data, this.maxDataBytes);
+    const ts = input.ts ?? this.clock.now();
     const ev: AuditEvent = {
-      id: input.id ?? newId('aud'),
-      ts: input.ts ?? this.clock.now(),
+      // Time-ordered: the unique index on audit.id then grows at its end (see newSortableId).
+      id: input.id ?? newSortableId('aud', Date.now()),
+      ts,
       type: cleanString(input.type, 256),
       actor: opt(input.actor),
       subject: opt(input.subject),
@@ -219,6 +221,7 @@ export class AuditLog implements AuditSink {
   private startWriter(): void {
     if (this.writing || this.queue.length === 0) return;
     this.clearTimer();
+    const started = Date.now();
     this.writing = this.drain()
       .then(
         () => {
@@ -239,7 +242,9 @@ export class AuditLog implements AuditSink {
       )
       .finally(() => {
         this.writing = undefined;
-        if (this.queue.length > 0) this.schedule(0);
+        // What joined while the writer ran waits for company too, at most flushIntervalMs from
+        // when this write began (so no event waits longer than when it was written at once).
+        if (this.queue.length > 0) this.schedule(this.queue.length >= this.maxBatch ? 0 : Math.max(0, started + this.flushIntervalMs - Date.now()));
       });
   }
 
@@ -273,6 +278,10 @@ export class AuditLog implements AuditSink {
           this.logger?.warn({ err }, 'audit onWritten hook failed');
         }
       }
+      // Less than a full batch joined during the write (an asynchronous store, or the SQLite
+      // writer thread, lets calls go on meanwhile): it is written with what joins next, not
+      // at once, so that a busy log commits a few large batches rather than many small ones.
+      if (this.queue.length < this.maxBatch && this.flushIntervalMs > 0) return;
     }
   }
 
@@ -299,7 +308,7 @@ export class AuditLog implements AuditSink {
         if (sameContent(ev, r)) {
           found.add(r.id);
         } else {
-          const fresh = newId('aud');
+          const fresh = newSortableId('aud', Date.now());
           this.logger?.warn({ id: ev.id, fresh }, 'audit event id already used by another record; re-keyed');
           ev.id = fresh;
         }

@@ -51,8 +51,25 @@ export function isSensitiveKey(key: string): boolean {
 /** A string made safe for every store (no NUL, well-formed UTF-16) and bounded in length. */
 export function cleanString(s: string, max = MAX_STRING): string {
   let out = s.includes('\u0000') ? s.replace(/\u0000/g, '') : s;
-  out = out.replace(LONE_SURROGATE, '\uFFFD');
+  // The native check first: almost every string is well-formed, and then nothing is replaced.
+  if (!(out as WellFormed).isWellFormed()) out = out.replace(LONE_SURROGATE, '\uFFFD');
   return out.length > max ? `${out.slice(0, max)}…[truncated ${out.length - max} chars]` : out;
+}
+
+/** ES2024 String.prototype.isWellFormed (Node 20), not yet in the ES2023 lib this project compiles against. */
+type WellFormed = string & { isWellFormed(): boolean };
+
+/**
+ * Data keys known to come out of cleanString unchanged (the proxy's dozen keys on every call):
+ * bounded like keyVerdicts; a key not in it is cleaned as before.
+ */
+const cleanKeys = new Set<string>();
+
+function cleanKey(k: string): string {
+  if (cleanKeys.has(k)) return k;
+  const key = cleanString(k, 256);
+  if (key === k && cleanKeys.size < MAX_KEY_VERDICTS) cleanKeys.add(k);
+  return key;
 }
 
 function scrubString(s: string): string {
@@ -119,7 +136,7 @@ export function scrubAuditJson(data: unknown, maxBytes = 64 * 1024): { data: Rec
       // Keys in canonical order (core/canonical.ts sorts the same way), so that the result's
       // JSON is already canonical; a key that cleaning changes may reorder, then it is sorted again.
       for (const k of Object.keys(obj).sort()) {
-        const key = cleanString(k, 256);
+        const key = cleanKey(k);
         if (key !== k) resort = true;
         const w = isSensitiveKey(key) ? REDACTED : walk((obj as Record<string, unknown>)[k], depth + 1);
         if (w === undefined) continue;

@@ -20,6 +20,23 @@ const UNRESERVED = /^[A-Za-z0-9\-._~]$/;
  */
 export function normalizeHtu(url: string): string {
   if (typeof url !== 'string' || url.length === 0 || url.length > MAX_HTU_LENGTH) throw new TypeError('htu must be an absolute http(s) URL');
+  // A pure function of the string, asked twice per DPoP call (the proof's htu and the request's
+  // URL) for the same few URLs: the answers are remembered (bounded; failures are not).
+  const known = normalized.get(url);
+  if (known !== undefined) return known;
+  const out = normalizeUncached(url);
+  if (url.length > MAX_REMEMBERED_LENGTH) return out;
+  if (normalized.size >= MAX_REMEMBERED) normalized.delete(normalized.keys().next().value!);
+  normalized.set(url, out);
+  return out;
+}
+
+const normalized = new Map<string, string>();
+const MAX_REMEMBERED = 2048;
+/** Longer URLs are normalized every time, so that the memory held stays small (≤ 2048 × 512 characters, twice). */
+const MAX_REMEMBERED_LENGTH = 512;
+
+function normalizeUncached(url: string): string {
   let u: URL;
   try {
     u = new URL(url);

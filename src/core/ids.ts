@@ -26,6 +26,16 @@ export function newId(prefix: string): string {
   return `${prefix}_${take(16).toString('base64url')}`;
 }
 
+/**
+ * Like newId, with the time first: `aud_` + 9 base36 characters of epoch ms + 128 random bits.
+ * Ids made later sort after earlier ones (to the millisecond), so a unique index on them grows
+ * at its end instead of at a random page: for the audit table's `id`, about a third of the
+ * row's insert cost (bench/proxy). The time is not a secret (the record carries it anyway).
+ */
+export function newSortableId(prefix: string, nowMs: number): string {
+  return `${prefix}_${Math.max(0, Math.trunc(nowMs)).toString(36).padStart(9, '0')}${take(16).toString('base64url')}`;
+}
+
 /** `bytes` random bytes as lower-case hex (request ids, W3C trace and span ids). */
 export function randomHex(bytes: number): string {
   return take(bytes).toString('hex');

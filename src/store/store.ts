@@ -3,9 +3,11 @@ import { dirname, resolve as resolvePath } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
 import pg from 'pg';
 import {
-  CompiledQuery, Kysely, PostgresDialect, SqliteDialect, sql, type Expression, type SqlBool,
+  CompiledQuery, Kysely, PostgresDialect, SqliteDialect, SqliteDriver, sql, type DatabaseConnection, type Driver, type Expression,
+  type SqlBool, type SqliteDialectConfig,
 } from 'kysely';
 import { ConfigError, MandateError, NotFoundError, UnavailableError } from '../core/errors.js';
+import { chainHash } from '../core/audit-chain.js';
 import { isSecretRef } from '../core/secrets.js';
 import { systemClock, type Clock } from '../core/clock.js';
 import type { MandateConfig } from '../core/config/schema.js';
@@ -31,6 +33,8 @@ import type { AuditTable, Database } from './database.js';
 import { MIGRATIONS } from './migrations/index.js';
 import { KeyedMutex } from './mutex.js';
 import { translateError, type ErrorContext } from './errors.js';
+import { replayUpsertSql } from './replay-sql.js';
+import { SqliteWriter, type WriterEvent } from './sqlite-writer.js';
 import {
   adminFromRow, adminToRow, approvalFromRow, approvalToRow, auditFromRow, credentialFromRow, credentialToRow, grantFromRow, grantToRow,
   issuedTokenFromRow, issuedTokenToRow, keyFromRow, keyToRow, killSwitchFromRow, killSwitchToRow, nhiFromRow, nhiToRow,
@@ -85,6 +89,8 @@ interface SqliteFile {
   root: Kysely<Database>;
   locks: KeyedMutex;
   refs: number;
+  /** The file's writer thread (audit batches, replay records); none for ':memory:'. */
+  writer: SqliteWriter | undefined;
 }
 const sqliteFiles = new Map<string, SqliteFile>();
 
@@ -96,6 +102,8 @@ interface Shared {
   /** PostgreSQL: the schema the tables live in (search_path); undefined on SQLite. */
   readonly pgSchema: string | undefined;
   readonly locks: KeyedMutex;
+  /** SQLite files: the writer thread that appendChained and insertOnceMany use (sqlite-writer.ts). */
+  readonly writer: SqliteWriter | undefined;
   /** Gives the connection(s) back: destroys the pool / closes the file when last. */
   readonly release: () => Promise<void>;
   closed: boolean;
@@ -379,6 +387,23 @@ export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, 
     chain: (prevHash: string, rec: Omit<AuditRecord, 'hash' | 'prevHash'>) => string,
   ): Promise<AuditRecord[]> {
     if (events.length === 0) return [];
+    const writer = this.#shared.writer;
+    if (writer && !this.#inTx && chain === chainHash && events.every(threadWritable)) {
+      return this.#guard({ what: 'append audit', unique: 'append audit: an event id is already in the log' }, async () => {
+        // On the writer thread (same transaction, same chain, same rows; see sqlite-writer.ts).
+        const r = await writer.append(events.map(writerEvent));
+        let prevHash = r.prevHash;
+        return events.map((ev, i) => {
+          const hash = r.hashes[i]!;
+          const rec: AuditRecord = {
+            seq: r.firstSeq + i, id: ev.id, ts: ev.ts, type: ev.type, actor: ev.actor ?? null, subject: ev.subject ?? null, tool: ev.tool ?? null,
+            decision: ev.decision ?? null, traceId: ev.traceId ?? null, data: ev.data, prevHash, hash,
+          };
+          prevHash = hash;
+          return rec;
+        });
+      });
+    }
     return this.#guard({ what: 'append audit', unique: 'append audit: an event id is already in the log' }, () =>
       this.transaction(async (tx) => {
         const trx = tx.db;
@@ -1349,6 +1374,16 @@ export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, 
    */
   async insertOnceMany(records: readonly ReplayInsert[]): Promise<boolean[]> {
     if (records.length === 0) return [];
+    const writer = this.#shared.writer;
+    if (writer && !this.#inTx) {
+      return this.#guard({ what: `replay insert ${records.length}` }, async () => {
+        // The same statement on the writer thread (its commit no longer stops the event loop).
+        const flat: unknown[] = [];
+        for (const r of records) flat.push(r.scope, r.key, r.expiresAt);
+        const won = new Set(await writer.replay(flat, records.length, this.#shared.clock.now()));
+        return records.map((r) => won.has(`${r.scope}\u0000${r.key}`));
+      });
+    }
     return this.#guard({ what: `replay insert ${records.length}` }, async () => {
       const now = this.#shared.clock.now();
       const won = new Set<string>();
@@ -1517,13 +1552,6 @@ export async function openStore(opts: StoreOptions): Promise<Store> {
   return openPostgres(opts, clock);
 }
 
-const replaySql = new Map<string, string>();
-
-/**
- * `insert into replay … on conflict (scope, key) do update … where expired returning scope, key`
- * for `n` rows, exactly the text Kysely compiles for the builder form of insertOnce (parameters:
- * scope, key, expires_at per row, then now); one text per dialect and row count, kept.
- */
 /** `recordSignalTimes` on PostgreSQL: the upsert (first time of each kind wins) and the arrival times of its signals. */
 const SIGNAL_TIMES_SQL = `with "up" as (
   insert into "signal_applications" ("signal_id", "instance_id", "role", "applied_at", "first_denied_at")
@@ -1565,20 +1593,6 @@ const RECORD_SETS_SQL = `with "chk" as (
 )
 select (select "ok" from "chk") as "ok", (select array_agg("i") from "won_at") as "won"`;
 
-function replayUpsertSql(dialect: StoreDialect, n: number): string {
-  const cacheKey = `${dialect}:${n}`;
-  let text = replaySql.get(cacheKey);
-  if (text === undefined) {
-    let k = 0;
-    const p = () => (dialect === 'postgres' ? `$${++k}` : '?');
-    const rows: string[] = [];
-    for (let i = 0; i < n; i++) rows.push(`(${p()}, ${p()}, ${p()})`);
-    text = `insert into "replay" ("scope", "key", "expires_at") values ${rows.join(', ')} on conflict ("scope", "key") do update set "expires_at" = "excluded"."expires_at" where "replay"."expires_at" <= ${p()} returning "scope", "key"`;
-    if (replaySql.size < 1024) replaySql.set(cacheKey, text);
-  }
-  return text;
-}
-
 /**
  * better-sqlite3 behind Kysely, with its prepared statements kept by SQL text. Kysely's SQLite
  * driver prepares every query anew; compiling the same few statements again on every request
@@ -1606,6 +1620,42 @@ function cachingStatements(db: SqliteDatabase.Database, max = 256): { close(): v
   };
 }
 
+/**
+ * Kysely's SQLite dialect with BEGIN IMMEDIATE instead of BEGIN (deferred). A file has two
+ * connections in this process, the main one and the writer thread's (sqlite-writer.ts): a
+ * deferred transaction that read before the thread committed could not write afterwards
+ * (SQLITE_BUSY_SNAPSHOT, without waiting). Taking the write lock first makes it wait for the
+ * thread's commit (busy_timeout) instead, as appendChained always did.
+ */
+class ImmediateSqliteDialect extends SqliteDialect {
+  readonly #config: SqliteDialectConfig;
+  constructor(config: SqliteDialectConfig) {
+    super(config);
+    this.#config = config;
+  }
+  override createDriver(): Driver {
+    return new ImmediateSqliteDriver(this.#config);
+  }
+}
+
+class ImmediateSqliteDriver extends SqliteDriver {
+  override async beginTransaction(connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw('begin immediate'));
+  }
+}
+
+/** Whether the writer thread can write this event exactly as the main path would (it hashes and stores dataJson). */
+function threadWritable(ev: AuditEvent): boolean {
+  return typeof ev.dataJson === 'string' && typeof ev.id === 'string' && typeof ev.type === 'string' && Number.isFinite(ev.ts);
+}
+
+function writerEvent(ev: AuditEvent): WriterEvent {
+  return {
+    id: ev.id, ts: ev.ts, type: ev.type, actor: ev.actor ?? null, subject: ev.subject ?? null, tool: ev.tool ?? null,
+    decision: ev.decision ?? null, traceId: ev.traceId ?? null, dataJson: ev.dataJson!,
+  };
+}
+
 function openSqlite(path: string, clock: Clock): Store {
   const memory = path === ':memory:' || path === '';
   const file = memory ? undefined : resolvePath(path);
@@ -1622,7 +1672,13 @@ function openSqlite(path: string, clock: Clock): Store {
     } catch (err) {
       throw new UnavailableError(`store unavailable: cannot open SQLite database ${path}: ${String(err)}`, { cause: err });
     }
-    entry = { root: new Kysely<Database>({ dialect: new SqliteDialect({ database: cachingStatements(sqlite) }) }), locks: new KeyedMutex(), refs: 0 };
+    entry = {
+      // A file has a second connection, the writer thread's: transactions take the write lock when they begin.
+      root: new Kysely<Database>({ dialect: file !== undefined ? new ImmediateSqliteDialect({ database: cachingStatements(sqlite) }) : new SqliteDialect({ database: cachingStatements(sqlite) }) }),
+      locks: new KeyedMutex(),
+      refs: 0,
+      writer: file !== undefined ? new SqliteWriter(file) : undefined,
+    };
     if (file !== undefined) sqliteFiles.set(file, entry);
   }
   const shared = entry;
@@ -1631,9 +1687,10 @@ function openSqlite(path: string, clock: Clock): Store {
     shared.refs -= 1;
     if (shared.refs > 0) return;
     if (file !== undefined && sqliteFiles.get(file) === shared) sqliteFiles.delete(file);
+    await shared.writer?.close();
     await shared.root.destroy();
   };
-  return new Store(shared.root, { dialect: 'sqlite', root: shared.root, clock, pgSchema: undefined, locks: shared.locks, release, closed: false });
+  return new Store(shared.root, { dialect: 'sqlite', root: shared.root, clock, pgSchema: undefined, locks: shared.locks, writer: shared.writer, release, closed: false });
 }
 
 async function openPostgres(opts: Extract<StoreOptions, { driver: 'postgres' }>, clock: Clock): Promise<Store> {
@@ -1666,7 +1723,7 @@ async function openPostgres(opts: Extract<StoreOptions, { driver: 'postgres' }>,
     }
     const r = await sql<{ schema: string | null }>`select current_schema() as schema`.execute(root);
     const pgSchema = opts.schema ?? r.rows[0]?.schema ?? 'public';
-    return new Store(root, { dialect: 'postgres', root, clock, pgSchema, locks: new KeyedMutex(), release: () => root.destroy(), closed: false });
+    return new Store(root, { dialect: 'postgres', root, clock, pgSchema, locks: new KeyedMutex(), writer: undefined, release: () => root.destroy(), closed: false });
   } catch (err) {
     await root.destroy().catch(() => {});
     const mapped = translateError(err, { what: 'connect' });

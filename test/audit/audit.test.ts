@@ -137,6 +137,15 @@ describe('audit chain', () => {
     assert.deepEqual(scrubAuditData(cyclic), { a: 1, self: '[circular]' });
     assert.ok(isSensitiveKey('x-api-key') && isSensitiveKey('private_key') && !isSensitiveKey('jti') && !isSensitiveKey('token_id'));
   });
+
+  it('lone UTF-16 surrogates become U+FFFD in keys and values, pairs stay, on every call (the clean-key memo included)', () => {
+    for (let i = 0; i < 3; i++) {
+      const { data, json } = scrubAuditJson({ ['k\uD800']: 'a\uDC00b', pair: 'x\uD83D\uDE00y', path: '/items/1', ['n\u0000ul']: 'c\u0000d' });
+      assert.deepEqual(data, { ['k\uFFFD']: 'a\uFFFDb', nul: 'cd', pair: 'x\uD83D\uDE00y', path: '/items/1' });
+      assert.equal(json, canonicalJson(data));
+      assert.doesNotMatch(json, /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/);
+    }
+  });
 });
 
 for (const dialect of STORE_DIALECTS) {

@@ -1,13 +1,15 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { SignJWT, generateKeyPair } from 'jose';
 import { freshPgSchemaUrl } from '../helpers/app.js';
 import { agentNhi, clientCredentialsToken, testAgent, type TestAgent } from '../helpers/agent.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
-import { newKek, spawnInstance, writeConfig, type Instance } from '../helpers/cluster.js';
+import { freePort, newKek, spawnInstance, writeConfig, type Instance } from '../helpers/cluster.js';
 
 /**
  * `proxy.jwks_uri`: a proxy-only instance (`serve --role proxy`, its own process) that holds no
@@ -85,5 +87,36 @@ describe('proxy.jwks_uri: a proxy without the KEK verifies the broker\'s tokens 
     // The proxy signs nothing and publishes no keys of its own; its token endpoint is the broker's.
     assert.equal((await fetch(`${proxy.url}/oauth/jwks`)).status, 404);
     assert.equal(rec.seen.filter((s) => s.url === '/items').length, 2, 'only the two genuine calls reached the tool');
+  });
+
+  it('answers 503 temporarily_unavailable (fail closed, never "verified") when its jwks_uri cannot be fetched', async () => {
+    const alice = await testAgent('alice');
+    const pgUrl = await freshPgSchemaUrl();
+    const broker = await spawnInstance('broker', writeConfig(config({ pgUrl, upstream: rec.url, agents: [alice], kek: true })), { CLUSTER_KEK: newKek() });
+    started.push(broker);
+    // Two proxies whose JWKS cannot be had: nothing listens at one; the other answers 500.
+    const down = `http://127.0.0.1:${await freePort()}/oauth/jwks`;
+    const failing = createServer((_req, res) => res.writeHead(500, { 'content-type': 'application/json' }).end('{"error":"down"}'));
+    await new Promise<void>((r) => failing.listen(0, '127.0.0.1', () => r()));
+    try {
+      const failingUrl = `http://127.0.0.1:${(failing.address() as AddressInfo).port}/oauth/jwks`;
+      const token = await issue(broker.url, alice);
+      const before = rec.seen.length;
+      for (const jwksUri of [down, failingUrl]) {
+        const proxy = await spawnInstance('proxy', writeConfig(config({ pgUrl, upstream: rec.url, agents: [alice], kek: false, jwksUri })), {});
+        started.push(proxy);
+        for (let i = 0; i < 2; i++) {
+          const r = await fetch(`${proxy.url}/tools/rec/items`, { headers: { authorization: `Bearer ${token}` } });
+          assert.equal(r.status, 503, `${jwksUri}, call ${i + 1}`);
+          const body = (await r.json()) as { error: string; error_description: string };
+          assert.equal(body.error, 'temporarily_unavailable');
+          assert.match(body.error_description, /signing keys cannot be fetched/);
+          assert.doesNotMatch(JSON.stringify(body), new RegExp(token.slice(-20)), 'the answer does not repeat the token');
+        }
+      }
+      assert.equal(rec.seen.length, before, 'no call reached the tool');
+    } finally {
+      await new Promise<void>((r) => failing.close(() => r()));
+    }
   });
 });
