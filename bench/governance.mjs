@@ -20,8 +20,10 @@
 // the garbage collector's time in the window (from the servers' own /metrics), so that an outlier
 // round can be told apart from a real cost.
 //
-// Environment: BENCH_DURATION (s per window, default 3), BENCH_ROUNDS (default 6), BENCH_WARMUP
-// (s, default 2), BENCH_CONCURRENCY (default 16), BENCH_PROFILE (1 or on: profile the governance-on
+// Environment: BENCH_DURATION (s per window, default 3), BENCH_ROUNDS (default 12), BENCH_WARMUP
+// (s, default 6: a shorter warm-up left the first round of the governance-on server in V8's optimizing
+// compiler), BENCH_CONCURRENCY (default 16), BENCH_GOVERNANCE_AA (on|off: an A/A run, both servers in
+// that mode, to calibrate the noise), BENCH_PROFILE (1 or on: profile the governance-on
 // server; off; all).
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -54,11 +56,12 @@ const median = (xs) => {
 };
 
 export async function runGovernance(opts = {}) {
+  const aaMode = ['on', 'off'].includes(process.env.BENCH_GOVERNANCE_AA ?? '') ? process.env.BENCH_GOVERNANCE_AA : undefined;
   const log = opts.log ?? ((s) => console.error(s));
   const durationS = opts.durationS ?? num(process.env.BENCH_DURATION, 3);
-  const warmupS = opts.warmupS ?? num(process.env.BENCH_WARMUP, 2);
+  const warmupS = opts.warmupS ?? num(process.env.BENCH_WARMUP, 6);
   const concurrency = opts.concurrency ?? num(process.env.BENCH_CONCURRENCY, 16);
-  const rounds = Math.max(1, Math.floor(opts.rounds ?? num(process.env.BENCH_ROUNDS, 6)));
+  const rounds = Math.max(1, Math.floor(opts.rounds ?? num(process.env.BENCH_ROUNDS, 12)));
   const profEnv = String(opts.profile ?? process.env.BENCH_PROFILE ?? '');
   const profiles = {};
   const labels = new Map();
@@ -78,16 +81,19 @@ export async function runGovernance(opts = {}) {
     servers.push(upstream);
     const env = { UPSTREAM: upstream.info.url, BENCH_CLIENT_JWK: JSON.stringify(client.publicJwk), BENCH_CLIENT_ID: 'bench-agent' };
     labels.set('next', 'on');
-    const on = await start('mandate-proxy', { ...env, BENCH_GOVERNANCE: 'on' });
+    // BENCH_GOVERNANCE_AA=off|on: an A/A run, both servers in the same mode, to see how far the ratio
+    // strays when nothing differs (the measurement's own noise on this machine).
+    const aa = aaMode;
+    const on = await start('mandate-proxy', { ...env, BENCH_GOVERNANCE: aa ?? 'on' });
     servers.push(on);
     labels.set('next', 'off');
-    const off = await start('mandate-proxy', { ...env, BENCH_GOVERNANCE: 'off' });
+    const off = await start('mandate-proxy', { ...env, BENCH_GOVERNANCE: aa ?? 'off' });
     servers.push(off);
-    if (on.info.governance !== true || off.info.governance !== false) throw new Error('bench/governance: the servers did not start with governance on / off');
+    if (on.info.governance !== (aa ? aa === 'on' : true) || off.info.governance !== (aa ? aa === 'on' : false)) throw new Error('bench/governance: the servers did not start with governance on / off');
 
     const scenarios = [
-      { key: 'on', name: '(on) mandate, governance on', srv: on },
-      { key: 'off', name: '(off) mandate, governance off', srv: off },
+      { key: 'on', name: aa ? `(A) mandate, governance ${aa}` : '(on) mandate, governance on', srv: on, consumes: on.info.governance },
+      { key: 'off', name: aa ? `(B) mandate, governance ${aa}` : '(off) mandate, governance off', srv: off, consumes: false },
     ];
     for (const s of scenarios) {
       s.upstreamPid = upstream.pid;
@@ -131,7 +137,7 @@ export async function runGovernance(opts = {}) {
         const w = summarize(`${s.name} (warm-up)`, wrun);
         s.ok += count(wrun);
         if (w.errors) throw new Error(`${s.name}: ${w.errors} non-200 answers during warm-up: ${JSON.stringify(w.statuses)} ${JSON.stringify(w.error_samples, null, 1)}`);
-        if (s.key === 'on') await drain(s); // the window starts with nothing queued
+        if (s.consumes) await drain(s); // the window starts with nothing queued
         s.best = Math.max(s.best ?? 0, w.rps, ...s.windows.map((r) => r.latencies.length / (r.elapsedMs / 1000)));
         const n = Math.min(300_000, Math.ceil(s.best * durationS * 3) + 2000);
         const requests = requestsFor(s, n);
@@ -142,7 +148,7 @@ export async function runGovernance(opts = {}) {
         run.gcMs = after.gcMs - before.gcMs;
         s.ok += count(run);
         s.windows.push(run);
-        if (s.key === 'on') {
+        if (s.consumes) {
           const d = await drain(s);
           const consumed = after.total - before.total;
           const calledDuring = (after.byConsumer['tool.called'] ?? 0) - (before.byConsumer['tool.called'] ?? 0);
@@ -168,13 +174,13 @@ export async function runGovernance(opts = {}) {
   const ratio = +median(perRound).toFixed(3);
   const cpuPerRound = rOn.rounds_cpu_ms_per_req.map((v, i) => +(v / rOff.rounds_cpu_ms_per_req[i]).toFixed(3));
   for (const r of results) r.rounds_gc_ms = r.rounds_gc_ms.map((v) => +v.toFixed(0));
-  const gov = rOn.governance;
-  const absorbed = Math.round(gov.reduce((a, g) => a + g.consumed, 0) / gov.reduce((a, g) => a + g.window_s, 0));
+  const gov = rOn.governance ?? [];
+  const absorbed = gov.length ? Math.round(gov.reduce((a, g) => a + g.consumed, 0) / gov.reduce((a, g) => a + g.window_s, 0)) : null;
   const report = {
     benchmark: 'governance',
     date: new Date(started).toISOString(),
     machine: machineInfo({ loadavg_before: load0, loadavg_after: loadAvg() }),
-    config: { duration_s_per_round: durationS, rounds, warmup_s: warmupS, concurrency, ids: IDS },
+    config: { duration_s_per_round: durationS, rounds, warmup_s: warmupS, concurrency, ids: IDS, aa: aaMode ?? null },
     results,
     ratio: {
       on_over_off: ratio, statistic: 'median of the per-round ratios', pooled, per_round: perRound,
@@ -191,7 +197,7 @@ export async function runGovernance(opts = {}) {
   lines.push(`on/off ${ratio.toFixed(3)}x, median of ${perRound.length} paired rounds (target >= ${TARGET}: ${ratio >= TARGET ? 'PASS' : 'MISS'}); pooled ${pooled.toFixed(3)}x`);
   lines.push(`  per round: req/s ${perRound.join(', ')}; CPU ms/req on/off ${cpuPerRound.join(', ')} (median ${median(cpuPerRound).toFixed(3)}x)`);
   lines.push(`  GC ms per window: on ${rOn.rounds_gc_ms.join(', ')}; off ${rOff.rounds_gc_ms.join(', ')}`);
-  lines.push(`detections absorbed ${absorbed} events/s at full load (per window: ${gov.map((g) => `${g.absorbed_per_s}/s of ${Math.round(g.published / g.window_s)}/s published, backlog at end ${g.backlog_at_end}, drained in ${g.drain_ms} ms`).join('; ')})`);
+  if (gov.length) lines.push(`detections absorbed ${absorbed} events/s at full load (per window: ${gov.map((g) => `${g.absorbed_per_s}/s of ${Math.round(g.published / g.window_s)}/s published, backlog at end ${g.backlog_at_end}, drained in ${g.drain_ms} ms`).join('; ')})`);
   lines.push(`(${concurrency} connections closed loop; ${rounds} alternating round(s) of ${durationS} s per scenario; ${cpus().length} CPUs; Node ${process.version}; loadavg ${load0?.join(' ')} → ${report.machine.loadavg_after?.join(' ')})`);
   for (const r of results) {
     if (r.errors) lines.push(`!! ${r.scenario}: ${r.errors} non-200 answers ${JSON.stringify(r.statuses)}\n${JSON.stringify(r.error_samples, null, 1)}`);
