@@ -1,19 +1,7 @@
+import type { AuditColumns } from '../core/audit-chain.js';
+
 /** What the audit log needs from storage. Implemented by store/. */
-export interface AuditEvent {
-  id: string;
-  /** Epoch ms. */
-  ts: number;
-  /** `noun.outcome`, e.g. `token.issued`, `tool.call_denied`, `nhi.updated`. */
-  type: string;
-  /** Who did it: an NHI id, `admin:<credential id>`, `system`. */
-  actor: string | null;
-  /** What it was done to: an NHI id, an approval id, a key id. */
-  subject: string | null;
-  tool: string | null;
-  /** allow | deny | error | null. */
-  decision: string | null;
-  /** W3C trace id (from `traceparent`). */
-  traceId: string | null;
+export interface AuditEvent extends AuditColumns {
   data: Record<string, unknown>;
   /**
    * The canonical JSON of `data` (`core/canonical.ts`), when the writer already has it (the

@@ -9,17 +9,27 @@ import { canonicalJson } from './canonical.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
 
-/** The fields of an audit record that the chain hashes (an AuditRecord without hash and prevHash). */
-export interface ChainedFields {
-  seq: number;
+/** An audit record's own columns, as every writer of the log has them. */
+export interface AuditColumns {
   id: string;
+  /** Epoch ms. */
   ts: number;
+  /** `noun.outcome`, e.g. `token.issued`, `tool.call_denied`, `nhi.updated`. */
   type: string;
+  /** Who did it: an NHI id, `admin:<credential id>`, `system`. */
   actor: string | null;
+  /** What it was done to: an NHI id, an approval id, a key id. */
   subject: string | null;
   tool: string | null;
+  /** allow | deny | error | null. */
   decision: string | null;
+  /** W3C trace id (from `traceparent`). */
   traceId: string | null;
+}
+
+/** The fields of an audit record that the chain hashes (an AuditRecord without hash and prevHash). */
+export interface ChainedFields extends AuditColumns {
+  seq: number;
   data: Record<string, unknown>;
   /** `canonicalJson(data)` when the writer has it already (see AuditEvent.dataJson). */
   dataJson?: string;

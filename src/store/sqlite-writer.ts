@@ -1,5 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import { MandateError, UnavailableError } from '../core/errors.js';
+import type { AuditColumns } from '../core/audit-chain.js';
 
 /**
  * A SQLite file's writer thread, for the two writes on a request's path: the audit log's
@@ -17,15 +18,7 @@ import { MandateError, UnavailableError } from '../core/errors.js';
  */
 
 /** An audit event as the thread writes it: the columns, with the data's canonical JSON. */
-export interface WriterEvent {
-  id: string;
-  ts: number;
-  type: string;
-  actor: string | null;
-  subject: string | null;
-  tool: string | null;
-  decision: string | null;
-  traceId: string | null;
+export interface WriterEvent extends AuditColumns {
   dataJson: string;
 }
 
