@@ -5,6 +5,7 @@ import {
   Router, createLogger, hasDuplicateKeys, parseJsonObject, resolveSecret, secretEquals, stripQuery, traceIdFrom, toHttpError,
   OAuthError, ValidationError,
   newSortableId,
+  newTraceId,
 } from '../src/core/index.js';
 
 describe('logger redaction', () => {
@@ -100,5 +101,15 @@ describe('ids', () => {
     assert.ok(newSortableId('aud', 99) < a, 'shorter times are padded');
     const same = new Set(Array.from({ length: 1000 }, () => newSortableId('aud', 1_700_000_000_000)));
     assert.equal(same.size, 1000, 'ids of one millisecond still differ');
+  });
+
+  it('newTraceId: 32 lower-case hex digits (W3C trace-id), the ms time first, 80 random bits after it', () => {
+    const a = newTraceId(1_700_000_000_000);
+    assert.match(a, /^[0-9a-f]{32}$/);
+    assert.equal(parseInt(a.slice(0, 12), 16), 1_700_000_000_000);
+    assert.ok(a < newTraceId(1_700_000_000_001));
+    assert.match(newTraceId(0), /^000000000001[0-9a-f]{20}$/, 'never all zeros (Trace Context §3.2.2.3)');
+    const same = new Set(Array.from({ length: 1000 }, () => newTraceId(1_700_000_000_000)));
+    assert.equal(same.size, 1000);
   });
 });

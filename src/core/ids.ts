@@ -36,7 +36,18 @@ export function newSortableId(prefix: string, nowMs: number): string {
   return `${prefix}_${Math.max(0, Math.trunc(nowMs)).toString(36).padStart(9, '0')}${take(16).toString('base64url')}`;
 }
 
-/** `bytes` random bytes as lower-case hex (request ids, W3C trace and span ids). */
+/**
+ * A new W3C trace id (32 lower-case hex digits) that starts with the time: 12 hex digits of epoch
+ * milliseconds, then 80 random bits. Trace Context Level 1 asks only for 16 bytes, not all zero;
+ * the random part is as wide as a UUIDv4's (Level 2's "random" flag is not claimed: the proxy sends
+ * flags 00). Time first, so that the audit table's `trace_id` index grows at its end instead of at
+ * a random page (measured: ~15–20 µs less per audit row with a random id; bench/README.md).
+ */
+export function newTraceId(nowMs: number): string {
+  return `${Math.min(0xffffffffffff, Math.max(1, Math.trunc(nowMs))).toString(16).padStart(12, '0')}${take(10).toString('hex')}`;
+}
+
+/** `bytes` random bytes as lower-case hex (request ids, span ids). */
 export function randomHex(bytes: number): string {
   return take(bytes).toString('hex');
 }

@@ -2,7 +2,7 @@ export { MandateError, ConfigError, UnavailableError, NotFoundError, ConflictErr
 export { parseDuration, formatDuration } from './duration.js';
 export { resolveSecret, isSecretRef, secretEquals, SECRET_REF_RE } from './secrets.js';
 export { systemClock, ManualClock, type Clock } from './clock.js';
-export { newId, newSortableId, randomHex, randomUUID } from './ids.js';
+export { newId, newSortableId, newTraceId, randomHex, randomUUID } from './ids.js';
 export { createLogger, silentLogger, stripQuery, REDACT_PATHS, type Logger } from './logger.js';
 
 export {

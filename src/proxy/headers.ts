@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { MandateError } from '../core/errors.js';
 import { traceIdFrom } from '../core/http.js';
-import { randomHex } from '../core/ids.js';
+import { newTraceId } from '../core/ids.js';
 import { lenientDecode } from './actions.js';
 
 /**
@@ -247,7 +247,7 @@ const SPAN_ID = /^(?!0{16})[0-9a-f]{16}$/;
 export function traceparentFor(
   incoming: string | undefined,
   newSpanId: () => string,
-  newTraceId: () => string = () => randomHex(16),
+  newTrace: () => string = () => newTraceId(Date.now()),
 ): { traceparent: string; traceId: string } {
   const spanId = newSpanId();
   if (!SPAN_ID.test(spanId)) throw new MandateError('ERR_VALIDATION', 'a span id is 16 lower-case hex digits, not all zero');
@@ -258,7 +258,7 @@ export function traceparentFor(
     const flags = (parseInt(m[4]!, 16) & 0x01).toString(16).padStart(2, '0');
     return { traceparent: `00-${traceId}-${spanId}-${flags}`, traceId };
   }
-  const fresh = newTraceId();
+  const fresh = newTrace();
   if (!/^(?!0{32})[0-9a-f]{32}$/.test(fresh)) throw new MandateError('ERR_VALIDATION', 'a trace id is 32 lower-case hex digits, not all zero');
   return { traceparent: `00-${fresh}-${spanId}-00`, traceId: fresh };
 }

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import {
-  OAuthError, argsDigest, randomHex, readBody, resolveSecret, sendJson,
+  OAuthError, argsDigest, newTraceId, randomHex, readBody, resolveSecret, sendJson,
   type ActionConfig, type AuditSink, type Bus, type Clock, type Logger, type MandateConfig, type ReplayStore,
   type RequestContext, type Router, type Subscription, type ToolConfig,
 } from '../core/index.js';
@@ -208,7 +208,10 @@ export class ToolProxy {
     const method = ctx.req.method ?? 'GET';
     const rawRest = hostRt ? ctx.path : ctx.path.slice(seg![0].length);
     const rawQuery = queryOf(ctx.req.url ?? '');
-    const trace = traceparentFor(ctx.req.headers.traceparent as string | undefined, () => randomHex(8));
+    // Without a traceparent the call's trace is the one the server started for it (ctx.traceId, the
+    // id in its log lines); with one the proxy cannot continue, a new one.
+    const incoming = ctx.req.headers.traceparent as string | undefined;
+    const trace = traceparentFor(incoming, () => randomHex(8), () => (incoming === undefined ? ctx.traceId : newTraceId(this.d.clock.now())));
     const facts: CallFacts = {
       tool: rt.tool.id, method, path: null, nhi: null, on_behalf_of: null, run_id: null, action: null, args_digest: null,
       jti: null, binding: null, approval: null, policies: [],

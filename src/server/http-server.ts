@@ -2,7 +2,7 @@ import { createServer as createHttp, type IncomingMessage, type Server, type Ser
 import { createServer as createHttps } from 'node:https';
 import { readFileSync } from 'node:fs';
 import type { AddressInfo, Socket } from 'node:net';
-import { Router, randomHex, sendError, sendJson, traceIdFrom, type RequestContext, type Logger } from '../core/index.js';
+import { Router, newTraceId, randomHex, sendError, sendJson, traceIdFrom, type RequestContext, type Logger } from '../core/index.js';
 
 export interface HttpServerOptions {
   router: Router;
@@ -76,7 +76,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<RunningS
 async function handle(opts: HttpServerOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const started = process.hrtime.bigint();
   const requestId = randomHex(8);
-  const traceId = traceIdFrom(req.headers.traceparent) ?? randomHex(16);
+  const traceId = traceIdFrom(req.headers.traceparent) ?? newTraceId(Date.now());
   const rawUrl = req.url ?? '/';
   const q = rawUrl.indexOf('?');
   const path = q < 0 ? rawUrl : rawUrl.slice(0, q);

@@ -152,6 +152,23 @@ describe('tool proxy: HTTP tools', () => {
     assert.ok(!r.body.includes(REC_KEY));
   });
 
+  it('starts a time-ordered trace for a call without traceparent: the same id upstream (flags 00), and in the audit', async () => {
+    const token = await bearer('rec', 'get_item');
+    const t0 = Date.now();
+    const r = await raw(t.url, '/tools/rec/items/43', { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(r.status, 200, r.body);
+    const m = /^00-([0-9a-f]{32})-([0-9a-f]{16})-00$/.exec(String(rec.seen.at(-1)!.headers.traceparent));
+    assert.ok(m, String(rec.seen.at(-1)!.headers.traceparent));
+    const traceId = m[1]!;
+    const ms = parseInt(traceId.slice(0, 12), 16);
+    assert.ok(ms >= t0 - 1000 && ms <= Date.now() + 1000, `the first 12 hex digits are the time in ms (${ms})`);
+    await new Promise((res) => setTimeout(res, 50));
+    const audit = await t.admin('GET', `/audit?trace_id=${traceId}`);
+    const called = (audit.body.records as Array<Record<string, any>>).find((x) => x.type === 'tool.called');
+    assert.ok(called, JSON.stringify(audit.body));
+    assert.equal(called.data.args_digest, argsDigest({ params: { id: '43' }, query: {} }));
+  });
+
   it('never returns the injected credential or hop-by-hop headers to the agent', async () => {
     const token = await bearer('rec', 'echo_credential');
     const r = await raw(t.url, '/tools/rec/echo-credential', { headers: { authorization: `Bearer ${token}` } });
