@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { startTestApp, freshPgSchemaUrl, type TestApp } from '../helpers/app.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
-import { adminCall, newKek, spawnInstance, writeConfig, type Instance } from '../helpers/cluster.js';
+import { adminCall, clusterFixture, newKek, spawnInstance, writeConfig, type Instance } from '../helpers/cluster.js';
 import { main } from '../../src/cli/main.js';
 import type { DrillReport } from '../../src/cli/drill.js';
 
@@ -156,15 +156,8 @@ describe('mandate drill token-theft against the all-in-one (SQLite, in-process b
 });
 
 describe('mandate drill token-theft against one broker, a signals instance and three proxies (PostgreSQL + NATS)', { timeout: 240_000 }, () => {
-  let rec: RecordingUpstream;
-  const started: Instance[] = [];
-  before(async () => {
-    rec = await startRecordingUpstream();
-  });
-  after(async () => {
-    await Promise.all(started.map((i) => i.stop()));
-    await rec.close();
-  });
+  const fx = clusterFixture();
+  const { started } = fx;
 
   it('every proxy refuses the stolen token after the playbook acts; zero attacker calls through (bin/mandate.js as a child process)', async (tc) => {
     diag = (r) => tc.diagnostic(measures(r));
@@ -176,7 +169,7 @@ describe('mandate drill token-theft against one broker, a signals instance and t
       bus: { driver: 'nats', nats_servers: ['nats://127.0.0.1:4222'], stream: `D_${suffix}`, subject_prefix: `d${suffix}` },
       keys: { kek: 'env:CLUSTER_KEK' },
       log: { level: 'warn' },
-      tools: drillTools(rec.url),
+      tools: drillTools(fx.rec.url),
       governance: PLAYBOOK,
     });
     const env = { CLUSTER_KEK: newKek() };
@@ -201,7 +194,7 @@ describe('mandate drill token-theft against one broker, a signals instance and t
     assert.equal(code, 0, `${stdout}\n${stderr}`);
     assert.doesNotMatch(stdout + stderr, new RegExp(token.split('.').at(-1)!), 'the admin credential is never printed');
     const report = JSON.parse(stdout) as DrillReport;
-    assertContained(report, 3, rec);
+    assertContained(report, 3, fx.rec);
     diag(report);
     assert.deepEqual(report.containment.per_proxy.map((p) => p.proxy), proxies.map((p) => p.url));
     assert.equal(report.issuer, 'http://mandate.drill.test');

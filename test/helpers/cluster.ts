@@ -12,10 +12,36 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { randomBytes } from 'node:crypto';
+import { after, before } from 'node:test';
+import { startRecordingUpstream, type RecordingUpstream } from './upstream.js';
 
 /** The repository root (tests run from dist/test/…; bin/ is next to dist/). */
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const BIN = join(ROOT, 'bin', 'mandate.js');
+
+/**
+ * The fixture of a describe that spawns instances: a recording upstream started before its
+ * tests, and every instance pushed to `started` stopped after them (then the upstream closed).
+ * Call it in the describe's body.
+ */
+export function clusterFixture(): { readonly rec: RecordingUpstream; readonly started: Instance[] } {
+  let rec: RecordingUpstream | undefined;
+  const started: Instance[] = [];
+  before(async () => {
+    rec = await startRecordingUpstream();
+  });
+  after(async () => {
+    await Promise.all(started.map((i) => i.stop()));
+    await rec?.close();
+  });
+  return {
+    get rec(): RecordingUpstream {
+      if (!rec) throw new Error('clusterFixture: the upstream starts in before()');
+      return rec;
+    },
+    started,
+  };
+}
 
 export interface Instance {
   role: string;

@@ -1,4 +1,4 @@
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -8,8 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { SignJWT, generateKeyPair } from 'jose';
 import { freshPgSchemaUrl } from '../helpers/app.js';
 import { agentNhi, clientCredentialsToken, testAgent, type TestAgent } from '../helpers/agent.js';
-import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
-import { freePort, newKek, spawnInstance, writeConfig, type Instance } from '../helpers/cluster.js';
+import { clusterFixture, freePort, newKek, spawnInstance, writeConfig } from '../helpers/cluster.js';
 
 /**
  * `proxy.jwks_uri`: a proxy-only instance (`serve --role proxy`, its own process) that holds no
@@ -40,26 +39,19 @@ async function issue(brokerUrl: string, agent: TestAgent): Promise<string> {
 }
 
 describe('proxy.jwks_uri: a proxy without the KEK verifies the broker\'s tokens (separate processes)', { timeout: 180_000 }, () => {
-  let rec: RecordingUpstream;
-  const started: Instance[] = [];
-  before(async () => {
-    rec = await startRecordingUpstream();
-  });
-  after(async () => {
-    await Promise.all(started.map((i) => i.stop()));
-    await rec.close();
-  });
+  const fx = clusterFixture();
+  const { started } = fx;
 
   it('serves calls with the broker\'s tokens, refuses tokens its JWKS did not sign, and never reads a KEK', async () => {
     const alice = await testAgent('alice');
     const pgUrl = await freshPgSchemaUrl();
-    const brokerConfig = writeConfig(config({ pgUrl, upstream: rec.url, agents: [alice], kek: true }));
+    const brokerConfig = writeConfig(config({ pgUrl, upstream: fx.rec.url, agents: [alice], kek: true }));
     const broker = await spawnInstance('broker', brokerConfig, { CLUSTER_KEK: newKek() });
     started.push(broker);
 
     // The proxy's own config has no keys.kek and its environment no KEK; outside production a
     // missing keys.kek would otherwise make (and announce) a development KEK in its directory.
-    const proxyConfig = writeConfig(config({ pgUrl, upstream: rec.url, agents: [alice], kek: false, jwksUri: `${broker.url}/oauth/jwks` }));
+    const proxyConfig = writeConfig(config({ pgUrl, upstream: fx.rec.url, agents: [alice], kek: false, jwksUri: `${broker.url}/oauth/jwks` }));
     const proxy = await spawnInstance('proxy', proxyConfig, {});
     started.push(proxy);
     assert.equal(existsSync(join(dirname(proxyConfig), '.mandate', 'dev-kek')), false, 'no development KEK was made');
@@ -86,13 +78,13 @@ describe('proxy.jwks_uri: a proxy without the KEK verifies the broker\'s tokens 
     }
     // The proxy signs nothing and publishes no keys of its own; its token endpoint is the broker's.
     assert.equal((await fetch(`${proxy.url}/oauth/jwks`)).status, 404);
-    assert.equal(rec.seen.filter((s) => s.url === '/items').length, 2, 'only the two genuine calls reached the tool');
+    assert.equal(fx.rec.seen.filter((s) => s.url === '/items').length, 2, 'only the two genuine calls reached the tool');
   });
 
   it('answers 503 temporarily_unavailable (fail closed, never "verified") when its jwks_uri cannot be fetched', async () => {
     const alice = await testAgent('alice');
     const pgUrl = await freshPgSchemaUrl();
-    const broker = await spawnInstance('broker', writeConfig(config({ pgUrl, upstream: rec.url, agents: [alice], kek: true })), { CLUSTER_KEK: newKek() });
+    const broker = await spawnInstance('broker', writeConfig(config({ pgUrl, upstream: fx.rec.url, agents: [alice], kek: true })), { CLUSTER_KEK: newKek() });
     started.push(broker);
     // Two proxies whose JWKS cannot be had: nothing listens at one; the other answers 500.
     const down = `http://127.0.0.1:${await freePort()}/oauth/jwks`;
@@ -101,9 +93,9 @@ describe('proxy.jwks_uri: a proxy without the KEK verifies the broker\'s tokens 
     try {
       const failingUrl = `http://127.0.0.1:${(failing.address() as AddressInfo).port}/oauth/jwks`;
       const token = await issue(broker.url, alice);
-      const before = rec.seen.length;
+      const before = fx.rec.seen.length;
       for (const jwksUri of [down, failingUrl]) {
-        const proxy = await spawnInstance('proxy', writeConfig(config({ pgUrl, upstream: rec.url, agents: [alice], kek: false, jwksUri })), {});
+        const proxy = await spawnInstance('proxy', writeConfig(config({ pgUrl, upstream: fx.rec.url, agents: [alice], kek: false, jwksUri })), {});
         started.push(proxy);
         for (let i = 0; i < 2; i++) {
           const r = await fetch(`${proxy.url}/tools/rec/items`, { headers: { authorization: `Bearer ${token}` } });
@@ -114,7 +106,7 @@ describe('proxy.jwks_uri: a proxy without the KEK verifies the broker\'s tokens 
           assert.doesNotMatch(JSON.stringify(body), new RegExp(token.slice(-20)), 'the answer does not repeat the token');
         }
       }
-      assert.equal(rec.seen.length, before, 'no call reached the tool');
+      assert.equal(fx.rec.seen.length, before, 'no call reached the tool');
     } finally {
       await new Promise<void>((r) => failing.close(() => r()));
     }

@@ -1,4 +1,4 @@
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -6,8 +6,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { freshPgSchemaUrl } from '../helpers/app.js';
 import { agentNhi, clientCredentialsToken, testAgent, type TestAgent } from '../helpers/agent.js';
-import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
-import { adminCall, freePort, newKek, PrivateNats, spawnInstance, writeConfig, type Instance } from '../helpers/cluster.js';
+import { adminCall, clusterFixture, freePort, newKek, PrivateNats, spawnInstance, writeConfig, type Instance } from '../helpers/cluster.js';
 import { main } from '../../src/cli/main.js';
 import { CAEP, startTestTransmitter, waitFor, type TestTransmitter } from './helpers.js';
 
@@ -80,22 +79,15 @@ async function callAt(proxy: Instance, token: string): Promise<{ status: number;
 const jtiOf = (token: string) => (JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as { jti: string }).jti;
 
 describe('many instances as separate processes on PostgreSQL + NATS (issue 5)', { timeout: 240_000 }, () => {
-  let rec: RecordingUpstream;
-  const started: Instance[] = [];
-  before(async () => {
-    rec = await startRecordingUpstream();
-  });
-  after(async () => {
-    await Promise.all(started.map((i) => i.stop()));
-    await rec.close();
-  });
+  const fx = clusterFixture();
+  const { started } = fx;
 
   it('a CAEP session-revoked SET from an outside transmitter: the agent is denied at all three proxies; time to revoke is on record', async (t) => {
     const tx = await startTestTransmitter();
     t.after(() => tx.close());
     const alice = await testAgent('alice');
     const bob = await testAgent('bob');
-    const path = writeConfig(clusterConfig({ pgUrl: await freshPgSchemaUrl(), upstream: rec.url, agents: [alice, bob], tx }));
+    const path = writeConfig(clusterConfig({ pgUrl: await freshPgSchemaUrl(), upstream: fx.rec.url, agents: [alice, bob], tx }));
     const env = { CLUSTER_KEK: newKek(), SSF_PUSH_AUTH: PUSH_AUTH };
     const c = await startCluster(path, env, 3, true, started);
     assert.equal(new Set(c.all.map((i) => i.instance)).size, 5, 'five distinct instances');
@@ -170,7 +162,7 @@ describe('many instances as separate processes on PostgreSQL + NATS (issue 5)', 
     await nats.start();
     const carol = await testAgent('carol');
     const dave = await testAgent('dave');
-    const path = writeConfig(clusterConfig({ pgUrl: await freshPgSchemaUrl(), natsUrl: nats.url, stalenessS: 2, upstream: rec.url, agents: [carol, dave] }));
+    const path = writeConfig(clusterConfig({ pgUrl: await freshPgSchemaUrl(), natsUrl: nats.url, stalenessS: 2, upstream: fx.rec.url, agents: [carol, dave] }));
     const c = await startCluster(path, { CLUSTER_KEK: newKek() }, 3, false, started);
 
     const N = 20;
