@@ -5,6 +5,9 @@
 //   (b) mandate bearer every check, a bearer token (binding: optional profile)
 //   (c) mandate DPoP   every check, a DPoP-bound token and a fresh proof per request (unique jti,
 //                      htm, htu = the exact URL, ath), signed before the timed window (client cost)
+//   (r) reference      (a) plus Mandate's audit record per call, written by Mandate's own AuditLog
+//                      into its SQLite store (bench/servers/audit-floor.mjs), nothing else: the
+//                      most (b) could reach if every check cost nothing (maximum throughput only)
 //
 // Each request asks for /tools/<tool>/items/<i mod 1000>, so that per-argument caches see a
 // realistic spread. Phase 1, closed loop (fixed connections): the maximum throughput of each.
@@ -62,6 +65,8 @@ export async function runProxy(opts = {}) {
     servers.push(upstream);
     const passthrough = await start('passthrough', { UPSTREAM: upstream.info.url });
     servers.push(passthrough);
+    const floor = await start('audit-floor', { UPSTREAM: upstream.info.url });
+    servers.push(floor);
     const mandate = await start('mandate-proxy', { UPSTREAM: upstream.info.url, BENCH_CLIENT_JWK: JSON.stringify(client.publicJwk), BENCH_CLIENT_ID: 'bench-agent' });
     servers.push(mandate);
     const mi = mandate.info;
@@ -90,6 +95,10 @@ export async function runProxy(opts = {}) {
           const path = `/tools/${mi.tools.dpop}/items/${id(i)}`;
           return { path, headers: { authorization: `DPoP ${tokens.dpop}`, dpop: dpopProof(dpopKey, 'GET', `${mi.issuer}${path}`, now, { ath: tokens.ath }) } };
         },
+      },
+      {
+        key: 'r', name: '(r) reference: (a) + audit record', srv: floor, closedOnly: true,
+        make: (i) => ({ path: `/tools/items/items/${id(i)}`, headers: { authorization: `Bearer ${tokens.bearer}` } }),
       },
     ];
     for (const s of scenarios) {
@@ -150,25 +159,27 @@ export async function runProxy(opts = {}) {
       log(`latency at ${halfRate} req/s, round ${round}/${rounds}`);
       await refreshTokens();
       for (const s of scenarios) {
+        if (s.closedOnly) continue;
         await warm(s, Math.min(1, warmupS));
         const requests = requestsFor(s, Math.ceil(halfRate * durationS) + 10);
         s.open.push(await measure(s, requests, { rate: halfRate, durationMs: durationS * 1000 }));
       }
     }
-    const open = scenarios.map((s) => combine(`${s.name} @ ${halfRate} req/s`, s.open));
+    const open = scenarios.filter((s) => !s.closedOnly).map((s) => combine(`${s.name} @ ${halfRate} req/s`, s.open));
     results = { closed, open };
   } finally {
     for (const p of pools) await p.close().catch(() => {});
     for (const srv of servers.reverse()) await srv.stop();
   }
 
-  const [ca, cb, cc] = results.closed;
+  const [ca, cb, cc, cr] = results.closed;
   const [oa, ob, oc] = results.open;
   const ratios = {
     b_over_a: +(cb.rps / ca.rps).toFixed(2),
     c_over_a: +(cc.rps / ca.rps).toFixed(2),
     per_round_b_over_a: cb.rounds.map((v, i) => +(v / ca.rounds[i]).toFixed(2)),
     per_round_c_over_a: cc.rounds.map((v, i) => +(v / ca.rounds[i]).toFixed(2)),
+    reference_over_a: +(cr.rps / ca.rps).toFixed(2),
     half_rate: halfRate,
     added_b: { p50_ms: +(ob.p50_ms - oa.p50_ms).toFixed(2), p99_ms: +(ob.p99_ms - oa.p99_ms).toFixed(2) },
     added_c: { p50_ms: +(oc.p50_ms - oa.p50_ms).toFixed(2), p99_ms: +(oc.p99_ms - oa.p99_ms).toFixed(2) },
@@ -197,6 +208,7 @@ export async function runProxy(opts = {}) {
     const a = results.open[0];
     lines.push(`${pad(c.scenario, 38)}${lpad(c.rps.toFixed(0), 10)}${lpad((c.rps / ca.rps).toFixed(2), 7)}${lpad(f2(c.server_cpu_ms_per_req), 12)}${lpad(f2(o.p50_ms), 13)}${lpad(f2(o.p99_ms), 9)}${lpad(i ? f2(o.p50_ms - a.p50_ms) : '', 9)}${lpad(i ? f2(o.p99_ms - a.p99_ms) : '', 9)}`);
   }
+  lines.push(`${pad(cr.scenario, 38)}${lpad(cr.rps.toFixed(0), 10)}${lpad((cr.rps / ca.rps).toFixed(2), 7)}${lpad(f2(cr.server_cpu_ms_per_req), 12)}   (no check at all: the ceiling for (b) while each call writes its audit row)`);
   const v = (ok) => (ok ? 'PASS' : 'MISS');
   lines.push(`(b)/(a) ${ratios.b_over_a.toFixed(2)}x (target >= ${TARGETS.b}: ${v(ratios.pass.b)}; per round ${ratios.per_round_b_over_a.join(', ')})   (c)/(a) ${ratios.c_over_a.toFixed(2)}x (target >= ${TARGETS.c}: ${v(ratios.pass.c)}; per round ${ratios.per_round_c_over_a.join(', ')})`);
   lines.push(`added p99 at ${halfRate} req/s: (b) ${f2(ratios.added_b.p99_ms)} ms ${v(ratios.pass.added_p99_b)}, (c) ${f2(ratios.added_c.p99_ms)} ms ${v(ratios.pass.added_p99_c)} (target <= ${TARGETS.added_p99_ms} ms)`);
