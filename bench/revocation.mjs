@@ -124,22 +124,59 @@ function spawnInstance(role, configPath, env) {
   });
 }
 
-/** The outside SSF transmitter: its own ES256 key, JWKS at /jwks. */
+/**
+ * The outside SSF transmitter: its own ES256 key, JWKS at /jwks, and an RFC 8936 poll endpoint
+ * at /poll for the `itdr-poll` receiver: `offer(sets)` queues SETs, each poll hands out up to
+ * maxEvents of them (moreAvailable while any are left) and takes the acknowledgements (`ack`,
+ * `setErrs`) of the previous one; `acked` and `errs` count them, `lastAckAt` is when the last came.
+ */
 async function startTransmitter() {
   const key = es256Key(`tx-${randomUUID().slice(0, 8)}`);
+  const queue = [];
+  const poll = { acked: 0, errs: 0, errSamples: [], lastAckAt: 0, firstOutAt: 0, polls: 0 };
   const server = createServer((req, res) => {
-    if (req.url === '/jwks') res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [key.publicJwk] }));
-    else res.writeHead(404).end();
+    if (req.url === '/jwks') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [key.publicJwk] }));
+      return;
+    }
+    if (req.url === '/poll' && req.method === 'POST') {
+      let body = '';
+      req.setEncoding('utf8');
+      req.on('data', (d) => { body += d; });
+      req.on('end', () => {
+        const doc = JSON.parse(body || '{}');
+        poll.polls++;
+        const acks = Array.isArray(doc.ack) ? doc.ack.length : 0;
+        const errs = doc.setErrs ? Object.keys(doc.setErrs).length : 0;
+        if (acks + errs > 0) poll.lastAckAt = performance.now();
+        poll.acked += acks;
+        poll.errs += errs;
+        if (errs && poll.errSamples.length < 3) poll.errSamples.push(JSON.stringify(doc.setErrs).slice(0, 200));
+        const max = Math.max(1, Math.min(Number(doc.maxEvents) || 100, 1000));
+        const sets = {};
+        for (const item of queue.splice(0, max)) sets[item.jti] = item.set;
+        if (poll.firstOutAt === 0 && Object.keys(sets).length > 0) poll.firstOutAt = performance.now();
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ sets, moreAvailable: queue.length > 0 }));
+      });
+      return;
+    }
+    res.writeHead(404).end();
   });
+  server.keepAliveTimeout = 60_000;
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   const url = `http://127.0.0.1:${server.address().port}`;
+  const sign = (nhi, jti = randomUUID()) => signEs256({ alg: 'ES256', typ: 'secevent+jwt', kid: key.publicJwk.kid }, {
+    iss: url, aud: AUD, iat: Math.floor(Date.now() / 1000), jti, sub_id: { format: 'opaque', id: nhi },
+    events: { [CAEP_REVOKED]: { event_timestamp: Math.floor(Date.now() / 1000) } },
+  }, key.privateKey);
   return {
-    issuer: url, jwksUri: `${url}/jwks`,
-    sign: (nhi) => signEs256({ alg: 'ES256', typ: 'secevent+jwt', kid: key.publicJwk.kid }, {
-      iss: url, aud: AUD, iat: Math.floor(Date.now() / 1000), jti: randomUUID(), sub_id: { format: 'opaque', id: nhi },
-      events: { [CAEP_REVOKED]: { event_timestamp: Math.floor(Date.now() / 1000) } },
-    }, key.privateKey),
-    close: () => new Promise((r) => server.close(r)),
+    issuer: url, jwksUri: `${url}/jwks`, pollUrl: `${url}/poll`, poll,
+    sign,
+    /** Pre-signed SETs for the poll endpoint: [{ jti, set }]. */
+    signMany: (nhis) => nhis.map((nhi) => { const jti = randomUUID(); return { jti, set: sign(nhi, jti) }; }),
+    offer: (items) => { queue.push(...items); },
+    queued: () => queue.length,
+    close: () => new Promise((r) => { server.closeAllConnections(); server.close(r); }),
   };
 }
 
@@ -212,11 +249,16 @@ export async function runRevocation(opts = {}) {
     })),
     tools: [{ id: 'rec', kind: 'http', upstream: upstream.url, actions: [{ name: 'list_items', method: 'GET', path: '/items', tier: 'read' }] }],
     grants: agents.map((a) => ({ nhi: a.id, tool: 'rec', actions: ['list_items'] })),
-    signals: { receivers: [{ name: 'itdr', issuer: tx.issuer, jwks_uri: tx.jwksUri, audience: AUD, delivery: 'push', algorithms: ['ES256'] }] },
+    signals: {
+      receivers: [
+        { name: 'itdr', issuer: tx.issuer, jwks_uri: tx.jwksUri, audience: AUD, delivery: 'push', algorithms: ['ES256'] },
+        { name: 'itdr-poll', issuer: tx.issuer, jwks_uri: tx.jwksUri, audience: AUD, delivery: 'poll', poll_url: tx.pollUrl, poll_interval: 1, algorithms: ['ES256'] },
+      ],
+    },
   }));
   const env = { BENCH_KEK: randomBytes(32).toString('base64') };
   const started = [];
-  const report = { bench: 'revocation', at: new Date().toISOString(), cpus: cpus().length, node: process.version, rounds, poll_gap_ms: gapMs, results: [], ingest: null };
+  const report = { bench: 'revocation', at: new Date().toISOString(), cpus: cpus().length, node: process.version, rounds, poll_gap_ms: gapMs, results: [], ingest: null, ingest_poll: null };
   try {
     const broker = await spawnInstance('broker', configPath, env);
     started.push(broker);
@@ -314,6 +356,37 @@ export async function runRevocation(opts = {}) {
     };
     log(`  ${report.ingest.sets_per_s} SETs/s accepted (${ok} in ${elapsed.toFixed(1)} s, ${failed} failed); CPU per SET: signals ${report.ingest.signals_cpu_ms_per_set} ms, broker ${report.ingest.broker_cpu_ms_per_set} ms; load ${report.ingest.loadavg_1m.toFixed(1)}`);
     await pushPool.close();
+
+    // The same SETs delivered by poll (RFC 8936) to the `itdr-poll` receiver of the same signals
+    // instance: up to 100 SETs per poll answer, verified concurrently and committed together, each
+    // acknowledged in the next poll once committed. Timed from the first answer that carries SETs
+    // to the last acknowledgement; a warm-up batch first, not counted.
+    const pollSets = num(process.env.BENCH_POLL_SETS, 12_000);
+    const pollWarmup = num(process.env.BENCH_POLL_WARMUP_SETS, 3_000);
+    log(`bench/revocation: SET ingest by poll, ${pollWarmup} SETs warm-up, ${pollSets} measured`);
+    const drainPoll = async (items) => {
+      const target = tx.poll.acked + tx.poll.errs + items.length;
+      tx.poll.firstOutAt = 0;
+      tx.offer(items);
+      const deadline = performance.now() + 120_000;
+      while (tx.poll.acked + tx.poll.errs < target) {
+        if (performance.now() > deadline) throw new Error(`poll ingest: ${target - tx.poll.acked - tx.poll.errs} SETs not acknowledged in 120 s`);
+        await sleep(20);
+      }
+    };
+    if (pollWarmup > 0) await drainPoll(tx.signMany(Array.from({ length: pollWarmup }, (_, i) => agents[i % agentsNeeded].id)));
+    const measured = tx.signMany(Array.from({ length: pollSets }, (_, i) => agents[(i + 7) % agentsNeeded].id));
+    const before = { acked: tx.poll.acked, errs: tx.poll.errs, polls: tx.poll.polls, signals: cpuMs(signals.pid), broker: cpuMs(broker.pid) };
+    await drainPoll(measured);
+    const pollElapsed = (tx.poll.lastAckAt - tx.poll.firstOutAt) / 1000;
+    const pAcked = tx.poll.acked - before.acked;
+    const perPolled = (pid, b) => (b === undefined || pAcked === 0 ? null : +(((cpuMs(pid) ?? b) - b) / pAcked).toFixed(3));
+    report.ingest_poll = {
+      sets: pollSets, acknowledged: pAcked, set_errors: tx.poll.errs - before.errs, error_samples: tx.poll.errSamples, polls: tx.poll.polls - before.polls,
+      seconds: +pollElapsed.toFixed(2), sets_per_s: Math.round(pAcked / pollElapsed),
+      signals_cpu_ms_per_set: perPolled(signals.pid, before.signals), broker_cpu_ms_per_set: perPolled(broker.pid, before.broker), loadavg_1m: loadavg()[0],
+    };
+    log(`  ${report.ingest_poll.sets_per_s} SETs/s acknowledged (${pAcked} in ${pollElapsed.toFixed(1)} s, ${report.ingest_poll.polls} polls, ${report.ingest_poll.set_errors} refused); CPU per SET: signals ${report.ingest_poll.signals_cpu_ms_per_set} ms, broker ${report.ingest_poll.broker_cpu_ms_per_set} ms`);
   } finally {
     await Promise.all(started.map((i) => i.stop()));
     await tx.close();
@@ -337,6 +410,10 @@ export async function runRevocation(opts = {}) {
   const n8 = report.results.find((r) => r.n === 8);
   if (n8) lines.push(`target p99 < 100 ms at N = 8 (push → denial at a proxy): ${n8.push_to_denial_ms.p99 < 100 ? 'PASS' : 'MISSED'} (${f(n8.push_to_denial_ms.p99)} ms)`);
   if (report.ingest) lines.push(`SET ingest: ${report.ingest.sets_per_s} SETs/s (${report.ingest.accepted} accepted, ${report.ingest.failed} failed, ${report.ingest.concurrency} connections; signals CPU ${report.ingest.signals_cpu_ms_per_set} ms/SET, broker ${report.ingest.broker_cpu_ms_per_set} ms/SET; load ${report.ingest.loadavg_1m.toFixed(1)})   target >= 2000: ${report.ingest.sets_per_s >= 2000 ? 'PASS' : 'MISSED'}`);
+  if (report.ingest_poll) {
+    const p = report.ingest_poll;
+    lines.push(`SET ingest by poll (RFC 8936, 100 per answer): ${p.sets_per_s} SETs/s (${p.acknowledged} acknowledged, ${p.set_errors} refused, ${p.polls} polls; signals CPU ${p.signals_cpu_ms_per_set} ms/SET, broker ${p.broker_cpu_ms_per_set} ms/SET; load ${p.loadavg_1m.toFixed(1)})   target >= 2000: ${p.sets_per_s >= 2000 && p.set_errors === 0 ? 'PASS' : 'MISSED'}`);
+  }
   lines.push(`(${rounds} signals per N; pollers pause ${gapMs} ms between calls (calls/s in all: ${report.results.map((r) => `N=${r.n} ${r.probe_calls_per_s}`).join(', ')}); ${cpus().length} CPUs; Node ${process.version}; load average before/after per N: ${report.results.map((r) => `${r.loadavg_1m_before.toFixed(1)}/${r.loadavg_1m_after.toFixed(1)}`).join(', ')})`);
   lines.push(`results: ${file}`);
   return { report, text: lines.join('\n'), file };
