@@ -451,6 +451,17 @@ export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, 
           texts.push(dataJson ?? JSON.stringify(rec.data));
           prevHash = hash;
         }
+        if (this.dialect === 'postgres') {
+          // ONE statement for the rows and the new head, every column one array parameter: no
+          // query text per row count, no per-value query tree (the audit log writes two records
+          // per accepted SET, a record per proxied call).
+          const rows = out.map((r, i) => ({
+            seq: r.seq, id: r.id, ts: r.ts, type: r.type, actor: r.actor, subject: r.subject, tool: r.tool,
+            decision: r.decision, trace_id: r.traceId, data: texts[i]!, prev_hash: r.prevHash, hash: r.hash,
+          }));
+          await trx.executeQuery(CompiledQuery.raw(AUDIT_APPEND_SQL, [JSON.stringify(rows), seq, prevHash]));
+          return out;
+        }
         const rows: AuditTable[] = out.map((r, i) => ({
           seq: r.seq, id: r.id, ts: r.ts, type: r.type, actor: r.actor, subject: r.subject, tool: r.tool,
           decision: r.decision, trace_id: r.traceId, data: texts[i]!, prev_hash: r.prevHash, hash: r.hash,
@@ -1551,6 +1562,18 @@ export async function openStore(opts: StoreOptions): Promise<Store> {
   if (opts.driver === 'sqlite') return openSqlite(opts.sqlitePath, clock);
   return openPostgres(opts, clock);
 }
+
+/**
+ * `appendChained` on PostgreSQL, inside its transaction (after the head's row lock): the batch's
+ * rows from array parameters and the new head, in one statement (a data-modifying CTE always
+ * runs to completion, referenced or not).
+ */
+const AUDIT_APPEND_SQL = `with "ins" as (
+  insert into "audit" ("seq", "id", "ts", "type", "actor", "subject", "tool", "decision", "trace_id", "data", "prev_hash", "hash")
+  select "seq", "id", "ts", "type", "actor", "subject", "tool", "decision", "trace_id", "data", "prev_hash", "hash" from json_populate_recordset(null::"audit", $1::json)
+  returning 1
+)
+update "audit_head" set "seq" = $2, "hash" = $3 where "id" = 1`;
 
 /** `recordSignalTimes` on PostgreSQL: the upsert (first time of each kind wins) and the arrival times of its signals. */
 const SIGNAL_TIMES_SQL = `with "up" as (
