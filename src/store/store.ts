@@ -1575,7 +1575,13 @@ const AUDIT_APPEND_SQL = `with "ins" as (
 )
 update "audit_head" set "seq" = $2, "hash" = $3 where "id" = 1`;
 
-/** `recordSignalTimes` on PostgreSQL: the upsert (first time of each kind wins) and the arrival times of its signals. */
+/**
+ * `recordSignalTimes` on PostgreSQL: the upsert (first time of each kind wins) and the arrival
+ * times of its signals, one primary-key probe per id (a lateral lookup): with `id = any($1)` the
+ * planner scanned the whole `signals` table for a batch of ~100 ids up to tens of thousands of
+ * rows (2.3 ms at 10 000 rows against 0.7 ms by the index, measured), at every instance's
+ * timeline write, ten times a second under SET ingest, growing with the table.
+ */
 const SIGNAL_TIMES_SQL = `with "up" as (
   insert into "signal_applications" ("signal_id", "instance_id", "role", "applied_at", "first_denied_at")
   select * from unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])
@@ -1584,7 +1590,8 @@ const SIGNAL_TIMES_SQL = `with "up" as (
     "first_denied_at" = coalesce("signal_applications"."first_denied_at", "excluded"."first_denied_at")
   returning 1
 )
-select "id", "received_at" from "signals" where "id" = any($1::text[])`;
+select "u"."id", "s"."received_at" from unnest($1::text[]) as "u"("id")
+  cross join lateral (select "received_at" from "signals" where "signals"."id" = "u"."id" limit 1) as "s"`;
 
 /** `recordSetsOnce`: its parameters are arrays, so the text is the same for any number of rows. */
 const RECORD_SETS_SQL = `with "chk" as (

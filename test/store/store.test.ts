@@ -867,6 +867,7 @@ for (const d of STORE_DIALECTS) {
         const back = await store.recordSignalTimes([
           { signalId: 'sig-t2', instanceId: 'i1', role: 'proxy', appliedAt: T0 + 80, firstDeniedAt: null },
           { signalId: 'sig-none', instanceId: 'i1', role: 'proxy', appliedAt: T0 + 80, firstDeniedAt: null },
+          { signalId: 'sig-t2', instanceId: 'i2', role: 'broker', appliedAt: T0 + 81, firstDeniedAt: null },
         ]);
         assert.deepEqual([...back], [['sig-t2', T0 + 77]]);
       });
