@@ -696,12 +696,14 @@ export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, 
   }
 
   /** Not expired at `now`: expires_at null or > now. Oldest first (created_at, then id). */
-  async listRevocations(now: number): Promise<RevocationRecord[]> {
+  async listRevocations(now: number, opts: { createdSince?: number } = {}): Promise<RevocationRecord[]> {
     return this.#guard({ what: 'list revocations' }, async () => {
-      const rows = await this.db
+      let q = this.db
         .selectFrom('revocations')
         .selectAll()
-        .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
+        .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]));
+      if (opts.createdSince !== undefined) q = q.where('created_at', '>=', opts.createdSince);
+      const rows = await q
         .orderBy('created_at', 'asc')
         .orderBy('id', 'asc')
         .execute();

@@ -591,6 +591,10 @@ for (const d of STORE_DIALECTS) {
         const live = [revs[2], revs[1], revs[0]];
         assert.deepEqual(await store.listRevocations(now), live, 'expiresAt <= now is expired');
         assert.deepEqual(await peer.listRevocations(T0), [revs[3], revs[2], revs[1], revs[0], revs[4]]);
+        // The reload's recent read: created at or after createdSince, still unexpired only.
+        assert.deepEqual(await store.listRevocations(now, { createdSince: T0 + 2 }), [revs[1], revs[0]]);
+        assert.deepEqual(await store.listRevocations(T0, { createdSince: T0 + 3 }), [revs[0], revs[4]]);
+        assert.deepEqual(await store.listRevocations(now, { createdSince: T0 + 5 }), []);
 
         assert.equal(await store.purgeRevocations(now), 2, 'rev-old and rev-edge');
         assert.equal(await store.purgeRevocations(now), 0);
