@@ -79,8 +79,11 @@ export interface BrokerStore {
   listIssuedTokens(filter: { nhiId?: string; audience?: string; activeAt?: number; limit?: number }): Promise<IssuedTokenRecord[]>;
 
   addRevocation(r: RevocationRecord): Promise<void>;
-  /** Revocations not yet expired at `now` (expiresAt null or > now), oldest first. */
-  listRevocations(now: number): Promise<RevocationRecord[]>;
+  /**
+   * Revocations not yet expired at `now` (expiresAt null or > now), oldest first; with
+   * `createdSince`, only those whose createdAt is at or after it.
+   */
+  listRevocations(now: number, opts?: { createdSince?: number }): Promise<RevocationRecord[]>;
   purgeRevocations(now: number): Promise<number>;
 
   addKillSwitch(k: KillSwitchRecord): Promise<void>;

@@ -451,6 +451,17 @@ export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, 
           texts.push(dataJson ?? JSON.stringify(rec.data));
           prevHash = hash;
         }
+        if (this.dialect === 'postgres') {
+          // ONE statement for the rows and the new head, every column one array parameter: no
+          // query text per row count, no per-value query tree (the audit log writes two records
+          // per accepted SET, a record per proxied call).
+          const rows = out.map((r, i) => ({
+            seq: r.seq, id: r.id, ts: r.ts, type: r.type, actor: r.actor, subject: r.subject, tool: r.tool,
+            decision: r.decision, trace_id: r.traceId, data: texts[i]!, prev_hash: r.prevHash, hash: r.hash,
+          }));
+          await trx.executeQuery(CompiledQuery.raw(AUDIT_APPEND_SQL, [JSON.stringify(rows), seq, prevHash]));
+          return out;
+        }
         const rows: AuditTable[] = out.map((r, i) => ({
           seq: r.seq, id: r.id, ts: r.ts, type: r.type, actor: r.actor, subject: r.subject, tool: r.tool,
           decision: r.decision, trace_id: r.traceId, data: texts[i]!, prev_hash: r.prevHash, hash: r.hash,
@@ -685,12 +696,14 @@ export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, 
   }
 
   /** Not expired at `now`: expires_at null or > now. Oldest first (created_at, then id). */
-  async listRevocations(now: number): Promise<RevocationRecord[]> {
+  async listRevocations(now: number, opts: { createdSince?: number } = {}): Promise<RevocationRecord[]> {
     return this.#guard({ what: 'list revocations' }, async () => {
-      const rows = await this.db
+      let q = this.db
         .selectFrom('revocations')
         .selectAll()
-        .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
+        .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]));
+      if (opts.createdSince !== undefined) q = q.where('created_at', '>=', opts.createdSince);
+      const rows = await q
         .orderBy('created_at', 'asc')
         .orderBy('id', 'asc')
         .execute();
@@ -1552,7 +1565,25 @@ export async function openStore(opts: StoreOptions): Promise<Store> {
   return openPostgres(opts, clock);
 }
 
-/** `recordSignalTimes` on PostgreSQL: the upsert (first time of each kind wins) and the arrival times of its signals. */
+/**
+ * `appendChained` on PostgreSQL, inside its transaction (after the head's row lock): the batch's
+ * rows from array parameters and the new head, in one statement (a data-modifying CTE always
+ * runs to completion, referenced or not).
+ */
+const AUDIT_APPEND_SQL = `with "ins" as (
+  insert into "audit" ("seq", "id", "ts", "type", "actor", "subject", "tool", "decision", "trace_id", "data", "prev_hash", "hash")
+  select "seq", "id", "ts", "type", "actor", "subject", "tool", "decision", "trace_id", "data", "prev_hash", "hash" from json_populate_recordset(null::"audit", $1::json)
+  returning 1
+)
+update "audit_head" set "seq" = $2, "hash" = $3 where "id" = 1`;
+
+/**
+ * `recordSignalTimes` on PostgreSQL: the upsert (first time of each kind wins) and the arrival
+ * times of its signals, one primary-key probe per id (a lateral lookup): with `id = any($1)` the
+ * planner scanned the whole `signals` table for a batch of ~100 ids up to tens of thousands of
+ * rows (2.3 ms at 10 000 rows against 0.7 ms by the index, measured), at every instance's
+ * timeline write, ten times a second under SET ingest, growing with the table.
+ */
 const SIGNAL_TIMES_SQL = `with "up" as (
   insert into "signal_applications" ("signal_id", "instance_id", "role", "applied_at", "first_denied_at")
   select * from unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])
@@ -1561,7 +1592,8 @@ const SIGNAL_TIMES_SQL = `with "up" as (
     "first_denied_at" = coalesce("signal_applications"."first_denied_at", "excluded"."first_denied_at")
   returning 1
 )
-select "id", "received_at" from "signals" where "id" = any($1::text[])`;
+select "u"."id", "s"."received_at" from unnest($1::text[]) as "u"("id")
+  cross join lateral (select "received_at" from "signals" where "signals"."id" = "u"."id" limit 1) as "s"`;
 
 /** `recordSetsOnce`: its parameters are arrays, so the text is the same for any number of rows. */
 const RECORD_SETS_SQL = `with "chk" as (

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { ManualClock, silentLogger } from '../../src/core/index.js';
 import { MemoryBus } from '../../src/bus/index.js';
 import { RevocationState, type KillSwitchRecord, type RevocationRecord } from '../../src/broker/index.js';
+import { RELOAD_OVERLAP_MS } from '../../src/broker/revocation-state.js';
 import { mttrReport, type SignalApplicationRecord, type SignalRecord } from '../../src/signals/index.js';
 import { waitFor } from './helpers.js';
 
@@ -68,5 +69,65 @@ describe('time to revoke bookkeeping (issue 5)', () => {
     assert.equal(r.instances, 2);
     assert.deepEqual(r.applied_everywhere, { count: 2, mean_ms: 75, p50_ms: 50, p99_ms: 100, max_ms: 100 });
     assert.deepEqual(r.first_denial, { count: 1, mean_ms: 20, p50_ms: 20, p99_ms: 20, max_ms: 20 });
+  });
+});
+
+describe('RevocationState reload (the safety net under the bus)', () => {
+  it('reads the revocations created since the previous reload (minus the overlap), and all of them every full-reload interval', async () => {
+    const clock = new ManualClock(1_000_000);
+    const bus = new MemoryBus();
+    await bus.start();
+    const stored: RevocationRecord[] = [];
+    const asked: Array<number | undefined> = [];
+    type List = (now: number, opts?: { createdSince?: number }) => Promise<RevocationRecord[]>;
+    const store = {
+      listRevocations: (async (now: number, opts?: { createdSince?: number }) => {
+        asked.push(opts?.createdSince);
+        return stored.filter((r) => (r.expiresAt === null || r.expiresAt > now) && (opts?.createdSince === undefined || r.createdAt >= opts.createdSince));
+      }) as List,
+      listKillSwitches: async () => [],
+    };
+    const state = new RevocationState({ store: store as never, bus, clock, logger: silentLogger(), reloadIntervalMs: 3_600_000, fullReloadIntervalMs: 60_000 });
+    await state.start();
+    const facts = (nhiId: string) => ({ jti: 'j', nhiId, toolId: 't', issuedAt: 900_000 });
+    try {
+      assert.deepEqual([...asked], [undefined], 'the first reload reads everything');
+      // Written to the store, its bus message lost: the next reload finds it.
+      stored.push(rev('lost-1', { target: 'a', notBefore: 999_000, createdAt: 999_000 }));
+      clock.advance(5_000);
+      await state.reload();
+      assert.deepEqual(asked.at(-1), 1_000_000 - RELOAD_OVERLAP_MS, 'recent ones only: created since the previous reload minus the overlap');
+      assert.equal(state.check(facts('a')), 'nhi_revoked');
+      // Committed long after its createdAt (older than the overlap): not in a recent read …
+      stored.push(rev('late-1', { target: 'b', notBefore: 950_000, createdAt: 950_000 }));
+      clock.advance(5_000);
+      await state.reload();
+      assert.equal(state.check(facts('b')), undefined);
+      // … but in the next full one.
+      clock.advance(50_000);
+      await state.reload();
+      assert.deepEqual(asked.at(-1), undefined, 'a full reload every fullReloadIntervalMs');
+      assert.equal(state.check(facts('b')), 'nhi_revoked');
+      clock.advance(5_000);
+      await state.reload();
+      assert.deepEqual(asked.at(-1), 1_060_000 - RELOAD_OVERLAP_MS, 'since the previous (full) reload');
+      await state.reload({ full: true });
+      assert.deepEqual(asked.at(-1), undefined, 'full on request');
+      // A failed reload does not move the window: the next one reads from the last successful one.
+      const lastOk = clock.now();
+      store.listRevocations = async () => { throw new Error('store down'); };
+      clock.advance(5_000);
+      await assert.rejects(state.reload());
+      store.listRevocations = async (now: number, opts?: { createdSince?: number }) => {
+        asked.push(opts?.createdSince);
+        return stored.filter((r) => (r.expiresAt === null || r.expiresAt > now) && (opts?.createdSince === undefined || r.createdAt >= opts.createdSince));
+      };
+      clock.advance(5_000);
+      await state.reload();
+      assert.deepEqual(asked.at(-1), lastOk - RELOAD_OVERLAP_MS);
+    } finally {
+      await state.stop();
+      await bus.close();
+    }
   });
 });

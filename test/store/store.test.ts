@@ -14,6 +14,7 @@ import type { AdminCredentialRecord } from '../../src/admin/ports.js';
 import type { ApprovalRecord, IssuedTokenRecord, KillSwitchRecord, RevocationRecord } from '../../src/broker/ports.js';
 import type { RestrictionRecord, SignalRecord, SsfEventRecord, SsfStreamRecord } from '../../src/signals/ports.js';
 import type { FindingInput, PlaybookActionRecord } from '../../src/governance/ports.js';
+import { canonicalJson } from '../../src/core/canonical.js';
 import { GENESIS_HASH, MIGRATIONS, openStore, storeOptionsFromConfig, type Store } from '../../src/store/index.js';
 import { STORE_DIALECTS, TEST_PG_URL, type StoreDialectCase } from '../helpers/stores.js';
 
@@ -503,6 +504,28 @@ for (const d of STORE_DIALECTS) {
         assert.deepEqual(await store.auditHead(), head);
         await assertChainIntact(store);
       });
+
+      it('a large batch with awkward text (quotes, backslashes, newlines, non-BMP, JSON-looking, NULL columns) is stored exactly as hashed', async () => {
+        // On PostgreSQL the batch is one statement fed by a JSON parameter: every column must come back byte for byte.
+        const odd = ['he said "hi"\\n', 'back\\slash \\"q\\"', 'line1\nline2\r\n\ttab', 'émoji 😀 𝄞 中文', '{"not":"json"}', '[1,2]', 'null', '', ' ', "it's", '\\u0041'];
+        const evs = Array.from({ length: 1200 }, (_, i) => event({
+          type: `odd.${i % 3}`, actor: odd[i % odd.length]!, subject: i % 4 === 0 ? null : odd[(i + 1) % odd.length]!, tool: i % 5 === 0 ? odd[(i + 2) % odd.length]! : null,
+          decision: i % 2 ? 'deny' : null, traceId: i % 7 === 0 ? null : randomBytes(16).toString('hex'),
+          data: { s: odd[(i + 3) % odd.length], nested: { arr: [odd[i % odd.length], i, null, true], big: 2 ** 52 + i, neg: -(i + 1) / 4 } },
+        }));
+        // The audit log's events carry their data's canonical JSON (dataJson), hashed and stored as it is.
+        const withJson = evs.map((e, i) => (i % 2 === 0 ? { ...e, dataJson: canonicalJson(e.data) } : e));
+        const recs = await store.appendChained(withJson, chain);
+        assert.equal(recs.length, 1200);
+        const stored = await assertChainIntact(store);
+        const back = stored.slice(-1200);
+        assert.deepEqual(back, recs, 'read back exactly as returned');
+        back.forEach((r, i) => {
+          const e = evs[i]!;
+          assert.deepEqual([r.id, r.ts, r.type, r.actor, r.subject, r.tool, r.decision, r.traceId], [e.id, e.ts, e.type, e.actor, e.subject, e.tool, e.decision, e.traceId]);
+          assert.deepEqual(r.data, e.data);
+        });
+      });
     });
 
     describe('broker', () => {
@@ -568,6 +591,10 @@ for (const d of STORE_DIALECTS) {
         const live = [revs[2], revs[1], revs[0]];
         assert.deepEqual(await store.listRevocations(now), live, 'expiresAt <= now is expired');
         assert.deepEqual(await peer.listRevocations(T0), [revs[3], revs[2], revs[1], revs[0], revs[4]]);
+        // The reload's recent read: created at or after createdSince, still unexpired only.
+        assert.deepEqual(await store.listRevocations(now, { createdSince: T0 + 2 }), [revs[1], revs[0]]);
+        assert.deepEqual(await store.listRevocations(T0, { createdSince: T0 + 3 }), [revs[0], revs[4]]);
+        assert.deepEqual(await store.listRevocations(now, { createdSince: T0 + 5 }), []);
 
         assert.equal(await store.purgeRevocations(now), 2, 'rev-old and rev-edge');
         assert.equal(await store.purgeRevocations(now), 0);
@@ -844,6 +871,7 @@ for (const d of STORE_DIALECTS) {
         const back = await store.recordSignalTimes([
           { signalId: 'sig-t2', instanceId: 'i1', role: 'proxy', appliedAt: T0 + 80, firstDeniedAt: null },
           { signalId: 'sig-none', instanceId: 'i1', role: 'proxy', appliedAt: T0 + 80, firstDeniedAt: null },
+          { signalId: 'sig-t2', instanceId: 'i2', role: 'broker', appliedAt: T0 + 81, firstDeniedAt: null },
         ]);
         assert.deepEqual([...back], [['sig-t2', T0 + 77]]);
       });

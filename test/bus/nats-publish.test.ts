@@ -1,0 +1,112 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { NatsBus } from '../../src/bus/index.js';
+import { collector, deleteStream, uniqueNames, waitFor } from './helpers.js';
+
+/**
+ * The NATS bus's JetStream publish: its own ack inbox, one subscription for every publish
+ * (src/bus/nats.ts, jsPublish). What the stream answers must reach the caller as the client's
+ * request path did: the ack's seq, the stream's error (a permanent one at once), no responders
+ * (the stream is recreated and the publish retried), and a timeout per attempt.
+ */
+const NATS_URL = process.env.MANDATE_TEST_NATS_URL ?? 'nats://127.0.0.1:4222';
+
+async function withJsm<T>(fn: (jsm: Awaited<ReturnType<typeof jetstreamManager>>) => Promise<T>): Promise<T> {
+  const nc = await connect({ servers: NATS_URL, timeout: 3_000, maxReconnectAttempts: 0 });
+  try {
+    return await fn(await jetstreamManager(nc, { timeout: 3_000 }));
+  } finally {
+    await nc.close();
+  }
+}
+
+describe('NATS bus publish acks', () => {
+  it('many publishes in flight at once each get their own seq, and each is stored once', { timeout: 30_000 }, async (t) => {
+    const { stream, prefix } = uniqueNames();
+    const bus = new NatsBus({ servers: [NATS_URL], stream, subjectPrefix: prefix, connectTimeoutMs: 5_000 });
+    t.after(async () => {
+      await bus.close();
+      await deleteStream(NATS_URL, stream);
+    });
+    await bus.start();
+    const { msgs, handler } = collector();
+    const sub = await bus.subscribe('many.>', handler);
+    const seqs = await Promise.all(Array.from({ length: 500 }, (_, i) => bus.publish(`many.${i % 7}`, { i }, { id: `m-${i}` })));
+    assert.equal(new Set(seqs).size, 500, 'distinct seqs');
+    // The same ids again (a retry whose first ack was lost): the stream's dedupe answers with the original seqs.
+    const again = await Promise.all(Array.from({ length: 500 }, (_, i) => bus.publish(`many.${i % 7}`, { i }, { id: `m-${i}` })));
+    assert.deepEqual(again, seqs);
+    await waitFor(() => msgs.length >= 500, 10_000, '500 messages');
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(msgs.length, 500);
+    assert.deepEqual(msgs.map((m) => (m.data as { i: number }).i).sort((a, b) => a - b), Array.from({ length: 500 }, (_, i) => i));
+    for (const m of msgs) assert.equal(m.seq, seqs[(m.data as { i: number }).i]);
+    await sub.close();
+  });
+
+  it("a stream error in the ack is thrown at once when permanent (the stream's max_msg_size)", { timeout: 30_000 }, async (t) => {
+    const { stream, prefix } = uniqueNames();
+    const bus = new NatsBus({ servers: [NATS_URL], stream, subjectPrefix: prefix, connectTimeoutMs: 5_000, publishTimeoutMs: 10_000 });
+    t.after(async () => {
+      await bus.close();
+      await deleteStream(NATS_URL, stream);
+    });
+    await bus.start();
+    await withJsm(async (jsm) => {
+      const info = await jsm.streams.info(stream);
+      await jsm.streams.update(stream, { ...info.config, max_msg_size: 256 });
+    });
+    assert.ok((await bus.publish('small.x', { v: 1 })) >= 1);
+    const started = Date.now();
+    await assert.rejects(bus.publish('small.x', { v: 'x'.repeat(1000) }), (err: Error & { status?: number }) => {
+      assert.equal(err.name, 'JetStreamApiError');
+      assert.equal(err.status, 400);
+      return true;
+    });
+    assert.ok(Date.now() - started < 2_000, 'not retried until the deadline');
+  });
+
+  it('no responders (the stream was deleted): the stream is made again and the publish goes through', { timeout: 30_000 }, async (t) => {
+    const { stream, prefix } = uniqueNames();
+    const bus = new NatsBus({ servers: [NATS_URL], stream, subjectPrefix: prefix, connectTimeoutMs: 5_000, publishTimeoutMs: 15_000 });
+    t.after(async () => {
+      await bus.close();
+      await deleteStream(NATS_URL, stream);
+    });
+    await bus.start();
+    assert.equal(await bus.publish('gone.x', 1), 1);
+    await deleteStream(NATS_URL, stream);
+    // A fresh stream starts at seq 1 again.
+    assert.equal(await bus.publish('gone.x', 2), 1);
+    assert.equal(await bus.lastSeq(), 1);
+  });
+
+  it('an attempt with no ack times out and is asked again; the deadline ends it with UnavailableError', { timeout: 30_000 }, async (t) => {
+    // A stream that does not capture the bus's subjects and a responder that never answers:
+    // the publishes reach a subscriber (no "no responders") but no ack ever comes.
+    const { stream, prefix } = uniqueNames();
+    const bus = new NatsBus({ servers: [NATS_URL], stream, subjectPrefix: prefix, connectTimeoutMs: 5_000 });
+    const nc = await connect({ servers: NATS_URL, timeout: 3_000 });
+    let heard = 0;
+    nc.subscribe(`${prefix}.silent.>`, { callback: () => void heard++ });
+    await nc.flush();
+    t.after(async () => {
+      await bus.close();
+      await nc.close();
+      await deleteStream(NATS_URL, stream);
+    });
+    await bus.start();
+    await withJsm(async (jsm) => {
+      const info = await jsm.streams.info(stream);
+      await jsm.streams.update(stream, { ...info.config, subjects: [`${prefix}.other.>`] });
+    });
+    const started = Date.now();
+    // An attempt waits at most 2 s for its ack: the first times out, the second meets the deadline.
+    await assert.rejects(bus.publish('silent.x', 1, { timeoutMs: 2_600 }), { code: 'ERR_UNAVAILABLE' });
+    const took = Date.now() - started;
+    assert.ok(took >= 2_550 && took < 4_500, `gave up after ${took} ms`);
+    assert.ok(heard >= 2, `asked again after the attempt timed out (${heard} attempts)`);
+  });
+});
