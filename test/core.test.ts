@@ -6,6 +6,7 @@ import {
   OAuthError, ValidationError,
   newSortableId,
   newTraceId,
+  randomHex,
 } from '../src/core/index.js';
 
 describe('logger redaction', () => {
@@ -111,5 +112,25 @@ describe('ids', () => {
     assert.match(newTraceId(0), /^000000000001[0-9a-f]{20}$/, 'never all zeros (Trace Context §3.2.2.3)');
     const same = new Set(Array.from({ length: 1000 }, () => newTraceId(1_700_000_000_000)));
     assert.equal(same.size, 1000);
+  });
+
+  it('ids carry the time they are given, also when it goes back and forth (the time part is remembered per ms)', () => {
+    for (const ms of [1_700_000_000_000, 1_700_000_000_001, 1_700_000_000_000, 5, 0xffffffffffff + 10, 1_700_000_000_001]) {
+      const t = newTraceId(ms);
+      assert.equal(parseInt(t.slice(0, 12), 16), Math.min(ms, 0xffffffffffff), `trace id at ${ms}`);
+      if (ms > 0xffffffffffff) continue; // 10 base36 digits: past year 10 000
+      const s = newSortableId('aud', ms);
+      assert.equal(parseInt(s.slice(4, 13), 36), ms, `sortable id at ${ms}`);
+      assert.match(s, /^aud_[0-9a-z]{9}[A-Za-z0-9_-]{22}$/);
+    }
+  });
+
+  it('randomHex: 2n lower-case hex digits, every digit in every position, never repeated', () => {
+    const ids = Array.from({ length: 4000 }, () => randomHex(8));
+    for (const id of ids) assert.match(id, /^[0-9a-f]{16}$/);
+    assert.equal(new Set(ids).size, ids.length);
+    for (let pos = 0; pos < 16; pos++) assert.equal(new Set(ids.map((id) => id[pos])).size, 16, `position ${pos}`);
+    assert.match(randomHex(100), /^[0-9a-f]{200}$/);
+    assert.equal(randomHex(0), '');
   });
 });
