@@ -77,6 +77,50 @@ describe('router', () => {
     assert.deepEqual(r.match('DELETE', '/nhis/x').allowed, ['GET']);
     assert.equal(r.match('GET', '/nope').handler, undefined);
   });
+
+  it('gives the answer of a walk over every route, whatever the first segment (routes indexed by it)', () => {
+    const r = new Router();
+    const specs: Array<[string, string]> = [
+      ['GET', '/nhis/:id'], ['GET', '/nhis/export'], ['DELETE', '/nhis/:id'], ['POST', '/tools/:tool/*'], ['GET', '/tools/:tool/*'],
+      ['GET', '/tools/:tool'], ['GET', '/:any/fixed'], ['PUT', '/:a/:b'], ['GET', '/*'], ['GET', '/'], ['GET', '/oauth/jwks'],
+      ['POST', '/oauth/token'], ['GET', '/x/:p/y/*'],
+    ];
+    // Added in an order unlike the sorted one, so the index is rebuilt as routes come.
+    const handlers = new Map<string, () => void>();
+    for (const [m, p] of specs) {
+      const h = () => undefined;
+      handlers.set(`${m} ${p}`, h);
+      r.add(m, p, h);
+    }
+    const name = (h: unknown) => [...handlers].find(([, v]) => v === h)?.[0];
+    // Answers of the router before the index (a walk over every route in score order).
+    const cases: Array<[string, string, string | undefined, Record<string, string>, string[]]> = [
+      ['GET', '/nhis/export', 'GET /nhis/export', {}, []],
+      ['GET', '/nhis/n1', 'GET /nhis/:id', { id: 'n1' }, []],
+      ['DELETE', '/nhis/export', 'DELETE /nhis/:id', { id: 'export' }, ['GET', 'GET']],
+      ['PATCH', '/nhis/n1', undefined, {}, ['GET', 'DELETE', 'PUT', 'GET']],
+      ['GET', '/tools/t/a/b', 'GET /tools/:tool/*', { tool: 't', '*': 'a/b' }, ['POST']],
+      ['HEAD', '/tools/t', 'GET /tools/:tool', { tool: 't' }, []],
+      ['GET', '/other/fixed', 'GET /:any/fixed', { any: 'other' }, []],
+      ['GET', '/nhis/fixed', 'GET /nhis/:id', { id: 'fixed' }, []],
+      ['PUT', '/oauth/jwks', 'PUT /:a/:b', { a: 'oauth', b: 'jwks' }, ['GET']],
+      ['GET', '/unknown/a/b/c', 'GET /*', { '*': 'unknown/a/b/c' }, []],
+      ['GET', '/', 'GET /', {}, []],
+      ['POST', '/', undefined, {}, ['GET', 'GET']],
+      ['GET', '/x/1/y/z', 'GET /x/:p/y/*', { p: '1', '*': 'z' }, []],
+      ['GET', '/nhis/%E0', 'GET /*', { '*': 'nhis/%E0' }, []],
+      ['POST', '/oauth/jwks', undefined, {}, ['GET', 'PUT', 'GET']],
+      ['DELETE', '/zzz', undefined, {}, ['GET']],
+      ['GET', '//tools//t/', 'GET /tools/:tool', { tool: 't' }, []],
+      ['GET', '/tools/%E0/x', 'GET /*', { '*': 'tools/%E0/x' }, []],
+    ];
+    for (const [method, path, want, params, allowed] of cases) {
+      const m = r.match(method, path);
+      assert.equal(name(m.handler), want, `${method} ${path}`);
+      assert.deepEqual(m.params, params, `${method} ${path} params`);
+      assert.deepEqual(m.allowed, allowed, `${method} ${path} allowed`);
+    }
+  });
 });
 
 describe('errors on the wire', () => {
