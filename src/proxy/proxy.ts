@@ -653,11 +653,18 @@ function queryOf(url: string): string {
   return q < 0 ? '' : url.slice(q + 1);
 }
 
+/**
+ * The query of a call without one: shared by every such call (a null-prototype object is made
+ * in V8's dictionary mode, a hash table per call otherwise), frozen, since args are only read
+ * (digest, policy).
+ */
+const NO_QUERY: Record<string, string | string[]> = Object.freeze(Object.create(null) as Record<string, string | string[]>);
+
 /** The query as an object for policies: a repeated parameter becomes a list. */
 function queryObject(raw: string): Record<string, string | string[]> {
+  if (raw === '') return NO_QUERY;
   // No prototype: a parameter named __proto__ is just a key.
   const out = Object.create(null) as Record<string, string | string[]>;
-  if (raw === '') return out;
   for (const [k, v] of new URLSearchParams(raw)) {
     const prev = out[k];
     out[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
