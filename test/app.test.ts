@@ -50,6 +50,25 @@ for (const backend of BACKENDS) {
       assert.match(text, /^mandate_bus_connected 1$/m);
     });
 
+    it('counts every answer once in mandate_http_requests_total, across scrapes', async () => {
+      const count = async (route: string, status: number) => {
+        const text = await (await fetch(`${t.url}/metrics`)).text();
+        const m = new RegExp(`^mandate_http_requests_total\\{route="${route}",method="GET",status="${status}"\\} (\\d+)$`, 'm').exec(text);
+        return m ? Number(m[1]) : 0;
+      };
+      const before = await count('/readyz', 200);
+      const missing = await count('/nope', 404);
+      for (let i = 0; i < 3; i++) assert.equal((await fetch(`${t.url}/readyz`)).status, 200);
+      assert.equal((await fetch(`${t.url}/nope`)).status, 404);
+      assert.equal(await count('/readyz', 200), before + 3);
+      assert.equal(await count('/readyz', 200), before + 3, 'a scrape adds nothing');
+      await fetch(`${t.url}/readyz`);
+      assert.equal(await count('/readyz', 200), before + 4);
+      assert.equal(await count('/nope', 404), 0, 'unmatched paths are one label');
+      assert.equal(missing, 0);
+      assert.ok((await count('unmatched', 404)) >= 1);
+    });
+
     it('publishes the JWKS', async () => {
       const r = await fetch(`${t.url}/oauth/jwks`);
       assert.equal(r.status, 200);

@@ -6,6 +6,7 @@ import {
   OAuthError, ValidationError,
   newSortableId,
   newTraceId,
+  randomHex,
 } from '../src/core/index.js';
 
 describe('logger redaction', () => {
@@ -76,6 +77,50 @@ describe('router', () => {
     assert.deepEqual(r.match('DELETE', '/nhis/x').allowed, ['GET']);
     assert.equal(r.match('GET', '/nope').handler, undefined);
   });
+
+  it('gives the answer of a walk over every route, whatever the first segment (routes indexed by it)', () => {
+    const r = new Router();
+    const specs: Array<[string, string]> = [
+      ['GET', '/nhis/:id'], ['GET', '/nhis/export'], ['DELETE', '/nhis/:id'], ['POST', '/tools/:tool/*'], ['GET', '/tools/:tool/*'],
+      ['GET', '/tools/:tool'], ['GET', '/:any/fixed'], ['PUT', '/:a/:b'], ['GET', '/*'], ['GET', '/'], ['GET', '/oauth/jwks'],
+      ['POST', '/oauth/token'], ['GET', '/x/:p/y/*'],
+    ];
+    // Added in an order unlike the sorted one, so the index is rebuilt as routes come.
+    const handlers = new Map<string, () => void>();
+    for (const [m, p] of specs) {
+      const h = () => undefined;
+      handlers.set(`${m} ${p}`, h);
+      r.add(m, p, h);
+    }
+    const name = (h: unknown) => [...handlers].find(([, v]) => v === h)?.[0];
+    // Answers of the router before the index (a walk over every route in score order).
+    const cases: Array<[string, string, string | undefined, Record<string, string>, string[]]> = [
+      ['GET', '/nhis/export', 'GET /nhis/export', {}, []],
+      ['GET', '/nhis/n1', 'GET /nhis/:id', { id: 'n1' }, []],
+      ['DELETE', '/nhis/export', 'DELETE /nhis/:id', { id: 'export' }, ['GET', 'GET']],
+      ['PATCH', '/nhis/n1', undefined, {}, ['GET', 'DELETE', 'PUT', 'GET']],
+      ['GET', '/tools/t/a/b', 'GET /tools/:tool/*', { tool: 't', '*': 'a/b' }, ['POST']],
+      ['HEAD', '/tools/t', 'GET /tools/:tool', { tool: 't' }, []],
+      ['GET', '/other/fixed', 'GET /:any/fixed', { any: 'other' }, []],
+      ['GET', '/nhis/fixed', 'GET /nhis/:id', { id: 'fixed' }, []],
+      ['PUT', '/oauth/jwks', 'PUT /:a/:b', { a: 'oauth', b: 'jwks' }, ['GET']],
+      ['GET', '/unknown/a/b/c', 'GET /*', { '*': 'unknown/a/b/c' }, []],
+      ['GET', '/', 'GET /', {}, []],
+      ['POST', '/', undefined, {}, ['GET', 'GET']],
+      ['GET', '/x/1/y/z', 'GET /x/:p/y/*', { p: '1', '*': 'z' }, []],
+      ['GET', '/nhis/%E0', 'GET /*', { '*': 'nhis/%E0' }, []],
+      ['POST', '/oauth/jwks', undefined, {}, ['GET', 'PUT', 'GET']],
+      ['DELETE', '/zzz', undefined, {}, ['GET']],
+      ['GET', '//tools//t/', 'GET /tools/:tool', { tool: 't' }, []],
+      ['GET', '/tools/%E0/x', 'GET /*', { '*': 'tools/%E0/x' }, []],
+    ];
+    for (const [method, path, want, params, allowed] of cases) {
+      const m = r.match(method, path);
+      assert.equal(name(m.handler), want, `${method} ${path}`);
+      assert.deepEqual(m.params, params, `${method} ${path} params`);
+      assert.deepEqual(m.allowed, allowed, `${method} ${path} allowed`);
+    }
+  });
 });
 
 describe('errors on the wire', () => {
@@ -111,5 +156,25 @@ describe('ids', () => {
     assert.match(newTraceId(0), /^000000000001[0-9a-f]{20}$/, 'never all zeros (Trace Context §3.2.2.3)');
     const same = new Set(Array.from({ length: 1000 }, () => newTraceId(1_700_000_000_000)));
     assert.equal(same.size, 1000);
+  });
+
+  it('ids carry the time they are given, also when it goes back and forth (the time part is remembered per ms)', () => {
+    for (const ms of [1_700_000_000_000, 1_700_000_000_001, 1_700_000_000_000, 5, 0xffffffffffff + 10, 1_700_000_000_001]) {
+      const t = newTraceId(ms);
+      assert.equal(parseInt(t.slice(0, 12), 16), Math.min(ms, 0xffffffffffff), `trace id at ${ms}`);
+      if (ms > 0xffffffffffff) continue; // 10 base36 digits: past year 10 000
+      const s = newSortableId('aud', ms);
+      assert.equal(parseInt(s.slice(4, 13), 36), ms, `sortable id at ${ms}`);
+      assert.match(s, /^aud_[0-9a-z]{9}[A-Za-z0-9_-]{22}$/);
+    }
+  });
+
+  it('randomHex: 2n lower-case hex digits, every digit in every position, never repeated', () => {
+    const ids = Array.from({ length: 4000 }, () => randomHex(8));
+    for (const id of ids) assert.match(id, /^[0-9a-f]{16}$/);
+    assert.equal(new Set(ids).size, ids.length);
+    for (let pos = 0; pos < 16; pos++) assert.equal(new Set(ids.map((id) => id[pos])).size, 16, `position ${pos}`);
+    assert.match(randomHex(100), /^[0-9a-f]{200}$/);
+    assert.equal(randomHex(0), '');
   });
 });

@@ -72,10 +72,61 @@ function cleanKey(k: string): string {
   return key;
 }
 
+/** The shortest string AUTH_SCHEME can match: a 4-letter scheme, one space, 8 credential characters. */
+const AUTH_SCHEME_MIN = 13;
+
 function scrubString(s: string): string {
-  if (AUTH_SCHEME.test(s)) return REDACTED;
+  if (s.length >= AUTH_SCHEME_MIN && AUTH_SCHEME.test(s)) return REDACTED;
   const cleaned = cleanString(s);
   return cleaned.includes('eyJ') ? cleaned.replace(COMPACT_JOSE, REDACTED) : cleaned;
+}
+
+/** How an object with these keys is walked: its keys sorted, each cleaned and judged (pure functions of the keys). */
+interface KeyPlan {
+  readonly keys: readonly string[];
+  readonly order: ReadonlyArray<{ readonly raw: string; readonly key: string; readonly sensitive: boolean }>;
+  /** Some key changed when cleaned, so the result may be out of canonical order. */
+  readonly resort: boolean;
+}
+
+/**
+ * The plans of the last few key lists: audit data repeats the same shapes (the proxy's record
+ * on every call), and sorting, cleaning and judging its keys was a third of the scrub. Looked up
+ * by comparing the key lists; small objects only; the oldest plan makes room.
+ */
+const recentPlans: KeyPlan[] = [];
+const MAX_PLANS = 16;
+const MAX_PLANNED_KEYS = 64;
+let nextPlanSlot = 0;
+
+function keyPlan(keys: string[]): KeyPlan {
+  const n = keys.length;
+  for (const p of recentPlans) {
+    if (p.keys.length !== n) continue;
+    let same = true;
+    for (let i = 0; i < n; i++) {
+      if (p.keys[i] !== keys[i]) {
+        same = false;
+        break;
+      }
+    }
+    if (same) return p;
+  }
+  let resort = false;
+  const order = [...keys].sort().map((raw) => {
+    const key = cleanKey(raw);
+    if (key !== raw) resort = true;
+    return { raw, key, sensitive: isSensitiveKey(key) };
+  });
+  const plan: KeyPlan = { keys, order, resort };
+  if (n <= MAX_PLANNED_KEYS) {
+    if (recentPlans.length < MAX_PLANS) recentPlans.push(plan);
+    else {
+      recentPlans[nextPlanSlot] = plan;
+      nextPlanSlot = (nextPlanSlot + 1) % MAX_PLANS;
+    }
+  }
+  return plan;
 }
 
 /**
@@ -135,10 +186,10 @@ export function scrubAuditJson(data: unknown, maxBytes = 64 * 1024): { data: Rec
       const out: Record<string, unknown> = {};
       // Keys in canonical order (core/canonical.ts sorts the same way), so that the result's
       // JSON is already canonical; a key that cleaning changes may reorder, then it is sorted again.
-      for (const k of Object.keys(obj).sort()) {
-        const key = cleanKey(k);
-        if (key !== k) resort = true;
-        const w = isSensitiveKey(key) ? REDACTED : walk((obj as Record<string, unknown>)[k], depth + 1);
+      const plan = keyPlan(Object.keys(obj));
+      if (plan.resort) resort = true;
+      for (const { raw, key, sensitive } of plan.order) {
+        const w = sensitive ? REDACTED : walk((obj as Record<string, unknown>)[raw], depth + 1);
         if (w === undefined) continue;
         // An own "__proto__" key (JSON.parse makes one) stays a plain key, as in JSON.
         if (key === '__proto__') Object.defineProperty(out, key, { value: w, enumerable: true, writable: true, configurable: true });

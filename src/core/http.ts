@@ -35,6 +35,14 @@ interface Route {
 /** Routes by method and path segments. Literal segments win over `:params` at equal length. */
 export class Router {
   private readonly routes: Route[] = [];
+  /**
+   * The routes that can match a path whose first segment is the key, in `routes` order: those
+   * whose first segment is that literal, a `:param`, or that have none (`/*`). Paths whose first
+   * segment no route names get `anyFirst`. A route whose first segment is another literal cannot
+   * match, so leaving it out changes no answer; without it each proxied call walked every route.
+   */
+  private byFirst = new Map<string, Route[]>();
+  private anyFirst: Route[] = [];
   private hostHandler: ((host: string) => Handler | undefined) | undefined;
 
   /** Routes whole host names before paths (the proxy's per-tool host names). */
@@ -55,6 +63,7 @@ export class Router {
     this.routes.push({ method: method.toUpperCase(), segments, wildcard, handler });
     // More literal segments first, so `/nhis/export` beats `/nhis/:id`.
     this.routes.sort((a, b) => score(b) - score(a));
+    this.index();
     return this;
   }
 
@@ -69,13 +78,23 @@ export class Router {
   match(method: string, path: string): { handler?: Handler; params: Record<string, string>; allowed: string[] } {
     const parts = path.split('/').filter(Boolean);
     const allowed: string[] = [];
-    for (const r of this.routes) {
+    const candidates = (parts.length > 0 ? this.byFirst.get(parts[0]!) : undefined) ?? this.anyFirst;
+    for (const r of candidates) {
       const params = matchSegments(r, parts);
       if (!params) continue;
       if (r.method === method || (method === 'HEAD' && r.method === 'GET')) return { handler: r.handler, params, allowed };
       allowed.push(r.method);
     }
     return { params: {}, allowed };
+  }
+
+  private index(): void {
+    const firsts = new Set<string>();
+    for (const r of this.routes) if (r.segments.length > 0 && !r.segments[0]!.startsWith(':')) firsts.add(r.segments[0]!);
+    const byFirst = new Map<string, Route[]>();
+    for (const f of firsts) byFirst.set(f, this.routes.filter((r) => r.segments.length === 0 || r.segments[0]!.startsWith(':') || r.segments[0] === f));
+    this.byFirst = byFirst;
+    this.anyFirst = this.routes.filter((r) => r.segments.length === 0 || r.segments[0]!.startsWith(':'));
   }
 }
 
@@ -85,17 +104,20 @@ function score(r: Route): number {
 
 function matchSegments(r: Route, parts: string[]): Record<string, string> | undefined {
   if (r.wildcard ? parts.length < r.segments.length : parts.length !== r.segments.length) return undefined;
+  // The literals first: most routes fail there, before any params object is made.
+  for (let i = 0; i < r.segments.length; i++) {
+    const seg = r.segments[i]!;
+    if (seg.charCodeAt(0) !== 0x3a /* : */ && seg !== parts[i]) return undefined;
+  }
   const params: Record<string, string> = {};
   for (let i = 0; i < r.segments.length; i++) {
     const seg = r.segments[i]!;
-    const part = parts[i]!;
-    if (seg.startsWith(':')) {
-      try {
-        params[seg.slice(1)] = decodeURIComponent(part);
-      } catch {
-        return undefined;
-      }
-    } else if (seg !== part) return undefined;
+    if (seg.charCodeAt(0) !== 0x3a) continue;
+    try {
+      params[seg.slice(1)] = decodeURIComponent(parts[i]!);
+    } catch {
+      return undefined;
+    }
   }
   if (r.wildcard) params['*'] = parts.slice(r.segments.length).join('/');
   return params;

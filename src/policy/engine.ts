@@ -3,7 +3,7 @@ import { readFile, stat } from 'node:fs/promises';
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
 import { MandateError } from '../core/index.js';
 import { ACTION_TYPE, CEDAR_SCHEMA_TEXT, MCP_METHODS, NHI_TYPE, TOOL_TYPE } from './schema.js';
-import { ArgsRefusedError, toCedarArgs, type CedarValue } from './values.js';
+import { ArgsRefusedError, checkCedarArgs, toCedarArgs, type CedarValue } from './values.js';
 
 /** What the proxy asks about one call, after it has verified the token, the declaration and the scope. */
 export interface PolicyRequest {
@@ -225,7 +225,7 @@ export class PolicyEngine {
   evaluate(req: PolicyRequest): PolicyDecision {
     try {
       const plan = this.planFor(req.action);
-      if (plan.onlyBase || plan.argsFree) toCedarArgs(req.args); // throws ArgsRefusedError as decide() would
+      if (plan.onlyBase || plan.argsFree) checkCedarArgs(req.args); // throws ArgsRefusedError as decide() would
       if (plan.onlyBase) return { ...BASE_ALLOW, cached: false };
       const key = this.cacheSize > 0 ? cacheKey(req, plan.argsFree) : undefined;
       if (key !== undefined) {

@@ -38,6 +38,47 @@ export function toCedarArgs(args: Record<string, unknown> | null): { [key: strin
   return out as { [key: string]: CedarValue };
 }
 
+/**
+ * Refuses exactly what toCedarArgs refuses, with the same error, without building the Cedar
+ * value: for the engine's shortcuts, which must refuse such arguments but never use the result.
+ * The check allocates nothing for arguments it accepts (no copy, no paths of each value); on a
+ * refusal toCedarArgs runs to throw its error, with the path, as before.
+ */
+export function checkCedarArgs(args: Record<string, unknown> | null): void {
+  if (args === null || args === undefined) return;
+  const budget = { values: 0 };
+  if (typeof args === 'object' && !Array.isArray(args) && acceptable(args, 1, budget)) return;
+  toCedarArgs(args);
+  // Not reached unless the two disagree; then the conversion's verdict (it accepted) stands.
+}
+
+/** convert()'s checks alone: true when convert would not throw. */
+function acceptable(v: unknown, depth: number, budget: { values: number }): boolean {
+  if (++budget.values > MAX_ARGS_VALUES) return false;
+  if (v === null || v === undefined) return true;
+  switch (typeof v) {
+    case 'boolean':
+    case 'string':
+    case 'number':
+    case 'bigint':
+      return true;
+    case 'object': {
+      if (depth > MAX_ARGS_DEPTH) return false;
+      if (Array.isArray(v)) {
+        for (let i = 0; i < v.length; i++) if (!acceptable(v[i], depth + 1, budget)) return false;
+        return true;
+      }
+      for (const k of Object.keys(v)) {
+        if (RESERVED_KEYS.has(k)) return false;
+        if (!acceptable((v as Record<string, unknown>)[k], depth + 1, budget)) return false;
+      }
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
 function convert(v: unknown, depth: number, budget: { values: number }, at: string): CedarValue | undefined {
   if (++budget.values > MAX_ARGS_VALUES) throw new ArgsRefusedError(`args have more than ${MAX_ARGS_VALUES} values`);
   if (v === null || v === undefined) return undefined;

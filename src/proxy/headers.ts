@@ -71,7 +71,7 @@ export class CredentialError extends MandateError {
 }
 
 /** The names listed in `Connection` (RFC 9110 §7.6.1: those fields are hop-by-hop too), lower-cased. */
-function connectionListed(headers: Record<string, string | string[] | undefined>): Set<string> | undefined {
+function connectionListed(headers: Record<string, string | string[] | undefined>): ReadonlySet<string> | undefined {
   // node:http and undici give lower-case names; a hand-built record may not.
   let value = headers.connection;
   if (value === undefined) {
@@ -79,14 +79,42 @@ function connectionListed(headers: Record<string, string | string[] | undefined>
     value = key === undefined ? undefined : headers[key];
   }
   if (value === undefined) return undefined;
+  if (typeof value === 'string') {
+    // Almost every message says the same (`keep-alive`, `close`): parsed once per distinct value.
+    const known = listedByValue.get(value);
+    if (known !== undefined) return known;
+    const set = parseConnection([value]);
+    if (value.length <= 256) {
+      if (listedByValue.size >= MAX_LISTED_VALUES) listedByValue.clear();
+      listedByValue.set(value, set);
+    }
+    return set;
+  }
+  return parseConnection(value);
+}
+
+function parseConnection(values: readonly string[]): ReadonlySet<string> {
   const set = new Set<string>();
-  for (const v of Array.isArray(value) ? value : [value]) {
+  for (const v of values) {
     for (const part of v.split(',')) {
       const name = part.trim().toLowerCase();
       if (name !== '') set.add(name);
     }
   }
   return set;
+}
+
+/** `Connection` value (short ones) → the names it lists (read-only sets, shared); bounded, cleared when full. */
+const listedByValue = new Map<string, ReadonlySet<string>>();
+const MAX_LISTED_VALUES = 256;
+
+/**
+ * Sets a header in a plain object: a field named `__proto__` becomes an own member (as JSON.parse
+ * would make it), never the object's prototype.
+ */
+function put(out: Record<string, string | string[]>, name: string, value: string | string[]): void {
+  if (name === '__proto__') Object.defineProperty(out, name, { value, enumerable: true, writable: true, configurable: true });
+  else out[name] = value;
 }
 
 /**
@@ -102,15 +130,16 @@ function connectionListed(headers: Record<string, string | string[] | undefined>
  */
 export function upstreamHeaders(incoming: IncomingHttpHeaders, opts: UpstreamHeaderOptions): Record<string, string | string[]> {
   const listed = connectionListed(incoming);
-  const out: Record<string, string | string[]> = Object.create(null) as Record<string, string | string[]>;
-  for (const rawName of Object.keys(incoming)) {
+  const out: Record<string, string | string[]> = {};
+  for (const rawName in incoming) {
+    if (!Object.prototype.hasOwnProperty.call(incoming, rawName)) continue;
     const value = incoming[rawName];
     if (value === undefined) continue;
     const name = rawName.toLowerCase();
     if (HOP_BY_HOP.has(name) || NEVER_FORWARDED.has(name) || name.startsWith('x-forwarded-') || name.charCodeAt(0) === 0x3a /* : */) continue;
     if (listed?.has(name)) continue;
     if (name === 'content-length' && opts.bodyRewritten) continue;
-    out[name] = value;
+    put(out, name, value);
   }
   out['x-forwarded-for'] = opts.clientIp;
   out['x-forwarded-proto'] = opts.proto;
@@ -118,10 +147,30 @@ export function upstreamHeaders(incoming: IncomingHttpHeaders, opts: UpstreamHea
   out.traceparent = opts.traceparent;
   const cred = opts.credential;
   if (cred !== undefined) {
-    const header = credentialHeader(cred);
+    const header = credentialHeaderOf(cred);
     if (header !== undefined) out[header[0]] = header[1];
   }
-  return { ...out };
+  return out;
+}
+
+/**
+ * credentialHeader, remembered per credential object (the proxy resolves each tool's once, at
+ * start): the checks and the header are computed on first use. A credential that fails them is
+ * not remembered, so it throws on every call.
+ */
+const credentialHeaders = new WeakMap<InjectedCredential, { of: InjectedCredential; header: [string, string] | undefined }>();
+
+function credentialHeaderOf(cred: InjectedCredential): [string, string] | undefined {
+  const known = credentialHeaders.get(cred);
+  // Checked against the fields the header comes from: a record changed since is checked again.
+  if (known !== undefined && sameCredential(known.of, cred)) return known.header;
+  const header = credentialHeader(cred);
+  credentialHeaders.set(cred, { of: { ...cred }, header });
+  return header;
+}
+
+function sameCredential(a: InjectedCredential, b: InjectedCredential): boolean {
+  return a.type === b.type && a.value === b.value && a.name === b.name && a.username === b.username;
 }
 
 /** The header a credential becomes, or undefined for a query credential. */
@@ -206,9 +255,10 @@ export function responseHeaders(
   const listed = connectionListed(upstream);
   const cred = opts.credential;
   const credName = cred?.type === 'header' && cred.name ? cred.name.toLowerCase() : undefined;
-  const secrets = cred && typeof cred.value === 'string' && cred.value !== '' ? secretForms(cred) : [];
-  const out: Record<string, string | string[]> = Object.create(null) as Record<string, string | string[]>;
-  for (const rawName of Object.keys(upstream)) {
+  const secrets = cred && typeof cred.value === 'string' && cred.value !== '' ? secretFormsOf(cred) : NO_SECRETS;
+  const out: Record<string, string | string[]> = {};
+  for (const rawName in upstream) {
+    if (!Object.prototype.hasOwnProperty.call(upstream, rawName)) continue;
     const value = upstream[rawName];
     if (value === undefined) continue;
     const name = rawName.toLowerCase();
@@ -216,9 +266,23 @@ export function responseHeaders(
     if (name === 'set-cookie' || name === 'authorization' || name === credName) continue;
     if (name === 'content-length' && opts.bodyRewritten) continue;
     if (secrets.length > 0 && echoes(value, secrets)) continue;
-    out[name] = value;
+    put(out, name, value);
   }
-  return { ...out };
+  return out;
+}
+
+const NO_SECRETS: readonly string[] = [];
+
+/** secretForms per credential object (a base64 or percent-encoding per response otherwise). */
+const secretFormsByCred = new WeakMap<InjectedCredential, { of: InjectedCredential; forms: readonly string[] }>();
+
+function secretFormsOf(cred: InjectedCredential): readonly string[] {
+  const known = secretFormsByCred.get(cred);
+  // Checked against the fields the forms come from: a record changed since gets its own.
+  if (known !== undefined && sameCredential(known.of, cred)) return known.forms;
+  const forms = secretForms(cred);
+  secretFormsByCred.set(cred, { of: { ...cred }, forms });
+  return forms;
 }
 
 /** The forms in which a credential's secret would appear in a reflected header. */
@@ -229,9 +293,9 @@ function secretForms(cred: InjectedCredential): string[] {
   return forms;
 }
 
-function echoes(value: string | string[], secrets: string[]): boolean {
-  const values = Array.isArray(value) ? value : [value];
-  return values.some((v) => secrets.some((s) => v.includes(s)));
+function echoes(value: string | string[], secrets: readonly string[]): boolean {
+  if (typeof value === 'string') return secrets.some((s) => value.includes(s));
+  return value.some((v) => secrets.some((s) => v.includes(s)));
 }
 
 const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;

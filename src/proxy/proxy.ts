@@ -64,6 +64,8 @@ interface ToolRuntime {
   approvalTiers: ReadonlySet<string>;
   /** The tool's response headers as the agent gets them (responseHeaders with its credential). */
   responseHeaders: (upstream: Record<string, string | string[] | undefined>) => Record<string, string | string[]>;
+  /** Per HTTP action: `path?rawQuery` → argsDigest of its `{ params, query }` (see httpArgsDigest). */
+  argsDigests: Map<ActionConfig, Map<string, string>>;
 }
 
 /** What the audit log and the bus learn about one call (no token, no secret, no query string). */
@@ -130,6 +132,7 @@ export class ToolProxy {
           : undefined,
         approvalTiers,
         responseHeaders: (upstream) => responseHeaders(upstream, credential ? { credential } : {}),
+        argsDigests: new Map(),
       };
       this.tools.set(tool.id, rt);
       for (const h of tool.hosts) this.byHost.set(h, rt);
@@ -304,7 +307,7 @@ export class ToolProxy {
       body = await readBody(ctx.req, rt.tool.max_body_bytes);
       args.body = argsDigest(body.toString('base64'));
     }
-    facts.args_digest = argsDigest(args);
+    facts.args_digest = args.body === undefined ? httpArgsDigest(rt, m.action, path, rawQuery, args) : argsDigest(args);
     const decision = await this.decide(rt, token, nhi, m.action, args, facts, { method, path: m.action.path ?? (path || '/') }, trace.traceId);
     if (decision.decision !== 'allow') throw new OAuthError('access_denied', `denied by policy ${decision.policies.join(', ') || '(default deny)'}`, 403);
 
@@ -621,16 +624,47 @@ export class ToolProxy {
   }
 }
 
+const MAX_DIGESTS_PER_ACTION = 4096;
+const MAX_DIGEST_KEY = 1024;
+
+/**
+ * argsDigest(args) of an HTTP call whose args are `{ params, query }` only (no body digest),
+ * remembered per action by `path?rawQuery`: for one action the normalized path decides the
+ * template's params and the raw query the query object, so the key decides the digest (a
+ * normalized path has no raw `?`). Saves the canonical JSON and the SHA-256 on repeated calls
+ * (a client reading the same items). Bounded per action; long keys are not remembered.
+ */
+function httpArgsDigest(rt: ToolRuntime, action: ActionConfig, path: string, rawQuery: string, args: Record<string, unknown>): string {
+  const key = `${path}?${rawQuery}`;
+  if (key.length > MAX_DIGEST_KEY) return argsDigest(args);
+  let known = rt.argsDigests.get(action);
+  if (known === undefined) rt.argsDigests.set(action, (known = new Map()));
+  let digest = known.get(key);
+  if (digest === undefined) {
+    digest = argsDigest(args);
+    if (known.size >= MAX_DIGESTS_PER_ACTION) known.clear();
+    known.set(key, digest);
+  }
+  return digest;
+}
+
 function queryOf(url: string): string {
   const q = url.indexOf('?');
   return q < 0 ? '' : url.slice(q + 1);
 }
 
+/**
+ * The query of a call without one: shared by every such call (a null-prototype object is made
+ * in V8's dictionary mode, a hash table per call otherwise), frozen, since args are only read
+ * (digest, policy).
+ */
+const NO_QUERY: Record<string, string | string[]> = Object.freeze(Object.create(null) as Record<string, string | string[]>);
+
 /** The query as an object for policies: a repeated parameter becomes a list. */
 function queryObject(raw: string): Record<string, string | string[]> {
+  if (raw === '') return NO_QUERY;
   // No prototype: a parameter named __proto__ is just a key.
   const out = Object.create(null) as Record<string, string | string[]>;
-  if (raw === '') return out;
   for (const [k, v] of new URLSearchParams(raw)) {
     const prev = out[k];
     out[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];

@@ -88,22 +88,7 @@ async function handle(opts: HttpServerOptions, req: IncomingMessage, res: Server
   if (opts.onResponse) {
     res.once('finish', () => opts.onResponse!(routeLabel, method, res.statusCode, Number(process.hrtime.bigint() - started) / 1e9));
   }
-  const ctx: RequestContext = {
-    req,
-    res,
-    params,
-    path,
-    query: new URLSearchParams(q < 0 ? '' : rawUrl.slice(q + 1)),
-    requestId,
-    traceId,
-    // Made on first use: most requests (every proxied call that succeeds) never log, and a
-    // pino child per request was a measurable share of the proxy's cost.
-    get log() {
-      const log = opts.logger.child({ reqId: requestId });
-      Object.defineProperty(this, 'log', { value: log, enumerable: true });
-      return log;
-    },
-  };
+  const ctx = new ServerRequestContext(req, res, params, path, q < 0 ? '' : rawUrl.slice(q + 1), requestId, traceId, opts.logger);
   try {
     if (!handler) {
       if (allowed.length > 0) sendJson(res, 405, { error: 'method_not_allowed', error_description: `use ${allowed.join(', ')}` }, { allow: allowed.join(', ') });
@@ -114,6 +99,44 @@ async function handle(opts: HttpServerOptions, req: IncomingMessage, res: Server
     }
   } catch (err) {
     sendError(ctx, err);
+  }
+}
+
+/**
+ * What a handler gets. A class rather than an object literal with a getter: V8 builds a literal
+ * that has an accessor through its runtime on every request (~1.5 µs here), a class instance is
+ * an ordinary allocation (~0.1 µs). `log` (a pino child) and `query` are made on first use: most
+ * requests (every proxied call that succeeds) use neither, and a pino child per request was a
+ * measurable share of the proxy's cost.
+ */
+class ServerRequestContext implements RequestContext {
+  declare principal?: RequestContext['principal'];
+  #log: Logger | undefined;
+  #query: URLSearchParams | undefined;
+  /** The query string without its `?` ('' when none). */
+  readonly #rawQuery: string;
+  readonly #logger: Logger;
+
+  constructor(
+    readonly req: IncomingMessage,
+    readonly res: ServerResponse,
+    readonly params: Record<string, string>,
+    readonly path: string,
+    rawQuery: string,
+    readonly requestId: string,
+    readonly traceId: string,
+    logger: Logger,
+  ) {
+    this.#rawQuery = rawQuery;
+    this.#logger = logger;
+  }
+
+  get log(): Logger {
+    return (this.#log ??= this.#logger.child({ reqId: this.requestId }));
+  }
+
+  get query(): URLSearchParams {
+    return (this.#query ??= new URLSearchParams(this.#rawQuery));
   }
 }
 

@@ -6,11 +6,22 @@ import { Registry, Counter, Histogram, Gauge, collectDefaultMetrics } from 'prom
  */
 export class Metrics {
   readonly registry = new Registry();
+  /**
+   * Requests by (route, method, status), counted in a plain map on every answer (no label
+   * validation and hashing per request) and moved into httpRequests when it is read or scraped.
+   */
+  private readonly httpCounts = new Map<string, { route: string; method: string; status: string; n: number; reported: number }>();
   readonly httpRequests = new Counter({
     name: 'mandate_http_requests_total',
     help: 'HTTP requests by route prefix, method and status.',
     labelNames: ['route', 'method', 'status'] as const,
     registers: [this.registry],
+    collect: () => {
+      for (const c of this.httpCounts.values()) {
+        if (c.n > c.reported) this.httpRequests.inc({ route: c.route, method: c.method, status: c.status }, c.n - c.reported);
+        c.reported = c.n;
+      }
+    },
   });
   readonly httpDuration = new Histogram({
     name: 'mandate_http_request_duration_seconds',
@@ -80,7 +91,10 @@ export class Metrics {
   }
 
   observeHttp(route: string, method: string, status: number, seconds: number): void {
-    this.httpRequests.inc({ route, method, status: String(status) });
+    const key = `${route}\u0000${method}\u0000${status}`;
+    const c = this.httpCounts.get(key);
+    if (c) c.n++;
+    else this.httpCounts.set(key, { route, method, status: String(status), n: 1, reported: 0 });
     this.httpDuration.observe({ route }, seconds);
   }
 }

@@ -138,6 +138,24 @@ describe('audit chain', () => {
     assert.ok(isSensitiveKey('x-api-key') && isSensitiveKey('private_key') && !isSensitiveKey('jti') && !isSensitiveKey('token_id'));
   });
 
+  it('scrubs each record by its own keys and values when shapes repeat and interleave (key plans are remembered)', () => {
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 40; i++) {
+        const input: Record<string, unknown> = { [`z${i}`]: `v${round}`, token: `t${round}`, qa: round, ['q\u0000z']: i, path: round === 1 ? 'Bearer abcdefgh12345' : '/p' };
+        if (i % 3 === 0) input[`secret_${i}`] = 'shh';
+        const { data, json } = scrubAuditJson(input);
+        const expected: Record<string, unknown> = { path: round === 1 ? REDACTED : '/p', qa: round, qz: i, token: REDACTED, [`z${i}`]: `v${round}` };
+        if (i % 3 === 0) expected[`secret_${i}`] = REDACTED;
+        assert.deepStrictEqual(data, expected, `round ${round}, shape ${i}`);
+        assert.equal(json, canonicalJson(expected), 'canonical order, also after a cleaned key moved');
+      }
+    }
+    // The same keys in another order are the same record.
+    assert.equal(scrubAuditJson({ b: 1, a: 'x' }).json, scrubAuditJson({ a: 'x', b: 1 }).json);
+    // An Authorization-shaped value: a 4-letter scheme, a space and at least 8 characters.
+    assert.deepStrictEqual(scrubAuditData({ v: 'DPoP abcdefgh', w: 'DPoP abcdefg', x: ' Basic abcdefgh ', y: 'Bearer' }), { v: REDACTED, w: 'DPoP abcdefg', x: REDACTED, y: 'Bearer' });
+  });
+
   it('lone UTF-16 surrogates become U+FFFD in keys and values, pairs stay, on every call (the clean-key memo included)', () => {
     for (let i = 0; i < 3; i++) {
       const { data, json } = scrubAuditJson({ ['k\uD800']: 'a\uDC00b', pair: 'x\uD83D\uDE00y', path: '/items/1', ['n\u0000ul']: 'c\u0000d' });

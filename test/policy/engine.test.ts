@@ -379,3 +379,49 @@ describe('policy engine (Cedar)', () => {
   });
 });
 
+
+describe('checkCedarArgs (the shortcuts\' check)', () => {
+  it('refuses exactly what toCedarArgs refuses, with the same error, and accepts the rest', async () => {
+    const { checkCedarArgs, toCedarArgs, MAX_ARGS_DEPTH, MAX_ARGS_VALUES } = await import('../../src/policy/values.js');
+    const nest = (n: number): Record<string, unknown> => {
+      let v: Record<string, unknown> = { leaf: 1 };
+      for (let i = 1; i < n; i++) v = { d: v };
+      return v;
+    };
+    const nestArr = (n: number): Record<string, unknown> => {
+      let v: unknown = 1;
+      for (let i = 1; i < n; i++) v = [v];
+      return { a: v };
+    };
+    const many = (n: number) => ({ list: Array.from({ length: n }, (_, i) => i) });
+    const holes = { h: [1, , 3] as unknown[] };
+    const cases: Array<Record<string, unknown> | null> = [
+      null, {}, { a: 1, b: 'x', c: true, d: null, e: undefined, f: 1.5, g: 2n ** 70n, h: [1, [2, { i: 'j' }]] }, holes,
+      { params: { id: '42' }, query: Object.create(null) as Record<string, unknown> },
+      JSON.parse('{"__proto__":{"x":1}}') as Record<string, unknown>,
+      { __entity: { type: 'Mandate::Nhi', id: 'admin' } }, { a: [{ b: { __extn: { fn: 'ip', arg: '1.2.3.4' } } }] }, { __expr: 'x' },
+      { f: () => 1 }, { s: Symbol('s') }, { a: [1, () => 2] },
+      nest(MAX_ARGS_DEPTH - 1), nest(MAX_ARGS_DEPTH), nest(MAX_ARGS_DEPTH + 1), nestArr(MAX_ARGS_DEPTH), nestArr(MAX_ARGS_DEPTH + 1),
+      many(MAX_ARGS_VALUES - 2), many(MAX_ARGS_VALUES - 1), many(MAX_ARGS_VALUES), { a: new Date(0), b: new Map([[1, 2]]) },
+      [1, 2] as unknown as Record<string, unknown>, 'text' as unknown as Record<string, unknown>,
+    ];
+    let refused = 0;
+    for (const [i, args] of cases.entries()) {
+      let expected: string | undefined;
+      try {
+        toCedarArgs(args);
+      } catch (err) {
+        expected = `${(err as Error).constructor.name}: ${(err as Error).message}`;
+      }
+      let got: string | undefined;
+      try {
+        checkCedarArgs(args);
+      } catch (err) {
+        got = `${(err as Error).constructor.name}: ${(err as Error).message}`;
+      }
+      assert.equal(got, expected, `case ${i}`);
+      if (expected !== undefined) refused++;
+    }
+    assert.equal(refused, 12, 'reserved keys (3), non-JSON values (3), too deep (2), too many (2), not a record (2)');
+  });
+});

@@ -27,6 +27,20 @@ describe('upstreamHeaders', () => {
     assert.equal(h['x-secret-hop'], undefined);
     assert.equal(h['x-other'], undefined);
     assert.equal(h['x-kept'], '3');
+    // The parsed list is remembered per Connection value: each message still gets its own answer.
+    for (let i = 0; i < 3; i++) {
+      const again = upstreamHeaders({ connection: 'close, X-Secret-Hop ,x-other', 'x-secret-hop': '1', 'x-other': '2', 'x-kept': '3' }, base);
+      assert.deepEqual(Object.keys(again).filter((k) => k.startsWith('x-') && !k.startsWith('x-forwarded-')), ['x-kept']);
+      const other = upstreamHeaders({ connection: 'close, x-kept', 'x-secret-hop': '1', 'x-kept': '3' }, base);
+      assert.equal(other['x-kept'], undefined);
+      assert.equal(other['x-secret-hop'], '1');
+    }
+    const arr = upstreamHeaders({ connection: ['close', 'X-A'] as unknown as string, 'x-a': '1', 'x-b': '2' }, base);
+    assert.equal(arr['x-a'], undefined);
+    assert.equal(arr['x-b'], '2');
+    const cased = upstreamHeaders({ Connection: 'x-a', 'x-a': '1', 'x-b': '2' } as IncomingHttpHeaders, base);
+    assert.equal(cased['x-a'], undefined);
+    assert.equal(cased['x-b'], '2');
   });
 
   it('never forwards the agent credentials, cookies or its own address claims', () => {
@@ -78,6 +92,12 @@ describe('upstreamHeaders', () => {
     const h = upstreamHeaders(incoming, base);
     assert.equal(({} as Record<string, unknown>).polluted, undefined);
     assert.equal((h as Record<string, unknown>).polluted, undefined);
+    assert.equal(Object.getPrototypeOf(h), Object.prototype);
+    assert.deepEqual(Object.getOwnPropertyDescriptor(h, '__proto__')?.value, { polluted: 'yes' }, 'kept as an ordinary member');
+    const r = responseHeaders(JSON.parse('{"__proto__":"x","x-ok":"1"}') as Record<string, string>);
+    assert.equal(Object.getPrototypeOf(r), Object.prototype);
+    assert.equal((r as Record<string, unknown>).polluted, undefined);
+    assert.equal(Object.getOwnPropertyDescriptor(r, '__proto__')?.value, 'x');
   });
 
   describe('credentials', () => {
@@ -125,6 +145,21 @@ describe('upstreamHeaders', () => {
       for (const credential of bad) {
         assert.throws(() => upstreamHeaders({}, { ...base, credential }), CredentialError, JSON.stringify(credential));
       }
+    });
+
+    it('checks a credential on every call, also one that was sent before and changed since', () => {
+      // The header is remembered per credential object; a changed record must not reuse it.
+      const credential = { type: 'header', name: 'X-Api-Key', value: 'k-1' } as { -readonly [K in keyof InjectedCredential]: InjectedCredential[K] };
+      assert.equal(upstreamHeaders({}, { ...base, credential })['x-api-key'], 'k-1');
+      assert.equal(upstreamHeaders({}, { ...base, credential })['x-api-key'], 'k-1');
+      credential.value = 'k-2';
+      assert.equal(upstreamHeaders({}, { ...base, credential })['x-api-key'], 'k-2');
+      credential.value = 'k\r\nx-injected: 1';
+      assert.throws(() => upstreamHeaders({}, { ...base, credential }), CredentialError);
+      assert.throws(() => upstreamHeaders({}, { ...base, credential }), CredentialError, 'a refused credential is refused again');
+      credential.name = 'Host';
+      credential.value = 'k-3';
+      assert.throws(() => upstreamHeaders({}, { ...base, credential }), CredentialError);
     });
   });
 });
@@ -188,6 +223,16 @@ describe('responseHeaders', () => {
     const query: InjectedCredential = { type: 'query', name: 'k', value: 'a/b c' };
     assert.deepEqual(responseHeaders({ location: `/x?k=${encodeURIComponent('a/b c')}`, 'x-ok': '1' }, { credential: query }), { 'x-ok': '1' });
     assert.deepEqual(responseHeaders({ link: ['</a>', '</b?k=a/b c>'], 'x-ok': '1' }, { credential: query }), { 'x-ok': '1' });
+  });
+
+  it('strips the current secret of a credential record that changed since its last use', () => {
+    const basic = { type: 'basic', username: 'u', value: 'pw-1' } as { -readonly [K in keyof InjectedCredential]: InjectedCredential[K] };
+    const echo = (c: InjectedCredential) => responseHeaders({ 'x-echo': `Basic ${Buffer.from(`${c.username}:${c.value}`).toString('base64')}`, 'x-ok': '1' }, { credential: c });
+    assert.deepEqual(echo(basic), { 'x-ok': '1' });
+    basic.value = 'pw-2';
+    assert.deepEqual(echo(basic), { 'x-ok': '1' });
+    basic.username = 'v';
+    assert.deepEqual(echo(basic), { 'x-ok': '1' });
   });
 
   it('drops content-length when the body is rewritten', () => {

@@ -169,6 +169,33 @@ describe('tool proxy: HTTP tools', () => {
     assert.equal(called.data.args_digest, argsDigest({ params: { id: '43' }, query: {} }));
   });
 
+  it('binds each call to its own arguments when the same paths and queries come again (the digest is remembered per path)', async () => {
+    const token = await bearer('rec', 'get_item');
+    const calls: Array<[string, Record<string, unknown>]> = [
+      ['/items/44', { params: { id: '44' }, query: {} }],
+      ['/items/44?b=2&a=1', { params: { id: '44' }, query: { b: '2', a: '1' } }],
+      ['/items/45', { params: { id: '45' }, query: {} }],
+      ['/items/44', { params: { id: '44' }, query: {} }],
+      ['/items/44?a=1&a=3', { params: { id: '44' }, query: { a: ['1', '3'] } }],
+      ['/items/%34%34', { params: { id: '44' }, query: {} }],
+      ['/items/44?b=2&a=1', { params: { id: '44' }, query: { b: '2', a: '1' } }],
+    ];
+    const traces: string[] = [];
+    for (const [i, [path]] of calls.entries()) {
+      const traceId = `${'c0ffee'.padEnd(26, '0')}${String(i).padStart(6, '0')}`;
+      traces.push(traceId);
+      const r = await raw(t.url, `/tools/rec${path}`, { headers: { authorization: `Bearer ${token}`, traceparent: `00-${traceId}-b7ad6b7169203331-01` } });
+      assert.equal(r.status, 200, r.body);
+    }
+    await new Promise((res) => setTimeout(res, 80));
+    for (const [i, [path, args]] of calls.entries()) {
+      const audit = await t.admin('GET', `/audit?trace_id=${traces[i]}`);
+      const called = (audit.body.records as Array<Record<string, any>>).find((x) => x.type === 'tool.called');
+      assert.ok(called, JSON.stringify(audit.body));
+      assert.equal(called.data.args_digest, argsDigest(args), path);
+    }
+  });
+
   it('never returns the injected credential or hop-by-hop headers to the agent', async () => {
     const token = await bearer('rec', 'echo_credential');
     const r = await raw(t.url, '/tools/rec/echo-credential', { headers: { authorization: `Bearer ${token}` } });
