@@ -121,6 +121,8 @@ interface CallResult {
 
 const SAFE_METHOD = 'GET';
 const RESPONSE_CAP = 64 * 1024;
+/** How long the drill waits for the instances' timeline rows (written in batches shortly after the fact) before it reports. */
+const TIMELINE_WAIT_MS = 3_000;
 
 /** `mandate drill token-theft …`. */
 export async function drillCommand(verb: string | undefined, argv: string[], out: Out, env: NodeJS.ProcessEnv): Promise<number> {
@@ -410,11 +412,20 @@ export async function runTokenTheftDrill(o: DrillOptions): Promise<DrillReport> 
     }
     if (s) {
       try {
-        const r = (await admin.call('GET', '/reports/mttr', { query: { since: String(s.received_at - 1), per_signal: 'true' } })) as {
-          per_signal?: Array<{ id: string; instances: number; applied_everywhere_ms: number | null; first_denial_ms: number | null }>;
-        };
-        const mine = r.per_signal?.find((x) => x.id === s.id);
-        if (mine) report.containment.server = { instances: mine.instances, applied_everywhere_ms: mine.applied_everywhere_ms, first_denial_ms: mine.first_denial_ms };
+        // Each instance writes its timeline (applied, first refusal) in batches a little after the
+        // fact (signals/timeline.ts): ask again for up to TIMELINE_WAIT_MS until every proxy that
+        // refused the token has its row, then report what is there.
+        const waitUntil = Date.now() + TIMELINE_WAIT_MS;
+        for (;;) {
+          const r = (await admin.call('GET', '/reports/mttr', { query: { since: String(s.received_at - 1), per_signal: 'true' } })) as {
+            per_signal?: Array<{ id: string; instances: number; applied_everywhere_ms: number | null; first_denial_ms: number | null }>;
+          };
+          const mine = r.per_signal?.find((x) => x.id === s.id);
+          if (mine) report.containment.server = { instances: mine.instances, applied_everywhere_ms: mine.applied_everywhere_ms, first_denial_ms: mine.first_denial_ms };
+          const complete = mine !== undefined && mine.instances >= Math.max(1, all.length) && (!report.containment.contained || mine.first_denial_ms !== null);
+          if (complete || Date.now() >= waitUntil) break;
+          await sleep(100);
+        }
       } catch (err) {
         report.problems.push(`the time-to-revoke report was not available: ${(err as Error).message}`);
       }

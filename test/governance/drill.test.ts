@@ -117,6 +117,8 @@ describe('mandate drill token-theft against the all-in-one (SQLite, in-process b
     assert.equal(code, 0);
     assertContained(report, 1, rec);
     diag(report);
+    // The server's own timeline of the signal, written in batches a little later: the drill waits for it.
+    assert.ok(report.containment.server && report.containment.server.instances >= 1 && report.containment.server.first_denial_ms !== null, JSON.stringify(report.containment.server));
     assert.equal(report.proxies[0], t.url, 'the all-in-one is its own proxy by default');
     assert.deepEqual(report.playbooks.suitable, ['contain-stolen-tokens']);
     await assertCleanedUp(t.admin, report.nhi);
