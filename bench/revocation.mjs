@@ -374,19 +374,21 @@ export async function runRevocation(opts = {}) {
         await sleep(20);
       }
     };
-    if (pollWarmup > 0) await drainPoll(tx.signMany(Array.from({ length: pollWarmup }, (_, i) => agents[i % agentsNeeded].id)));
-    const measured = tx.signMany(Array.from({ length: pollSets }, (_, i) => agents[(i + 7) % agentsNeeded].id));
-    const before = { acked: tx.poll.acked, errs: tx.poll.errs, polls: tx.poll.polls, signals: cpuMs(signals.pid), broker: cpuMs(broker.pid) };
-    await drainPoll(measured);
-    const pollElapsed = (tx.poll.lastAckAt - tx.poll.firstOutAt) / 1000;
-    const pAcked = tx.poll.acked - before.acked;
-    const perPolled = (pid, b) => (b === undefined || pAcked === 0 ? null : +(((cpuMs(pid) ?? b) - b) / pAcked).toFixed(3));
-    report.ingest_poll = {
-      sets: pollSets, acknowledged: pAcked, set_errors: tx.poll.errs - before.errs, error_samples: tx.poll.errSamples, polls: tx.poll.polls - before.polls,
-      seconds: +pollElapsed.toFixed(2), sets_per_s: Math.round(pAcked / pollElapsed),
-      signals_cpu_ms_per_set: perPolled(signals.pid, before.signals), broker_cpu_ms_per_set: perPolled(broker.pid, before.broker), loadavg_1m: loadavg()[0],
-    };
-    log(`  ${report.ingest_poll.sets_per_s} SETs/s acknowledged (${pAcked} in ${pollElapsed.toFixed(1)} s, ${report.ingest_poll.polls} polls, ${report.ingest_poll.set_errors} refused); CPU per SET: signals ${report.ingest_poll.signals_cpu_ms_per_set} ms, broker ${report.ingest_poll.broker_cpu_ms_per_set} ms`);
+    if (pollSets > 0) {
+      if (pollWarmup > 0) await drainPoll(tx.signMany(Array.from({ length: pollWarmup }, (_, i) => agents[i % agentsNeeded].id)));
+      const measured = tx.signMany(Array.from({ length: pollSets }, (_, i) => agents[(i + 7) % agentsNeeded].id));
+      const before = { acked: tx.poll.acked, errs: tx.poll.errs, polls: tx.poll.polls, signals: cpuMs(signals.pid), broker: cpuMs(broker.pid) };
+      await drainPoll(measured);
+      const pollElapsed = (tx.poll.lastAckAt - tx.poll.firstOutAt) / 1000;
+      const pAcked = tx.poll.acked - before.acked;
+      const perPolled = (pid, b) => (b === undefined || pAcked === 0 ? null : +(((cpuMs(pid) ?? b) - b) / pAcked).toFixed(3));
+      report.ingest_poll = {
+        sets: pollSets, acknowledged: pAcked, set_errors: tx.poll.errs - before.errs, error_samples: tx.poll.errSamples, polls: tx.poll.polls - before.polls,
+        seconds: +pollElapsed.toFixed(2), sets_per_s: Math.round(pAcked / pollElapsed),
+        signals_cpu_ms_per_set: perPolled(signals.pid, before.signals), broker_cpu_ms_per_set: perPolled(broker.pid, before.broker), loadavg_1m: loadavg()[0],
+      };
+      log(`  ${report.ingest_poll.sets_per_s} SETs/s acknowledged (${pAcked} in ${pollElapsed.toFixed(1)} s, ${report.ingest_poll.polls} polls, ${report.ingest_poll.set_errors} refused); CPU per SET: signals ${report.ingest_poll.signals_cpu_ms_per_set} ms, broker ${report.ingest_poll.broker_cpu_ms_per_set} ms`);
+    }
   } finally {
     await Promise.all(started.map((i) => i.stop()));
     await tx.close();
