@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Pool } from 'undici';
+import { backHeaders, forwardHeaders } from './forward.mjs';
 import { openStore } from '../../dist/src/store/index.js';
 import { AuditLog } from '../../dist/src/audit/audit-log.js';
 import { newTraceId } from '../../dist/src/core/ids.js';
@@ -22,17 +23,6 @@ const dataDir = mkdtempSync(join(tmpdir(), 'mandate-bench-floor-'));
 const store = await openStore({ driver: 'sqlite', sqlitePath: join(dataDir, 'mandate.db') });
 await store.migrate();
 const audit = new AuditLog({ store });
-
-const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'host']);
-
-function forwardHeaders(raw) {
-  const out = {};
-  for (let i = 0; i < raw.length; i += 2) {
-    const k = raw[i].toLowerCase();
-    if (!HOP.has(k)) out[k] = raw[i + 1];
-  }
-  return out;
-}
 
 const server = createServer((req, res) => {
   const started = performance.now();
@@ -48,9 +38,7 @@ const server = createServer((req, res) => {
     { method: req.method, path: `${m[2] || '/'}${m[3] ?? ''}`, headers: forwardHeaders(req.rawHeaders), body: hasBody ? req : undefined },
     ({ statusCode, headers }) => {
       status = statusCode;
-      const h = {};
-      for (const [k, v] of Object.entries(headers)) if (!HOP.has(k)) h[k] = v;
-      res.writeHead(statusCode, h);
+      res.writeHead(statusCode, backHeaders(headers));
       return res;
     },
   ).then(() => {

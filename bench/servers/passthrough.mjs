@@ -6,21 +6,11 @@
 // UPSTREAM is the upstream's origin. Prints one JSON line when it listens.
 import { createServer } from 'node:http';
 import { Pool } from 'undici';
+import { backHeaders, forwardHeaders } from './forward.mjs';
 
 const upstream = process.env.UPSTREAM;
 if (!upstream) throw new Error('UPSTREAM is required');
 const pool = new Pool(upstream, { connections: 128, keepAliveTimeout: 30_000, pipelining: 1 });
-
-const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'host']);
-
-function forwardHeaders(raw) {
-  const out = {};
-  for (let i = 0; i < raw.length; i += 2) {
-    const k = raw[i].toLowerCase();
-    if (!HOP.has(k)) out[k] = raw[i + 1];
-  }
-  return out;
-}
 
 const server = createServer((req, res) => {
   const m = /^\/tools\/[^/]+(\/[^?]*)?(\?.*)?$/.exec(req.url ?? '');
@@ -32,9 +22,7 @@ const server = createServer((req, res) => {
   pool.stream(
     { method: req.method, path: `${m[1] || '/'}${m[2] ?? ''}`, headers: forwardHeaders(req.rawHeaders), body: hasBody ? req : undefined },
     ({ statusCode, headers }) => {
-      const h = {};
-      for (const [k, v] of Object.entries(headers)) if (!HOP.has(k)) h[k] = v;
-      res.writeHead(statusCode, h);
+      res.writeHead(statusCode, backHeaders(headers));
       return res;
     },
   ).catch(() => {
