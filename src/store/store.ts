@@ -451,21 +451,17 @@ export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, 
           texts.push(dataJson ?? JSON.stringify(rec.data));
           prevHash = hash;
         }
-        if (this.dialect === 'postgres') {
-          // ONE statement for the rows and the new head, every column one array parameter: no
-          // query text per row count, no per-value query tree (the audit log writes two records
-          // per accepted SET, a record per proxied call).
-          const rows = out.map((r, i) => ({
-            seq: r.seq, id: r.id, ts: r.ts, type: r.type, actor: r.actor, subject: r.subject, tool: r.tool,
-            decision: r.decision, trace_id: r.traceId, data: texts[i]!, prev_hash: r.prevHash, hash: r.hash,
-          }));
-          await trx.executeQuery(CompiledQuery.raw(AUDIT_APPEND_SQL, [JSON.stringify(rows), seq, prevHash]));
-          return out;
-        }
         const rows: AuditTable[] = out.map((r, i) => ({
           seq: r.seq, id: r.id, ts: r.ts, type: r.type, actor: r.actor, subject: r.subject, tool: r.tool,
           decision: r.decision, trace_id: r.traceId, data: texts[i]!, prev_hash: r.prevHash, hash: r.hash,
         }));
+        if (this.dialect === 'postgres') {
+          // ONE statement for the rows and the new head, the rows as one JSON parameter: no
+          // query text per row count, no per-value query tree (the audit log writes two records
+          // per accepted SET, a record per proxied call).
+          await trx.executeQuery(CompiledQuery.raw(AUDIT_APPEND_SQL, [JSON.stringify(rows), seq, prevHash]));
+          return out;
+        }
         for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
           await trx.insertInto('audit').values(rows.slice(i, i + INSERT_CHUNK)).execute();
         }
@@ -1567,7 +1563,7 @@ export async function openStore(opts: StoreOptions): Promise<Store> {
 
 /**
  * `appendChained` on PostgreSQL, inside its transaction (after the head's row lock): the batch's
- * rows from array parameters and the new head, in one statement (a data-modifying CTE always
+ * rows from one JSON parameter and the new head, in one statement (a data-modifying CTE always
  * runs to completion, referenced or not).
  */
 const AUDIT_APPEND_SQL = `with "ins" as (

@@ -1,4 +1,4 @@
-import { describe, it } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
@@ -22,15 +22,21 @@ async function withJsm<T>(fn: (jsm: Awaited<ReturnType<typeof jetstreamManager>>
   }
 }
 
+/** A started bus on a fresh stream, closed and its stream deleted after the test. */
+async function freshBus(t: TestContext, publishTimeoutMs?: number): Promise<{ bus: NatsBus; stream: string; prefix: string }> {
+  const { stream, prefix } = uniqueNames();
+  const bus = new NatsBus({ servers: [NATS_URL], stream, subjectPrefix: prefix, connectTimeoutMs: 5_000, ...(publishTimeoutMs ? { publishTimeoutMs } : {}) });
+  t.after(async () => {
+    await bus.close();
+    await deleteStream(NATS_URL, stream);
+  });
+  await bus.start();
+  return { bus, stream, prefix };
+}
+
 describe('NATS bus publish acks', () => {
   it('many publishes in flight at once each get their own seq, and each is stored once', { timeout: 30_000 }, async (t) => {
-    const { stream, prefix } = uniqueNames();
-    const bus = new NatsBus({ servers: [NATS_URL], stream, subjectPrefix: prefix, connectTimeoutMs: 5_000 });
-    t.after(async () => {
-      await bus.close();
-      await deleteStream(NATS_URL, stream);
-    });
-    await bus.start();
+    const { bus } = await freshBus(t);
     const { msgs, handler } = collector();
     const sub = await bus.subscribe('many.>', handler);
     const seqs = await Promise.all(Array.from({ length: 500 }, (_, i) => bus.publish(`many.${i % 7}`, { i }, { id: `m-${i}` })));
@@ -47,13 +53,7 @@ describe('NATS bus publish acks', () => {
   });
 
   it("a stream error in the ack is thrown at once when permanent (the stream's max_msg_size)", { timeout: 30_000 }, async (t) => {
-    const { stream, prefix } = uniqueNames();
-    const bus = new NatsBus({ servers: [NATS_URL], stream, subjectPrefix: prefix, connectTimeoutMs: 5_000, publishTimeoutMs: 10_000 });
-    t.after(async () => {
-      await bus.close();
-      await deleteStream(NATS_URL, stream);
-    });
-    await bus.start();
+    const { bus, stream } = await freshBus(t, 10_000);
     await withJsm(async (jsm) => {
       const info = await jsm.streams.info(stream);
       await jsm.streams.update(stream, { ...info.config, max_msg_size: 256 });
@@ -69,13 +69,7 @@ describe('NATS bus publish acks', () => {
   });
 
   it('no responders (the stream was deleted): the stream is made again and the publish goes through', { timeout: 30_000 }, async (t) => {
-    const { stream, prefix } = uniqueNames();
-    const bus = new NatsBus({ servers: [NATS_URL], stream, subjectPrefix: prefix, connectTimeoutMs: 5_000, publishTimeoutMs: 15_000 });
-    t.after(async () => {
-      await bus.close();
-      await deleteStream(NATS_URL, stream);
-    });
-    await bus.start();
+    const { bus, stream } = await freshBus(t, 15_000);
     assert.equal(await bus.publish('gone.x', 1), 1);
     await deleteStream(NATS_URL, stream);
     // A fresh stream starts at seq 1 again.
