@@ -2,7 +2,7 @@
 // before the timed window), a closed-loop load generator on undici, latency statistics and
 // child-process servers. Everything talks to 127.0.0.1 only.
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { createPrivateKey, generateKeyPairSync, randomUUID, sign, createHash } from 'node:crypto';
@@ -204,6 +204,48 @@ export function systemCpu() {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * CPU ms of every process on the machine, by process name (/proc/PID/stat `comm`), e.g.
+ * `postgres`, `nats-server`, `node`: `cpuByName(pids)` names the given pids by the key given
+ * instead (e.g. { signals: pid }). The difference of two snapshots is where the machine's CPU
+ * went in between (a process that exited meanwhile is left out). `withSyscalls`: also
+ * `NAME syscalls`, read + write system calls (/proc/PID/io; sockets and files alike): on
+ * loopback the sender of a message pays for its delivery, so their count is a cost of its own.
+ */
+export function cpuByName(named = {}, withSyscalls = false) {
+  const byPid = new Map(Object.entries(named).map(([k, pid]) => [String(pid), k]));
+  const out = {};
+  let pids = [];
+  try { pids = readdirSync('/proc').filter((d) => /^[0-9]+$/.test(d)); } catch { return out; }
+  for (const pid of pids) {
+    try {
+      const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const open = text.indexOf('(');
+      const close = text.lastIndexOf(')');
+      const f = text.slice(close + 2).split(' ');
+      const name = byPid.get(pid) ?? (pid === String(process.pid) ? 'loadgen' : text.slice(open + 1, close));
+      out[name] = (out[name] ?? 0) + ((Number(f[11]) + Number(f[12])) * 1000) / CLK_TCK;
+      if (withSyscalls) {
+        const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+        const r = /syscr: (\d+)/.exec(io);
+        const w = /syscw: (\d+)/.exec(io);
+        if (r && w) out[`${name} syscalls`] = (out[`${name} syscalls`] ?? 0) + Number(r[1]) + Number(w[1]);
+      }
+    } catch { /* exited */ }
+  }
+  return out;
+}
+
+/** `after - before` of two cpuByName snapshots, per name, rounded; names with no change left out. */
+export function cpuDiff(before, after) {
+  const out = {};
+  for (const [k, v] of Object.entries(after)) {
+    const d = v - (before[k] ?? 0);
+    if (d > 0) out[k] = Math.round(d);
+  }
+  return out;
 }
 
 /** /proc/loadavg's first three fields, or undefined. */

@@ -33,7 +33,7 @@ import { performance } from 'node:perf_hooks';
 import { randomBytes, randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { Pool } from 'undici';
-import { es256Key, clientAssertion, cpuMs, signEs256 } from './lib.mjs';
+import { es256Key, clientAssertion, cpuByName, cpuDiff, cpuMs, signEs256 } from './lib.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, '..');
@@ -87,6 +87,15 @@ async function stageTimes(schema, since) {
     await c.end();
   }
 }
+
+/** CPU ms per SET by process name, the largest first (names under 0.005 ms per SET left out), then system calls per SET of the main processes. */
+function perName(diff, count) {
+  if (!count) return {};
+  const cpu = Object.entries(diff).filter(([k]) => !k.endsWith(' syscalls')).map(([k, v]) => [k, +(v / count).toFixed(3)]).filter(([, v]) => v >= 0.005).sort((a, b) => b[1] - a[1]);
+  const calls = ['signals', 'broker', 'postgres', 'nats-server', 'loadgen'].filter((k) => diff[`${k} syscalls`]).map((k) => [`${k} syscalls`, +(diff[`${k} syscalls`] / count).toFixed(2)]);
+  return Object.fromEntries([...cpu, ...calls]);
+}
+const fmtNames = (m) => Object.entries(m).map(([k, v]) => `${k} ${v}`).join(', ');
 
 async function dropSchema(schema) {
   const c = new pg.Client({ connectionString: PG_URL });
@@ -343,9 +352,12 @@ export async function runRevocation(opts = {}) {
     };
     if (ingestWarmupS > 0) await window(ingestWarmupS, false);
     const cpu0 = { signals: cpuMs(signals.pid), broker: cpuMs(broker.pid) };
+    const named = { signals: signals.pid, broker: broker.pid };
+    const machine0 = cpuByName(named, true);
     const tStart = performance.now();
     await window(ingestS, true);
     const elapsed = (performance.now() - tStart) / 1000;
+    const machine = cpuDiff(machine0, cpuByName(named, true));
     // CPU per accepted SET of the signals instance (verification, commit, audit, publishes, its own
     // bus consumers) and of the broker (it hears every revocation): on a shared machine the SETs/s
     // follow whatever else runs, the CPU per SET much less.
@@ -353,7 +365,9 @@ export async function runRevocation(opts = {}) {
     report.ingest = {
       concurrency: ingestConc, warmup_s: ingestWarmupS, seconds: +elapsed.toFixed(2), accepted: ok, failed, sets_per_s: Math.round(ok / elapsed), ran_out: next >= sets.length, errors,
       signals_cpu_ms_per_set: perSet(signals.pid, cpu0.signals), broker_cpu_ms_per_set: perSet(broker.pid, cpu0.broker), loadavg_1m: loadavg()[0],
+      machine_cpu_ms_per_set: perName(machine, ok),
     };
+    log(`  machine CPU per SET (ms, by process): ${fmtNames(report.ingest.machine_cpu_ms_per_set)}`);
     log(`  ${report.ingest.sets_per_s} SETs/s accepted (${ok} in ${elapsed.toFixed(1)} s, ${failed} failed); CPU per SET: signals ${report.ingest.signals_cpu_ms_per_set} ms, broker ${report.ingest.broker_cpu_ms_per_set} ms; load ${report.ingest.loadavg_1m.toFixed(1)}`);
     await pushPool.close();
 
@@ -377,8 +391,9 @@ export async function runRevocation(opts = {}) {
     if (pollSets > 0) {
       if (pollWarmup > 0) await drainPoll(tx.signMany(Array.from({ length: pollWarmup }, (_, i) => agents[i % agentsNeeded].id)));
       const measured = tx.signMany(Array.from({ length: pollSets }, (_, i) => agents[(i + 7) % agentsNeeded].id));
-      const before = { acked: tx.poll.acked, errs: tx.poll.errs, polls: tx.poll.polls, signals: cpuMs(signals.pid), broker: cpuMs(broker.pid) };
+      const before = { acked: tx.poll.acked, errs: tx.poll.errs, polls: tx.poll.polls, signals: cpuMs(signals.pid), broker: cpuMs(broker.pid), machine: cpuByName(named, true) };
       await drainPoll(measured);
+      const pollMachine = cpuDiff(before.machine, cpuByName(named, true));
       const pollElapsed = (tx.poll.lastAckAt - tx.poll.firstOutAt) / 1000;
       const pAcked = tx.poll.acked - before.acked;
       const perPolled = (pid, b) => (b === undefined || pAcked === 0 ? null : +(((cpuMs(pid) ?? b) - b) / pAcked).toFixed(3));
@@ -386,7 +401,9 @@ export async function runRevocation(opts = {}) {
         sets: pollSets, acknowledged: pAcked, set_errors: tx.poll.errs - before.errs, error_samples: tx.poll.errSamples, polls: tx.poll.polls - before.polls,
         seconds: +pollElapsed.toFixed(2), sets_per_s: Math.round(pAcked / pollElapsed),
         signals_cpu_ms_per_set: perPolled(signals.pid, before.signals), broker_cpu_ms_per_set: perPolled(broker.pid, before.broker), loadavg_1m: loadavg()[0],
+        machine_cpu_ms_per_set: perName(pollMachine, pAcked),
       };
+      log(`  machine CPU per SET (ms, by process): ${fmtNames(report.ingest_poll.machine_cpu_ms_per_set)}`);
       log(`  ${report.ingest_poll.sets_per_s} SETs/s acknowledged (${pAcked} in ${pollElapsed.toFixed(1)} s, ${report.ingest_poll.polls} polls, ${report.ingest_poll.set_errors} refused); CPU per SET: signals ${report.ingest_poll.signals_cpu_ms_per_set} ms, broker ${report.ingest_poll.broker_cpu_ms_per_set} ms`);
     }
   } finally {
