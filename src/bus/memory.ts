@@ -104,6 +104,11 @@ export class MemoryBus implements Bus {
     return stored.seq;
   }
 
+  /** One entry per item (each its own seq): in one process there is no write to save. */
+  async publishMany(subject: string, items: ReadonlyArray<{ data: unknown; id: string }>): Promise<void> {
+    for (const it of items) await this.publish(subject, it.data, { id: it.id });
+  }
+
   async subscribe(filter: string, handler: BusHandler, opts: SubscribeOptions = {}): Promise<Subscription> {
     if (this.closed) throw new UnavailableError('the bus is closed');
     assertFilter(filter);

@@ -24,6 +24,11 @@ const RECONNECT_GRACE_MS = 100;
 /** How often publish attempts waiting for their JetStream ack are checked against their deadline. */
 const ACK_SWEEP_MS = 50;
 
+/** Marks a stream entry that carries several messages (`publishMany`): its value is their count. */
+const BATCH_HEADER = 'Mandate-Batch';
+/** Room left in max_payload for the JSON brackets and what the server counts besides the payload. */
+const BATCH_HEADROOM_BYTES = 1024;
+
 /** A JetStream publish waiting for its ack on the bus's ack inbox (see `NatsBus.jsPublish`). */
 interface PendingAck {
   subject: string;
@@ -238,14 +243,46 @@ export class NatsBus implements Bus {
   async publish(subject: string, data: unknown, opts: { id?: string; timeoutMs?: number } = {}): Promise<number> {
     assertSubject(subject);
     this.requireJs();
-    const nc = this.nc!;
-    const id = opts.id ?? randomUUID();
     const payload = encodeData(data);
-    const maxPayload = nc.info?.max_payload;
+    const maxPayload = this.nc!.info?.max_payload;
     if (maxPayload !== undefined && Buffer.byteLength(payload) > maxPayload) {
       throw new MandateError('ERR_BUS_PAYLOAD_TOO_LARGE', `bus message of ${Buffer.byteLength(payload)} bytes exceeds the server's max_payload (${maxPayload})`);
     }
-    const deadline = Date.now() + (opts.timeoutMs ?? this.opts.publishTimeoutMs);
+    return this.publishEntry(subject, payload, opts.id ?? randomUUID(), opts.timeoutMs, undefined);
+  }
+
+  /**
+   * The items as few JetStream messages as max_payload allows, each with the header
+   * `Mandate-Batch: <count>` and a JSON array of `[id, data]` pairs as its payload; its
+   * `Nats-Msg-Id` is made of its first item's id and its count, so the same items published again
+   * (a caller's retry) are stored once. Subscribers unpack them (see NatsSubscription).
+   */
+  async publishMany(subject: string, items: ReadonlyArray<{ data: unknown; id: string }>, opts: { timeoutMs?: number } = {}): Promise<void> {
+    if (items.length === 0) return;
+    if (items.length === 1) {
+      await this.publish(subject, items[0]!.data, { id: items[0]!.id, timeoutMs: opts.timeoutMs });
+      return;
+    }
+    assertSubject(subject);
+    this.requireJs();
+    const max = (this.nc!.info?.max_payload ?? 1024 * 1024) - BATCH_HEADROOM_BYTES;
+    const entries: Array<{ parts: string[]; firstId: string; bytes: number }> = [];
+    let cur: { parts: string[]; firstId: string; bytes: number } | undefined;
+    for (const it of items) {
+      const part = `[${JSON.stringify(it.id)},${encodeData(it.data)}]`;
+      const bytes = Buffer.byteLength(part) + 1;
+      if (bytes + 2 > max) throw new MandateError('ERR_BUS_PAYLOAD_TOO_LARGE', `bus message of ${bytes} bytes exceeds the server's max_payload (${max + BATCH_HEADROOM_BYTES})`);
+      if (!cur || cur.bytes + bytes > max) entries.push((cur = { parts: [], firstId: it.id, bytes: 2 }));
+      cur.parts.push(part);
+      cur.bytes += bytes;
+    }
+    await Promise.all(entries.map((e) => this.publishEntry(subject, `[${e.parts.join(',')}]`, `${e.firstId}+${e.parts.length}`, opts.timeoutMs, e.parts.length)));
+  }
+
+  /** One stream entry, retried (same msg id) until acknowledged or `timeoutMs` passed; resolves with its seq. */
+  private async publishEntry(subject: string, payload: string, id: string, timeoutMs: number | undefined, batch: number | undefined): Promise<number> {
+    const nc = this.nc!;
+    const deadline = Date.now() + (timeoutMs ?? this.opts.publishTimeoutMs);
     let lastErr: unknown;
     // Every attempt carries the same Nats-Msg-Id, so an attempt whose ack was lost but
     // which the server did store is not stored twice: the retry's ack names the original seq.
@@ -258,7 +295,7 @@ export class NatsBus implements Bus {
       try {
         // While disconnected the client buffers the request and sends it on reconnect; a
         // short per-attempt timeout keeps us asking again rather than waiting on one inbox.
-        const sent = this.jsPublish(nc, this.wire(subject), payload, id, Math.max(200, Math.min(remaining, 2_000)));
+        const sent = this.jsPublish(nc, this.wire(subject), payload, id, Math.max(200, Math.min(remaining, 2_000)), batch);
         const seq = await this.unlessReconnected(sent);
         if (seq === undefined) {
           // A request buffered across a reconnect is often never answered; rather than wait
@@ -329,11 +366,12 @@ export class NatsBus implements Bus {
    * times as much CPU per publish (a timer, a promise race, an inbox entry and an ack parser per
    * request), paid on every revocation, signal and proxied call.
    */
-  private jsPublish(nc: NatsConnection, subject: string, payload: string, id: string, timeoutMs: number): Promise<number> {
+  private jsPublish(nc: NatsConnection, subject: string, payload: string, id: string, timeoutMs: number, batch?: number): Promise<number> {
     return new Promise<number>((resolve, reject) => {
       const token = (++this.ackToken).toString(36);
       const h = headers();
       h.set('Nats-Msg-Id', id);
+      if (batch !== undefined) h.set(BATCH_HEADER, String(batch));
       this.acks.set(token, { subject, deadline: Date.now() + timeoutMs, resolve, reject });
       this.ackSweep ??= setInterval(() => this.sweepAcks(), ACK_SWEEP_MS).unref();
       try {
@@ -521,7 +559,7 @@ interface NatsSubscriptionConfig {
  * consumer is created at `nextSeq`: nothing after the last completed message can be
  * skipped, and what is offered again is at most the message that was in flight
  * (at-least-once). Messages below `nextSeq` from a stale consumer are dropped, so the
- * handler sees strictly increasing seqs.
+ * handler sees increasing seqs (the items of one `publishMany` entry share theirs).
  */
 class NatsSubscription implements Subscription {
   private readonly ac = new AbortController();
@@ -591,13 +629,17 @@ class NatsSubscription implements Subscription {
           // The common case in line: one call, awaited only when the handler returned a promise.
           // A handler that throws (or rejects) goes to the at-least-once loop with its error.
           if (signal.aborted) break; // closing: not handed over, not completed
-          const msg = this.toBusMessage(m, seq);
           let ok = true;
-          try {
-            const r = this.cfg.handler(msg);
-            if (r !== undefined) await r;
-          } catch (err) {
-            ok = await deliverAtLeastOnce(msg, this.cfg.handler, { signal, retry: this.cfg.retry, logger: this.cfg.logger, name: this.cfg.name, failed: err });
+          for (const msg of this.toBusMessages(m, seq)) {
+            try {
+              const r = this.cfg.handler(msg);
+              if (r !== undefined) await r;
+            } catch (err) {
+              ok = await deliverAtLeastOnce(msg, this.cfg.handler, { signal, retry: this.cfg.retry, logger: this.cfg.logger, name: this.cfg.name, failed: err });
+            }
+            // Closing: the entry is not completed, and a resumed subscriber offers all of it
+            // again (its items before this one too: at-least-once).
+            if (!ok) break;
           }
           if (!ok) break; // closing: the in-flight message is not completed
           this.completed = seq;
@@ -629,6 +671,34 @@ class NatsSubscription implements Subscription {
         else if (s.type === 'heartbeats_missed' && s.count >= 2) this.resume('heartbeats missed');
       }
     })().catch(() => undefined);
+  }
+
+  /**
+   * The messages of one stream entry: itself, or the items of a `publishMany` entry (header
+   * Mandate-Batch), in order, each with its own id and the entry's seq and time.
+   */
+  private toBusMessages(m: JsMsg, seq: number): BusMessage[] {
+    if (!m.headers?.has(BATCH_HEADER)) return [this.toBusMessage(m, seq)];
+    let items: unknown;
+    try {
+      items = m.json<unknown>();
+    } catch {
+      items = undefined;
+    }
+    if (!Array.isArray(items) || !items.every((x) => Array.isArray(x) && x.length === 2 && typeof x[0] === 'string')) {
+      // Not what publishMany writes (someone else published under the prefix with this header): handed over as one message.
+      this.cfg.logger.warn({ subscription: this.cfg.name, seq }, 'bus entry marked as a batch is not one; delivered as it is');
+      return [this.toBusMessage(m, seq)];
+    }
+    const subject = m.subject.slice(this.cfg.prefixLength);
+    let publishedAt: number | undefined;
+    const at = (): number => (publishedAt ??= Number(m.timestampNanos / 1_000_000n));
+    return (items as Array<[string, unknown]>).map(([id, data]) => ({
+      seq, subject, data, id,
+      get publishedAt() {
+        return at();
+      },
+    }));
   }
 
   private toBusMessage(m: JsMsg, seq: number): BusMessage {

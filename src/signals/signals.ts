@@ -155,8 +155,9 @@ export class Signals {
             received_at: rec.receivedAt, applied_at: rec.appliedAt, error: rec.error, time_to_apply_ms: rec.appliedAt === null ? null : rec.appliedAt - rec.receivedAt,
           },
         });
-        sends.push(this.d.bus.publish(SIGNAL_RAISED, rec, { id: rec.id }).catch((err: unknown) => this.d.logger.warn({ err }, 'signal not published')));
       }
+      // Every signal on the bus, the batch's in one entry (see Bus.publishMany).
+      sends.push(this.d.bus.publishMany(SIGNAL_RAISED, recs.map((rec) => ({ data: rec, id: rec.id }))).catch((err: unknown) => this.d.logger.warn({ err }, 'signals not published')));
       await Promise.all(sends);
     };
     return { records, commit };

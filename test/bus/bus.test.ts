@@ -185,6 +185,42 @@ for (const impl of impls) {
       await sub.close();
     });
 
+    it('publishMany: each item reaches every subscriber as its own message, in order, with its id; a failing item is offered again alone', T, async () => {
+      const a = collector();
+      const calls: string[] = [];
+      let failuresLeft = 1;
+      const subA = await bus.subscribe('many.>', a.handler);
+      const subB = await bus.subscribe('many.x', (m) => {
+        const i = (m.data as { i: number }).i;
+        if (i === 1 && failuresLeft-- > 0) {
+          calls.push(`${i}!`);
+          throw new Error('transient handler failure');
+        }
+        calls.push(String(i));
+      });
+      const before = await bus.lastSeq();
+      await bus.publishMany('many.x', [0, 1, 2].map((i) => ({ data: { i }, id: `many-${i}` })));
+      await bus.publish('many.x', { i: 3 }, { id: 'many-3' });
+      await bus.publishMany('many.x', []);
+      await waitFor(() => a.msgs.length >= 4 && calls.length >= 5, 10_000, 'four messages at both subscribers');
+      await new Promise((r) => setTimeout(r, 100));
+      assert.deepEqual(a.msgs.map((m) => [m.subject, m.id, m.data]), [['many.x', 'many-0', { i: 0 }], ['many.x', 'many-1', { i: 1 }], ['many.x', 'many-2', { i: 2 }], ['many.x', 'many-3', { i: 3 }]]);
+      // Item 1 failed once: it alone was offered again (0 was not repeated), and 2 waited for it.
+      assert.deepEqual(calls, ['0', '1!', '1', '2', '3']);
+      const seqs = a.msgs.map((m) => m.seq);
+      for (let k = 1; k < seqs.length; k++) assert.ok(seqs[k]! >= seqs[k - 1]!, 'seqs never go back');
+      assert.ok(seqs[3]! > seqs[2]!, 'a later publish has a later seq');
+      assert.ok(seqs[0]! > before);
+      assert.ok(a.msgs.every((m) => Number.isFinite(m.publishedAt) && m.publishedAt > 0));
+      assert.equal(subA.lastSeq, seqs[3]);
+      // The same items again (a retry): stored once, nothing more delivered.
+      await bus.publishMany('many.x', [0, 1, 2].map((i) => ({ data: { i }, id: `many-${i}` })));
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(a.msgs.length, 4);
+      await subA.close();
+      await subB.close();
+    });
+
     it('lastSeq is the newest sequence', T, async () => {
       const before = await bus.lastSeq();
       const s1 = await bus.publish('last.x', 1);

@@ -104,3 +104,42 @@ describe('NATS bus publish acks', () => {
     assert.ok(heard >= 2, `asked again after the attempt timed out (${heard} attempts)`);
   });
 });
+
+describe('NATS bus publishMany', () => {
+  it('stores the items as one stream entry, split only where max_payload requires, and a subscriber from fromSeq gets every item', { timeout: 30_000 }, async (t) => {
+    const { bus } = await freshBus(t);
+    const before = await bus.lastSeq();
+    await bus.publishMany('pm.small', Array.from({ length: 50 }, (_, i) => ({ data: { i }, id: `small-${i}` })));
+    assert.equal(await bus.lastSeq(), before + 1, '50 small items: one entry');
+    // Five items of 300 kB against the server's max_payload (1 MB by default): three per entry at most.
+    const big = 'x'.repeat(300_000);
+    await bus.publishMany('pm.big', Array.from({ length: 5 }, (_, i) => ({ data: { i, big }, id: `big-${i}` })));
+    const entries = (await bus.lastSeq()) - before - 1;
+    assert.ok(entries >= 2 && entries <= 3, `five 300 kB items in ${entries} entries`);
+    const { msgs, handler } = collector();
+    const sub = await bus.subscribe('pm.>', handler, { fromSeq: before + 1 });
+    await waitFor(() => msgs.length >= 55, 10_000, 'every item');
+    assert.deepEqual(msgs.slice(0, 50).map((m) => m.id), Array.from({ length: 50 }, (_, i) => `small-${i}`));
+    assert.deepEqual(msgs.slice(50).map((m) => [m.subject, m.id, (m.data as { i: number }).i, (m.data as { big: string }).big.length]), Array.from({ length: 5 }, (_, i) => ['pm.big', `big-${i}`, i, 300_000]));
+    assert.ok(msgs.slice(0, 50).every((m) => m.seq === before + 1), 'the items of one entry share its seq');
+    await sub.close();
+  });
+
+  it('refuses an item larger than max_payload, and hands over an entry marked as a batch that is not one as it is', { timeout: 30_000 }, async (t) => {
+    const { bus, prefix } = await freshBus(t);
+    await assert.rejects(bus.publishMany('pm.x', [{ data: 'x'.repeat(2_000_000), id: 'a' }, { data: 1, id: 'b' }]), { code: 'ERR_BUS_PAYLOAD_TOO_LARGE' });
+    const { msgs, handler } = collector();
+    const sub = await bus.subscribe('pm.>', handler);
+    const nc = await connect({ servers: NATS_URL, timeout: 3_000 });
+    t.after(() => nc.close());
+    const { headers } = await import('@nats-io/transport-node');
+    const h = headers();
+    h.set('Mandate-Batch', '2');
+    const { jetstream } = await import('@nats-io/jetstream');
+    await jetstream(nc).publish(`${prefix}.pm.foreign`, JSON.stringify({ not: 'a batch' }), { headers: h });
+    await bus.publish('pm.after', { ok: true });
+    await waitFor(() => msgs.length >= 2, 10_000, 'both messages');
+    assert.deepEqual(msgs.map((m) => [m.subject, m.data]), [['pm.foreign', { not: 'a batch' }], ['pm.after', { ok: true }]]);
+    await sub.close();
+  });
+});

@@ -7,7 +7,11 @@
  * may prefix them. Filters use NATS wildcards: `*` one token, `>` the rest.
  */
 export interface BusMessage<T = unknown> {
-  /** Position in the stream; strictly increasing, starting at 1. */
+  /**
+   * Position in the stream, starting at 1; increasing from one stream entry to the next. The
+   * items of one `publishMany` may be one entry: they then share its seq (in their order), and a
+   * subscriber completes that seq after the last of them.
+   */
   readonly seq: number;
   readonly subject: string;
   readonly data: T;
@@ -47,6 +51,15 @@ export interface Bus {
    * unreachable it keeps retrying (same id, so no duplicate) until `timeoutMs` passes.
    */
   publish(subject: string, data: unknown, opts?: { id?: string; timeoutMs?: number }): Promise<number>;
+  /**
+   * Several messages of one subject, each with its own id, delivered to every subscriber as
+   * separate messages in this order, exactly as the same `publish` calls in turn would be;
+   * resolves once the bus holds them all durably. An implementation may store them as one
+   * entry (NATS: one JetStream message per max_payload): one write, one ack and one delivery per
+   * subscriber instead of one per message, which is what a group commit of revocations costs.
+   * Retried with the same ids, they are stored once.
+   */
+  publishMany(subject: string, items: ReadonlyArray<{ data: unknown; id: string }>, opts?: { timeoutMs?: number }): Promise<void>;
   /**
    * At-least-once, in order: the handler is awaited; if it throws, the same message is
    * offered again after a backoff. A subscriber that was disconnected resumes after
