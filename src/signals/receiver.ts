@@ -66,6 +66,11 @@ export interface ReceiverDeps {
   maxBatch?: number;
   /** Group commits running at once, each on its own database connection (default 2). */
   maxCommitsInFlight?: number;
+  /**
+   * A commit starts while another runs only when at least this many SETs wait (default 64);
+   * fewer wait for it and go together in the next (see SetIngest).
+   */
+  minBatchBesideCommit?: number;
 }
 
 /** What a verified SET carries. */
@@ -576,10 +581,25 @@ class SetIngest {
   private readonly inFlight = new Set<Promise<void>>();
   private readonly maxBatch: number;
   private readonly maxInFlight: number;
+  private readonly minBeside: number;
 
   constructor(private readonly rcv: SsfReceiver, private readonly d: ReceiverDeps) {
     this.maxBatch = d.maxBatch ?? 500;
     this.maxInFlight = d.maxCommitsInFlight ?? 2;
+    this.minBeside = Math.max(1, d.minBatchBesideCommit ?? 64);
+  }
+
+  /**
+   * Whether a commit may start now. The first always may. A second, beside it, only for a
+   * queue of at least `minBeside` SETs: on one machine a commit costs CPU (the statement, its
+   * audit records, its bus entry) more than it waits, so two small commits cost more than one
+   * twice their size (bench/revocation: 1,356 → 1,602 SETs/s by push with 32 connections); a
+   * queue that long means the commits wait on the database (a remote one, a slow disk), and then
+   * a second one in flight pays.
+   */
+  private mayStart(): boolean {
+    if (this.queue.length === 0 || this.inFlight.size >= this.maxInFlight) return false;
+    return this.inFlight.size === 0 || this.queue.length >= this.minBeside;
   }
 
   submit(r: ReceiverConfig, set: VerifiedSet, receivedAt: number): Promise<IngestOutcome> {
@@ -598,7 +618,7 @@ class SetIngest {
   }
 
   private schedule(): void {
-    if (this.scheduled || this.inFlight.size >= this.maxInFlight) return;
+    if (this.scheduled || !this.mayStart()) return;
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
@@ -607,7 +627,7 @@ class SetIngest {
   }
 
   private flush(): void {
-    if (this.inFlight.size >= this.maxInFlight || this.queue.length === 0) return;
+    if (!this.mayStart()) return;
     const batch = this.queue.slice(0, this.maxBatch);
     this.queue = this.queue.slice(batch.length);
     const run: Promise<void> = this.commit(batch).finally(() => {

@@ -146,5 +146,39 @@ for (const backend of BACKENDS) {
       assert.equal(counts.get(`badaud-${backend.store}`), 0);
       assert.equal(counts.get(`badsub-${backend.store}`), 0);
     });
+
+    it('while a commit runs, the SETs that arrive wait and go together in the next one: no second small commit beside it', async () => {
+      // The store write of a batch (one statement on PostgreSQL, a transaction on SQLite), slowed
+      // down so that the burst arrives while the first commit is in flight; concurrency observed.
+      const store = t.app.store as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>;
+      const method = backend.store === 'postgres' ? 'recordSetsOnce' : 'transaction';
+      const original = store[method]!;
+      let running = 0;
+      let most = 0;
+      let commits = 0;
+      store[method] = async (...args: unknown[]) => {
+        commits++;
+        most = Math.max(most, ++running);
+        try {
+          await new Promise((r) => setTimeout(r, 60));
+          return await original.apply(t.app.store, args);
+        } finally {
+          running--;
+        }
+      };
+      try {
+        const jtis = Array.from({ length: 30 }, (_, i) => `wait-${backend.store}-${i}`);
+        const sets = await Promise.all(jtis.map((jti, i) => tx.sign(revoked(`ingest-agent-${i % AGENTS}`, { jti }))));
+        const first = push(sets[0]!);
+        await new Promise((r) => setTimeout(r, 20)); // the first commit is in flight
+        const answers = await Promise.all([first, ...sets.slice(1).map(push)]);
+        assert.deepEqual(answers.map((a) => a.status), sets.map(() => 202));
+        assert.equal(most, 1, 'never two commits at once for a queue shorter than minBatchBesideCommit');
+        assert.ok(commits <= 4, `30 SETs in ${commits} commits`);
+        assert.deepEqual([...(await recorded(jtis)).values()], jtis.map(() => 1));
+      } finally {
+        store[method] = original;
+      }
+    });
   });
 }
