@@ -807,6 +807,34 @@ for (const d of STORE_DIALECTS) {
         assert.equal((await store.getSignal(`se-${k}`))?.id, `se-${k}`);
       });
 
+      it('the hot write statements (SET ingest, audit append, signal timeline) are named prepared statements on PostgreSQL', async () => {
+        if (d.name !== 'postgres') return;
+        // A store of its own with two connections: two writes at once use both, and two reads at
+        // once (each waiting 50 ms) then look at both connections' prepared statements.
+        const schema = `t_${randomBytes(8).toString('hex')}`;
+        const own = await openStore({ driver: 'postgres', url: TEST_PG_URL, schema, poolSize: 2 });
+        try {
+          await own.migrate();
+          const k = randomBytes(4).toString('hex');
+          const exp = Date.now() + 365 * 86_400_000;
+          const one = (key: string) => own.recordSetsOnce({ replay: [{ scope: 'ssf-set:p', key, expiresAt: exp }], signals: [{ of: 0, rec: sig(`sp${key}`) }], revocations: [] });
+          await Promise.all([one(`a-${k}`), one(`b-${k}`)]);
+          const times = (instanceId: string) => own.recordSignalTimes([{ signalId: `spa-${k}`, instanceId, role: 'proxy', appliedAt: T0, firstDeniedAt: null }]);
+          await Promise.all([times('i1'), times('i2')]);
+          const names = async () => (await sql<{ name: string }>`select name from pg_prepared_statements, pg_sleep(0.05) order by name`.execute(own.db)).rows.map((r) => r.name);
+          const [a, b] = await Promise.all([names(), names()]);
+          for (const list of [a!, b!]) {
+            assert.ok(list.includes('mandate_record_sets_v1'), `prepared: ${list.join(', ')}`);
+            assert.ok(list.includes('mandate_signal_times_v1'), `prepared: ${list.join(', ')}`);
+          }
+          // Prepared or not, the statement does the same: the same jti again is a replay.
+          assert.deepEqual(await one(`a-${k}`), [false]);
+        } finally {
+          await sql`drop schema if exists ${sql.id(schema)} cascade`.execute(own.db).catch(() => undefined);
+          await own.close();
+        }
+      });
+
       it('signal applications: first applied / first denial per (signal, instance) win, in either order, across instances', async () => {
         await Promise.all([
           store.recordSignalApplied({ signalId: 'sig-a', instanceId: 'i1', role: 'proxy', at: T0 + 5 }),
