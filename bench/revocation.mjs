@@ -2,7 +2,7 @@
 //
 //   - one `serve --role broker`, one `serve --role signals`, N `serve --role proxy` (N = 1, 4, 8),
 //     all separate processes on one PostgreSQL schema and one JetStream stream, one issuer;
-//   - per round, an outside SSF transmitter (this process, its own ES256 key) pushes a CAEP
+//   - per round (after BENCH_REVOCATION_WARMUP_ROUNDS (10) rounds that are not counted), an outside SSF transmitter (this process, its own ES256 key) pushes a CAEP
 //     session-revoked SET for one agent to the signals instance, while this process asks every
 //     proxy, over and over, to serve that agent's earlier token; the time from sending the push
 //     to each proxy's first refusal (401 revoked) is one sample. Pollers run only during a round
@@ -33,7 +33,7 @@ import { performance } from 'node:perf_hooks';
 import { randomBytes, randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { Pool } from 'undici';
-import { es256Key, clientAssertion, cpuByName, cpuDiff, cpuMs, signEs256 } from './lib.mjs';
+import { es256Key, clientAssertion, cpuByName, cpuDiff, cpuMs, signEs256, systemCpu } from './lib.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, '..');
@@ -94,6 +94,14 @@ function perName(diff, count) {
   const cpu = Object.entries(diff).filter(([k]) => !k.endsWith(' syscalls')).map(([k, v]) => [k, +(v / count).toFixed(3)]).filter(([, v]) => v >= 0.005).sort((a, b) => b[1] - a[1]);
   const calls = ['signals', 'broker', 'postgres', 'nats-server', 'loadgen'].filter((k) => diff[`${k} syscalls`]).map((k) => [`${k} syscalls`, +(diff[`${k} syscalls`] / count).toFixed(2)]);
   return Object.fromEntries([...cpu, ...calls]);
+}
+/** Idle, iowait and steal time between two /proc/stat "cpu" lines, in % of the machine's time. */
+function idlePct(a, b) {
+  if (!a || !b) return null;
+  const d = b.map((v, i) => v - (a[i] ?? 0));
+  const total = d.slice(0, 8).reduce((x, y) => x + y, 0);
+  const pct = (v) => (total > 0 ? Math.round((100 * v) / total) : null);
+  return { idle: pct(d[3]), iowait: pct(d[4]), steal: pct(d[7]) };
 }
 const fmtNames = (m) => Object.entries(m).map(([k, v]) => `${k} ${v}`).join(', ');
 
@@ -236,7 +244,8 @@ export async function runRevocation(opts = {}) {
   const ingestS = num(process.env.BENCH_INGEST_S, 5);
   const ingestConc = num(process.env.BENCH_INGEST_CONCURRENCY, 32);
   const ingestWarmupS = num(process.env.BENCH_INGEST_WARMUP_S, 5);
-  const agentsNeeded = rounds * ns.length + 50;
+  const warmupRounds = num(process.env.BENCH_REVOCATION_WARMUP_ROUNDS, 10);
+  const agentsNeeded = (rounds + warmupRounds) * ns.length + 50;
   const agents = Array.from({ length: agentsNeeded }, (_, i) => ({ id: `bench-agent-${i}`, key: es256Key(`bench-agent-${i}-1`) }));
 
   const { schema, url: pgUrl } = await freshSchemaUrl();
@@ -267,7 +276,7 @@ export async function runRevocation(opts = {}) {
   }));
   const env = { BENCH_KEK: randomBytes(32).toString('base64') };
   const started = [];
-  const report = { bench: 'revocation', at: new Date().toISOString(), cpus: cpus().length, node: process.version, rounds, poll_gap_ms: gapMs, results: [], ingest: null, ingest_poll: null };
+  const report = { bench: 'revocation', at: new Date().toISOString(), cpus: cpus().length, node: process.version, rounds, warmup_rounds: warmupRounds, poll_gap_ms: gapMs, results: [], ingest: null, ingest_poll: null };
   try {
     const broker = await spawnInstance('broker', configPath, env);
     started.push(broker);
@@ -290,29 +299,56 @@ export async function runRevocation(opts = {}) {
       const proxies = await Promise.all(Array.from({ length: n }, () => spawnInstance('proxy', configPath, env)));
       started.push(...proxies);
       const pools = proxies.map((p) => new Pool(p.url, { connections: 1, keepAliveTimeout: 60_000 }));
-      const roundAgents = agents.slice(nextAgent, nextAgent + rounds);
-      nextAgent += rounds;
+      const roundAgents = agents.slice(nextAgent, nextAgent + warmupRounds + rounds);
+      nextAgent += warmupRounds + rounds;
       const tokens = await Promise.all(roundAgents.map((a) => issue(broker.url, a)));
       // Warm every proxy's token cache and connection (each token verified once, as an agent's would be).
       for (const pool of pools) for (const t of tokens) { const r = await pool.request({ path: '/tools/rec/items', method: 'GET', headers: { authorization: `Bearer ${t}` } }); await r.body.text(); }
       const samples = [];
       const perRoundMax = [];
       const probes = { calls: 0, ms: 0 };
-      const load0 = loadavg()[0];
-      const since = Date.now();
-      for (let r = 0; r < rounds; r++) {
+      // Where the machine's CPU went during the counted rounds, in % of one core, by process.
+      const named = Object.fromEntries([['signals', signals.pid], ['broker', broker.pid], ...proxies.map((p, i) => [`proxy ${i}`, p.pid])]);
+      let machine0 = cpuByName(named);
+      let wall0 = performance.now();
+      let load0 = loadavg()[0];
+      let since = Date.now();
+      // The first warmupRounds are the same rounds, not counted: the paths a revocation takes
+      // (applying it at a proxy, the refusal, its timeline and audit) run for the first time in
+      // fresh processes, and until V8 has compiled them a sample measures the JIT (session 6: the
+      // first ten rounds at N = 8 took up to 157 ms, the twenty after them 35-60 ms).
+      for (let r = 0; r < warmupRounds + rounds; r++) {
+        const counted = r >= warmupRounds;
+        if (r === warmupRounds) {
+          load0 = loadavg()[0];
+          since = Date.now();
+          probes.calls = 0;
+          machine0 = cpuByName(named);
+          wall0 = performance.now();
+        }
         const set = tx.sign(roundAgents[r].id);
         const t0 = performance.now();
         const deadline = t0 + 10_000;
         const pollers = pools.map((pool) => pollUntilDenied(pool, tokens[r], gapMs, deadline, probes));
         await push(set);
         const denied = await Promise.all(pollers);
+        if (!counted) {
+          await sleep(150);
+          continue;
+        }
         probes.ms += performance.now() - t0;
         const ms = denied.map((t) => t - t0);
         samples.push(...ms);
         perRoundMax.push(Math.max(...ms));
         await sleep(150);
       }
+      const busy = new Map();
+      for (const [k, v] of Object.entries(cpuDiff(machine0, cpuByName(named)))) {
+        const key = k.startsWith('proxy ') ? 'proxies' : k;
+        busy.set(key, (busy.get(key) ?? 0) + v);
+      }
+      const wall = performance.now() - wall0;
+      const machineCpuPct = Object.fromEntries([...busy].map(([k, v]) => [k, Math.round((100 * v) / wall)]).filter(([, v]) => v >= 1).sort((a, b) => b[1] - a[1]));
       await Promise.all(pools.map((p) => p.close()));
       const mttr = await admin(signals.url, adminToken, `/reports/mttr?per_signal=true&limit=${rounds}`);
       const q = quantiles(samples);
@@ -320,11 +356,12 @@ export async function runRevocation(opts = {}) {
       await sleep(300); // the instances write their timeline in the background
       const stages = await stageTimes(schema, since);
       report.results.push({
-        n, rounds, samples: samples.length, push_to_denial_ms: q, push_to_denied_at_all_ms: all, probe_calls_per_s: Math.round(probes.calls / (probes.ms / 1000)),
-        store_applied_everywhere_ms: mttr.applied_everywhere, store_first_denial_ms: mttr.first_denial, stages, loadavg_1m_before: load0, loadavg_1m_after: loadavg()[0],
+        n, rounds, samples: samples.length, push_to_denial_ms: q, push_to_denied_at_all_ms: all, round_max_ms: perRoundMax.map((x) => +x.toFixed(1)), probe_calls_per_s: Math.round(probes.calls / (probes.ms / 1000)),
+        store_applied_everywhere_ms: mttr.applied_everywhere, store_first_denial_ms: mttr.first_denial, stages, machine_cpu_pct: machineCpuPct, loadavg_1m_before: load0, loadavg_1m_after: loadavg()[0],
       });
       log(`  push → denial at a proxy: p50 ${q.p50.toFixed(1)} ms, p99 ${q.p99.toFixed(1)} ms (${q.n} samples); at all ${n}: p50 ${all.p50.toFixed(1)}, p99 ${all.p99.toFixed(1)} ms; pollers asked ${Math.round(probes.calls / (probes.ms / 1000))} calls/s in all`);
       const st = (x) => `p50 ${x.p50} / p99 ${x.p99}`;
+      log(`  machine CPU during the counted rounds (% of one core, by process): ${Object.entries(machineCpuPct).map(([k, v]) => `${k} ${v}`).join(', ')}`);
       log(`  stages (ms): SET arrival → committed ${st(stages.set_received_to_committed_ms)}; committed → applied at a proxy ${st(stages.committed_to_applied_at_proxy_ms)}; applied → first refusal ${st(stages.applied_to_first_denial_at_proxy_ms)}`);
       await Promise.all(proxies.map((p) => p.stop()));
       started.splice(started.length - proxies.length, proxies.length);
@@ -354,10 +391,12 @@ export async function runRevocation(opts = {}) {
     const cpu0 = { signals: cpuMs(signals.pid), broker: cpuMs(broker.pid) };
     const named = { signals: signals.pid, broker: broker.pid };
     const machine0 = cpuByName(named, true);
+    const sys0 = systemCpu();
     const tStart = performance.now();
     await window(ingestS, true);
     const elapsed = (performance.now() - tStart) / 1000;
     const machine = cpuDiff(machine0, cpuByName(named, true));
+    const idle = idlePct(sys0, systemCpu());
     // CPU per accepted SET of the signals instance (verification, commit, audit, publishes, its own
     // bus consumers) and of the broker (it hears every revocation): on a shared machine the SETs/s
     // follow whatever else runs, the CPU per SET much less.
@@ -365,9 +404,9 @@ export async function runRevocation(opts = {}) {
     report.ingest = {
       concurrency: ingestConc, warmup_s: ingestWarmupS, seconds: +elapsed.toFixed(2), accepted: ok, failed, sets_per_s: Math.round(ok / elapsed), ran_out: next >= sets.length, errors,
       signals_cpu_ms_per_set: perSet(signals.pid, cpu0.signals), broker_cpu_ms_per_set: perSet(broker.pid, cpu0.broker), loadavg_1m: loadavg()[0],
-      machine_cpu_ms_per_set: perName(machine, ok),
+      machine_cpu_ms_per_set: perName(machine, ok), machine_idle_pct: idle,
     };
-    log(`  machine CPU per SET (ms, by process): ${fmtNames(report.ingest.machine_cpu_ms_per_set)}`);
+    log(`  machine CPU per SET (ms, by process): ${fmtNames(report.ingest.machine_cpu_ms_per_set)}; the machine was idle ${idle?.idle}% of the time (iowait ${idle?.iowait}%, steal ${idle?.steal}%)`);
     log(`  ${report.ingest.sets_per_s} SETs/s accepted (${ok} in ${elapsed.toFixed(1)} s, ${failed} failed); CPU per SET: signals ${report.ingest.signals_cpu_ms_per_set} ms, broker ${report.ingest.broker_cpu_ms_per_set} ms; load ${report.ingest.loadavg_1m.toFixed(1)}`);
     await pushPool.close();
 
@@ -433,7 +472,7 @@ export async function runRevocation(opts = {}) {
     const p = report.ingest_poll;
     lines.push(`SET ingest by poll (RFC 8936, 100 per answer): ${p.sets_per_s} SETs/s (${p.acknowledged} acknowledged, ${p.set_errors} refused, ${p.polls} polls; signals CPU ${p.signals_cpu_ms_per_set} ms/SET, broker ${p.broker_cpu_ms_per_set} ms/SET; load ${p.loadavg_1m.toFixed(1)})   target >= 2000: ${p.sets_per_s >= 2000 && p.set_errors === 0 ? 'PASS' : 'MISSED'}`);
   }
-  lines.push(`(${rounds} signals per N; pollers pause ${gapMs} ms between calls (calls/s in all: ${report.results.map((r) => `N=${r.n} ${r.probe_calls_per_s}`).join(', ')}); ${cpus().length} CPUs; Node ${process.version}; load average before/after per N: ${report.results.map((r) => `${r.loadavg_1m_before.toFixed(1)}/${r.loadavg_1m_after.toFixed(1)}`).join(', ')})`);
+  lines.push(`(${rounds} signals per N after ${warmupRounds} not counted; pollers pause ${gapMs} ms between calls (calls/s in all: ${report.results.map((r) => `N=${r.n} ${r.probe_calls_per_s}`).join(', ')}); ${cpus().length} CPUs; Node ${process.version}; load average before/after per N: ${report.results.map((r) => `${r.loadavg_1m_before.toFixed(1)}/${r.loadavg_1m_after.toFixed(1)}`).join(', ')})`);
   lines.push(`results: ${file}`);
   return { report, text: lines.join('\n'), file };
 }
