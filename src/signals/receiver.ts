@@ -268,8 +268,9 @@ export class SsfReceiver {
       // never applied twice. A transmitter that lost our 202 and retries learns the SET is known;
       // it was applied the first time.
       if (outcome === 'duplicate') throw new SetError('invalid_request', 'a SET with this "jti" was already received (replay)');
-      // RFC 8935 §2.2: 202 Accepted, no body.
-      ctx.res.writeHead(202, { 'cache-control': 'no-store' }).end();
+      // RFC 8935 §2.2: 202 Accepted, no body (said by Content-Length, or node:http frames the
+      // empty body as chunked on a keep-alive connection).
+      ctx.res.writeHead(202, { 'cache-control': 'no-store', 'content-length': '0' }).end();
     } catch (err) {
       if (err instanceof SetError) {
         this.d.audit.record({ type: 'ssf.set_refused', actor: `ssf:${r.name}`, decision: 'deny', data: { err: err.err, description: err.description } });

@@ -20,7 +20,7 @@ describe('SSF receiver (RFC 8935 push, RFC 8936 poll, RFC 8417 validation)', () 
       body: set,
     });
     const text = await res.text();
-    return { status: res.status, body: text ? JSON.parse(text) : undefined };
+    return { status: res.status, body: text ? JSON.parse(text) : undefined, headers: res.headers };
   }
 
   const sessionRevoked = (id = 'deploy-agent', extra: Record<string, unknown> = {}) => ({
@@ -56,6 +56,10 @@ describe('SSF receiver (RFC 8935 push, RFC 8936 poll, RFC 8417 validation)', () 
     const r = await push(await tx.sign(sessionRevoked('deploy-agent', { txn: 'upstream-txn-1' })));
     assert.equal(r.status, 202);
     assert.equal(r.body, undefined);
+    // No body, said by Content-Length (not an empty chunked body), and not to be cached.
+    assert.equal(r.headers.get('content-length'), '0');
+    assert.equal(r.headers.get('transfer-encoding'), null);
+    assert.equal(r.headers.get('cache-control'), 'no-store');
     assert.equal(t.app.broker.revocations.check(facts), 'nhi_revoked');
     const sig = (await t.admin('GET', '/signals?nhi=deploy-agent')).body.signals[0];
     assert.equal(sig.action, 'revoke_tokens');
