@@ -12,7 +12,7 @@ const rev = (id: string, over: Partial<RevocationRecord>): RevocationRecord => (
 });
 
 describe('time to revoke bookkeeping (issue 5)', () => {
-  it('RevocationState reports each signal-carrying record once (not what was in force at start), and names the signal behind a refusal', async () => {
+  it('RevocationState reports a signal-carrying record when it changes the state (once; not what was in force at start), and names the signal behind a refusal', async () => {
     const clock = new ManualClock(1_000);
     const bus = new MemoryBus();
     await bus.start();
@@ -49,6 +49,18 @@ describe('time to revoke bookkeeping (issue 5)', () => {
       assert.equal(state.check({ jti: 'j', nhiId: 'n2', toolId: 't', issuedAt: 5_000 }), 'nhi_killed');
       assert.equal(state.signalOf('nhi_killed', { jti: 'j', nhiId: 'n2', toolId: 't' }), 'sig-4');
       assert.deepEqual(applied.map((a) => a[0]), ['sig-1', 'sig-3', 'sig-4']);
+      // The bus repeats the kill switch: not reported again.
+      state.applyKill(k);
+      // Two signals' revocations of one NHI from the same commit (the same not-before): both in
+      // force here, both reported; an older one after a newer changes nothing and is not.
+      state.applyRevocation(rev('r5', { target: 'n5', notBefore: 700, signalId: 'sig-5' }));
+      state.applyRevocation(rev('r6', { target: 'n5', notBefore: 700, signalId: 'sig-6' }));
+      state.applyRevocation(rev('r7', { target: 'n5', notBefore: 650, signalId: 'sig-7' }));
+      // The same token revoked again by another signal: reported; again by the same: not.
+      state.applyRevocation(rev('r8', { kind: 'token', target: 'jti-9', notBefore: null, signalId: 'sig-8' }));
+      state.applyRevocation(rev('r9', { kind: 'token', target: 'jti-9', notBefore: null, signalId: 'sig-8' }));
+      assert.deepEqual(applied.map((a) => a[0]), ['sig-1', 'sig-3', 'sig-4', 'sig-5', 'sig-6', 'sig-8']);
+      assert.equal(state.signalOf('nhi_revoked', { jti: 'j', nhiId: 'n5', toolId: 't' }), 'sig-6');
     } finally {
       await state.stop();
       await bus.close();
