@@ -56,6 +56,8 @@ export type StoreOptions =
       url: string;
       /** Pool size (default 10). */
       poolSize?: number;
+      /** The hot write statements as named prepared statements (default true; see store.prepared_statements). */
+      preparedStatements?: boolean;
       /** Use this PostgreSQL schema (created if missing) through search_path; for isolation. */
       schema?: string;
       clock?: Clock;
@@ -1739,7 +1741,7 @@ async function openPostgres(opts: Extract<StoreOptions, { driver: 'postgres' }>,
   // An idle client that loses its connection emits 'error' on the pool; unhandled, it would
   // crash the process. The next query gets a fresh connection or reports UnavailableError.
   pool.on('error', () => {});
-  pool.on('connect', preparesHotStatements);
+  if (opts.preparedStatements !== false) pool.on('connect', preparesHotStatements);
   const root = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   try {
     if (opts.schema !== undefined) {
@@ -1795,5 +1797,5 @@ export function storeOptionsFromConfig(cfg: MandateConfig['store'], resolve: (re
     throw new ConfigError(['store.postgres_url: required when store.driver is postgres; write instead: env:MANDATE_DATABASE_URL']);
   }
   const url = isSecretRef(cfg.postgres_url) ? resolve(cfg.postgres_url) : cfg.postgres_url;
-  return { driver: 'postgres', url, poolSize: cfg.pool_size };
+  return { driver: 'postgres', url, poolSize: cfg.pool_size, preparedStatements: cfg.prepared_statements };
 }

@@ -812,6 +812,17 @@ for (const d of STORE_DIALECTS) {
         // A store of its own with two connections: two writes at once use both, and two reads at
         // once (each waiting 50 ms) then look at both connections' prepared statements.
         const schema = `t_${randomBytes(8).toString('hex')}`;
+        // store.prepared_statements: false (a pooler in transaction mode): the same statements, unnamed.
+        const plain = await openStore({ driver: 'postgres', url: TEST_PG_URL, schema, poolSize: 2, preparedStatements: false });
+        try {
+          await plain.migrate();
+          const r = await plain.recordSetsOnce({ replay: [{ scope: 'ssf-set:p', key: `plain-${schema}`, expiresAt: Date.now() + 86_400_000 }], signals: [{ of: 0, rec: sig(`plain-${schema}`) }], revocations: [] });
+          assert.deepEqual(r, [true]);
+          const names = (await sql<{ name: string }>`select name from pg_prepared_statements`.execute(plain.db)).rows.map((x) => x.name);
+          assert.ok(!names.some((n) => n.startsWith('mandate_')), `nothing prepared: ${names.join(', ')}`);
+        } finally {
+          await plain.close();
+        }
         const own = await openStore({ driver: 'postgres', url: TEST_PG_URL, schema, poolSize: 2 });
         try {
           await own.migrate();
@@ -1145,7 +1156,7 @@ for (const d of STORE_DIALECTS) {
 }
 
 describe('storeOptionsFromConfig', () => {
-  const base: MandateConfig['store'] = { driver: 'sqlite', sqlite_path: '.mandate/mandate.db', pool_size: 10 };
+  const base: MandateConfig['store'] = { driver: 'sqlite', sqlite_path: '.mandate/mandate.db', pool_size: 10, prepared_statements: true };
   const resolve = (ref: string) => {
     assert.equal(ref, 'env:MANDATE_DATABASE_URL');
     return 'postgres://u:secret@db:5432/mandate';
@@ -1157,10 +1168,13 @@ describe('storeOptionsFromConfig', () => {
 
   it('resolves a secret reference for postgres_url and keeps a plain URL', () => {
     assert.deepEqual(storeOptionsFromConfig({ ...base, driver: 'postgres', postgres_url: 'env:MANDATE_DATABASE_URL', pool_size: 4 }, resolve), {
-      driver: 'postgres', url: 'postgres://u:secret@db:5432/mandate', poolSize: 4,
+      driver: 'postgres', url: 'postgres://u:secret@db:5432/mandate', poolSize: 4, preparedStatements: true,
     });
     const plain = storeOptionsFromConfig({ ...base, driver: 'postgres', postgres_url: 'postgres://mandate@db/mandate' }, () => assert.fail('not a ref'));
-    assert.deepEqual(plain, { driver: 'postgres', url: 'postgres://mandate@db/mandate', poolSize: 10 });
+    assert.deepEqual(plain, { driver: 'postgres', url: 'postgres://mandate@db/mandate', poolSize: 10, preparedStatements: true });
+    // Behind a pooler in transaction mode that does not keep prepared statements.
+    const pooled = storeOptionsFromConfig({ ...base, driver: 'postgres', postgres_url: 'postgres://mandate@db/mandate', prepared_statements: false }, () => assert.fail('not a ref'));
+    assert.equal((pooled as { preparedStatements?: boolean }).preparedStatements, false);
   });
 
   it('refuses postgres without a URL', () => {

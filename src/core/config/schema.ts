@@ -68,6 +68,13 @@ export const storeSchema = z.strictObject({
   /** A `postgres://` URL without a password, or a secret reference to the full URL. */
   postgres_url: ex(z.string().min(1).optional(), 'env:MANDATE_DATABASE_URL'),
   pool_size: z.number().int().min(1).max(200).default(10),
+  /**
+   * PostgreSQL: send the hot write statements (SET ingest, audit append, signal timeline) as
+   * named prepared statements, planned once per connection. Set false behind a connection pooler
+   * in transaction mode that does not track prepared statements (PgBouncer before 1.21, or without
+   * max_prepared_statements).
+   */
+  prepared_statements: z.boolean().default(true),
 });
 
 export const busSchema = z.strictObject({
