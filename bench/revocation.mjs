@@ -80,20 +80,21 @@ async function stageTimes(schema, since) {
          FROM ${schema}.signals s JOIN ${schema}.signal_applications a ON a.signal_id = s.id
         WHERE s.received_at >= $1 AND s.status = 'applied'`, [since]);
     const committed = new Map(rows.filter((r) => r.role === 'signals' && r.applied !== null).map((r) => [r.id, r.applied]));
+    const received = new Map(rows.map((r) => [r.id, r.received]));
     const proxy = rows.filter((r) => r.role === 'proxy' && committed.has(r.id));
     // Per signal (one per round, in arrival order): its three stages, the slowest proxy's for the last two.
     const bySignal = [...committed].map(([id, at]) => {
       const mine = proxy.filter((r) => r.id === id && r.applied !== null);
       return {
-        received: rows.find((r) => r.id === id).received,
-        committed_ms: at - rows.find((r) => r.id === id).received,
+        received: received.get(id),
+        committed_ms: at - received.get(id),
         applied_max_ms: mine.length ? Math.max(...mine.map((r) => r.applied - at)) : null,
         denied_max_ms: mine.some((r) => r.denied !== null) ? Math.max(...mine.filter((r) => r.denied !== null).map((r) => r.denied - r.applied)) : null,
       };
     }).sort((a, b) => a.received - b.received).map(({ received, ...rest }) => rest);
     return {
       per_signal: bySignal,
-      set_received_to_committed_ms: quantiles([...committed].map(([id, at]) => at - rows.find((r) => r.id === id).received)),
+      set_received_to_committed_ms: quantiles([...committed].map(([id, at]) => at - received.get(id))),
       committed_to_applied_at_proxy_ms: quantiles(proxy.filter((r) => r.applied !== null).map((r) => r.applied - committed.get(r.id))),
       applied_to_first_denial_at_proxy_ms: quantiles(proxy.filter((r) => r.applied !== null && r.denied !== null).map((r) => r.denied - r.applied)),
     };

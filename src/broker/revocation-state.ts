@@ -135,26 +135,12 @@ export class RevocationState {
           if (sig) this.tokenSignal.set(r.target, sig);
         }
         break;
-      case 'nhi': {
-        const cur = r.target ? this.nhiNotBefore.get(r.target) : undefined;
-        if (r.target && r.notBefore !== null && r.notBefore >= (cur ?? 0)) {
-          changed = cur === undefined || r.notBefore > cur || this.nhiSignal.get(r.target) !== sig;
-          this.nhiNotBefore.set(r.target, r.notBefore);
-          if (sig) this.nhiSignal.set(r.target, sig);
-          else this.nhiSignal.delete(r.target);
-        }
+      case 'nhi':
+        changed = applyNotBefore(this.nhiNotBefore, this.nhiSignal, r, sig);
         break;
-      }
-      case 'tool': {
-        const cur = r.target ? this.toolNotBefore.get(r.target) : undefined;
-        if (r.target && r.notBefore !== null && r.notBefore >= (cur ?? 0)) {
-          changed = cur === undefined || r.notBefore > cur || this.toolSignal.get(r.target) !== sig;
-          this.toolNotBefore.set(r.target, r.notBefore);
-          if (sig) this.toolSignal.set(r.target, sig);
-          else this.toolSignal.delete(r.target);
-        }
+      case 'tool':
+        changed = applyNotBefore(this.toolNotBefore, this.toolSignal, r, sig);
         break;
-      }
       case 'global':
         if (r.notBefore !== null && r.notBefore >= this.globalNotBefore) {
           changed = r.notBefore > this.globalNotBefore || this.globalSignal !== sig;
@@ -240,4 +226,20 @@ export class RevocationState {
   activeKills(): KillSwitchRecord[] {
     return [...this.kills.values()];
   }
+}
+
+/**
+ * An NHI- or tool-wide revocation: the target's not-before moves to the record's when that is
+ * not earlier, with the signal behind it. True when that changed the state (a later not-before,
+ * or the same one from another signal).
+ */
+function applyNotBefore(notBefore: Map<string, number>, signals: Map<string, string>, r: RevocationRecord, sig: string | undefined): boolean {
+  if (!r.target || r.notBefore === null) return false;
+  const cur = notBefore.get(r.target);
+  if (r.notBefore < (cur ?? 0)) return false;
+  const changed = cur === undefined || r.notBefore > cur || signals.get(r.target) !== sig;
+  notBefore.set(r.target, r.notBefore);
+  if (sig) signals.set(r.target, sig);
+  else signals.delete(r.target);
+  return changed;
 }

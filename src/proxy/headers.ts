@@ -154,23 +154,37 @@ export function upstreamHeaders(incoming: IncomingHttpHeaders, opts: UpstreamHea
 }
 
 /**
- * credentialHeader, remembered per credential object (the proxy resolves each tool's once, at
- * start): the checks and the header are computed on first use. A credential that fails them is
- * not remembered, so it throws on every call.
+ * What is derived from a credential (its header, the forms of its secret), remembered per
+ * credential object (the proxy resolves each tool's once, at start) and computed on first use.
+ * Checked against the fields it comes from: a record changed since gets its own. A computation
+ * that throws (a credential that fails the header's checks) is not remembered, so it throws on
+ * every call.
  */
-const credentialHeaders = new WeakMap<InjectedCredential, { of: InjectedCredential; header: [string, string] | undefined }>();
+interface CredentialMemo {
+  of: InjectedCredential;
+  /** Present once computed (undefined: a query credential, no header). */
+  header?: [string, string] | undefined;
+  forms?: readonly string[];
+}
+const credentialMemos = new WeakMap<InjectedCredential, CredentialMemo>();
 
-function credentialHeaderOf(cred: InjectedCredential): [string, string] | undefined {
-  const known = credentialHeaders.get(cred);
-  // Checked against the fields the header comes from: a record changed since is checked again.
-  if (known !== undefined && sameCredential(known.of, cred)) return known.header;
-  const header = credentialHeader(cred);
-  credentialHeaders.set(cred, { of: { ...cred }, header });
-  return header;
+function memoOf(cred: InjectedCredential): CredentialMemo {
+  const known = credentialMemos.get(cred);
+  if (known !== undefined && sameCredential(known.of, cred)) return known;
+  const memo: CredentialMemo = { of: { ...cred } };
+  credentialMemos.set(cred, memo);
+  return memo;
 }
 
 function sameCredential(a: InjectedCredential, b: InjectedCredential): boolean {
   return a.type === b.type && a.value === b.value && a.name === b.name && a.username === b.username;
+}
+
+/** credentialHeader, remembered (see CredentialMemo). */
+function credentialHeaderOf(cred: InjectedCredential): [string, string] | undefined {
+  const memo = memoOf(cred);
+  if (!('header' in memo)) memo.header = credentialHeader(cred);
+  return memo.header;
 }
 
 /** The header a credential becomes, or undefined for a query credential. */
@@ -273,16 +287,10 @@ export function responseHeaders(
 
 const NO_SECRETS: readonly string[] = [];
 
-/** secretForms per credential object (a base64 or percent-encoding per response otherwise). */
-const secretFormsByCred = new WeakMap<InjectedCredential, { of: InjectedCredential; forms: readonly string[] }>();
-
+/** secretForms, remembered (see CredentialMemo): a base64 or percent-encoding per response otherwise. */
 function secretFormsOf(cred: InjectedCredential): readonly string[] {
-  const known = secretFormsByCred.get(cred);
-  // Checked against the fields the forms come from: a record changed since gets its own.
-  if (known !== undefined && sameCredential(known.of, cred)) return known.forms;
-  const forms = secretForms(cred);
-  secretFormsByCred.set(cred, { of: { ...cred }, forms });
-  return forms;
+  const memo = memoOf(cred);
+  return (memo.forms ??= secretForms(cred));
 }
 
 /** The forms in which a credential's secret would appear in a reflected header. */

@@ -1,6 +1,30 @@
 import { Registry, Counter, Histogram, Gauge, collectDefaultMetrics } from 'prom-client';
 
 /**
+ * Counts kept in a plain map on a hot path (no label validation and hashing per event) and
+ * added to a prom-client counter when it is collected (read or scraped).
+ */
+class DeferredCounts<L extends Record<string, string>> {
+  private readonly counts = new Map<string, { labels: L; n: number }>();
+
+  /** One more for `key`; `labels` is called the first time a key is seen. */
+  add(key: string, labels: () => L): void {
+    const c = this.counts.get(key);
+    if (c) c.n++;
+    else this.counts.set(key, { labels: labels(), n: 1 });
+  }
+
+  /** Adds what was counted since the last collection to `counter`. */
+  collectInto(counter: { inc(labels: L, value: number): void }): void {
+    for (const c of this.counts.values()) {
+      if (c.n === 0) continue;
+      counter.inc(c.labels, c.n);
+      c.n = 0;
+    }
+  }
+}
+
+/**
  * One Prometheus registry per Mandate instance (not prom-client's global one), so that
  * several instances in one process (the tests) do not share counters.
  */
@@ -10,17 +34,14 @@ export class Metrics {
    * Requests by (route, method, status), counted in a plain map on every answer (no label
    * validation and hashing per request) and moved into httpRequests when it is read or scraped.
    */
-  private readonly httpCounts = new Map<string, { route: string; method: string; status: string; n: number; reported: number }>();
+  private readonly httpCounts = new DeferredCounts<{ route: string; method: string; status: string }>();
   readonly httpRequests = new Counter({
     name: 'mandate_http_requests_total',
     help: 'HTTP requests by route prefix, method and status.',
     labelNames: ['route', 'method', 'status'] as const,
     registers: [this.registry],
-    collect: () => {
-      for (const c of this.httpCounts.values()) {
-        if (c.n > c.reported) this.httpRequests.inc({ route: c.route, method: c.method, status: c.status }, c.n - c.reported);
-        c.reported = c.n;
-      }
+    collect: (): void => {
+      this.httpCounts.collectInto(this.httpRequests);
     },
   });
   readonly httpDuration = new Histogram({
@@ -64,17 +85,14 @@ export class Metrics {
    * (one per proxied request: no label hashing on that path) and moved into the counter when
    * it is scraped.
    */
-  private readonly governanceCounts = new Map<string, { n: number; reported: number }>();
+  private readonly governanceCounts = new DeferredCounts<{ consumer: string }>();
   readonly governanceEvents = new Counter({
     name: 'mandate_governance_events_total',
     help: 'Bus events the governance detection consumers have completed, by consumer (token.issued, token.denied, tool.called, tool.call_denied, inventory.>, shadow_agent).',
     labelNames: ['consumer'] as const,
     registers: [this.registry],
-    collect: () => {
-      for (const [consumer, c] of this.governanceCounts) {
-        if (c.n > c.reported) this.governanceEvents.inc({ consumer }, c.n - c.reported);
-        c.reported = c.n;
-      }
+    collect: (): void => {
+      this.governanceCounts.collectInto(this.governanceEvents);
     },
   });
   readonly findingsOpen = new Gauge({ name: 'mandate_findings_open', help: 'Open governance findings by severity.', labelNames: ['severity'] as const, registers: [this.registry] });
@@ -85,16 +103,11 @@ export class Metrics {
 
   /** One event a governance detection consumer completed (see governanceEvents). */
   countGovernanceEvent(consumer: string): void {
-    const c = this.governanceCounts.get(consumer);
-    if (c) c.n++;
-    else this.governanceCounts.set(consumer, { n: 1, reported: 0 });
+    this.governanceCounts.add(consumer, () => ({ consumer }));
   }
 
   observeHttp(route: string, method: string, status: number, seconds: number): void {
-    const key = `${route}\u0000${method}\u0000${status}`;
-    const c = this.httpCounts.get(key);
-    if (c) c.n++;
-    else this.httpCounts.set(key, { route, method, status: String(status), n: 1, reported: 0 });
+    this.httpCounts.add(`${route}\u0000${method}\u0000${status}`, () => ({ route, method, status: String(status) }));
     this.httpDuration.observe({ route }, seconds);
   }
 }

@@ -3,13 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { connect } from '@nats-io/transport-node';
-import { jetstreamManager } from '@nats-io/jetstream';
 import { buildConfig, silentLogger, type Clock, type MandateConfigInput } from '../../src/core/index.js';
 import { startApp, type App } from '../../src/app.js';
 import { adminCall } from './cluster.js';
+import { deleteStream } from '../bus/helpers.js';
 
 export const PG_URL = 'postgres://postgres@127.0.0.1:5432/test';
+const NATS_URL = 'nats://127.0.0.1:4222';
 
 export interface TestApp {
   app: App;
@@ -27,23 +27,19 @@ export const BACKENDS: Backend[] = [
   { store: 'postgres', bus: 'nats' },
 ];
 
-/** A PostgreSQL URL whose connections use a fresh schema (search_path), for test isolation. */
-export async function freshPgSchemaUrl(): Promise<string> {
+/** A fresh schema and a PostgreSQL URL whose connections use it (search_path), for test isolation. */
+async function freshPgSchema(): Promise<{ schema: string; url: string }> {
   const schema = `t_${randomBytes(6).toString('hex')}`;
   const c = new pg.Client({ connectionString: PG_URL });
   await c.connect();
   await c.query(`CREATE SCHEMA ${schema}`);
   await c.end();
-  return `${PG_URL}?options=${encodeURIComponent(`-c search_path=${schema}`)}`;
+  return { schema, url: `${PG_URL}?options=${encodeURIComponent(`-c search_path=${schema}`)}` };
 }
 
-async function deleteTestStream(name: string): Promise<void> {
-  const nc = await connect({ servers: 'nats://127.0.0.1:4222', timeout: 3_000, maxReconnectAttempts: 0 });
-  try {
-    await (await jetstreamManager(nc, { timeout: 3_000 })).streams.delete(name).catch(() => false);
-  } finally {
-    await nc.close();
-  }
+/** A PostgreSQL URL whose connections use a fresh schema (search_path), for test isolation. */
+export async function freshPgSchemaUrl(): Promise<string> {
+  return (await freshPgSchema()).url;
 }
 
 async function dropTestSchema(schema: string): Promise<void> {
@@ -60,12 +56,13 @@ async function dropTestSchema(schema: string): Promise<void> {
 export async function startTestApp(backend: Backend = BACKENDS[0]!, extra: MandateConfigInput = {}, env: NodeJS.ProcessEnv = {}, opts: { clock?: Clock } = {}): Promise<TestApp> {
   const dataDir = mkdtempSync(join(tmpdir(), 'mandate-test-'));
   const suffix = randomBytes(4).toString('hex');
+  const pgSchema = backend.store === 'postgres' ? await freshPgSchema() : undefined;
   const input: MandateConfigInput = {
     ...extra,
     server: { port: 0, ...(extra.server ?? {}) },
-    store: backend.store === 'sqlite'
+    store: pgSchema === undefined
       ? { driver: 'sqlite', sqlite_path: join(dataDir, 'mandate.db') }
-      : { driver: 'postgres', postgres_url: await freshPgSchemaUrl() },
+      : { driver: 'postgres', postgres_url: pgSchema.url },
     bus: backend.bus === 'memory' ? { driver: 'memory' } : { driver: 'nats', stream: `T_${suffix}`, subject_prefix: `t${suffix}` },
     log: { level: 'silent' },
   };
@@ -79,9 +76,8 @@ export async function startTestApp(backend: Backend = BACKENDS[0]!, extra: Manda
   const close = app.close.bind(app);
   let closed: Promise<void> | undefined;
   app.close = () => (closed ??= close().finally(async () => {
-    if (backend.bus === 'nats') await deleteTestStream(`T_${suffix}`).catch(() => undefined);
-    const schema = input.store?.driver === 'postgres' ? /search_path%3D(t_[0-9a-f]+)/.exec(String(input.store.postgres_url))?.[1] : undefined;
-    if (schema) await dropTestSchema(schema).catch(() => undefined);
+    if (backend.bus === 'nats') await deleteStream(NATS_URL, `T_${suffix}`).catch(() => undefined);
+    if (pgSchema !== undefined) await dropTestSchema(pgSchema.schema).catch(() => undefined);
   }));
   const url = app.url;
   return {
