@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
 import { MandateError } from '../core/index.js';
-import { ACTION_TYPE, CEDAR_SCHEMA_TEXT, MCP_METHODS, NHI_TYPE, TOOL_TYPE } from './schema.js';
+import { ACTION_TYPE, CEDAR_SCHEMA_TEXT, MCP_METHODS, MCP_TRANSPORT_ACTIONS, NHI_TYPE, TOOL_TYPE } from './schema.js';
 import { ArgsRefusedError, checkCedarArgs, toCedarArgs, type CedarValue } from './values.js';
 
 /** What the proxy asks about one call, after it has verified the token, the declaration and the scope. */
@@ -108,6 +108,8 @@ interface ActionPlan {
   onlyBase: boolean;
   /** No policy that can apply reads the arguments: the decision does not depend on them. */
   argsFree: boolean;
+  /** Some `@approval("required")` forbid can apply: a call of the action may be held for a human. */
+  mayHold: boolean;
 }
 
 type CedarResult = { decision: 'allow' | 'deny'; reasons: string[]; errors: { policyId: string; message: string }[] };
@@ -199,7 +201,7 @@ export class PolicyEngine {
 
     // Validation runs per source on its own text, so that Cedar's source offsets are offsets
     // into that file and can be reported as lines.
-    const actions = new Set<string>([...MCP_METHODS, ...(opts.actions ?? policies.flatMap((p) => p.actions ?? []))]);
+    const actions = new Set<string>([...MCP_METHODS, ...MCP_TRANSPORT_ACTIONS, ...(opts.actions ?? policies.flatMap((p) => p.actions ?? []))]);
     const schema = schemaWith([...actions]);
     for (const s of sources) validateSource(s, schema, problems);
     if (problems.length > 0) throw new PolicyError(problems);
@@ -248,6 +250,17 @@ export class PolicyEngine {
     }
   }
 
+  /**
+   * Whether a call of `action` can be held for a human by policy: some `@approval("required")`
+   * forbid's scope can match it (names it, or every action). Decided from the scopes alone, so it
+   * is known before the call's arguments are: the proxy then binds the whole call (an HTTP body
+   * too) to the approval before it asks Cedar, and an approved `{"amount":1}` cannot pass as
+   * `{"amount":1000000}`.
+   */
+  mayHold(action: string): boolean {
+    return this.hasApproval && this.planFor(action).mayHold;
+  }
+
   /** Which shortcuts hold for an action (see evaluate). */
   private planFor(action: string): ActionPlan {
     const known = this.plans.get(action);
@@ -255,13 +268,15 @@ export class PolicyEngine {
     let onlyBase = true;
     let argsFree = true;
     let base = false;
+    let mayHold = false;
     for (const p of this.policies) {
       if (p.actions !== null && !p.actions.includes(action)) continue;
       if (p.id === BASE_POLICY_ID) base = true;
       else onlyBase = false;
       if (p.readsArgs) argsFree = false;
+      if (p.approval) mayHold = true;
     }
-    const plan: ActionPlan = this.fastPaths ? { onlyBase: onlyBase && base, argsFree } : { onlyBase: false, argsFree: false };
+    const plan: ActionPlan = this.fastPaths ? { onlyBase: onlyBase && base, argsFree, mayHold } : { onlyBase: false, argsFree: false, mayHold };
     if (this.plans.size < MAX_ACTION_SETS) this.plans.set(action, plan);
     return plan;
   }

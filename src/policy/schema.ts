@@ -73,3 +73,11 @@ export const MCP_METHODS: readonly string[] = [
   'initialize', 'ping', 'tools/list', 'tools/call', 'resources/list', 'resources/templates/list', 'resources/read',
   'resources/subscribe', 'resources/unsubscribe', 'prompts/list', 'prompts/get', 'completion/complete', 'logging/setLevel',
 ].map((m) => `mcp:${m}`);
+
+/**
+ * The Streamable HTTP transport's own operations, decided by Cedar like methods: `mcp:stream` is a
+ * GET that opens the server's event stream, `mcp:session/delete` a DELETE that ends a session (MCP
+ * 2025-06-18, Transports §2.2.3, §2.5). Always declared; never JSON-RPC methods (a POST whose
+ * method is `stream` is not this action).
+ */
+export const MCP_TRANSPORT_ACTIONS: readonly string[] = ['mcp:stream', 'mcp:session/delete'];

@@ -60,7 +60,13 @@ export class ApprovalGate {
     const { claims } = g;
     const now = this.d.clock.now();
     if (claims.mandate_approval !== undefined) {
-      if (claims.mandate_args_digest !== undefined && claims.mandate_args_digest !== g.argsDigest) {
+      // An elevation token passes exactly the call a human approved: this NHI (its `sub`), an
+      // action in its scope (checked before the gate) and these arguments. One that names no
+      // arguments was approved for none in particular, so it passes no held call.
+      if (claims.mandate_args_digest === undefined) {
+        throw new OAuthError('access_denied', 'the elevation token names no arguments: it cannot pass a call held for approval (ask for one with args_digest)', 403);
+      }
+      if (claims.mandate_args_digest !== g.argsDigest) {
         throw new OAuthError('access_denied', 'the elevation token is bound to other arguments', 403);
       }
       const first = await this.d.store.insertOnce('elevation', claims.jti, claims.exp * 1000 + this.d.skewS * 1000);
@@ -68,19 +74,19 @@ export class ApprovalGate {
       return { via: 'elevation_token', approvalId: claims.mandate_approval };
     }
 
-    const mine = (await this.d.store.listApprovals({ nhiId: claims.sub, limit: 200 })).filter(
-      (a) => a.toolId === g.tool.id && a.action === g.action && a.argsDigest === g.argsDigest && a.expiresAt > now,
-    );
+    // This call's requests, by its key: however many requests for other calls exist, a denial
+    // or a pending request for this one stays in view.
+    const mine = await this.d.store.findApprovals({ nhiId: claims.sub, toolId: g.tool.id, action: g.action, argsDigest: g.argsDigest }, now);
     for (const a of mine) {
       if (a.status === 'approved' && (await this.d.store.redeemApproval(a.id, now))) {
-        this.d.audit.record({ type: 'approval.redeemed', actor: claims.sub, subject: a.id, tool: g.tool.id, traceId: g.traceId, data: { action: g.action, at: 'proxy' } });
+        this.d.audit.record({ type: 'approval.redeemed', actor: claims.sub, subject: a.id, tool: g.tool.id, traceId: g.traceId, data: { action: g.action, args_digest: g.argsDigest, at: 'proxy' } });
         return { via: 'approval', approvalId: a.id };
       }
     }
-    const denied = mine.find((a) => a.status === 'denied');
     const pending = mine.find((a) => a.status === 'pending');
     if (pending) throw new ApprovalRequiredError(pending, this.uri(pending.id), now, g.signal);
-    if (denied && !mine.some((a) => a.status === 'pending')) {
+    const denied = mine.find((a) => a.status === 'denied');
+    if (denied) {
       // A denial stands for this exact call until it would have expired; asking again needs other arguments or time.
       throw new OAuthError('access_denied', `a human denied ${g.action} with these arguments (${denied.id})`, 403, { approval_id: denied.id });
     }

@@ -249,11 +249,21 @@ export class ToolProxy {
         if (!r.ok) throw new OAuthError('rate_limited', `too many calls to ${rt.tool.id}; retry after ${r.retryAfterS}s`, 429, { retry_after: r.retryAfterS });
       }
 
+      if (rt.tool.kind === 'mcp') {
+        // An MCP server is one endpoint (MCP Transports, Streamable HTTP: "a single HTTP endpoint
+        // path"): the tool's root and nothing else. Any other path or a query is refused here and
+        // never forwarded, since the tool's credential would go with it to whatever it names.
+        facts.path = rawRest === '' ? '/' : rawRest.slice(0, 256);
+        if ((rawRest !== '' && rawRest !== '/') || (ctx.req.url ?? '').includes('?')) {
+          throw new OAuthError('not_found', `${rt.tool.id} is an MCP tool: its one endpoint is /tools/${rt.tool.id}, without a path or query below it`, 404);
+        }
+        await this.mcp(ctx, rt, token, nhi, facts, trace, started);
+        return;
+      }
       // `/tools/x` and `/tools/x/` both mean the tool's root; the tool gets exactly what was asked.
       const path = rawRest === '' ? '' : normalizePath(rawRest);
       facts.path = path || '/';
-      if (rt.tool.kind === 'mcp') await this.mcp(ctx, rt, token, nhi, facts, path, rawQuery, trace, started);
-      else await this.http(ctx, rt, token, nhi, facts, path, rawQuery, trace, started);
+      await this.http(ctx, rt, token, nhi, facts, path, rawQuery, trace, started);
     } catch (err) {
       if (!token && err instanceof ResourceAuthError) await this.refusedTokenFacts(ctx, facts);
       this.refuse(ctx, rt, token, facts, err, trace.traceId, started);
@@ -300,10 +310,11 @@ export class ToolProxy {
       throw new OAuthError('invalid_request', `request body is larger than ${rt.tool.max_body_bytes} bytes`, 413);
     }
     const args: Record<string, unknown> = { params: m.params, query: queryObject(rawQuery) };
-    const needsBody = this.holdsForTier(rt, m.action, token);
-    // A held call is bound to its body too, so the body is read (capped) before anything is sent.
+    // A call that can be held (its tier, a step-up, or an `@approval` policy that can apply) is
+    // bound to its body too, so the body is read (capped) and digested before the decision: the
+    // approval is for these bytes, and other bytes are another call.
     let body: Buffer | IncomingMessage | undefined = hasBody(ctx.req) ? ctx.req : undefined;
-    if (needsBody && body) {
+    if (body && (this.holdsForTier(rt, m.action, token) || this.d.policy.mayHold(m.action.name))) {
       body = await readBody(ctx.req, rt.tool.max_body_bytes);
       args.body = argsDigest(body.toString('base64'));
     }
@@ -319,16 +330,22 @@ export class ToolProxy {
 
   private async mcp(
     ctx: RequestContext, rt: ToolRuntime, token: CheckedToken, nhi: NhiRecord, facts: CallFacts,
-    path: string, rawQuery: string, trace: { traceparent: string; traceId: string }, started: number,
+    trace: { traceparent: string; traceId: string }, started: number,
   ): Promise<void> {
     const method = facts.method;
     const headers = this.forwardHeaders(ctx, rt, trace.traceparent);
-    const pathAndQuery = this.upstreams.pathFor(rt.tool.id, path) + this.upstreamQuery(rt, rawQuery);
+    const pathAndQuery = this.upstreams.pathFor(rt.tool.id, '') + this.upstreamQuery(rt, '');
     if (method === 'GET' || method === 'DELETE') {
-      // Streamable HTTP: GET opens the server's SSE stream, DELETE ends a session (MCP
-      // transports §2.2–2.5). Neither calls a tool: what flows on the stream are the server's
-      // requests and notifications, and the answers to them come back as POSTs, checked there.
+      // Streamable HTTP: GET opens the server's event stream, DELETE ends a session (MCP
+      // Transports §2.2.3, §2.5). Neither names a tool, but both reach the server with its
+      // credential, so each is an action of its own: the token must hold a granted action of this
+      // tool (after any step-down), and Cedar decides `mcp:stream` / `mcp:session/delete`. What
+      // flows on the stream are the server's requests and notifications; the client's answers come
+      // back as POSTs, checked there.
       facts.action = method === 'GET' ? 'mcp:stream' : 'mcp:session/delete';
+      this.holdsGrantedAction(rt, token);
+      const decision = await this.decide(rt, token, nhi, undefined, null, facts, undefined, trace.traceId, facts.action);
+      if (decision.decision !== 'allow') throw new OAuthError('access_denied', `${facts.action} denied by policy ${decision.policies.join(', ') || '(default deny)'}`, 403);
       const up = await this.upstreams.forward({ tool: rt.tool, method, pathAndQuery, headers, body: undefined }, ctx.res, rt.tool.max_response_bytes, rt.responseHeaders);
       this.record('tool.called', 'allow', 'allowed', facts, trace.traceId, started, { upstream_status: up.status, response_bytes: up.sent });
       return;
@@ -360,7 +377,13 @@ export class ToolProxy {
         continue;
       }
       try {
-        if (msg.method === 'tools/call') {
+        const m = msg.method!;
+        if (msg.kind === 'notification' && m.startsWith('notifications/')) {
+          // The client's notifications (initialized, cancelled, progress, roots/list_changed) ask
+          // the server for nothing. Any other method without an id is decided exactly as the
+          // request would be: a server may act on it (a `tools/call` notification still runs).
+          f.action = `mcp:${m.slice(0, 100)}`;
+        } else if (m === 'tools/call') {
           const call = toolsCall(msg);
           const action = rt.matcher.byName(call.name);
           f.action = action?.name ?? call.name.slice(0, 128);
@@ -369,15 +392,11 @@ export class ToolProxy {
           f.args_digest = argsDigest(call.arguments);
           const decision = await this.decide(rt, token, nhi, action, call.arguments, f, undefined, trace.traceId);
           if (decision.decision !== 'allow') throw new OAuthError('access_denied', `denied by policy ${decision.policies.join(', ') || '(default deny)'}`, 403);
-        } else if (msg.kind === 'notification') {
-          // Notifications (initialized, cancelled, progress, roots/list_changed) ask for nothing.
-          f.action = `mcp:${msg.method!.slice(0, 100)}`;
         } else {
-          const m = msg.method!;
           f.action = `mcp:${m.slice(0, 100)}`;
           // A method the proxy does not know is refused: the list grows with the MCP spec, not by default.
           if (!MCP_METHOD_SET.has(f.action)) throw new OAuthError('access_denied', `the MCP method ${JSON.stringify(m.slice(0, 100))} is not allowed through the proxy`, 403);
-          if (m === 'tools/list') listsTools = true;
+          if (m === 'tools/list' && msg.kind === 'request') listsTools = true;
           const decision = await this.decide(rt, token, nhi, undefined, null, f, undefined, trace.traceId, f.action);
           if (decision.decision !== 'allow') throw new OAuthError('access_denied', `${m} denied by policy ${decision.policies.join(', ')}`, 403);
         }
@@ -401,10 +420,12 @@ export class ToolProxy {
         if (v.msg.kind === 'response') continue;
         this.record('tool.call_denied', 'deny', v.error?.message ?? 'batch refused', v.facts, trace.traceId, started);
       }
-      // JSON-RPC errors travel in a 200 (MCP: the transport worked, the call did not);
-      // a batch of notifications only gets 202 with nothing to say.
+      // JSON-RPC errors travel in a 200 (MCP: the transport worked, the call did not). A refused
+      // body of notifications and responses has no request to answer: the transport says "not
+      // accepted" with an HTTP error and a JSON-RPC error without an id (MCP Transports §2.1.4).
       if (replies.length === 0) {
-        ctx.res.writeHead(202).end();
+        const first = verdicts.find((v) => v.error)!.error!;
+        sendJson(ctx.res, 403, rpcError(null, first.code, first.message, first.data));
         return;
       }
       sendJson(ctx.res, 200, parsed.batch ? replies : replies[0]);
@@ -444,6 +465,21 @@ export class ToolProxy {
     if (r?.kind === 'step_down' && this.aboveTier(action, r.fallbackTier)) {
       throw new OAuthError('insufficient_scope', `${token.claims.sub} was stepped down by ${describeSignal(r)}: only actions at or below the ${r.fallbackTier} tier until an operator restores it`, 403, { scope: action.name, signal_id: r.signalId });
     }
+  }
+
+  /**
+   * The MCP transport's own operations (the event stream, ending a session) need a token that
+   * holds at least one action of this tool the caller may still use: in its scope, declared by
+   * the tool, and not above a step-down's fallback tier.
+   */
+  private holdsGrantedAction(rt: ToolRuntime, token: CheckedToken): void {
+    const r = this.d.restrictions?.restrictionOf(token.claims.sub);
+    for (const name of token.claims.scope.split(' ')) {
+      const action = rt.matcher.byName(name);
+      if (action && !(r?.kind === 'step_down' && this.aboveTier(action, r.fallbackTier))) return;
+    }
+    const why = r?.kind === 'step_down' ? ` (${token.claims.sub} was stepped down by ${describeSignal(r)})` : '';
+    throw new OAuthError('insufficient_scope', `the access token holds no action of ${rt.tool.id} it may use${why}`, 403, { scope: rt.tool.actions.map((a) => a.name).join(' ') });
   }
 
   /** The tier holds the call for a human, or a step-up (issue 5) does for actions above its fallback tier. */
@@ -591,8 +627,9 @@ export class ToolProxy {
     } else if (oauthErr.status === 429) {
       headers['retry-after'] = String(oauthErr.extra.retry_after ?? 1);
     }
-    if (rt.tool.kind === 'mcp' && oauthErr.status === 403) {
-      // After authentication, an MCP refusal is a JSON-RPC error the client can show.
+    if (rt.tool.kind === 'mcp' && oauthErr.status === 403 && facts.method === 'POST') {
+      // After authentication, a refused JSON-RPC message is a JSON-RPC error the client can show
+      // (the event stream's GET and the session's DELETE carry no message: they get HTTP errors).
       const code = err instanceof ApprovalRequiredError ? MCP_ERROR.approvalRequired : MCP_ERROR.accessDenied;
       sendJson(ctx.res, 200, rpcError(null, code, oauthErr.message, { error: oauthErr.error, ...oauthErr.extra }), headers);
       return;
