@@ -96,6 +96,12 @@ export interface BrokerStore {
   /** Newest first. */
   listApprovals(filter?: { status?: ApprovalStatus; nhiId?: string; limit?: number }): Promise<ApprovalRecord[]>;
   /**
+   * The live approvals of exactly one call (NHI, tool, action, argument digest): pending,
+   * approved or denied, unexpired at `at`, newest first. Looked up by that key, not found in a
+   * listing, so that requests for other calls, however many, never hide a denial or a pending one.
+   */
+  findApprovals(key: { nhiId: string; toolId: string; action: string; argsDigest: string }, at: number): Promise<ApprovalRecord[]>;
+  /**
    * Atomically moves a *pending*, unexpired approval to approved or denied. Returns the
    * updated record, or undefined when it was not pending (already decided, expired, unknown).
    */

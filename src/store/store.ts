@@ -776,6 +776,23 @@ export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, 
     });
   }
 
+  async findApprovals(key: { nhiId: string; toolId: string; action: string; argsDigest: string }, at: number): Promise<ApprovalRecord[]> {
+    return this.#guard({ what: 'find approvals' }, async () => {
+      const rows = await this.db.selectFrom('approvals').selectAll()
+        .where('nhi_id', '=', key.nhiId)
+        .where('tool_id', '=', key.toolId)
+        .where('action', '=', key.action)
+        .where('args_digest', '=', key.argsDigest)
+        .where('status', 'in', ['pending', 'approved', 'denied'])
+        .where('expires_at', '>', at)
+        .orderBy('requested_at', 'desc').orderBy('id', 'desc')
+        // A call has one pending request at a time (the gate reuses it), so live rows per key are few.
+        .limit(100)
+        .execute();
+      return rows.map(approvalFromRow);
+    });
+  }
+
   /**
    * One conditional UPDATE … WHERE id = ? AND status = 'pending' AND expires_at > decidedAt,
    * RETURNING the row: atomic on both dialects (PostgreSQL re-checks the WHERE against the

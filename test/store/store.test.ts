@@ -19,7 +19,7 @@ import { GENESIS_HASH, MIGRATIONS, openStore, storeOptionsFromConfig, type Store
 import { STORE_DIALECTS, TEST_PG_URL, type StoreDialectCase } from '../helpers/stores.js';
 
 const T0 = 1_700_000_000_000;
-const ALL_MIGRATIONS = ['001_initial', '002_broker', '010_signals', '020_governance', '030_signal_applications', '040_risk_scores'];
+const ALL_MIGRATIONS = ['001_initial', '002_broker', '010_signals', '020_governance', '030_signal_applications', '040_risk_scores', '055_approval_key'];
 
 function nhi(id: string, over: Partial<NhiRecord> = {}): NhiRecord {
   return {
@@ -649,6 +649,22 @@ for (const d of STORE_DIALECTS) {
         assert.deepEqual(await ids({ status: 'redeemed' }), []);
         assert.deepEqual(await ids({ limit: 2 }), ['apr-2', 'apr-3']);
         assert.deepEqual(await store.listApprovals({ nhiId: 'lister-2' }), [a3]);
+      });
+
+      it('findApprovals finds the live requests of exactly one call, however many newer ones exist for others', async () => {
+        const key = { nhiId: 'finder', toolId: 'deploys', action: 'deploy', argsDigest: 'digest-victim' };
+        const denied = approval('apr-f1', { ...key, status: 'denied', requestedAt: T0 + 1, decidedBy: 'admin:a', decidedAt: T0 + 2, reason: 'no' });
+        const redeemed = approval('apr-f2', { ...key, status: 'redeemed', requestedAt: T0 + 3, redeemedAt: T0 + 4 });
+        const expired = approval('apr-f3', { ...key, requestedAt: T0 + 5, expiresAt: T0 + 6 });
+        const pending = approval('apr-f4', { ...key, requestedAt: T0 + 7 });
+        for (const a of [denied, redeemed, expired, pending]) await store.createApproval(a);
+        for (let i = 0; i < 30; i++) await store.createApproval(approval(`apr-fn${i}`, { ...key, argsDigest: `noise-${i}`, requestedAt: T0 + 10 + i }));
+        await store.createApproval(approval('apr-f5', { ...key, action: 'rollback', requestedAt: T0 + 50 }));
+        await store.createApproval(approval('apr-f6', { ...key, toolId: 'other', requestedAt: T0 + 51 }));
+        await store.createApproval(approval('apr-f7', { ...key, nhiId: 'finder-2', requestedAt: T0 + 52 }));
+        assert.deepEqual((await store.findApprovals(key, T0 + 100)).map((a) => a.id), ['apr-f4', 'apr-f1'], 'pending and denied, newest first; not redeemed or expired');
+        assert.deepEqual(await peer.findApprovals(key, T0 + 100), [pending, denied]);
+        assert.deepEqual(await store.findApprovals({ ...key, argsDigest: 'none' }, T0 + 100), []);
       });
 
       it('decideApproval decides only a pending, unexpired approval, once', async () => {
