@@ -118,7 +118,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
     await bus.start();
 
     const metrics = new Metrics();
-    const audit = new AuditLog({ store, clock, logger });
+    const audit = new AuditLog({ store, clock, logger, appendTimeoutMs: config.proxy.audit_timeout * 1000 });
     cleanup.push(() => audit.close());
     const auditSink: AuditSink = audit;
 
@@ -245,7 +245,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
         });
       const p = new ToolProxy({
         config, issuer: () => issuer, accessTokens, dpop: broker.dpop, revocations: broker.revocations, policy,
-        store, audit: auditSink, bus, clock, logger, env, stalenessBoundS: config.bus.staleness_bound, restrictions, risk: rv,
+        store, audit, bus, clock, logger, env, stalenessBoundS: config.bus.staleness_bound, restrictions, risk: rv,
         onRevoked: (reason, facts) => {
           const signalId = broker.revocations.signalOf(reason, facts);
           if (signalId) timeline.markDenied(signalId);

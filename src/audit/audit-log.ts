@@ -3,7 +3,7 @@ import { systemClock } from '../core/clock.js';
 import { UnavailableError } from '../core/errors.js';
 import { newSortableId } from '../core/ids.js';
 import type { Logger } from '../core/logger.js';
-import type { AuditInput, AuditSink } from '../core/ports/audit-sink.js';
+import type { AuditInput, DurableAuditSink } from '../core/ports/audit-sink.js';
 import { canonicalJson, chainHash } from './chain.js';
 import type { AuditEvent, AuditRecord, AuditStore } from './ports.js';
 import { cleanString, scrubAuditJson } from './scrub.js';
@@ -40,6 +40,8 @@ export interface AuditLogOptions {
   flushTimeoutMs?: number;
   /** Called with the stored records after each successful write (e.g. to export them). Errors are logged. */
   onWritten?: (records: AuditRecord[]) => void;
+  /** How long `append` waits for its records to be committed before it gives up. Default 5000 ms. */
+  appendTimeoutMs?: number;
 }
 
 export interface AuditLogStats {
@@ -49,8 +51,10 @@ export interface AuditLogStats {
   written: number;
   /** appendChained calls that failed (each is retried). */
   failedWrites: number;
-  /** record() calls refused because the queue was full. */
+  /** record() calls refused because the queue was full, and append() calls refused (full, failing store, time limit). */
   rejected: number;
+  /** append() calls waiting for their records to be committed. */
+  waiting: number;
   /** Failures since the last successful write (0 when healthy). */
   consecutiveFailures: number;
   lastError: string | null;
@@ -68,7 +72,7 @@ export interface AuditLogStats {
  *
  * Timers are created only while something is queued and are unref'd; call close() on shutdown.
  */
-export class AuditLog implements AuditSink {
+export class AuditLog implements DurableAuditSink {
   private readonly store: AuditStore;
   private readonly clock: Clock;
   private readonly logger: Logger | undefined;
@@ -79,8 +83,14 @@ export class AuditLog implements AuditSink {
   private readonly maxRetryDelayMs: number;
   private readonly flushTimeoutMs: number;
   private readonly onWritten: ((records: AuditRecord[]) => void) | undefined;
+  private readonly appendTimeoutMs: number;
 
   private queue: AuditEvent[] = [];
+  /**
+   * append() calls waiting for `done` to reach their `target` (the count of events that will
+   * have left the queue once theirs has), oldest first: events leave the queue in order.
+   */
+  private waiters: Array<{ target: number; resolve: () => void; reject: (err: Error) => void; timer: NodeJS.Timeout }> = [];
   /** Events that left the queue (written, or found already written); flush() waits on it. */
   private done = 0;
   private writing: Promise<void> | undefined;
@@ -109,6 +119,7 @@ export class AuditLog implements AuditSink {
     this.maxRetryDelayMs = opts.maxRetryDelayMs ?? 5_000;
     this.flushTimeoutMs = opts.flushTimeoutMs ?? 10_000;
     this.onWritten = opts.onWritten;
+    this.appendTimeoutMs = opts.appendTimeoutMs ?? 5_000;
   }
 
   /**
@@ -152,6 +163,63 @@ export class AuditLog implements AuditSink {
   }
 
   /**
+   * Queues the events and resolves with their ids once the store has committed them: the
+   * durable form of record(), for what must be in the log before it happens (the proxy appends
+   * the fact of a call before it forwards it). The events are written with whatever else is
+   * queued, at once rather than after `flushIntervalMs` (a waiter's batch does not wait for
+   * company; concurrent appends share the commit that follows the running one). Rejects with
+   * UnavailableError, without queueing, when the queue is full or the store is failing (a write
+   * failed and is being retried), so that callers refuse at once instead of waiting on an
+   * outage; and after `appendTimeoutMs`, when the events stay queued and are written later.
+   */
+  append(inputs: readonly AuditRecordInput[]): Promise<string[]> {
+    if (this.counters.consecutiveFailures > 0 && this.queue.length > 0) {
+      this.counters.rejected++;
+      return Promise.reject(new UnavailableError(`the audit log cannot write now (${this.lastError ?? 'store failing'}): the action is refused because it cannot be audited`));
+    }
+    if (this.queue.length + inputs.length > this.maxQueue) {
+      this.counters.rejected++;
+      return Promise.reject(new UnavailableError('the audit log cannot keep up: the action is refused because it cannot be audited'));
+    }
+    let ids: string[];
+    try {
+      ids = inputs.map((i) => this.record(i));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (ids.length === 0) return Promise.resolve(ids);
+    const target = this.done + this.queue.length;
+    return new Promise<string[]>((resolve, reject) => {
+      const waiter = {
+        target,
+        resolve: () => resolve(ids),
+        reject,
+        timer: setTimeout(() => {
+          const i = this.waiters.indexOf(waiter);
+          if (i >= 0) this.waiters.splice(i, 1);
+          this.counters.rejected++;
+          reject(new UnavailableError(`the audit log did not commit in ${this.appendTimeoutMs} ms (${this.lastError ?? 'write in progress'}): the action is refused because it cannot be audited`));
+        }, this.appendTimeoutMs),
+      };
+      // Not unref'd: someone awaits this promise, so it must settle even with nothing else alive.
+      this.waiters.push(waiter);
+      this.schedule(0);
+    });
+  }
+
+  /** Resolves the append() calls whose events have all left the queue (written). */
+  private settleWaiters(): void {
+    let n = 0;
+    while (n < this.waiters.length && this.waiters[n]!.target <= this.done) {
+      const w = this.waiters[n]!;
+      clearTimeout(w.timer);
+      w.resolve();
+      n++;
+    }
+    if (n > 0) this.waiters.splice(0, n);
+  }
+
+  /**
    * Writes everything queued when it was called (and whatever joins meanwhile). Retries failed
    * writes until `timeoutMs`, then throws UnavailableError; the events stay queued either way.
    */
@@ -192,15 +260,16 @@ export class AuditLog implements AuditSink {
   }
 
   stats(): AuditLogStats {
-    return { queued: this.queue.length, ...this.counters, lastError: this.lastError };
+    return { queued: this.queue.length, waiting: this.waiters.length, ...this.counters, lastError: this.lastError };
   }
 
   // ------------------------------------------------------------------ writer
 
   /** Arranges for the writer to run in `delayMs` (or at retryAt after a failure, if later). */
   private schedule(delayMs: number): void {
-    // The running writer drains the queue, including what joins while it writes. After close()
-    // this still runs (a late event is written if the store is still open) but nobody waits.
+    // The running writer drains the queue, including what joins while it writes (at once when
+    // someone waits on it). After close() this still runs (a late event is written if the store
+    // is still open) but nobody waits.
     if (this.writing) return;
     const at = Math.max(Date.now() + delayMs, this.retryAt);
     if (this.timer && this.timerAt <= at) return;
@@ -244,7 +313,10 @@ export class AuditLog implements AuditSink {
         this.writing = undefined;
         // What joined while the writer ran waits for company too, at most flushIntervalMs from
         // when this write began (so no event waits longer than when it was written at once).
-        if (this.queue.length > 0) this.schedule(this.queue.length >= this.maxBatch ? 0 : Math.max(0, started + this.flushIntervalMs - Date.now()));
+        if (this.queue.length > 0) {
+          const urgent = this.queue.length >= this.maxBatch || this.waiters.length > 0;
+          this.schedule(urgent ? 0 : Math.max(0, started + this.flushIntervalMs - Date.now()));
+        }
       });
   }
 
@@ -267,6 +339,7 @@ export class AuditLog implements AuditSink {
       // Only now does the batch leave the queue: a crash or an error above keeps it.
       this.queue.splice(0, batch.length);
       this.done += batch.length;
+      if (this.waiters.length > 0) this.settleWaiters();
       this.counters.written += records.length;
       this.lastError = null;
       const last = records[records.length - 1];
@@ -280,8 +353,9 @@ export class AuditLog implements AuditSink {
       }
       // Less than a full batch joined during the write (an asynchronous store, or the SQLite
       // writer thread, lets calls go on meanwhile): it is written with what joins next, not
-      // at once, so that a busy log commits a few large batches rather than many small ones.
-      if (this.queue.length < this.maxBatch && this.flushIntervalMs > 0) return;
+      // at once, so that a busy log commits a few large batches rather than many small ones;
+      // unless someone waits on it (append): then the next commit starts now (group commit).
+      if (this.queue.length < this.maxBatch && this.flushIntervalMs > 0 && this.waiters.length === 0) return;
     }
   }
 
@@ -322,6 +396,7 @@ export class AuditLog implements AuditSink {
     const removed = before - this.queue.length;
     this.done += removed;
     this.counters.written += removed;
+    if (this.waiters.length > 0) this.settleWaiters();
     this.logger?.warn({ events: removed }, 'audit write reported failure but had committed; not writing it twice');
   }
 }

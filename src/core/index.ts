@@ -16,5 +16,5 @@ export {
 } from './http.js';
 export type { Bus, BusMessage, BusHandler, BusHealth, Subscription, SubscribeOptions } from './ports/bus.js';
 export type { ReplayStore } from './ports/replay.js';
-export type { AuditSink, AuditInput } from './ports/audit-sink.js';
+export type { AuditSink, AuditInput, DurableAuditSink } from './ports/audit-sink.js';
 export { canonicalJson, argsDigest } from './canonical.js';

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import {
-  OAuthError, argsDigest, newTraceId, randomHex, readBody, resolveSecret, sendJson,
-  type ActionConfig, type AuditSink, type Bus, type Clock, type Logger, type MandateConfig, type ReplayStore,
+  OAuthError, UnavailableError, argsDigest, newTraceId, randomHex, readBody, resolveSecret, sendJson,
+  type ActionConfig, type DurableAuditSink, type Bus, type Clock, type Logger, type MandateConfig, type ReplayStore,
   type RequestContext, type Router, type Subscription, type ToolConfig,
 } from '../core/index.js';
 import { describeSignal, jwkThumbprint, type AccessTokenVerifier, type BrokerStore, type DpopVerifier, type RestrictionLookup, type RevocationState, type RevokedReason, type TokenFacts } from '../broker/index.js';
@@ -25,7 +25,8 @@ export interface ProxyDeps {
   revocations: RevocationState;
   policy: PolicyEngine;
   store: InventoryStore & BrokerStore & ReplayStore;
-  audit: AuditSink;
+  /** The audit log: each forwarded call's record is appended durably before it is forwarded. */
+  audit: DurableAuditSink;
   bus: Bus;
   clock: Clock;
   logger: Logger;
@@ -111,6 +112,9 @@ export class ToolProxy {
   private sub: Subscription | undefined;
   /** Token profile name → its rank (the profile order: least dangerous first), for restrictions. */
   private readonly tierRank = new Map<string, number>();
+  /** Outcomes and refusals the full audit log could not take (see record). */
+  private lostRecords = 0;
+  private lostLoggedAt = 0;
 
   constructor(private readonly d: ProxyDeps) {
     d.config.tokens.profiles.forEach((p, i) => this.tierRank.set(p.name, i));
@@ -324,6 +328,7 @@ export class ToolProxy {
 
     const pathAndQuery = this.upstreams.pathFor(rt.tool.id, path) + this.upstreamQuery(rt, rawQuery);
     const headers = this.forwardHeaders(ctx, rt, trace.traceparent);
+    await this.forwarding([facts], trace.traceId);
     const up = await this.upstreams.forward({ tool: rt.tool, method, pathAndQuery, headers, body }, ctx.res, rt.tool.max_response_bytes, rt.responseHeaders);
     this.record('tool.called', 'allow', 'allowed', facts, trace.traceId, started, { upstream_status: up.status, response_bytes: up.sent });
   }
@@ -346,6 +351,7 @@ export class ToolProxy {
       this.holdsGrantedAction(rt, token);
       const decision = await this.decide(rt, token, nhi, undefined, null, facts, undefined, trace.traceId, facts.action);
       if (decision.decision !== 'allow') throw new OAuthError('access_denied', `${facts.action} denied by policy ${decision.policies.join(', ') || '(default deny)'}`, 403);
+      await this.forwarding([facts], trace.traceId);
       const up = await this.upstreams.forward({ tool: rt.tool, method, pathAndQuery, headers, body: undefined }, ctx.res, rt.tool.max_response_bytes, rt.responseHeaders);
       this.record('tool.called', 'allow', 'allowed', facts, trace.traceId, started, { upstream_status: up.status, response_bytes: up.sent });
       return;
@@ -432,22 +438,33 @@ export class ToolProxy {
       return;
     }
 
-    const up = await this.upstreams.send({ tool: rt.tool, method, pathAndQuery, headers, body: raw });
+    await this.forwarding(verdicts.map((v) => v.facts), trace.traceId);
+    let status: number;
     let sent: number;
-    if (listsTools && up.status === 200) {
-      // tools/list answers only with what this caller may call (scope, then policy).
-      const body = await this.upstreams.buffer(up, rt.tool.max_response_bytes);
-      const allowed = (name: string) => this.mayCall(rt, token, nhi, name, trace.traceId);
-      const filtered = filterToolsListResponse(body, String(up.headers['content-type'] ?? ''), allowed);
-      const h = responseHeaders(up.headers, { credential: rt.credential, bodyRewritten: true });
-      ctx.res.writeHead(up.status, { ...h, 'content-length': Buffer.byteLength(filtered) });
-      ctx.res.end(filtered);
-      sent = Buffer.byteLength(filtered);
+    if (listsTools) {
+      // tools/list answers only with what this caller may call (scope, then policy): read whole.
+      const up = await this.upstreams.send({ tool: rt.tool, method, pathAndQuery, headers, body: raw });
+      status = up.status;
+      if (up.status === 200) {
+        const body = await this.upstreams.buffer(up, rt.tool.max_response_bytes);
+        const allowed = (name: string) => this.mayCall(rt, token, nhi, name, trace.traceId);
+        const filtered = filterToolsListResponse(body, String(up.headers['content-type'] ?? ''), allowed);
+        const h = responseHeaders(up.headers, { credential: rt.credential, bodyRewritten: true });
+        ctx.res.writeHead(up.status, { ...h, 'content-length': Buffer.byteLength(filtered) });
+        ctx.res.end(filtered);
+        sent = Buffer.byteLength(filtered);
+      } else {
+        sent = await this.upstreams.pipe(up, ctx.res, rt.responseHeaders(up.headers), rt.tool.max_response_bytes);
+      }
     } else {
-      sent = await this.upstreams.pipe(up, ctx.res, responseHeaders(up.headers, { credential: rt.credential }), rt.tool.max_response_bytes);
+      // Streamed to the caller as it comes (server-sent events too); a caller that hangs up
+      // before the answer still leaves the call's outcome in the log.
+      const up = await this.upstreams.forward({ tool: rt.tool, method, pathAndQuery, headers, body: raw }, ctx.res, rt.tool.max_response_bytes, rt.responseHeaders);
+      status = up.status;
+      sent = up.sent;
     }
     for (const v of verdicts) {
-      this.record('tool.called', 'allow', 'allowed', v.facts, trace.traceId, started, { upstream_status: up.status, response_bytes: sent });
+      this.record('tool.called', 'allow', 'allowed', v.facts, trace.traceId, started, { upstream_status: status, response_bytes: sent });
     }
   }
 
@@ -626,6 +643,9 @@ export class ToolProxy {
       headers['www-authenticate'] = `${scheme} error="insufficient_scope", error_description="${desc}", scope="${String(oauthErr.extra.scope ?? '')}", resource_metadata="${meta}"`;
     } else if (oauthErr.status === 429) {
       headers['retry-after'] = String(oauthErr.extra.retry_after ?? 1);
+    } else if (oauthErr.status === 503) {
+      // RFC 9110 §15.6.4: a condition that is expected to pass (the bus, the audit log).
+      headers['retry-after'] = '1';
     }
     if (rt.tool.kind === 'mcp' && oauthErr.status === 403 && facts.method === 'POST') {
       // After authentication, a refused JSON-RPC message is a JSON-RPC error the client can show
@@ -637,21 +657,49 @@ export class ToolProxy {
     sendJson(ctx.res, oauthErr.status, { error: oauthErr.error, error_description: oauthErr.message, ...oauthErr.extra }, headers);
   }
 
+  /**
+   * The fact of the call, durable before anything of it reaches the tool (Vault's rule: no
+   * audit, no request). Appended with the calls being forwarded at the same moment (one commit
+   * for them all); when the log cannot take it, the call is refused with 503 and not forwarded.
+   * A crash after this loses at most the call's outcome (`tool.called`), never that it was made.
+   */
+  private async forwarding(calls: readonly CallFacts[], traceId: string): Promise<void> {
+    try {
+      await this.d.audit.append(calls.map((f) => ({ type: 'tool.call_started', actor: f.nhi, subject: f.nhi, tool: f.tool, decision: 'allow', traceId, data: callData(f) })));
+    } catch (err) {
+      if (!(err instanceof UnavailableError)) throw err;
+      throw new OAuthError('temporarily_unavailable', 'the audit log cannot record this call now, so it was not forwarded; retry later', 503);
+    }
+  }
+
+  /**
+   * A call's outcome (`tool.called`) or refusal (`tool.call_denied`): queued in the audit log and
+   * published on the bus. Never throws: when the log is full, the outcome of a call already
+   * recorded as started, or a refusal (nothing reached the tool), is lost, and said so in the log.
+   */
   private record(
     type: 'tool.called' | 'tool.call_denied', decision: 'allow' | 'deny', reason: string, f: CallFacts, traceId: string, started: number,
     extra: Record<string, unknown> = {},
   ): void {
     const now = this.d.clock.now();
-    const data: Record<string, unknown> = {
-      method: f.method, path: f.path, action: f.action, args_digest: f.args_digest, reason, jti: f.jti, on_behalf_of: f.on_behalf_of,
-      run_id: f.run_id, binding: f.binding, approval: f.approval, policies: f.policies, client_ip: f.client_ip, proof_jkt: f.proof_jkt,
-      cnf_jkt: f.cnf_jkt, latency_ms: now - started,
-    };
+    const data = callData(f);
+    data.reason = reason;
+    data.latency_ms = now - started;
     for (const k in extra) data[k] = extra[k];
     // The audit log copies (scrubs and serializes) the data now; the same object then becomes the
     // bus event, with the fields the audit record keeps in its own columns (one object per call;
     // both buses serialize it when publish is called).
-    this.d.audit.record({ type, actor: f.nhi, subject: f.nhi, tool: f.tool, decision, traceId, data });
+    try {
+      this.d.audit.record({ type, actor: f.nhi, subject: f.nhi, tool: f.tool, decision, traceId, data });
+    } catch (err) {
+      if (!(err instanceof UnavailableError)) throw err;
+      this.lostRecords++;
+      const t = this.d.clock.now();
+      if (t - this.lostLoggedAt > 5_000) {
+        this.lostLoggedAt = t;
+        this.d.logger.error({ type, lost: this.lostRecords }, 'audit log full: call outcomes and refusals are not being recorded (forwarded calls are refused)');
+      }
+    }
     data.nhi = f.nhi;
     data.tool = f.tool;
     data.decision = decision;
@@ -659,6 +707,15 @@ export class ToolProxy {
     data.at = now;
     void this.d.bus.publish(type, data).catch(() => {});
   }
+}
+
+/** What the audit log and the bus learn about a call (no token, no secret, no query string). */
+function callData(f: CallFacts): Record<string, unknown> {
+  return {
+    method: f.method, path: f.path, action: f.action, args_digest: f.args_digest, jti: f.jti, on_behalf_of: f.on_behalf_of,
+    run_id: f.run_id, binding: f.binding, approval: f.approval, policies: f.policies, client_ip: f.client_ip, proof_jkt: f.proof_jkt,
+    cnf_jkt: f.cnf_jkt,
+  };
 }
 
 const MAX_DIGESTS_PER_ACTION = 4096;

@@ -286,6 +286,57 @@ for (const dialect of STORE_DIALECTS) {
       assert.equal(audit.stats().queued, 3);
     });
 
+    it('append() resolves once its events are committed, at once rather than after flushIntervalMs', async () => {
+      const store = await open();
+      const audit = log(store, { flushIntervalMs: 60_000 });
+      audit.record({ type: 'queued.before', data: {} });
+      const ids = await audit.append([{ type: 'tool.call_started', data: { n: 1 } }, { type: 'tool.call_started', data: { n: 2 } }]);
+      const rows = await readAll(store);
+      assert.deepEqual(rows.map((r) => r.type), ['queued.before', 'tool.call_started', 'tool.call_started'], 'committed with what was queued before, in order');
+      assert.deepEqual(rows.slice(1).map((r) => r.id), ids);
+      assert.equal(audit.stats().waiting, 0);
+      await audit.close();
+    });
+
+    it('concurrent append() calls share commits (group commit)', async () => {
+      const store = await open();
+      const { wrapped, calls } = wrap(store);
+      const audit = log(wrapped, { flushIntervalMs: 60_000 });
+      await Promise.all(Array.from({ length: 200 }, (_, i) => audit.append([{ type: 'tool.call_started', data: { i } }])));
+      assert.equal((await store.auditHead()).seq, 200);
+      assert.ok(calls.length < 200, `${calls.length} commits for 200 appends`);
+      assert.equal((await verifyAuditChain(store)).ok, true);
+      await audit.close();
+    });
+
+    it('append() refuses at once, queueing nothing, while the store is failing or the queue is full', async () => {
+      const store = await open();
+      const { wrapped } = wrap(store, { failBefore: 1_000_000 });
+      const audit = log(wrapped, { maxRetryDelayMs: 20, appendTimeoutMs: 300, maxBatch: 2, maxQueue: 4 });
+      // The first waits for its commit, which cannot come: it gives up at its time limit (the event stays queued).
+      await assert.rejects(audit.append([{ type: 'x', data: {} }]), (err: unknown) => err instanceof UnavailableError && /did not commit in 300 ms/.test((err as Error).message));
+      assert.equal(audit.stats().queued, 1);
+      // Now the store is known to fail: refused at once, nothing more queued.
+      await assert.rejects(audit.append([{ type: 'y', data: {} }]), (err: unknown) => err instanceof UnavailableError && /cannot write now/.test((err as Error).message));
+      assert.equal(audit.stats().queued, 1);
+      assert.ok(audit.stats().rejected >= 2);
+      // A full queue refuses too.
+      const full = log(wrapped, { maxBatch: 2, maxQueue: 3, flushIntervalMs: 60_000 });
+      for (let i = 0; i < 3; i++) full.record({ type: 'x', data: {} });
+      await assert.rejects(full.append([{ type: 'z', data: {} }]), UnavailableError);
+      assert.equal(full.stats().queued, 3);
+    });
+
+    it('append() after the store recovers commits again', async () => {
+      const store = await open();
+      const { wrapped } = wrap(store, { failBefore: 2 });
+      const audit = log(wrapped, { maxRetryDelayMs: 20, appendTimeoutMs: 2_000 });
+      const ids = await audit.append([{ type: 'after.outage', data: {} }]);
+      assert.equal(audit.stats().failedWrites, 2);
+      assert.deepEqual((await readAll(store)).map((r) => r.id), ids);
+      await audit.close();
+    });
+
     it('stores scrubbed data, never the secret', async () => {
       const store = await open();
       const audit = log(store);

@@ -312,6 +312,12 @@ export const proxySchema = z.strictObject({
    * decrypted with the KEK.
    */
   jwks_uri: ex(z.string().url().optional(), 'https://mandate.example.com/oauth/jwks'),
+  /**
+   * How long a call waits for its audit record (`tool.call_started`) to be committed before it is
+   * forwarded. Past it, or at once while the audit log's store is failing or its queue is full,
+   * the call is refused with 503 and never reaches the tool: no audit, no request.
+   */
+  audit_timeout: duration.prefault(5),
 });
 
 

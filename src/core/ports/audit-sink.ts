@@ -18,3 +18,14 @@ export interface AuditSink {
   /** Queues the event; returns its id. */
   record(event: AuditInput): string;
 }
+
+/**
+ * An audit sink that can also make records durable before the caller goes on: what must be in
+ * the log before an action happens (a tool call the proxy is about to forward). `append`
+ * resolves with the records' ids once the store has committed them, shared with whatever else
+ * is being written (group commit); it rejects with UnavailableError, at once when the log is
+ * full or its store is failing, else after its time limit. The caller must then not act.
+ */
+export interface DurableAuditSink extends AuditSink {
+  append(events: readonly AuditInput[]): Promise<string[]>;
+}
