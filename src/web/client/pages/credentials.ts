@@ -127,7 +127,7 @@ export function Credentials(p: { session: Session }) {
         <tbody>${r.data.credentials.map((c) => html`<tr data-credential=${c.id}>
           <th scope="row">${c.name}${c.id === p.session.id ? html` <span class="muted">(you)</span>` : ''}</th><td><code>${c.id}</code></td><td>${c.role}</td>
           <td><${Badge} value=${c.status} /></td><td><${Time} ms=${c.created_at} /></td><td><${Time} ms=${c.expires_at} /></td><td><${Time} ms=${c.last_used_at} /></td>
-          <td class="buttons">${c.status === 'active' && html`<${EndCredential} c=${c} mode="expire" onDone=${r.reload} /><${EndCredential} c=${c} mode="revoke" onDone=${r.reload} />`}</td>
+          <td>${c.status === 'active' && html`<div class="buttons"><${EndCredential} c=${c} mode="expire" onDone=${r.reload} /><${EndCredential} c=${c} mode="revoke" onDone=${r.reload} /></div>`}</td>
         </tr>`)}</tbody></table>`}
     <//>`;
 }
