@@ -361,7 +361,11 @@ export class SsfTransmitter {
     ctx.res.once('close', () => {
       gone = true;
     });
-    for (;;) {
+    for (let round = 0; ; round++) {
+      // A long poll outlives the check made when it began: the caller's credential is read again
+      // on every round, so a replaced stream credential or a revoked admin credential gets
+      // nothing more (a 401) within a second.
+      if (round > 0) await this.caller(ctx.req);
       const fresh = await this.d.store.getSsfStream(s.id);
       // A paused stream holds its events (SSF 1.0 "Stream Status"): nothing is handed out.
       const due = fresh?.status === 'enabled' ? await this.d.store.dueSsfEvents({ streamId: s.id, now: this.d.clock.now(), limit: max + 1 }) : [];

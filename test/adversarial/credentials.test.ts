@@ -283,6 +283,21 @@ describe('adversarial: credentials', () => {
     assert.equal((await http('GET', '/ssf/streams', bearer(gone.credential))).status, 401, 'a deleted stream takes its credential with it');
   });
 
+  it('a long poll begun with a stream credential that is then replaced gets a 401 and no SET', async () => {
+    const s = await createStream();
+    const waiters = (t.app.signals.transmitter as unknown as { waiters: Map<string, Set<unknown>> }).waiters;
+    const polling = http('POST', `/ssf/poll/${s.id}`, bearer(s.credential), {});
+    // Bounded wait until the poll is parked waiting for an event (it was accepted with the credential).
+    const deadline = Date.now() + 10_000;
+    while (!waiters.has(s.id) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    assert.ok(waiters.has(s.id), 'the long poll is waiting');
+    assert.equal((await t.admin('POST', `/ssf/streams/${s.id}/credential`)).status, 201);
+    assert.equal((await http('POST', '/ssf/verify', bearer(t.token), { stream_id: s.id, state: 'after-rotation' })).status, 204);
+    const r = await polling;
+    assert.equal(r.status, 401, JSON.stringify(r.body));
+    assert.equal(JSON.stringify(r.body).includes('sets'), false);
+  });
+
   it("a stream credential opens no admin route, no console session and no token endpoint", async () => {
     const doc = (await (await fetch(`${t.url}/admin/v1/openapi.json`)).json()) as { paths: Record<string, Record<string, unknown>> };
     let routes = 0;
