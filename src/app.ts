@@ -15,7 +15,7 @@ import type { Bus } from './core/index.js';
 import { KeyManager, loadKek, type Kek } from './keys/index.js';
 import { AuditLog, verifyAuditChain } from './audit/index.js';
 import { Inventory, mountInventoryRoutes } from './inventory/index.js';
-import { AdminApi, AdminAuth } from './admin/index.js';
+import { AdminApi, AdminAuth, AdminCredentials, mountAdminCredentialRoutes } from './admin/index.js';
 import { AccessTokenVerifier, Broker, JwksFetcher, assertJwsShape, mountBrokerRoutes, nodeVerifiable, publicKeyObject, verifyCompactAsync } from './broker/index.js';
 import { PolicyEngine } from './policy/index.js';
 import { ToolProxy } from './proxy/index.js';
@@ -160,10 +160,10 @@ export async function startApp(opts: AppOptions): Promise<App> {
 
     const adminAuth = new AdminAuth(store, clock);
     if (config.admin.bootstrap) {
-      const token = await adminAuth.bootstrap();
-      if (token) {
-        auditSink.record({ type: 'admin.bootstrap_credential_created', actor: 'system', data: {} });
-        (opts.onBootstrapCredential ?? printBootstrap)(token);
+      const boot = await adminAuth.bootstrap();
+      if (boot) {
+        auditSink.record({ type: 'admin.bootstrap_credential_created', actor: 'system', data: { reason: boot.reason } });
+        (opts.onBootstrapCredential ?? printBootstrap)(boot.token);
       }
     }
 
@@ -183,7 +183,8 @@ export async function startApp(opts: AppOptions): Promise<App> {
 
     const admin = new AdminApi(router, adminAuth, config.server.max_body_bytes, { version: VERSION });
     mountInventoryRoutes(admin, inventory);
-    mountAdminCoreRoutes(admin, { audit, store, keys, adminAuth, config });
+    mountAdminCoreRoutes(admin, { audit, store, keys, config });
+    mountAdminCredentialRoutes(admin, new AdminCredentials({ store, auth: adminAuth, audit: auditSink, bus, clock, logger }));
     const webConsole = await wireConsole({ config, router, admin, adminAuth, bus, audit: auditSink, clock, logger });
 
     let server: RunningServer | undefined;
@@ -397,8 +398,8 @@ function printBootstrap(token: string): void {
   );
 }
 
-/** Audit, keys and admin-credential routes of the admin API. */
-function mountAdminCoreRoutes(api: AdminApi, d: { audit: AuditLog; store: Store; keys: KeyManager; adminAuth: AdminAuth; config: Readonly<MandateConfig> }): void {
+/** Token profiles, audit and keys routes of the admin API. */
+function mountAdminCoreRoutes(api: AdminApi, d: { audit: AuditLog; store: Store; keys: KeyManager; config: Readonly<MandateConfig> }): void {
   api.route({
     method: 'GET', path: '/token-profiles', summary: 'The token profiles (tiers), least to most dangerous, and the TTL ceiling.', tag: 'broker', role: 'viewer',
     handler: async () => ({
@@ -432,22 +433,5 @@ function mountAdminCoreRoutes(api: AdminApi, d: { audit: AuditLog; store: Store;
   api.route({
     method: 'GET', path: '/keys', summary: 'The published signing keys (public parts).', tag: 'keys', role: 'viewer',
     handler: async () => d.keys.jwks(),
-  });
-  api.route({
-    method: 'POST', path: '/admin-credentials', summary: 'Create an admin credential (shown once).', tag: 'admin', role: 'admin', status: 201,
-    body: z.strictObject({ name: z.string().min(1).max(100), role: z.enum(['admin', 'approver', 'viewer']) }),
-    handler: async ({ body, actor }) => {
-      const created = await d.adminAuth.create(body.name, body.role);
-      d.audit.record({ type: 'admin.credential_created', actor, subject: created.id, data: { name: body.name, role: body.role } });
-      return { id: created.id, name: body.name, role: body.role, token: created.token };
-    },
-  });
-  api.route({
-    method: 'GET', path: '/admin-credentials', summary: 'List admin credentials (never their secrets).', tag: 'admin', role: 'admin',
-    handler: async () => ({
-      credentials: (await d.store.listAdminCredentials()).map((c) => ({
-        id: c.id, name: c.name, role: c.role, created_at: c.createdAt, last_used_at: c.lastUsedAt, disabled: c.disabled,
-      })),
-    }),
   });
 }

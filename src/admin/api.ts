@@ -54,7 +54,7 @@ export class AdminApi {
       summary: 'The admin credential making the call and its role.',
       tag: 'admin',
       role: 'viewer',
-      handler: async ({ principal }) => principal,
+      handler: async ({ principal }) => ({ id: principal.id, name: principal.name, role: principal.role, expires_at: principal.expiresAt }),
     });
   }
 

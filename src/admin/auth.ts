@@ -9,11 +9,32 @@ export interface AdminPrincipal {
   id: string;
   name: string;
   role: AdminRole;
+  /** When the credential stops working, epoch ms, or null for never (console sessions end with it). */
+  expiresAt?: number | null;
 }
+
+export type AdminCredentialStatus = 'active' | 'expired' | 'revoked';
 
 /** Admin credentials look like `mdt.<id>.<secret>`; only sha256(secret) is stored. */
 const TOKEN_RE = /^mdt\.([0-9a-f]{16})\.([A-Za-z0-9_-]{43})$/;
+/** Compared against when the id is unknown, so that timing does not reveal which ids exist. */
+const NO_HASH = '0'.repeat(64);
 
+/**
+ * Where a credential stands at `now`. Revocation is final; an expired credential is as dead as
+ * a revoked one (an end date is never moved back to life: see AdminCredentials.setExpiry).
+ */
+export function adminCredentialStatus(rec: Pick<AdminCredentialRecord, 'disabled' | 'revokedAt' | 'expiresAt'>, now: number): AdminCredentialStatus {
+  if (rec.disabled || rec.revokedAt !== null) return 'revoked';
+  if (rec.expiresAt !== null && now >= rec.expiresAt) return 'expired';
+  return 'active';
+}
+
+/**
+ * Checks admin credentials. Nothing is cached: every request reads the credential from the
+ * store (the truth shared by every instance), so a revocation or an expiry is refused by every
+ * instance on its very next request, without waiting for a bus message or a cache to age.
+ */
 export class AdminAuth {
   constructor(
     private readonly store: AdminStore,
@@ -21,55 +42,65 @@ export class AdminAuth {
   ) {}
 
   /**
-   * On the first start (no admin credential at all) creates one and returns it, to be printed
-   * once. It is never stored in clear and cannot be shown again.
+   * Creates one admin credential and returns it, to be printed once, when no admin-role
+   * credential can be used: on the first start, and after the last one was revoked with
+   * `force` or has expired (the way back in, for whoever can read the server's own output).
+   * It is never stored in clear and cannot be shown again.
    */
-  async bootstrap(): Promise<string | undefined> {
-    if ((await this.store.countAdminCredentials()) > 0) return undefined;
-    return (await this.create('bootstrap', 'admin')).token;
+  async bootstrap(): Promise<{ token: string; reason: 'first_start' | 'no_active_admin' } | undefined> {
+    if ((await this.store.countAdminCredentials()) === 0) return { token: (await this.create('bootstrap', 'admin')).token, reason: 'first_start' };
+    const now = this.clock.now();
+    const usable = (await this.store.listAdminCredentials()).some((c) => c.role === 'admin' && adminCredentialStatus(c, now) === 'active');
+    if (usable) return undefined;
+    return { token: (await this.create('bootstrap', 'admin')).token, reason: 'no_active_admin' };
   }
 
-  async create(name: string, role: AdminRole): Promise<{ id: string; token: string }> {
+  async create(name: string, role: AdminRole, expiresAt: number | null = null): Promise<{ id: string; token: string; record: AdminCredentialRecord }> {
     const id = randomBytes(8).toString('hex');
     const secret = randomBytes(32).toString('base64url');
-    await this.store.insertAdminCredential({
-      id,
-      name,
-      role,
-      secretHash: hashSecret(secret),
-      createdAt: this.clock.now(),
-      lastUsedAt: null,
-      disabled: false,
-    });
-    return { id, token: `mdt.${id}.${secret}` };
+    const record: AdminCredentialRecord = {
+      id, name, role, secretHash: hashSecret(secret), createdAt: this.clock.now(), lastUsedAt: null, disabled: false, expiresAt, revokedAt: null,
+    };
+    await this.store.insertAdminCredential(record);
+    return { id, token: `mdt.${id}.${secret}`, record };
   }
 
-  /** Checks `Authorization: Bearer mdt.…`; any failure is the same 401 so nothing is learned from it. */
+  /**
+   * Checks `Authorization: Bearer mdt.…`. Any failure (malformed, unknown id, wrong secret,
+   * revoked, expired) is the same 401, so nothing is learned from it.
+   */
   async authenticate(header: string | string[] | undefined): Promise<AdminPrincipal> {
-    const fail = () => new OAuthError('invalid_token', 'a valid admin credential is required', 401);
-    if (typeof header !== 'string') throw fail();
+    if (typeof header !== 'string') throw refused();
     const m = /^Bearer ([^\s]+)$/i.exec(header.trim());
     const t = m ? TOKEN_RE.exec(m[1]!) : null;
-    if (!t) throw fail();
+    if (!t) throw refused();
     const rec: AdminCredentialRecord | undefined = await this.store.getAdminCredential(t[1]!);
-    // Compare even when the id is unknown, so timing does not reveal which ids exist.
-    const ok = secretEquals(hashSecret(t[2]!), rec?.secretHash ?? '0'.repeat(64));
-    if (!rec || !ok || rec.disabled) throw fail();
-    await this.store.touchAdminCredential(rec.id, this.clock.now());
-    return { id: rec.id, name: rec.name, role: rec.role };
+    const ok = secretEquals(hashSecret(t[2]!), rec?.secretHash ?? NO_HASH);
+    const now = this.clock.now();
+    if (!rec || !ok || adminCredentialStatus(rec, now) !== 'active') throw refused();
+    await this.store.touchAdminCredential(rec.id, now);
+    return principal(rec);
   }
 
   /**
    * The principal of a credential a console session was opened with: read again on every
-   * request, so that disabling the credential ends its sessions at once.
+   * request, so that revoking the credential, or its expiry, ends its sessions at once.
    */
   async principalOf(id: string): Promise<AdminPrincipal> {
     const rec = await this.store.getAdminCredential(id);
-    if (!rec || rec.disabled) throw new OAuthError('invalid_token', 'a valid admin credential is required', 401);
-    return { id: rec.id, name: rec.name, role: rec.role };
+    if (!rec || adminCredentialStatus(rec, this.clock.now()) !== 'active') throw refused();
+    return principal(rec);
   }
 }
 
-function hashSecret(secret: string): string {
+function principal(rec: AdminCredentialRecord): AdminPrincipal {
+  return { id: rec.id, name: rec.name, role: rec.role, expiresAt: rec.expiresAt };
+}
+
+function refused(): OAuthError {
+  return new OAuthError('invalid_token', 'a valid admin credential is required', 401);
+}
+
+export function hashSecret(secret: string): string {
   return createHash('sha256').update(secret).digest('hex');
 }

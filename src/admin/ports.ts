@@ -11,7 +11,11 @@ export interface AdminCredentialRecord {
   secretHash: string;
   createdAt: number;
   lastUsedAt: number | null;
+  /** Revoked (`revokedAt` says when; rows revoked before it was recorded have it null). Never undone. */
   disabled: boolean;
+  /** The end of its validity, epoch ms, or null for none. */
+  expiresAt: number | null;
+  revokedAt: number | null;
 }
 
 export interface AdminStore {
@@ -20,7 +24,16 @@ export interface AdminStore {
   getAdminCredential(id: string): Promise<AdminCredentialRecord | undefined>;
   listAdminCredentials(): Promise<AdminCredentialRecord[]>;
   touchAdminCredential(id: string, at: number): Promise<void>;
-  disableAdminCredential(id: string): Promise<boolean>;
+  /** Sets `disabled` and, when not set yet, `revokedAt`; true when the credential exists. */
+  revokeAdminCredential(id: string, at: number): Promise<boolean>;
+  /** Sets `expiresAt` of a credential that is not revoked; true when one was changed. */
+  setAdminCredentialExpiry(id: string, expiresAt: number): Promise<boolean>;
+  /**
+   * Runs `fn` holding a lock shared by every instance on the same store (PostgreSQL advisory
+   * lock; SQLite: one process owns the file): the last-admin check and the change it guards
+   * are one step, so two admins revoking each other at once cannot both succeed.
+   */
+  withLock<T>(name: string, fn: () => Promise<T>): Promise<T>;
 }
 
 /**

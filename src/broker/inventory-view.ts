@@ -1,10 +1,11 @@
 import type { Bus, Clock, Logger, Subscription } from '../core/index.js';
-import type { CredentialRecord, GrantRecord, InventoryStore, NhiRecord } from '../inventory/index.js';
+import { credentialActiveAt, firstCredentialEnd, type CredentialRecord, type GrantRecord, type InventoryStore, type NhiRecord } from '../inventory/index.js';
 
 /** What the token endpoint knows about one NHI. */
 export interface NhiView {
   /** Undefined for an unknown id (remembered too, so that a flood of unknown ids costs no queries). */
   nhi: NhiRecord | undefined;
+  /** Only the credentials that have not ended at the time of the `get` (see InventoryView.get). */
   credentials: readonly CredentialRecord[];
   grants: readonly GrantRecord[];
 }
@@ -12,6 +13,8 @@ export interface NhiView {
 interface Entry {
   view: Promise<NhiView>;
   loadedAt: number;
+  /** The earliest end of the loaded credentials, once loaded (Infinity when none ends). */
+  firstEnd?: number;
 }
 
 export interface InventoryViewOptions {
@@ -32,6 +35,10 @@ export interface InventoryViewOptions {
  * and read again at the latest `maxAgeMs` after it was loaded, so a missed bus message (a
  * disconnected instance) delays a change by at most that. A load that started before a change
  * is never cached after it (the generation check), so a stale read cannot outlive the event.
+ *
+ * A credential's end (`expiresAt`, a static secret's exception end) is checked against the
+ * clock on every `get`, not when the entry was loaded: an entry loaded a second before a
+ * credential ends does not let it authenticate for the rest of `maxAgeMs`.
  */
 export class InventoryView {
   private readonly entries = new Map<string, Entry>();
@@ -68,7 +75,7 @@ export class InventoryView {
   get(nhiId: string): Promise<NhiView> {
     const now = this.deps.clock.now();
     const e = this.entries.get(nhiId);
-    if (e && now - e.loadedAt < this.maxAgeMs && now >= e.loadedAt) return e.view;
+    if (e && now - e.loadedAt < this.maxAgeMs && now >= e.loadedAt) return this.current(e, now);
     const gen = this.generation;
     const view = this.load(nhiId);
     const entry: Entry = { view, loadedAt: now };
@@ -76,7 +83,8 @@ export class InventoryView {
     this.entries.set(nhiId, entry);
     if (this.entries.size > this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
     view.then(
-      () => {
+      (v) => {
+        entry.firstEnd = firstCredentialEnd(v.credentials);
         // A change was announced while this load ran: it may predate the change, do not keep it.
         if (this.generation !== gen && this.entries.get(nhiId) === entry) this.entries.delete(nhiId);
       },
@@ -84,7 +92,19 @@ export class InventoryView {
         if (this.entries.get(nhiId) === entry) this.entries.delete(nhiId);
       },
     );
-    return view;
+    return this.current(entry, now);
+  }
+
+  /**
+   * The entry's view as of `now`: as loaded while no credential has ended (the common case,
+   * no copy), else without the credentials whose end has passed.
+   */
+  private current(entry: Entry, now: number): Promise<NhiView> {
+    if (entry.firstEnd !== undefined && now < entry.firstEnd) return entry.view;
+    return entry.view.then((v) => {
+      if (now < firstCredentialEnd(v.credentials)) return v;
+      return { ...v, credentials: v.credentials.filter((c) => credentialActiveAt(c, now)) };
+    });
   }
 
   private async load(nhiId: string): Promise<NhiView> {

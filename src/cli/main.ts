@@ -9,6 +9,7 @@ import { details, isoTime, table } from './format.js';
 import { startDemo } from './demo.js';
 import { GOVERNANCE_USAGE, governanceCommand } from './governance.js';
 import { DRILL_USAGE, drillCommand } from './drill.js';
+import { ADMIN_CREDENTIAL_USAGE, adminCredentialCommand } from './admin-credential.js';
 import { PolicyEngine, PolicyError, type PolicyRequest } from '../policy/index.js';
 import { formatFindings, lintConfigText, LintUsageError, readAtRef, scanFiles, toSarif, type Finding } from '../governance/lint/index.js';
 
@@ -49,7 +50,8 @@ Admin (over the admin API; MANDATE_URL, MANDATE_TOKEN or --url, --token):
   mandate ssf dead-letters [--stream ID]  |  mandate ssf retry EVENT_ID
   mandate report profiles [--config FILE] [--markdown]   the token profile catalogue (no server needed)
   mandate report mttr [--since ISO] [--limit N]  time to revoke: signal → applied at every instance, → first refused call
-  mandate admin-credential create --name N --role admin|approver|viewer
+
+${ADMIN_CREDENTIAL_USAGE}
 
 ${GOVERNANCE_USAGE}
 
@@ -118,6 +120,8 @@ export async function main(argv: string[], out: Out = stdio, env: NodeJS.Process
       }
       case 'drill':
         return await drillCommand(rest[0], rest.slice(1), out, env);
+      case 'admin-credential':
+        return await adminCredentialCommand(rest[0], rest.slice(1), out, env);
       case 'finding':
       case 'playbook':
         return await governanceCommand(noun, rest[0], rest.slice(1), out, env);
@@ -393,11 +397,6 @@ async function adminCommand(noun: string, argv: string[], out: Out, env: NodeJS.
     case 'keys list': {
       const r = (await client.call('GET', '/keys')) as { keys: Record<string, unknown>[] };
       print(r, () => table(r.keys, ['kid', 'alg', 'kty', 'crv', 'use']));
-      return EXIT.ok;
-    }
-    case 'admin-credential create': {
-      const r = (await client.call('POST', '/admin-credentials', { body: { name: need('name'), role: need('role') } })) as Record<string, unknown>;
-      print(r, () => `created ${String(r.role)} credential ${String(r.id)} (shown once):\n  ${String(r.token)}`);
       return EXIT.ok;
     }
     case 'token list': {

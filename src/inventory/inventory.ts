@@ -133,6 +133,7 @@ export class Inventory {
       }
       if (cred.exceptionExpiresAt <= now) throw new ValidationError('the exception has already ended: give a future exception_expires');
     }
+    if (cred.expiresAt !== null && cred.expiresAt <= now) throw new ValidationError('the credential would already have ended: give a future expires');
     const rec: CredentialRecord = { ...cred, id: newId('cred'), source: 'api', createdAt: cred.createdAt ?? now };
     await this.deps.store.upsertCredential(rec);
     await this.emit('credential.added', actor, rec.nhiId, null, { credential: publicCredential(rec) });
@@ -323,7 +324,10 @@ function credentialFromConfig(nhiId: string, c: CredentialConfig, now: number): 
   let rec: Omit<CredentialRecord, 'id'>;
   switch (c.type) {
     case 'federated':
-      rec = { ...base, type: c.type, trust: c.trust, subject: c.subject, data: {}, createdAt: c.created ? Date.parse(c.created) : now };
+      rec = {
+        ...base, type: c.type, trust: c.trust, subject: c.subject, data: {}, createdAt: c.created ? Date.parse(c.created) : now,
+        expiresAt: c.expires ? endOfDay(c.expires) : null,
+      };
       break;
     case 'private_key_jwt':
       rec = {

@@ -109,6 +109,15 @@ export function mountSignalsRoutes(
     handler: async () => ({ streams: (await d.store.listSsfStreams({ direction: 'out' })).map(streamJson) }),
   });
   api.route({
+    method: 'POST', path: '/ssf/streams/:id/credential', tag: 'ssf', role: 'admin', status: 201,
+    summary: "Replace an outbound stream's own credential (the previous one is refused at once on every instance); the new one is shown once, in this answer.",
+    handler: async ({ params, actor }) => {
+      const credential = await d.transmitter.rotateCredential(params.id!);
+      d.audit.record({ type: 'ssf.stream_credential_replaced', actor, subject: params.id, data: {} });
+      return { stream_id: params.id, stream_credential: credential };
+    },
+  });
+  api.route({
     method: 'GET', path: '/ssf/events', summary: 'Queued, delivered and dead-letter SETs (metadata only); status=dead lists the dead letters.', tag: 'ssf', role: 'viewer',
     query: z.strictObject({
       stream_id: z.string().optional(), status: z.enum(['queued', 'delivered', 'acked', 'error', 'dead']).optional(),

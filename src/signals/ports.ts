@@ -91,6 +91,17 @@ export interface SsfStreamRecord {
   updatedAt: number;
 }
 
+/**
+ * An outbound stream's own credential (`mds.<stream id>.<secret>`): what its receiver presents to
+ * poll and manage that stream and nothing else. Only sha256 of the secret is kept.
+ */
+export interface SsfStreamCredentialRecord {
+  streamId: string;
+  /** sha256 of the secret part, hex. */
+  secretHash: string;
+  createdAt: number;
+}
+
 export interface SsfSubjectRecord {
   streamId: string;
   /** Canonical JSON of the subject, the identity of a subject within a stream. */
@@ -162,8 +173,11 @@ export interface SignalsStore {
   listSsfStreams(filter?: { direction?: SsfStreamDirection; owner?: string }): Promise<SsfStreamRecord[]>;
   /** Replaces config, status, statusReason and updatedAt; false when it does not exist. */
   updateSsfStream(s: SsfStreamRecord): Promise<boolean>;
-  /** Deletes the stream with its subjects and events; false when it did not exist. */
+  /** Deletes the stream with its subjects, events and credential; false when it did not exist. */
   deleteSsfStream(id: string): Promise<boolean>;
+  /** Sets (or replaces: the previous one stops working) the stream's credential. */
+  putSsfStreamCredential(c: SsfStreamCredentialRecord): Promise<void>;
+  getSsfStreamCredential(streamId: string): Promise<SsfStreamCredentialRecord | undefined>;
 
   /** Idempotent: adding a subject already there changes nothing. */
   addSsfSubject(s: SsfSubjectRecord): Promise<void>;

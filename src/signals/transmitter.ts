@@ -10,6 +10,7 @@ import type { BrokerStore, KillSwitchRecord, RevocationRecord } from '../broker/
 import type { Kek } from '../keys/index.js';
 import type { RestrictionRecord, SignalsStore, SsfEventRecord, SsfStreamRecord, SsfStreamStatus, SsfSubjectRecord } from './ports.js';
 import { KILL_REASON_PREFIX } from './signals.js';
+import { StreamCredentials, type StreamCaller } from './stream-credentials.js';
 import {
   DELIVERY_POLL, DELIVERY_PUSH, EVENT, EVENTS_SUPPORTED, SET_MEDIA_TYPE, SET_TYP, canonicalJson, subjectProblem, type SubjectId,
 } from './set.js';
@@ -18,10 +19,11 @@ import {
  * The SSF transmitter (OpenID Shared Signals Framework 1.0): configuration metadata, the stream
  * management API, and SET delivery by push (RFC 8935) and poll (RFC 8936).
  *
- * Receivers authenticate with an admin credential (`Authorization: Bearer mdt.…`, RFC 6750). Any
- * role may manage streams, and a credential sees only the streams it created (an `admin`
- * credential sees all): an SSF receiver is given a `viewer` credential, which can read but
- * change nothing else in Mandate. Events leave only as signed SETs, to the stream's owner.
+ * Who may call (RFC 6750 bearer): an admin credential of role `admin` creates streams and
+ * manages every stream; each stream has its own credential (`mds.…`, see stream-credentials.ts),
+ * issued with the stream and shown once, which its receiver presents to poll and manage that
+ * stream only. A receiver holds no console role; viewer and approver credentials are refused
+ * here. Events leave only as signed SETs, to the stream's receiver.
  *
  * Queued SETs are rows in `ssf_events`, so nothing is lost across a restart; several instances
  * share the queue (a SET's jti is derived from the event it reports, so every instance that hears
@@ -101,6 +103,12 @@ const pollSchema = z.object({
   returnImmediately: z.boolean().optional(),
 });
 
+/** Who called: an admin-role credential (every stream) or one stream's own credential (that stream). */
+type Caller = { kind: 'admin'; principal: AdminPrincipal } | StreamCaller;
+
+/** `admin:<credential id>` or `stream:<stream id>`, for audit records. */
+const actorOf = (c: Caller): string => (c.kind === 'admin' ? `admin:${c.principal.id}` : `stream:${c.streamId}`);
+
 /** How long `emit` reuses its view of the out streams (see `outStreams`). */
 const OUT_STREAMS_TTL_MS = 1000;
 
@@ -115,7 +123,12 @@ export class SsfTransmitter {
   /** The out streams and their subjects, as `emit` needs them; see `outStreams`. */
   private outView: { at: number; streams: Promise<Array<{ s: SsfStreamRecord; subjects: SsfSubjectRecord[] }>> } | undefined;
 
-  constructor(private readonly d: TransmitterDeps) {}
+  /** Each stream's own credential (see stream-credentials.ts). */
+  private readonly streamCredentials: StreamCredentials;
+
+  constructor(private readonly d: TransmitterDeps) {
+    this.streamCredentials = new StreamCredentials(d.store, d.clock);
+  }
 
   // ------------------------------------------------------------------ lifecycle
 
@@ -152,7 +165,7 @@ export class SsfTransmitter {
       add_subject_endpoint: `${iss}/ssf/subjects:add`,
       remove_subject_endpoint: `${iss}/ssf/subjects:remove`,
       verification_endpoint: `${iss}/ssf/verify`,
-      // RFC 6750 bearer: an admin credential (see the class comment).
+      // RFC 6750 bearer: the stream's own credential, or an admin credential (see the class comment).
       authorization_schemes: [{ spec_urn: 'urn:ietf:rfc:6750' }],
       // A stream without subjects receives events about every NHI.
       default_subjects: 'ALL',
@@ -174,80 +187,109 @@ export class SsfTransmitter {
     router.add('POST', '/ssf/poll/:stream_id', (ctx) => this.poll(ctx));
   }
 
-  private async principal(req: IncomingMessage): Promise<AdminPrincipal> {
-    return this.d.adminAuth.authenticate(req.headers.authorization);
+  /**
+   * A stream credential (`Bearer mds.…`) opens its own stream; anything else must be an admin
+   * credential of role `admin`. A stream credential that fails is a 401 of its own, never
+   * retried as an admin credential.
+   */
+  private async caller(req: IncomingMessage): Promise<Caller> {
+    const header = req.headers.authorization;
+    if (StreamCredentials.presented(header)) return this.streamCredentials.authenticate(header);
+    const principal = await this.d.adminAuth.authenticate(header);
+    if (principal.role !== 'admin') {
+      throw new OAuthError('insufficient_scope', 'SSF streams are managed with an admin credential of role admin, or by a receiver with its stream\'s own credential', 403);
+    }
+    return { kind: 'admin', principal };
   }
 
-  /** The caller's stream; 404 when it does not exist or belongs to another receiver (nothing is learned). */
-  private async ownStream(p: AdminPrincipal, id: string | undefined | null): Promise<SsfStreamRecord> {
+  /** The caller's stream; 404 when it does not exist or is not the caller's (nothing is learned). */
+  private async ownStream(c: Caller, id: string | undefined | null): Promise<SsfStreamRecord> {
     if (!id) throw new ValidationError('stream_id is required');
-    const s = await this.d.store.getSsfStream(id);
-    if (!s || s.direction !== 'out' || (s.owner !== p.id && p.role !== 'admin')) throw new NotFoundError(`no stream "${id.slice(0, 100)}"`);
+    const s = c.kind === 'stream' && c.streamId !== id ? undefined : await this.d.store.getSsfStream(id);
+    if (!s || s.direction !== 'out') throw new NotFoundError(`no stream "${id.slice(0, 100)}"`);
     return s;
+  }
+
+  /**
+   * Replaces a stream's credential (the previous one stops working on every instance at once)
+   * and returns the new one, shown once: for an admin whose receiver lost it, or a stream
+   * created before streams had their own.
+   */
+  async rotateCredential(streamId: string): Promise<string> {
+    const s = await this.d.store.getSsfStream(streamId);
+    if (!s || s.direction !== 'out') throw new NotFoundError(`no stream "${streamId.slice(0, 100)}"`);
+    return this.streamCredentials.issue(s.id);
   }
 
   /** SSF 1.0 "Creating a Stream": 201 with the stream configuration. */
   private async createStream(ctx: RequestContext): Promise<void> {
-    const p = await this.principal(ctx.req);
+    const c = await this.caller(ctx.req);
+    if (c.kind !== 'admin') throw new OAuthError('insufficient_scope', 'a stream credential manages its own stream; streams are created with an admin credential', 403);
+    const p = c.principal;
     const body = parse(configInput, await readJson(ctx.req, this.d.maxBodyBytes));
     const id = newId('str');
     const now = this.d.clock.now();
-    const cfg = this.buildConfig(id, body, undefined, p);
+    const cfg = this.buildConfig(id, body, undefined, p.name);
     const rec: SsfStreamRecord = { id, direction: 'out', owner: p.id, config: cfg as unknown as Record<string, unknown>, status: 'enabled', statusReason: null, createdAt: now, updatedAt: now };
     await this.d.store.createSsfStream(rec);
+    const credential = await this.streamCredentials.issue(id);
     this.outView = undefined;
     this.d.audit.record({ type: 'ssf.stream_created', actor: `admin:${p.id}`, subject: id, data: { method: cfg.delivery.method, endpoint: cfg.delivery.endpoint_url ? stripQuery(cfg.delivery.endpoint_url) : null } });
-    sendJson(ctx.res, 201, this.streamJson(rec));
+    // The stream's own credential, for its receiver: in this answer only (a Mandate member of
+    // the stream configuration; receivers ignore members they do not know).
+    sendJson(ctx.res, 201, { ...this.streamJson(rec), stream_credential: credential });
   }
 
   /** SSF 1.0 "Reading a Stream's Configuration": one stream with stream_id, else every stream of the caller. */
   private async readStreams(ctx: RequestContext): Promise<void> {
-    const p = await this.principal(ctx.req);
+    const c = await this.caller(ctx.req);
     const id = ctx.query.get('stream_id');
-    if (id !== null) return sendJson(ctx.res, 200, this.streamJson(await this.ownStream(p, id)));
-    const all = await this.d.store.listSsfStreams({ direction: 'out', ...(p.role === 'admin' ? {} : { owner: p.id }) });
+    if (id !== null) return sendJson(ctx.res, 200, this.streamJson(await this.ownStream(c, id)));
+    const all = c.kind === 'admin'
+      ? await this.d.store.listSsfStreams({ direction: 'out' })
+      : [await this.d.store.getSsfStream(c.streamId)].filter((s): s is SsfStreamRecord => s !== undefined && s.direction === 'out');
     sendJson(ctx.res, 200, all.map((s) => this.streamJson(s)));
   }
 
   /** SSF 1.0 "Updating a Stream's Configuration" (PATCH: given members) and "Replacing" (PUT: all members). */
   private async updateStream(ctx: RequestContext, mode: 'patch' | 'put'): Promise<void> {
-    const p = await this.principal(ctx.req);
+    const c = await this.caller(ctx.req);
     const raw = await readJson(ctx.req, this.d.maxBodyBytes);
     const { stream_id } = parse(withId, raw);
     const body = parse(configInput, raw);
-    const s = await this.ownStream(p, stream_id);
+    const s = await this.ownStream(c, stream_id);
     const old = s.config as unknown as StoredConfig;
     if (body.aud !== undefined && canonicalJson(body.aud) !== canonicalJson(old.aud)) throw new ValidationError('aud cannot be changed (SSF 1.0: transmitter-supplied)');
-    const cfg = this.buildConfig(s.id, body, mode === 'patch' ? old : { ...old, events_requested: [], description: undefined, delivery: { method: DELIVERY_POLL } }, p);
+    const cfg = this.buildConfig(s.id, body, mode === 'patch' ? old : { ...old, events_requested: [], description: undefined, delivery: { method: DELIVERY_POLL } }, s.id);
     const next = { ...s, config: cfg as unknown as Record<string, unknown>, updatedAt: this.d.clock.now() };
     await this.d.store.updateSsfStream(next);
     this.outView = undefined;
-    this.d.audit.record({ type: 'ssf.stream_updated', actor: `admin:${p.id}`, subject: s.id, data: { mode } });
+    this.d.audit.record({ type: 'ssf.stream_updated', actor: actorOf(c), subject: s.id, data: { mode } });
     sendJson(ctx.res, 200, this.streamJson(next));
   }
 
   /** SSF 1.0 "Deleting a Stream": 204. */
   private async deleteStream(ctx: RequestContext): Promise<void> {
-    const p = await this.principal(ctx.req);
-    const s = await this.ownStream(p, ctx.query.get('stream_id'));
+    const c = await this.caller(ctx.req);
+    const s = await this.ownStream(c, ctx.query.get('stream_id'));
     await this.d.store.deleteSsfStream(s.id);
     this.outView = undefined;
-    this.d.audit.record({ type: 'ssf.stream_deleted', actor: `admin:${p.id}`, subject: s.id, data: {} });
+    this.d.audit.record({ type: 'ssf.stream_deleted', actor: actorOf(c), subject: s.id, data: {} });
     ctx.res.writeHead(204, { 'cache-control': 'no-store' }).end();
   }
 
   /** SSF 1.0 "Reading a Stream's Status". */
   private async readStatus(ctx: RequestContext): Promise<void> {
-    const p = await this.principal(ctx.req);
-    const s = await this.ownStream(p, ctx.query.get('stream_id'));
+    const c = await this.caller(ctx.req);
+    const s = await this.ownStream(c, ctx.query.get('stream_id'));
     sendJson(ctx.res, 200, statusJson(s));
   }
 
   /** SSF 1.0 "Updating a Stream's Status": enabled, paused (events held), disabled (events dropped). */
   private async updateStatus(ctx: RequestContext): Promise<void> {
-    const p = await this.principal(ctx.req);
+    const c = await this.caller(ctx.req);
     const body = parse(withId.extend({ status: z.enum(['enabled', 'paused', 'disabled']), reason: z.string().max(500).optional() }), await readJson(ctx.req, this.d.maxBodyBytes));
-    const s = await this.ownStream(p, body.stream_id);
+    const s = await this.ownStream(c, body.stream_id);
     const next: SsfStreamRecord = { ...s, status: body.status as SsfStreamStatus, statusReason: body.reason ?? null, updatedAt: this.d.clock.now() };
     await this.d.store.updateSsfStream(next);
     this.outView = undefined;
@@ -256,37 +298,37 @@ export class SsfTransmitter {
       const queued = await this.d.store.listSsfEvents({ streamId: s.id, status: 'queued', limit: 10_000 });
       await this.d.store.settleSsfEvents(s.id, queued.map((e) => e.jti), { status: 'error', lastError: 'stream disabled' });
     }
-    this.d.audit.record({ type: 'ssf.stream_status', actor: `admin:${p.id}`, subject: s.id, data: { status: body.status, reason: body.reason ?? null } });
+    this.d.audit.record({ type: 'ssf.stream_status', actor: actorOf(c), subject: s.id, data: { status: body.status, reason: body.reason ?? null } });
     if (body.status === 'enabled') this.kick();
     sendJson(ctx.res, 200, statusJson(next));
   }
 
   /** SSF 1.0 "Adding a Subject to a Stream" (200) and "Removing a Subject" (204). */
   private async subjects(ctx: RequestContext, op: 'add' | 'remove'): Promise<void> {
-    const p = await this.principal(ctx.req);
+    const c = await this.caller(ctx.req);
     const body = parse(withId.extend({ subject: z.record(z.string(), z.unknown()), verified: z.boolean().optional() }), await readJson(ctx.req, this.d.maxBodyBytes));
-    const s = await this.ownStream(p, body.stream_id);
+    const s = await this.ownStream(c, body.stream_id);
     const problem = subjectProblem(body.subject);
     if (problem) throw new ValidationError(`invalid subject: ${problem}`);
     const key = canonicalJson(body.subject);
     this.outView = undefined;
     if (op === 'add') {
       await this.d.store.addSsfSubject({ streamId: s.id, key, subject: body.subject, nhiId: nhiOfSubject(body.subject as SubjectId), createdAt: this.d.clock.now() });
-      this.d.audit.record({ type: 'ssf.subject_added', actor: `admin:${p.id}`, subject: s.id, data: { format: body.subject.format } });
+      this.d.audit.record({ type: 'ssf.subject_added', actor: actorOf(c), subject: s.id, data: { format: body.subject.format } });
       return sendJson(ctx.res, 200, {});
     }
     const removed = await this.d.store.removeSsfSubject(s.id, key);
     this.outView = undefined;
     if (!removed) throw new NotFoundError('the subject is not in this stream');
-    this.d.audit.record({ type: 'ssf.subject_removed', actor: `admin:${p.id}`, subject: s.id, data: { format: body.subject.format } });
+    this.d.audit.record({ type: 'ssf.subject_removed', actor: actorOf(c), subject: s.id, data: { format: body.subject.format } });
     ctx.res.writeHead(204, { 'cache-control': 'no-store' }).end();
   }
 
   /** SSF 1.0 "Verification": queues a verification SET carrying the receiver's `state`; 204. */
   private async verify(ctx: RequestContext): Promise<void> {
-    const p = await this.principal(ctx.req);
+    const c = await this.caller(ctx.req);
     const body = parse(withId.extend({ state: z.string().max(1000).optional() }), await readJson(ctx.req, this.d.maxBodyBytes));
-    const s = await this.ownStream(p, body.stream_id);
+    const s = await this.ownStream(c, body.stream_id);
     if (s.status === 'disabled') throw new OAuthError('invalid_request', 'the stream is disabled');
     await this.queue(s, {
       key: `verify:${newId('v')}`,
@@ -304,8 +346,8 @@ export class SsfTransmitter {
    * out again after poll_redelivery; it stays queued until acknowledged.
    */
   private async poll(ctx: RequestContext): Promise<void> {
-    const p = await this.principal(ctx.req);
-    const s = await this.ownStream(p, ctx.params.stream_id);
+    const c = await this.caller(ctx.req);
+    const s = await this.ownStream(c, ctx.params.stream_id);
     if ((s.config as unknown as StoredConfig).delivery.method !== DELIVERY_POLL) throw new OAuthError('invalid_request', 'this stream is delivered by push, not poll');
     const body = parse(pollSchema, await readJson(ctx.req, this.d.maxBodyBytes));
     if (body.ack?.length) await this.d.store.settleSsfEvents(s.id, body.ack, { status: 'acked' });
@@ -319,7 +361,11 @@ export class SsfTransmitter {
     ctx.res.once('close', () => {
       gone = true;
     });
-    for (;;) {
+    for (let round = 0; ; round++) {
+      // A long poll outlives the check made when it began: the caller's credential is read again
+      // on every round, so a replaced stream credential or a revoked admin credential gets
+      // nothing more (a 401) within a second.
+      if (round > 0) await this.caller(ctx.req);
       const fresh = await this.d.store.getSsfStream(s.id);
       // A paused stream holds its events (SSF 1.0 "Stream Status"): nothing is handed out.
       const due = fresh?.status === 'enabled' ? await this.d.store.dueSsfEvents({ streamId: s.id, now: this.d.clock.now(), limit: max + 1 }) : [];
@@ -350,7 +396,8 @@ export class SsfTransmitter {
     });
   }
 
-  private buildConfig(id: string, body: z.output<typeof configInput>, base: StoredConfig | undefined, p: AdminPrincipal): StoredConfig {
+  /** `receiverName` names the default `aud` of a new stream (the creating credential's name). */
+  private buildConfig(id: string, body: z.output<typeof configInput>, base: StoredConfig | undefined, receiverName: string): StoredConfig {
     const iss = this.d.issuer();
     const delivery = body.delivery ?? base?.delivery ?? { method: DELIVERY_POLL };
     let out: StoredConfig['delivery'];
@@ -370,7 +417,7 @@ export class SsfTransmitter {
     }
     return {
       iss,
-      aud: base?.aud ?? body.aud ?? `${iss}/ssf/receivers/${encodeURIComponent(p.name)}`,
+      aud: base?.aud ?? body.aud ?? `${iss}/ssf/receivers/${encodeURIComponent(receiverName)}`,
       events_requested: body.events_requested ?? base?.events_requested ?? [...EVENTS_SUPPORTED],
       delivery: out,
       ...((body.description ?? base?.description) !== undefined ? { description: body.description ?? base?.description } : {}),

@@ -335,6 +335,16 @@ export interface AdminCredentialsTable {
   created_at: EpochMs;
   last_used_at: EpochMs | null;
   disabled: IntBool;
+  expires_at: EpochMs | null;
+  revoked_at: EpochMs | null;
+}
+
+export interface SsfStreamCredentialsTable {
+  /** References ssf_streams.id (ON DELETE CASCADE). */
+  stream_id: string;
+  /** sha256 of the secret part, hex; the secret itself is never stored. */
+  secret_hash: string;
+  created_at: EpochMs;
 }
 
 export interface ReplayTable {
@@ -359,6 +369,7 @@ export interface Database {
   ssf_streams: SsfStreamsTable;
   ssf_events: SsfEventsTable;
   ssf_subjects: SsfSubjectsTable;
+  ssf_stream_credentials: SsfStreamCredentialsTable;
   restrictions: RestrictionsTable;
   signals: SignalsTable;
   signal_applications: SignalApplicationsTable;

@@ -111,13 +111,14 @@ export function adminFromRow(r: Selectable<AdminCredentialsTable>): AdminCredent
   return {
     id: r.id, name: r.name, role: r.role, secretHash: r.secret_hash, createdAt: num(r.created_at),
     lastUsedAt: numOrNull(r.last_used_at), disabled: Number(r.disabled) !== 0,
+    expiresAt: numOrNull(r.expires_at), revokedAt: numOrNull(r.revoked_at),
   };
 }
 
 export function adminToRow(a: AdminCredentialRecord): AdminCredentialsTable {
   return {
     id: a.id, name: a.name, role: a.role, secret_hash: a.secretHash, created_at: a.createdAt,
-    last_used_at: a.lastUsedAt ?? null, disabled: a.disabled ? 1 : 0,
+    last_used_at: a.lastUsedAt ?? null, disabled: a.disabled ? 1 : 0, expires_at: a.expiresAt ?? null, revoked_at: a.revokedAt ?? null,
   };
 }
 

@@ -23,7 +23,7 @@ import type {
 } from '../broker/ports.js';
 import type {
   RestrictionRecord, SetBatchWrite, SignalApplicationRecord, SignalRecord, SignalStatus, SignalsBatchStore, SignalsStore, SsfEventRecord, SsfEventStatus, SsfStreamDirection, SsfStreamRecord,
-  SsfSubjectRecord,
+  SsfStreamCredentialRecord, SsfSubjectRecord,
 } from '../signals/ports.js';
 import type {
   FindingFilter, FindingInput, FindingRecord, FindingStatus, FindingUpsertResult, GovernanceStore, MuteRecord, PlaybookActionRecord,
@@ -626,10 +626,21 @@ export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, 
     });
   }
 
-  /** True when the credential exists (it is disabled afterwards, whether or not it was before). */
-  async disableAdminCredential(id: string): Promise<boolean> {
-    return this.#guard({ what: `disable admin credential ${id}` }, async () => {
-      const r = await this.db.updateTable('admin_credentials').set({ disabled: 1 }).where('id', '=', id).executeTakeFirst();
+  /** True when the credential exists (it is revoked afterwards, whether or not it was before; the first revocation time is kept). */
+  async revokeAdminCredential(id: string, at: number): Promise<boolean> {
+    return this.#guard({ what: `revoke admin credential ${id}` }, async () => {
+      const r = await this.db.updateTable('admin_credentials')
+        .set((eb) => ({ disabled: 1, revoked_at: eb.fn.coalesce('revoked_at', eb.val(at)) }))
+        .where('id', '=', id).executeTakeFirst();
+      return Number(r.numUpdatedRows) > 0;
+    });
+  }
+
+  /** True when a credential that is not revoked got the new end. */
+  async setAdminCredentialExpiry(id: string, expiresAt: number): Promise<boolean> {
+    return this.#guard({ what: `set the expiry of admin credential ${id}` }, async () => {
+      const r = await this.db.updateTable('admin_credentials').set({ expires_at: expiresAt })
+        .where('id', '=', id).where('disabled', '=', 0).where('revoked_at', 'is', null).executeTakeFirst();
       return Number(r.numUpdatedRows) > 0;
     });
   }
@@ -1054,10 +1065,27 @@ export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, 
       const del = async (db: Kysely<Database>) => {
         await db.deleteFrom('ssf_subjects').where('stream_id', '=', id).execute();
         await db.deleteFrom('ssf_events').where('stream_id', '=', id).execute();
+        await db.deleteFrom('ssf_stream_credentials').where('stream_id', '=', id).execute();
         const r = await db.deleteFrom('ssf_streams').where('id', '=', id).executeTakeFirst();
         return Number(r.numDeletedRows) > 0;
       };
       return this.#inTx ? del(this.db) : this.db.transaction().execute(del);
+    });
+  }
+
+  async putSsfStreamCredential(c: SsfStreamCredentialRecord): Promise<void> {
+    await this.#guard({ what: `set the credential of ssf stream ${c.streamId}` }, async () => {
+      await this.db.insertInto('ssf_stream_credentials')
+        .values({ stream_id: c.streamId, secret_hash: c.secretHash, created_at: c.createdAt })
+        .onConflict((oc) => oc.column('stream_id').doUpdateSet({ secret_hash: c.secretHash, created_at: c.createdAt }))
+        .execute();
+    });
+  }
+
+  async getSsfStreamCredential(streamId: string): Promise<SsfStreamCredentialRecord | undefined> {
+    return this.#guard({ what: `get the credential of ssf stream ${streamId}` }, async () => {
+      const row = await this.db.selectFrom('ssf_stream_credentials').selectAll().where('stream_id', '=', streamId).executeTakeFirst();
+      return row && { streamId: row.stream_id, secretHash: row.secret_hash, createdAt: Number(row.created_at) };
     });
   }
 

@@ -42,7 +42,15 @@ export async function mountConsole(o: ConsoleOptions): Promise<Console> {
   const sessions = new ConsoleSessions({
     clock: o.clock, idleTimeoutS: o.idleTimeoutS, maxSessionS: o.maxSessionS, secureCookie: o.secureCookie, publicOrigin: o.publicOrigin,
   });
-  const events = new ConsoleEvents({ bus: o.bus, logger: o.logger });
+  const events = new ConsoleEvents({
+    bus: o.bus, logger: o.logger,
+    onCredentialChange: (subject, data) => {
+      const d = data as { id?: unknown; expires_at?: unknown } | null;
+      if (typeof d?.id !== 'string') return;
+      if (subject.endsWith('.revoked')) sessions.credentialChanged(d.id, { revoked: true });
+      else sessions.credentialChanged(d.id, { revoked: false, expiresAt: typeof d.expires_at === 'number' ? d.expires_at : null });
+    },
+  });
   await events.start();
   const assets = loadAssets(o.assetsDir ?? defaultAssetsDir());
   if (!assets.has('index.html')) o.logger.warn('console assets are not built (npm run build): /ui/ answers 503');
@@ -83,10 +91,20 @@ export async function mountConsole(o: ConsoleOptions): Promise<Console> {
     o.audit.record({ type: 'console.signed_in', actor: `admin:${principal.id}`, data: { role: principal.role } });
     sendJson(ctx.res, 201, sessionJson(session), { 'set-cookie': sessions.cookie(id) });
   }));
-  o.router.get('/ui/session', ui((ctx) => {
-    const s = sessions.lookup(ctx.req);
+  /** The request's session, its credential read again from the store (revoked or expired: signed out). */
+  const liveSession = async (ctx: RequestContext, touch = true): Promise<ConsoleSession> => {
+    const s = sessions.lookup(ctx.req, touch);
     if (!s) throw new OAuthError('invalid_token', 'not signed in', 401);
-    sendJson(ctx.res, 200, sessionJson(s));
+    try {
+      await o.adminAuth.principalOf(s.credentialId);
+    } catch (err) {
+      if (err instanceof OAuthError && err.status === 401) sessions.end(ctx.req);
+      throw err;
+    }
+    return s;
+  };
+  o.router.get('/ui/session', ui(async (ctx) => {
+    sendJson(ctx.res, 200, sessionJson(await liveSession(ctx)));
   }));
   o.router.add('DELETE', '/ui/session', ui((ctx) => {
     const s = sessions.lookup(ctx.req, false);
@@ -98,9 +116,12 @@ export async function mountConsole(o: ConsoleOptions): Promise<Console> {
     sendJson(ctx.res, 200, { signed_out: s !== undefined }, { 'set-cookie': sessions.clearCookie() });
   }));
   o.router.get('/ui/events', ui(async (ctx) => {
-    const s = sessions.lookup(ctx.req);
-    if (!s) throw new OAuthError('invalid_token', 'not signed in', 401);
-    await events.attach(ctx.res, () => sessions.isLive(s), {});
+    const s = await liveSession(ctx);
+    const recheck = () => o.adminAuth.principalOf(s.credentialId).then(() => true, (err: unknown) => {
+      if (err instanceof OAuthError && err.status === 401) return false;
+      throw err;
+    });
+    await events.attach(ctx.res, () => sessions.isLive(s), {}, recheck);
   }));
   o.router.get('/ui/*', ui(() => {
     throw new NotFoundError('no such page');

@@ -2,7 +2,7 @@ import type { ServerResponse } from 'node:http';
 import type { Bus, BusMessage, Logger, Subscription } from '../core/index.js';
 
 /** What the console hears live: approvals, revocations, kill switches, detections, signals. */
-export const CONSOLE_SUBJECTS = ['approval.*', 'revocation.*', 'kill.*', 'detection.raised', 'signal.raised'] as const;
+export const CONSOLE_SUBJECTS = ['approval.*', 'revocation.*', 'kill.*', 'detection.raised', 'signal.raised', 'admin.credential.*'] as const;
 
 /**
  * Only these fields of a bus event reach the browser, and only when they are plain values:
@@ -30,6 +30,11 @@ export function consoleEvent(msg: Pick<BusMessage, 'subject' | 'data' | 'publish
 interface Client {
   res: ServerResponse;
   live: () => boolean;
+  /**
+   * Asks the store whether the session's credential is still good: on every heartbeat, the
+   * fallback that ends the stream of a revoked credential when the bus message was missed.
+   */
+  recheck?: () => Promise<boolean>;
 }
 
 /**
@@ -47,7 +52,11 @@ export class ConsoleEvents {
   private syncing: Promise<void> = Promise.resolve();
   private stopped = false;
 
-  constructor(private readonly d: { bus: Bus; logger: Logger; heartbeatMs?: number }) {}
+  constructor(private readonly d: {
+    bus: Bus; logger: Logger; heartbeatMs?: number;
+    /** An `admin.credential.*` event, heard before it is relayed: sessions of a revoked credential end (and their streams with them). */
+    onCredentialChange?: (subject: string, data: unknown) => void;
+  }) {}
 
   get connected(): number {
     return this.clients.size;
@@ -59,8 +68,12 @@ export class ConsoleEvents {
   }
 
   async start(): Promise<void> {
-    // A comment line now and then keeps proxies from closing an idle stream and notices ended sessions.
-    this.heartbeat = setInterval(() => this.send(': keep-alive\n\n'), this.d.heartbeatMs ?? 20_000);
+    // A comment line now and then keeps proxies from closing an idle stream and notices ended
+    // sessions, and the credentials behind the streams are read again.
+    this.heartbeat = setInterval(() => {
+      this.send(': keep-alive\n\n');
+      this.recheck();
+    }, this.d.heartbeatMs ?? 20_000);
     this.heartbeat.unref();
   }
 
@@ -69,9 +82,9 @@ export class ConsoleEvents {
    * `: connected` is written once the bus subscriptions are open, so that every event
    * published after it reaches this console.
    */
-  async attach(res: ServerResponse, live: () => boolean, headers: Record<string, string>): Promise<void> {
+  async attach(res: ServerResponse, live: () => boolean, headers: Record<string, string>, recheck?: () => Promise<boolean>): Promise<void> {
     res.writeHead(200, { ...headers, 'content-type': 'text/event-stream', 'cache-control': 'no-store', 'x-accel-buffering': 'no' });
-    const c: Client = { res, live };
+    const c: Client = { res, live, ...(recheck ? { recheck } : {}) };
     this.clients.add(c);
     res.on('close', () => this.remove(c));
     try {
@@ -92,6 +105,26 @@ export class ConsoleEvents {
     for (const c of this.clients) c.res.end();
     this.clients.clear();
     await this.sync().catch(() => undefined);
+  }
+
+  /** Ends now the streams whose session has ended (a credential revoked, heard on the bus). */
+  prune(): void {
+    for (const c of this.clients) if (!c.live()) this.end(c);
+  }
+
+  /** Ends the streams whose credential the store no longer accepts; a store that cannot answer ends them too (fail closed). */
+  private recheck(): void {
+    for (const c of this.clients) {
+      c.recheck?.().then((ok) => {
+        if (!ok) this.end(c);
+      }, () => this.end(c));
+    }
+  }
+
+  private end(c: Client): void {
+    if (!this.clients.has(c)) return;
+    c.res.end('event: session.ended\ndata: {}\n\n');
+    this.remove(c);
   }
 
   private remove(c: Client): void {
@@ -122,15 +155,17 @@ export class ConsoleEvents {
   }
 
   private broadcast(m: BusMessage): void {
+    if (m.subject.startsWith('admin.credential.') && this.d.onCredentialChange) {
+      this.d.onCredentialChange(m.subject, m.data);
+      this.prune();
+    }
     this.send(`event: ${m.subject}\ndata: ${JSON.stringify(consoleEvent(m))}\n\n`);
   }
 
   private send(text: string): void {
     for (const c of this.clients) {
-      if (!c.live()) {
-        c.res.end('event: session.ended\ndata: {}\n\n');
-        this.remove(c);
-      } else c.res.write(text);
+      if (!c.live()) this.end(c);
+      else c.res.write(text);
     }
   }
 }

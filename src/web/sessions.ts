@@ -15,6 +15,8 @@ export interface ConsoleSession {
   csrf: string;
   createdAt: number;
   lastSeenAt: number;
+  /** When the credential it was opened with ends (epoch ms), or null: the session ends with it. */
+  credentialExpiresAt: number | null;
   /** Set when signed out, expired or evicted, so that open event streams notice. */
   ended: boolean;
 }
@@ -60,7 +62,8 @@ export class ConsoleSessions implements AdminSessionResolver {
     const id = randomBytes(32).toString('base64url');
     const now = this.o.clock.now();
     const session: ConsoleSession = {
-      credentialId: p.id, name: p.name, role: p.role, csrf: randomBytes(32).toString('base64url'), createdAt: now, lastSeenAt: now, ended: false,
+      credentialId: p.id, name: p.name, role: p.role, csrf: randomBytes(32).toString('base64url'), createdAt: now, lastSeenAt: now,
+      credentialExpiresAt: p.expiresAt ?? null, ended: false,
     };
     this.sessions.set(digest(id), session);
     return { id, session };
@@ -88,6 +91,23 @@ export class ConsoleSessions implements AdminSessionResolver {
   /** Whether a session found earlier (an event stream's) is still signed in. */
   isLive(s: ConsoleSession): boolean {
     return !s.ended && this.alive(s, this.o.clock.now());
+  }
+
+  /**
+   * A change to the credential sessions were opened with, heard on the bus: revoked ends them
+   * (the API reads the credential again on every request anyway; this ends open event streams
+   * without waiting for one), a new end is kept so that they end with it. Returns how many
+   * sessions it touched.
+   */
+  credentialChanged(credentialId: string, change: { revoked: true } | { revoked: false; expiresAt: number | null }): number {
+    let n = 0;
+    for (const [k, s] of this.sessions) {
+      if (s.credentialId !== credentialId) continue;
+      n++;
+      if (change.revoked) this.remove(k);
+      else s.credentialExpiresAt = change.expiresAt;
+    }
+    return n;
   }
 
   /** Signs the request's session out; true when there was one. */
@@ -139,7 +159,8 @@ export class ConsoleSessions implements AdminSessionResolver {
   }
 
   private alive(s: ConsoleSession, now: number): boolean {
-    return now - s.lastSeenAt < this.o.idleTimeoutS * 1000 && now - s.createdAt < this.o.maxSessionS * 1000;
+    return now - s.lastSeenAt < this.o.idleTimeoutS * 1000 && now - s.createdAt < this.o.maxSessionS * 1000
+      && (s.credentialExpiresAt === null || now < s.credentialExpiresAt);
   }
 
   private sweep(): void {

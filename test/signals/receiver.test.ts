@@ -174,12 +174,14 @@ describe('signals on PostgreSQL + NATS: a received SET is enforced and re-transm
       signals: { receivers: [{ name: 'idp', issuer: tx.issuer, jwks_uri: tx.jwksUri, audience: AUD, delivery: 'push' }] },
     });
     try {
-      const rc = (await t.admin('POST', '/admin-credentials', { name: 'siem', role: 'viewer' })).body.token as string;
+      // The stream is created with an admin credential; its receiver polls with the stream's own credential.
+      let rc = t.token;
       const call = async (path: string, body: unknown) => {
         const res = await fetch(`${t.url}${path}`, { method: 'POST', headers: { authorization: `Bearer ${rc}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
         return (await res.json()) as Record<string, any>;
       };
       const stream = await call('/ssf/streams', { delivery: { method: 'urn:ietf:rfc:8936' } });
+      rc = stream.stream_credential as string;
       const issuedAt = Date.now() - 1000;
       const set = await tx.sign({ aud: AUD, txn: 'pg-txn', sub_id: { format: 'opaque', id: 'pg-agent' }, events: { [`${CAEP}session-revoked`]: {} } });
       const res = await fetch(`${t.url}/ssf/receivers/idp/events`, { method: 'POST', headers: { 'content-type': 'application/secevent+jwt' }, body: set });

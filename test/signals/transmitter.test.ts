@@ -10,9 +10,14 @@ const nhi = (id: string) => ({ id, class: 'agent' as const, owner: 'o@example.co
 
 describe('SSF transmitter (OpenID SSF 1.0, RFC 8417, RFC 8935, RFC 8936)', () => {
   let t: TestApp;
-  /** A receiver's credential (viewer role) and a second receiver's. */
+  /**
+   * `rc`: an admin credential (role admin: streams are created and managed with one), named
+   * `siem` (the default `aud` of the streams it creates). `rc2`: another receiver's own stream
+   * credential, which opens its stream (`otherStream`) and no other.
+   */
   let rc = '';
   let rc2 = '';
+  let otherStream = '';
 
   async function ssf(method: string, path: string, body?: unknown, token: string | null = rc): Promise<{ status: number; body: any }> {
     const res = await fetch(`${t.url}${path}`, {
@@ -43,8 +48,12 @@ describe('SSF transmitter (OpenID SSF 1.0, RFC 8417, RFC 8935, RFC 8936)', () =>
       nhis: [nhi('deploy-agent'), nhi('other-agent'), nhi('kill-agent'), nhi('step-agent')],
       signals: { transmitter: { push_initial_backoff: '20ms', push_max_backoff: '200ms', push_max_attempts: 3, poll_max_wait: '3s', poll_redelivery: '1s' } },
     });
-    rc = (await t.admin('POST', '/admin-credentials', { name: 'siem', role: 'viewer' })).body.token;
-    rc2 = (await t.admin('POST', '/admin-credentials', { name: 'other-receiver', role: 'viewer' })).body.token;
+    rc = (await t.admin('POST', '/admin-credentials', { name: 'siem', role: 'admin' })).body.token;
+    const other = await ssf('POST', '/ssf/streams', { delivery: { method: POLL }, description: 'other receiver' });
+    assert.equal(other.status, 201);
+    otherStream = other.body.stream_id;
+    rc2 = other.body.stream_credential;
+    await ssf('POST', '/ssf/subjects:add', { stream_id: otherStream, subject: { format: 'opaque', id: 'nobody' } });
   });
   after(() => t.app.close());
 
@@ -77,11 +86,13 @@ describe('SSF transmitter (OpenID SSF 1.0, RFC 8417, RFC 8935, RFC 8936)', () =>
       assert.ok(c.body.events_supported.includes(`${RISC}account-disabled`));
 
       const one = await ssf('GET', `/ssf/streams?stream_id=${id}`);
-      assert.deepEqual(one.body, c.body);
+      const { stream_credential: credential, ...config } = c.body;
+      assert.match(credential, /^mds\./, 'the stream credential, in the creation answer only');
+      assert.deepEqual(one.body, config);
       const all = await ssf('GET', '/ssf/streams');
       assert.ok(Array.isArray(all.body) && all.body.some((s: { stream_id: string }) => s.stream_id === id));
       assert.equal((await ssf('GET', `/ssf/streams?stream_id=${id}`, undefined, rc2)).status, 404, 'another receiver cannot see it');
-      assert.deepEqual((await ssf('GET', '/ssf/streams', undefined, rc2)).body, []);
+      assert.deepEqual((await ssf('GET', '/ssf/streams', undefined, rc2)).body.map((s: { stream_id: string }) => s.stream_id), [otherStream], 'a stream credential lists its own stream only');
 
       const patched = await ssf('PATCH', '/ssf/streams', { stream_id: id, description: 'patched' });
       assert.equal(patched.status, 200);

@@ -19,7 +19,7 @@ import { GENESIS_HASH, MIGRATIONS, openStore, storeOptionsFromConfig, type Store
 import { STORE_DIALECTS, TEST_PG_URL, type StoreDialectCase } from '../helpers/stores.js';
 
 const T0 = 1_700_000_000_000;
-const ALL_MIGRATIONS = ['001_initial', '002_broker', '010_signals', '020_governance', '030_signal_applications', '040_risk_scores', '055_approval_key'];
+const ALL_MIGRATIONS = ['001_initial', '002_broker', '010_signals', '020_governance', '030_signal_applications', '040_risk_scores', '051_credential_lifetimes', '055_approval_key'];
 
 function nhi(id: string, over: Partial<NhiRecord> = {}): NhiRecord {
   return {
@@ -414,12 +414,13 @@ for (const d of STORE_DIALECTS) {
     });
 
     describe('admin credentials', () => {
-      it('round-trip, count, touch forward only, disable', async () => {
+      it('round-trip, count, touch forward only, expiry, revoke', async () => {
         assert.equal(await store.countAdminCredentials(), 0);
         const a: AdminCredentialRecord = {
           id: 'adm_1', name: 'bootstrap', role: 'admin', secretHash: 'a'.repeat(64), createdAt: T0, lastUsedAt: null, disabled: false,
+          expiresAt: null, revokedAt: null,
         };
-        const b: AdminCredentialRecord = { ...a, id: 'adm_2', name: 'alice', role: 'approver', createdAt: T0 + 1, disabled: true };
+        const b: AdminCredentialRecord = { ...a, id: 'adm_2', name: 'alice', role: 'approver', createdAt: T0 + 1, disabled: true, expiresAt: T0 + 5000, revokedAt: T0 + 2 };
         await store.insertAdminCredential(a);
         await store.insertAdminCredential(b);
         await assert.rejects(store.insertAdminCredential(a), ConflictError);
@@ -433,9 +434,18 @@ for (const d of STORE_DIALECTS) {
         await store.touchAdminCredential('adm_1', T0 + 50);
         assert.equal((await store.getAdminCredential('adm_1'))?.lastUsedAt, T0 + 100);
 
-        assert.equal(await store.disableAdminCredential('adm_1'), true);
-        assert.equal((await store.getAdminCredential('adm_1'))?.disabled, true);
-        assert.equal(await store.disableAdminCredential('nope'), false);
+        assert.equal(await store.setAdminCredentialExpiry('adm_1', T0 + 9000), true);
+        assert.equal((await store.getAdminCredential('adm_1'))?.expiresAt, T0 + 9000);
+        assert.equal(await store.setAdminCredentialExpiry('adm_2', T0 + 9000), false, 'a revoked credential gets no new end');
+        assert.equal((await store.getAdminCredential('adm_2'))?.expiresAt, T0 + 5000);
+        assert.equal(await store.setAdminCredentialExpiry('nope', T0), false);
+
+        assert.equal(await store.revokeAdminCredential('adm_1', T0 + 200), true);
+        assert.equal(await store.revokeAdminCredential('adm_1', T0 + 300), true);
+        const revoked = await store.getAdminCredential('adm_1');
+        assert.equal(revoked?.disabled, true);
+        assert.equal(revoked?.revokedAt, T0 + 200, 'the first revocation time is kept');
+        assert.equal(await store.revokeAdminCredential('nope', T0), false);
       });
     });
 
@@ -983,9 +993,15 @@ for (const d of STORE_DIALECTS) {
         assert.equal((await store.getSsfEvent(firstId))?.status, 'acked');
         assert.equal(await store.settleSsfEvents('str-1', [], { status: 'acked' }), 0);
 
+        await store.putSsfStreamCredential({ streamId: 'str-1', secretHash: 'a'.repeat(64), createdAt: T0 });
+        await store.putSsfStreamCredential({ streamId: 'str-1', secretHash: 'b'.repeat(64), createdAt: T0 + 1 });
+        assert.deepEqual(await store.getSsfStreamCredential('str-1'), { streamId: 'str-1', secretHash: 'b'.repeat(64), createdAt: T0 + 1 }, 'replaced, one per stream');
+        assert.equal(await store.getSsfStreamCredential('str-2'), undefined);
+
         assert.equal(await store.deleteSsfStream('str-1'), true);
         assert.equal(await store.deleteSsfStream('str-1'), false);
         assert.deepEqual(await store.listSsfEvents({ streamId: 'str-1' }), []);
+        assert.equal(await store.getSsfStreamCredential('str-1'), undefined, 'the credential goes with its stream');
         assert.equal((await store.listSsfEvents({ streamId: 'str-2' })).length, 1);
       });
     });

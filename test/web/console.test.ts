@@ -389,6 +389,61 @@ describe('console (/ui/) in a browser', { skip: existsSync(CHROMIUM) ? false : `
     await ctx.close();
   });
 
+  it('admin credentials: creates one (its token shown once), gives one an end, revokes one; a console signed in with it is signed out at once', async () => {
+    const { ctx, page } = await newPage();
+    await signIn(page, t.token);
+    await page.getByRole('link', { name: 'Admin credentials' }).click();
+    await page.getByRole('heading', { name: 'Admin credentials', level: 1 }).waitFor();
+    await page.getByRole('row', { name: /bootstrap.*\(you\).*admin.*active/ }).waitFor();
+
+    await page.getByLabel('Name').fill('contractor');
+    await page.getByLabel('Role').selectOption('viewer');
+    await page.getByRole('button', { name: 'Create credential' }).click();
+    const token = (await page.locator('[data-token]').textContent())!;
+    assert.match(token, /^mdt\.[0-9a-f]{16}\.[A-Za-z0-9_-]{43}$/);
+    await shot(page, 'credentials-created');
+    await page.getByRole('button', { name: 'I have copied it' }).click();
+    assert.equal(await page.locator('[data-token]').count(), 0);
+    assert.equal((await page.content()).includes(token.split('.')[2]!), false, 'shown once: gone from the page');
+    const id = token.split('.')[1]!;
+    const row = page.locator(`[data-credential="${id}"]`);
+    await row.getByText('active').waitFor();
+
+    // A second console, signed in with the new credential: a viewer, with no credentials page.
+    const other = await newPage();
+    await signIn(other.page, token);
+    assert.equal(await other.page.getByRole('link', { name: 'Admin credentials' }).count(), 0);
+
+    // Give it an end first.
+    await row.getByRole('button', { name: 'Set expiry' }).click();
+    const expDialog = page.getByRole('dialog');
+    const local = new Date(Date.now() + 2 * 86_400_000 - new Date().getTimezoneOffset() * 60_000).toISOString().slice(0, 16);
+    await expDialog.getByLabel('Ends at').fill(local);
+    await expDialog.getByRole('button', { name: 'Set expiry' }).click();
+    await page.getByRole('status').getByText(/Credential contractor now ends/).waitFor();
+    const withEnd = (await t.admin('GET', `/admin-credentials/${id}`)).body;
+    assert.ok(withEnd.expires_at > Date.now() + 86_400_000, JSON.stringify(withEnd));
+
+    // Then revoke it, after a confirmation that says what happens.
+    await row.getByRole('button', { name: 'Revoke' }).click();
+    const dialog = page.getByRole('dialog');
+    assert.match(await dialog.textContent() ?? '', /refused from now on, on every instance, and its console sessions end/);
+    await dialog.getByLabel(/Reason/).fill('contract ended');
+    await shot(page, 'credentials-revoke-confirm');
+    await dialog.getByRole('button', { name: 'Revoke' }).click();
+    await page.getByRole('status').getByText('Credential contractor revoked').waitFor();
+    await row.getByText('revoked').waitFor();
+    await shot(page, 'credentials');
+    // The other console is signed out without doing anything (its event stream ended), and its cookie opens nothing.
+    await other.page.getByLabel('Admin credential').waitFor();
+    assert.equal((await inPage(other.page, 'GET', '/admin/v1/nhis')).status, 401);
+    assert.equal((await fetch(`${t.url}/admin/v1/whoami`, { headers: { authorization: `Bearer ${token}` } })).status, 401);
+    const audit = await t.admin('GET', `/audit?type=admin.credential_revoked&subject=${id}`);
+    assert.equal(audit.body.records[0].data.reason, 'contract ended');
+    await other.ctx.close();
+    await ctx.close();
+  });
+
   it('every page ran under the CSP and made no request to another host', async () => {
     assert.deepEqual(foreign, []);
     assert.deepEqual(pageErrors, [], 'no script error and no CSP violation');

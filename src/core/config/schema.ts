@@ -150,6 +150,8 @@ export const credentialSchema = z.discriminatedUnion('type', [
     /** Value of the trust entry's `subject_claim`, exact or anchored glob. */
     subject: ex(z.string().min(1), 'repo:acme/deploy:ref:refs/heads/main'),
     created: isoDate.optional(),
+    /** The last day it is accepted (to its end, UTC); after it, a workload token matching it no longer names this NHI. */
+    expires: isoDate.optional(),
   }),
   z.strictObject({
     type: z.literal('private_key_jwt'),

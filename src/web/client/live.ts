@@ -12,7 +12,7 @@ let source: EventSource | undefined;
 
 const SUBJECTS = [
   'approval.requested', 'approval.approved', 'approval.denied', 'revocation.added', 'kill.added', 'kill.lifted',
-  'detection.raised', 'signal.raised',
+  'detection.raised', 'signal.raised', 'admin.credential.revoked', 'admin.credential.expiry_set',
 ];
 
 /** Opens the event stream (the browser reconnects by itself when it drops). */

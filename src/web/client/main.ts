@@ -11,11 +11,14 @@ import { Approvals } from './pages/approvals.js';
 import { Audit } from './pages/audit.js';
 import { SignalsPage } from './pages/signals.js';
 import { Profiles } from './pages/profiles.js';
+import { Credentials } from './pages/credentials.js';
 
 const NAV: Array<[string, string]> = [
   ['#/', 'Overview'], ['#/nhis', 'NHIs'], ['#/risk', 'Top 20 riskiest'], ['#/findings', 'Findings'], ['#/approvals', 'Approvals'],
   ['#/audit', 'Audit'], ['#/signals', 'Signals and streams'], ['#/profiles', 'Token profiles'],
 ];
+/** Pages only an admin credential can use (the API refuses the others). */
+const ADMIN_NAV: Array<[string, string]> = [['#/credentials', 'Admin credentials']];
 
 function useHash(): string {
   const [hash, setHash] = useState(location.hash || '#/');
@@ -66,6 +69,7 @@ function Page(p: { hash: string; session: Session }) {
     case 'audit': return html`<${Audit} initial=${Object.fromEntries(new URLSearchParams(parts[1] ?? ''))} />`;
     case 'signals': return html`<${SignalsPage} session=${p.session} />`;
     case 'profiles': return html`<${Profiles} />`;
+    case 'credentials': return html`<${Credentials} session=${p.session} />`;
     default: return html`<p>No such page. <a href="#/">Overview</a></p>`;
   }
 }
@@ -100,7 +104,8 @@ function App() {
     await request('DELETE', '/ui/session').catch(() => {});
     ended('Signed out.');
   };
-  const current = NAV.find(([h]) => h !== '#/' && hash.startsWith(h))?.[0] ?? (hash === '#/' ? '#/' : '');
+  const nav = session.role === 'admin' ? [...NAV, ...ADMIN_NAV] : NAV;
+  const current = nav.find(([h]) => h !== '#/' && hash.startsWith(h))?.[0] ?? (hash === '#/' ? '#/' : '');
   return html`<div class="layout">
     <a class="skip" href="#main">Skip to content</a>
     <header class="top">
@@ -109,7 +114,7 @@ function App() {
       <button type="button" onClick=${signOut}>Sign out</button>
     </header>
     <nav aria-label="Console">
-      <ul>${NAV.map(([h, label]) => html`<li><a href=${h} aria-current=${current === h ? 'page' : undefined}>${label}</a></li>`)}</ul>
+      <ul>${nav.map(([h, label]) => html`<li><a href=${h} aria-current=${current === h ? 'page' : undefined}>${label}</a></li>`)}</ul>
     </nav>
     <main id="main" tabindex="-1"><${Page} hash=${hash} session=${session} /></main>
     <${Notices} />

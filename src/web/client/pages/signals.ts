@@ -59,7 +59,7 @@ export function SignalsPage(p: { session: Session }) {
     ${admin && html`<${Panel} title="Raise a signal"><${RaiseSignal} onRaised=${signals.reload} /><//>`}
     <${Panel} title="Streams out (SSF transmitter)">
       <${Status} loading=${streams.loading} error=${streams.error} />
-      ${streams.data && (streams.data.streams.length === 0 ? html`<p class="muted">No receiver has created a stream.</p>` : html`<table>
+      ${streams.data && (streams.data.streams.length === 0 ? html`<p class="muted">No stream has been created (an admin creates one at /ssf/streams; its receiver gets the stream's own credential).</p>` : html`<table>
         <thead><tr><th scope="col">Stream</th><th scope="col">Owner</th><th scope="col">Delivery</th><th scope="col">Status</th><th scope="col">Delivery lag</th></tr></thead>
         <tbody>${streams.data.streams.map((s) => html`<tr><td><code>${s.stream_id}</code></td><td>${s.owner}</td><td>${s.delivery.method?.split('/').pop()} ${s.delivery.endpoint_url ?? ''}</td>
           <td><${Badge} value=${s.status} /></td><td>${lag.has(s.stream_id) ? duration(lag.get(s.stream_id)!) : 'none queued'}</td></tr>`)}</tbody></table>`)}
