@@ -215,6 +215,20 @@ describe('SSRF: the outbound guard', () => {
     }
   });
 
+  it('several checked addresses: the next is tried only when one refuses the connection, and DNS is not asked again', async () => {
+    const server = await localServer(ok);
+    try {
+      // Nothing listens on 127.0.0.3 at that port: refused, then 127.0.0.1 (both checked, both allowed).
+      const resolver = scriptedResolver({ 'two.localhost': [['127.0.0.3', '127.0.0.1'], ['10.0.0.1']] });
+      const guard = devOutbound({ resolve: resolver });
+      assert.equal((await guard.request(`http://two.localhost:${server.port}/`, { maxBytes: 1024, timeoutMs: 5000 })).status, 200);
+      assert.equal(resolver.calls.length, 1);
+      assert.equal(server.requests[0]!.host, `two.localhost:${server.port}`);
+    } finally {
+      await server.close();
+    }
+  });
+
   it('TLS is verified for the host name of the URL, not for the pinned address', async () => {
     const server = await localServer(ok, pki.server);
     try {
