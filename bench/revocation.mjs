@@ -289,6 +289,8 @@ export async function runRevocation(opts = {}) {
     bus: { driver: 'nats', stream: `BENCHREV_${suffix}`, subject_prefix: `benchrev${suffix}` },
     keys: { kek: 'env:BENCH_KEK' },
     log: { level: 'error' },
+    // The bench's transmitter listens on 127.0.0.1: loopback is reachable only when allowed (docs/security.md, "Outbound requests").
+    outbound: { allow_private_cidrs: ['127.0.0.0/8', '::1/128'] },
     tokens: { profiles: [{ name: 'read', ttl: '10m', binding: 'optional' }] },
     nhis: agents.map((a) => ({
       id: a.id, class: 'agent', owner: 'bench@example.com', system: 'bench', tier: 'read',

@@ -6,8 +6,8 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { z } from 'zod';
 import {
-  MandateError, Router, createLogger, newId, resolveSecret, sendJson, systemClock,
-  type Clock, type Logger, type MandateConfig, type AuditSink,
+  MandateError, OutboundGuard, Router, createLogger, newId, resolveSecret, sendJson, systemClock,
+  type Clock, type HostResolver, type Logger, type MandateConfig, type AuditSink,
 } from './core/index.js';
 import { openStore, storeOptionsFromConfig, type Store } from './store/index.js';
 import { createBus } from './bus/index.js';
@@ -40,6 +40,8 @@ export interface AppOptions {
   onBootstrapCredential?: (token: string) => void;
   /** Listen on config.server (default true); tests may pass a port override through config. */
   listen?: boolean;
+  /** Host name resolution for outbound requests (tests inject one); the system resolver by default. */
+  resolveHost?: HostResolver;
 }
 
 export interface App {
@@ -96,6 +98,14 @@ export async function startApp(opts: AppOptions): Promise<App> {
   const logger = opts.logger ?? createLogger({ level: config.log.level });
   const dataDir = opts.dataDir ?? '.mandate';
   const resolve = (ref: string) => resolveSecret(ref, env);
+  // The one guard for every URL Mandate fetches (src/core/outbound.ts). Development (NODE_ENV is
+  // not production) relaxes only the scheme, to plain http to a loopback address; which
+  // addresses are reachable is outbound.allow_private_cidrs alone.
+  const outbound = new OutboundGuard({
+    allowPrivateCidrs: config.outbound.allow_private_cidrs,
+    allowLoopbackHttp: env.NODE_ENV !== 'production',
+    ...(opts.resolveHost ? { resolve: opts.resolveHost } : {}),
+  });
   const cleanup: Array<() => Promise<void>> = [];
   const closeAll = async () => {
     for (const fn of cleanup.reverse()) {
@@ -221,7 +231,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
       onSignalApplied: (signalId, at) => timeline.markApplied(signalId, at),
       // Without the KEK, DPoP nonces (tokens.dpop_nonce) are this process's own: valid where they were issued.
       nonceSecret: kek ? kek.kek.derive('dpop-nonce') : randomBytes(32),
-      allowLoopbackHttp: env.NODE_ENV !== 'production',
+      outbound,
     });
     await broker.start();
     cleanup.push(() => broker.stop());
@@ -264,7 +274,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
       throw new MandateError('ERR_KEK_REQUIRED', 'this instance holds no key-encryption key (proxy.jwks_uri): it cannot seal or open secrets');
     };
     const secrets: Pick<Kek, 'seal' | 'open'> = kek ? kek.kek : { seal: noKek, open: noKek };
-    const signals = await wireSignals({ config, role, restrictions, router, admin, store, bus, keys, kek: secrets, broker, adminAuth, audit: auditSink, clock, logger, metrics, env, issuer: () => issuer });
+    const signals = await wireSignals({ config, role, restrictions, router, admin, store, bus, keys, kek: secrets, broker, adminAuth, audit: auditSink, clock, logger, metrics, env, issuer: () => issuer, outbound });
     cleanup.push(() => signals.stop());
     const governance = await wireGovernance({ config, role, admin, store, bus, audit: auditSink, clock, logger, metrics, broker, signals: signals.signals });
     cleanup.push(() => governance.stop());
@@ -295,10 +305,9 @@ export interface SignalsWiring {
  */
 async function wireSignals(d: {
   config: Readonly<MandateConfig>; role: Role; restrictions: RestrictionState; router: Router; admin: AdminApi; store: Store; bus: Bus; keys: KeyManager; kek: Pick<Kek, 'seal' | 'open'>; broker: Broker;
-  adminAuth: AdminAuth; audit: AuditSink; clock: Clock; logger: Logger; metrics: Metrics; env: NodeJS.ProcessEnv; issuer: () => string;
+  adminAuth: AdminAuth; audit: AuditSink; clock: Clock; logger: Logger; metrics: Metrics; env: NodeJS.ProcessEnv; issuer: () => string; outbound: OutboundGuard;
 }): Promise<SignalsWiring> {
-  const { config, store, bus, clock, logger, audit, issuer } = d;
-  const allowLoopbackHttp = d.env.NODE_ENV !== 'production';
+  const { config, store, bus, clock, logger, audit, issuer, outbound } = d;
   const { restrictions } = d;
   const signals = new Signals({
     store, broker: d.broker, bus, audit, clock, logger,
@@ -307,16 +316,16 @@ async function wireSignals(d: {
   });
   const transmitter = new SsfTransmitter({
     store, signer: d.keys, secrets: d.kek, adminAuth: d.adminAuth, bus, audit, clock, logger, issuer, config: config.signals.transmitter,
-    maxBodyBytes: config.server.max_body_bytes, allowLoopbackHttp,
+    maxBodyBytes: config.server.max_body_bytes, outbound,
   });
   const receiver = new SsfReceiver({
-    receivers: config.signals.receivers, store, signals, keySource: new JwksFetcher({ allowLoopbackHttp, clock, logger }),
+    receivers: config.signals.receivers, store, signals, keySource: new JwksFetcher({ outbound, clock, logger }),
     checkShape: assertJwsShape,
     checkSignature: (jwt, alg, key) => {
       const ko = nodeVerifiable(alg) ? publicKeyObject(key) : undefined;
       return ko ? verifyCompactAsync(jwt, alg, ko) : undefined;
     },
-    resolveSecret: (ref) => resolveSecret(ref, d.env), issuer, audit, clock, logger, allowLoopbackHttp,
+    resolveSecret: (ref) => resolveSecret(ref, d.env), issuer, audit, clock, logger, outbound,
   });
   const active = d.role === 'all' || d.role === 'signals';
   if (active) {

@@ -17,6 +17,7 @@ import { DpopNonces } from './dpop-nonce.js';
 import { ClientAssertionVerifier } from './client-assertion.js';
 import { FederationVerifier, ShadowAgentError, nhiMatcher, type VerifiedWorkload } from './federation.js';
 import { JwksFetcher } from './jwks-fetcher.js';
+import { OutboundGuard } from '../core/outbound.js';
 import { ReplayBatcher } from './replay-batcher.js';
 import { IssuedTokenWriter } from './issued-tokens.js';
 import { InventoryView } from './inventory-view.js';
@@ -36,8 +37,8 @@ export interface BrokerDeps {
   /** Derived from the KEK, so every instance accepts every other's DPoP nonces. */
   nonceSecret: Uint8Array;
   env?: NodeJS.ProcessEnv;
-  /** Development/test only: JWKS and discovery over http to loopback addresses. */
-  allowLoopbackHttp?: boolean;
+  /** The guard for JWKS and discovery fetches (src/core/outbound.ts); a strict one when absent. */
+  outbound?: OutboundGuard;
   /** Step-down / step-up restrictions from signals (issue 5); none when absent. */
   restrictions?: RestrictionLookup;
   /** Time to revoke (issue 5): this instance applied a revocation or kill switch a signal caused. */
@@ -121,7 +122,7 @@ export class Broker {
       // RFC 9449 §8: tokens.dpop_nonce: required makes every proof carry a server nonce.
       requireNonce: d.config.tokens.dpop_nonce === 'required',
     });
-    this.fetcher = new JwksFetcher({ allowLoopbackHttp: d.allowLoopbackHttp ?? false, clock: d.clock, logger: d.logger });
+    this.fetcher = new JwksFetcher({ outbound: d.outbound ?? new OutboundGuard(), clock: d.clock, logger: d.logger });
     this.federation = new FederationVerifier({
       trust: d.config.trust, fetcher: this.fetcher, clock: d.clock,
       findNhis: nhiMatcher(() => d.store.listCredentials(), d.clock),

@@ -1,7 +1,7 @@
-import { request } from 'undici';
 import { importJWK, type CryptoKey, type JWK, type KeyObject } from 'jose';
 import { MandateError } from '../core/errors.js';
 import { hasDuplicateKeys } from '../core/http.js';
+import { OutboundError, type OutboundGuard } from '../core/outbound.js';
 import { systemClock, type Clock } from '../core/clock.js';
 import { silentLogger, stripQuery, type Logger } from '../core/logger.js';
 
@@ -9,10 +9,10 @@ import { silentLogger, stripQuery, type Logger } from '../core/logger.js';
  * Fetches and caches the signing keys of trusted issuers (JWKS, RFC 7517 §5) and their
  * OpenID discovery documents (OpenID Connect Discovery 1.0 §4).
  *
- * Every request goes through one guarded fetch: https only (plain http only to a loopback
- * address, and only when `allowLoopbackHttp` is set for development and tests), no redirects
- * followed, a timeout over the whole exchange, the body capped while it streams (the read stops
- * as soon as it is over), `application/json` (or `+json`) only, and no duplicate JSON members.
+ * Every request goes through the outbound guard (src/core/outbound.ts): https only (plain http
+ * only to a loopback address in development), the resolved address checked and the connection
+ * pinned to it, no redirects followed, a timeout over the whole exchange, the body capped while
+ * it streams. On top of it: `application/json` (or `+json`) only, and no duplicate JSON members.
  *
  * Keys are cached per (jwks_uri, kid). An unknown `kid` causes at most one refetch per
  * `refetchCooldownMs` for that jwks_uri (concurrent callers share one in-flight request), so a
@@ -25,7 +25,8 @@ import { silentLogger, stripQuery, type Logger } from '../core/logger.js';
  */
 
 export type JwksFetchReason =
-  | 'insecure_url' // not https (or http to loopback without allowLoopbackHttp), or credentials in the URL
+  | 'insecure_url' // not https (nor http to loopback in development), or credentials in the URL
+  | 'forbidden_address' // the host is, or resolves to, an address the outbound guard refuses
   | 'timeout'
   | 'network'
   | 'redirect' // a 3xx answer: redirects are never followed
@@ -54,8 +55,8 @@ export class JwksFetchError extends MandateError {
 }
 
 export interface JwksFetcherOptions {
-  /** Development and tests only: allow http://127.0.0.1, http://[::1] and http://localhost. */
-  allowLoopbackHttp: boolean;
+  /** The one guard for outbound requests (schemes, addresses, pinning, redirects). */
+  outbound: OutboundGuard;
   /** Largest JWKS or discovery document, in bytes (default 256 KiB). */
   maxBytes?: number;
   /** Whole-request timeout (default 5 s). */
@@ -91,7 +92,6 @@ interface CacheEntry<T> {
   inflight?: Promise<T>;
 }
 
-const LOOPBACK_HOSTS = new Set(['127.0.0.1', '[::1]', 'localhost']);
 const JSON_TYPE = /^application\/(?:[a-z0-9!#$&^_.+-]+\+)?json$/;
 const MAX_KEYS = 100;
 
@@ -109,7 +109,7 @@ const PUBLIC_MEMBERS: Record<string, readonly string[]> = { RSA: ['n', 'e'], EC:
 type Selection = { key: JWK } | { none: true } | { error: JwksFetchError };
 
 export class JwksFetcher {
-  private readonly allowLoopbackHttp: boolean;
+  private readonly outbound: OutboundGuard;
   private readonly maxBytes: number;
   private readonly timeoutMs: number;
   private readonly cooldownMs: number;
@@ -120,7 +120,7 @@ export class JwksFetcher {
   private readonly discoveryCache = new Map<string, CacheEntry<string>>();
 
   constructor(opts: JwksFetcherOptions) {
-    this.allowLoopbackHttp = opts.allowLoopbackHttp;
+    this.outbound = opts.outbound;
     this.maxBytes = opts.maxBytes ?? 256 * 1024;
     this.timeoutMs = opts.timeoutMs ?? 5000;
     this.cooldownMs = opts.refetchCooldownMs ?? 30_000;
@@ -236,66 +236,57 @@ export class JwksFetcher {
     return p;
   }
 
-  /** Refuses any URL Mandate must not fetch keys from. */
+  /** Refuses, before any fetch, a URL Mandate must not fetch keys from (its host is checked again when resolved). */
   private checkUrl(url: string): URL {
-    let u: URL;
     try {
-      u = new URL(url);
-    } catch {
-      throw new JwksFetchError('insecure_url', 'not a valid URL');
+      return this.outbound.parse(url);
+    } catch (err) {
+      throw fetchError(err, url);
     }
-    if (u.username || u.password) throw new JwksFetchError('insecure_url', 'a key URL must not carry credentials', url);
-    if (u.protocol === 'https:') return u;
-    if (u.protocol === 'http:' && this.allowLoopbackHttp && LOOPBACK_HOSTS.has(u.hostname)) return u;
-    throw new JwksFetchError('insecure_url', 'keys are fetched over https only', url);
   }
 
-  /** GET with every guard; returns the parsed JSON object. */
+  /** GET through the outbound guard; returns the parsed JSON object. */
   private async fetchJson(url: string): Promise<Record<string, unknown>> {
-    const u = this.checkUrl(url);
-    const signal = AbortSignal.timeout(this.timeoutMs);
-    let res: Awaited<ReturnType<typeof request>>;
+    let res;
     try {
-      res = await request(u, {
+      res = await this.outbound.request(url, {
         method: 'GET',
         headers: { accept: 'application/json, application/jwk-set+json' },
-        signal,
-        headersTimeout: this.timeoutMs,
-        bodyTimeout: this.timeoutMs,
+        maxBytes: this.maxBytes,
+        timeoutMs: this.timeoutMs,
       });
     } catch (err) {
-      if (signal.aborted) throw new JwksFetchError('timeout', `no answer within ${this.timeoutMs} ms`, url, { cause: err });
-      throw new JwksFetchError('network', 'the request failed', url, { cause: err });
+      throw fetchError(err, url);
     }
-    const { statusCode, headers, body } = res;
-    // Destroying an unread body emits an abort error; it is expected and must not go unhandled.
-    body.on('error', () => {});
-    try {
-      if (statusCode >= 300 && statusCode < 400) throw new JwksFetchError('redirect', `answered ${statusCode}: redirects are not followed`, url);
-      if (statusCode !== 200) throw new JwksFetchError('http_status', `answered ${statusCode}`, url);
-      const type = String(firstHeader(headers['content-type']) ?? '').split(';')[0]!.trim().toLowerCase();
-      if (!JSON_TYPE.test(type)) throw new JwksFetchError('content_type', 'the answer is not JSON', url);
-      const declared = Number(firstHeader(headers['content-length']) ?? NaN);
-      if (Number.isFinite(declared) && declared > this.maxBytes) throw new JwksFetchError('too_large', `the answer is larger than ${this.maxBytes} bytes`, url);
-      const chunks: Buffer[] = [];
-      let size = 0;
-      try {
-        for await (const chunk of body as AsyncIterable<Buffer>) {
-          size += chunk.length;
-          if (size > this.maxBytes) throw new JwksFetchError('too_large', `the answer is larger than ${this.maxBytes} bytes`, url);
-          chunks.push(chunk);
-        }
-      } catch (err) {
-        if (err instanceof JwksFetchError) throw err;
-        if (signal.aborted) throw new JwksFetchError('timeout', `no complete answer within ${this.timeoutMs} ms`, url, { cause: err });
-        throw new JwksFetchError('network', 'the answer could not be read', url, { cause: err });
-      }
-      return parseObject(Buffer.concat(chunks, size), url);
-    } finally {
-      // Stops reading at once when refused; a no-op once the body was fully read.
-      if (!body.destroyed) body.destroy();
-    }
+    if (res.status !== 200) throw new JwksFetchError('http_status', `answered HTTP ${res.status}`, url);
+    const type = String(firstHeader(res.headers['content-type']) ?? '').split(';')[0]!.trim().toLowerCase();
+    if (!JSON_TYPE.test(type)) throw new JwksFetchError('content_type', 'the answer is not JSON', url);
+    return parseObject(res.body, url);
   }
+}
+
+/** An outbound guard's refusal as a JwksFetchError (its message is Mandate's own words). */
+function fetchError(err: unknown, url: string): JwksFetchError {
+  if (!(err instanceof OutboundError)) return new JwksFetchError('network', 'the request failed', url, { cause: err });
+  const reason: JwksFetchReason = (() => {
+    switch (err.reason) {
+      case 'invalid_url':
+      case 'scheme':
+      case 'userinfo':
+        return 'insecure_url';
+      case 'forbidden_address':
+        return 'forbidden_address';
+      case 'timeout':
+        return 'timeout';
+      case 'redirect':
+        return 'redirect';
+      case 'too_large':
+        return 'too_large';
+      default:
+        return 'network';
+    }
+  })();
+  return new JwksFetchError(reason, err.message, url, { cause: err });
 }
 
 function firstHeader(v: string | string[] | undefined): string | undefined {

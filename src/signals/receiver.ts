@@ -1,7 +1,7 @@
 import { compactVerify, createLocalJWKSet, type JSONWebKeySet } from 'jose';
 import {
   NotFoundError, PayloadTooLargeError, UnavailableError, hasDuplicateKeys, readBody, secretEquals, sendJson,
-  type AuditInput, type AuditSink, type Clock, type Logger, type MandateConfig, type RequestContext, type Router,
+  type AuditInput, type AuditSink, type Clock, type Logger, type MandateConfig, type OutboundGuard, type RequestContext, type Router,
 } from '../core/index.js';
 import type { BrokerBatchStore, RevocationRecord } from '../broker/index.js';
 import type { InventoryStore } from '../inventory/index.js';
@@ -60,8 +60,8 @@ export interface ReceiverDeps {
   logger: Logger;
   /** Largest SET accepted, in bytes (default 32 KiB). */
   maxSetBytes?: number;
-  /** Development and tests: poll http://127.0.0.1 / localhost. */
-  allowLoopbackHttp: boolean;
+  /** The guard for polling a transmitter (src/core/outbound.ts). */
+  outbound: OutboundGuard;
   /** SETs per group commit (default 500). */
   maxBatch?: number;
   /** Group commits running at once, each on its own database connection (default 2). */
@@ -88,7 +88,6 @@ const IAT_SKEW_MS = 60_000;
 const STATUS_TTL_MS = 1000;
 const KNOWN_NHI_TTL_MS = 60_000;
 const MAX_KNOWN_NHIS = 100_000;
-const LOOPBACK = new Set(['127.0.0.1', '[::1]', 'localhost']);
 export const inboundStreamId = (name: string) => `rcv_${name}`;
 
 /** The default translation of received events into actions (issue 5); `ignore` records nothing to enforce. */
@@ -489,20 +488,18 @@ export class SsfReceiver {
    * Returns true when it should poll again at once (more available, or acknowledgements to send).
    */
   async pollOnce(r: ReceiverConfig, state: PollState = { ack: [], setErrs: {} }): Promise<boolean> {
-    const url = this.checkPollUrl(r.poll_url!);
     const body = { ack: state.ack, ...(Object.keys(state.setErrs).length ? { setErrs: state.setErrs } : {}), maxEvents: 100, returnImmediately: true };
-    const res = await fetch(url, {
+    // The outbound guard: https (loopback http in development), the address checked and pinned,
+    // no redirects, 4 MiB and 30 s caps; its errors are in Mandate's words.
+    const res = await this.d.outbound.request(r.poll_url!, {
       method: 'POST',
-      redirect: 'manual',
       headers: { 'content-type': 'application/json', accept: 'application/json', ...(r.authorization ? { authorization: this.d.resolveSecret(r.authorization) } : {}) },
       body: JSON.stringify(body),
-      signal: AbortSignal.timeout(30_000),
+      maxBytes: 4 * 1024 * 1024,
+      timeoutMs: 30_000,
     });
-    if (res.status !== 200) {
-      await res.body?.cancel().catch(() => {});
-      throw new Error(`poll answered ${res.status}`);
-    }
-    const text = await readCapped(res, 4 * 1024 * 1024);
+    if (res.status !== 200) throw new Error(`poll answered HTTP ${res.status}`);
+    const text = res.body.toString('utf8');
     let doc: { sets?: unknown; moreAvailable?: unknown };
     try {
       doc = JSON.parse(text) as typeof doc;
@@ -540,14 +537,6 @@ export class SsfReceiver {
       }
     }));
     return doc.moreAvailable === true || state.ack.length > 0 || Object.keys(state.setErrs).length > 0;
-  }
-
-  private checkPollUrl(url: string): URL {
-    const u = new URL(url);
-    if (u.username || u.password) throw new Error('poll_url must not carry credentials');
-    if (u.protocol === 'https:') return u;
-    if (u.protocol === 'http:' && this.d.allowLoopbackHttp && LOOPBACK.has(u.hostname)) return u;
-    throw new Error('poll_url must be https');
   }
 }
 
@@ -828,22 +817,4 @@ class CollectingStore implements SignalsTxStore {
 interface PollState {
   ack: string[];
   setErrs: Record<string, { err: string; description: string }>;
-}
-
-async function readCapped(res: Response, max: number): Promise<string> {
-  if (!res.body) return '';
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.length;
-    if (size > max) {
-      await reader.cancel().catch(() => {});
-      throw new Error(`poll answer larger than ${max} bytes`);
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }

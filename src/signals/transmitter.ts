@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { z } from 'zod';
 import {
-  NotFoundError, OAuthError, ValidationError, newId, readJson, sendJson, stripQuery,
-  type AuditSink, type Bus, type Clock, type Logger, type MandateConfig, type RequestContext, type Router, type Subscription,
+  NotFoundError, OAuthError, OutboundError, ValidationError, newId, readJson, sendJson, stripQuery,
+  type AuditSink, type Bus, type Clock, type Logger, type MandateConfig, type OutboundGuard, type RequestContext, type Router, type Subscription,
 } from '../core/index.js';
 import type { AdminAuth, AdminPrincipal } from '../admin/index.js';
 import type { BrokerStore, KillSwitchRecord, RevocationRecord } from '../broker/index.js';
@@ -54,8 +54,11 @@ export interface TransmitterDeps {
   issuer: () => string;
   config: TransmitterConfig;
   maxBodyBytes: number;
-  /** Development and tests: push to http://127.0.0.1 / localhost. */
-  allowLoopbackHttp: boolean;
+  /**
+   * The guard every push goes through (src/core/outbound.ts): a receiver chooses the push URL, so
+   * it must not reach Mandate's own network. Checked when a stream is configured and on every push.
+   */
+  outbound: OutboundGuard;
   /** How often the push loop looks for due SETs (default 1 s; SETs are also pushed as soon as they are queued). */
   tickMs?: number;
 }
@@ -76,7 +79,10 @@ interface StoredConfig {
 /** AAD of a stream's sealed push credential: a ciphertext copied onto another stream does not open there. */
 const pushAuthAad = (streamId: string): string => `mandate/ssf-push-authorization/${streamId}`;
 
-const LOOPBACK = new Set(['127.0.0.1', '[::1]', 'localhost']);
+/** Largest push answer read (RFC 8935 §2.2: a 202 needs no body; §2.3: an error is a small JSON object). */
+const MAX_PUSH_ANSWER_BYTES = 16 * 1024;
+/** RFC 8935 §2.3 / RFC 8936 error codes (the IANA "Security Event Token Error Codes" registry): the only receiver text recorded. */
+const PUSH_ERROR_CODES = new Set(['invalid_request', 'invalid_key', 'invalid_issuer', 'invalid_audience', 'authentication_failed', 'access_denied']);
 const MAX_POLL_EVENTS = 1000;
 const DEFAULT_POLL_EVENTS = 100;
 /** Verification and stream-updated events go to every stream whatever it requested (SSF 1.0 "Verification"). */
@@ -230,6 +236,7 @@ export class SsfTransmitter {
     const id = newId('str');
     const now = this.d.clock.now();
     const cfg = this.buildConfig(id, body, undefined, p.name);
+    await this.checkPushDestination(body);
     const rec: SsfStreamRecord = { id, direction: 'out', owner: p.id, config: cfg as unknown as Record<string, unknown>, status: 'enabled', statusReason: null, createdAt: now, updatedAt: now };
     await this.d.store.createSsfStream(rec);
     const credential = await this.streamCredentials.issue(id);
@@ -261,6 +268,7 @@ export class SsfTransmitter {
     const old = s.config as unknown as StoredConfig;
     if (body.aud !== undefined && canonicalJson(body.aud) !== canonicalJson(old.aud)) throw new ValidationError('aud cannot be changed (SSF 1.0: transmitter-supplied)');
     const cfg = this.buildConfig(s.id, body, mode === 'patch' ? old : { ...old, events_requested: [], description: undefined, delivery: { method: DELIVERY_POLL } }, s.id);
+    await this.checkPushDestination(body);
     const next = { ...s, config: cfg as unknown as Record<string, unknown>, updatedAt: this.d.clock.now() };
     await this.d.store.updateSsfStream(next);
     this.outView = undefined;
@@ -424,17 +432,33 @@ export class SsfTransmitter {
     };
   }
 
+  /** The checks that need no DNS (https, no userinfo, a literal address allowed): a 400 at once. */
   private checkPushUrl(url: string): void {
-    let u: URL;
     try {
-      u = new URL(url);
-    } catch {
-      throw new ValidationError('delivery.endpoint_url is not a URL');
+      this.d.outbound.parse(url);
+    } catch (err) {
+      if (err instanceof OutboundError) throw new ValidationError(`delivery.endpoint_url is refused: ${err.message}`);
+      throw err;
     }
-    if (u.username || u.password) throw new ValidationError('delivery.endpoint_url must not carry credentials');
-    if (u.protocol === 'https:') return;
-    if (u.protocol === 'http:' && this.d.allowLoopbackHttp && LOOPBACK.has(u.hostname)) return;
-    throw new ValidationError('delivery.endpoint_url must be https');
+  }
+
+  /**
+   * A push URL given in this request, with its host name resolved and every address checked:
+   * refused with 400 when the guard would refuse it now. Delivery checks it again on every push
+   * (DNS answers change), so this is the early, clear answer, not the only check.
+   */
+  private async checkPushDestination(body: z.output<typeof configInput>): Promise<void> {
+    const d = body.delivery;
+    if (d?.method !== DELIVERY_PUSH || !d.endpoint_url) return;
+    try {
+      await this.d.outbound.check(d.endpoint_url, AbortSignal.timeout(this.d.config.push_timeout * 1000));
+    } catch (err) {
+      if (err instanceof OutboundError) {
+        this.d.logger.warn({ host: err.host, address: err.address, kind: err.kind, reason: err.reason }, 'SSF push endpoint refused');
+        throw new ValidationError(`delivery.endpoint_url is refused: ${err.message}`);
+      }
+      throw err;
+    }
   }
 
   /** The configuration on the wire: read-only members computed, the receiver's authorization header never echoed. */
@@ -622,25 +646,32 @@ export class SsfTransmitter {
     let error: string | undefined;
     let permanent = false;
     try {
-      const res = await fetch(c.delivery.endpoint_url!, {
+      // Through the outbound guard: the receiver chose this URL, so its address is checked (and
+      // the connection pinned to it) on every push; no redirect is followed.
+      const res = await this.d.outbound.request(c.delivery.endpoint_url!, {
         method: 'POST',
-        redirect: 'manual',
         headers: { 'content-type': SET_MEDIA_TYPE, accept: 'application/json', ...this.pushAuthorization(s.id, c) },
         body: e.setJwt,
-        signal: AbortSignal.timeout(this.d.config.push_timeout * 1000),
+        maxBytes: MAX_PUSH_ANSWER_BYTES,
+        timeoutMs: this.d.config.push_timeout * 1000,
       });
-      const text = await readCapped(res, 4096);
       // RFC 8935 §2.2: 202 Accepted means the receiver took the SET.
       if (res.status === 202) {
         await this.d.store.updateSsfEvent(e.id, { status: 'delivered', attempts: attempt, nextAttemptAt: null, lastError: null });
         this.d.audit.record({ type: 'ssf.set_delivered', actor: 'system', subject: s.id, data: { jti: e.jti, attempts: attempt } });
         return;
       }
-      error = `HTTP ${res.status}${errSummary(text)}`;
+      // In our words only: the status, and a registered error code (never the receiver's text,
+      // which the admin API would otherwise hand to anyone who can read dead letters).
+      const code = res.status === 400 ? pushErrorCode(res.body) : undefined;
+      error = `the push endpoint answered HTTP ${res.status}${code ? ` (err ${code})` : ''}`;
       // RFC 8935 §2.3: a 400 with an error code means this SET was refused; sending it again would not help.
       permanent = res.status === 400;
     } catch (err) {
-      error = (err as Error).name === 'TimeoutError' ? 'timeout' : 'network error';
+      error = err instanceof OutboundError ? `the push failed: ${err.message}` : 'the push failed: network error';
+      if (err instanceof OutboundError && err.reason === 'forbidden_address') {
+        this.d.logger.warn({ stream_id: s.id, host: err.host, address: err.address, kind: err.kind }, 'SSF push endpoint refused by the outbound guard');
+      }
     }
     if (permanent || attempt >= this.d.config.push_max_attempts) {
       await this.d.store.updateSsfEvent(e.id, { status: 'dead', attempts: attempt, nextAttemptAt: null, lastError: error ?? null });
@@ -687,32 +718,12 @@ function parse<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
   throw new ValidationError(`invalid request: ${details.join('; ')}`, details);
 }
 
-/** Reads at most `max` bytes of a response body (the rest is discarded). */
-async function readCapped(res: Response, max: number): Promise<string> {
-  if (!res.body) return '';
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
+/** The RFC 8935 §2.3 `err` of a push error answer, when it is a registered code (nothing else of the answer is kept). */
+function pushErrorCode(body: Buffer): string | undefined {
   try {
-    while (size < max) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      chunks.push(value);
-      size += value.length;
-    }
-  } finally {
-    await reader.cancel().catch(() => {});
-  }
-  return Buffer.concat(chunks).subarray(0, max).toString('utf8');
-}
-
-/** `: err (description)` from an RFC 8935 §2.3 error body, when it is one. */
-function errSummary(text: string): string {
-  try {
-    const j = JSON.parse(text) as { err?: unknown; description?: unknown };
-    if (typeof j.err === 'string') return `: ${j.err.slice(0, 50)}${typeof j.description === 'string' ? ` (${j.description.slice(0, 200)})` : ''}`;
+    const j = JSON.parse(body.toString('utf8')) as { err?: unknown };
+    return typeof j.err === 'string' && PUSH_ERROR_CODES.has(j.err) ? j.err : undefined;
   } catch {
-    // not JSON
+    return undefined; // not JSON
   }
-  return '';
 }

@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startServer, type TestServer } from '../helpers/issuer.js';
 import { STORE_DIALECTS } from '../helpers/stores.js';
+import { LOOPBACK_CIDRS } from '../helpers/outbound.js';
 
 const ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 
@@ -60,6 +61,7 @@ describe('private_key_jwt clients with a jwks_uri', () => {
       server: { port: 0 },
       store: { driver: 'sqlite', sqlite_path: join(dataDir, 'mandate.db') },
       log: { level: 'silent' },
+      outbound: { allow_private_cidrs: [...LOOPBACK_CIDRS] },
       nhis: [{ id: 'uri-agent', class: 'agent', owner: 'o@example.com', system: 's', tier: 'read', credentials: [{ type: 'private_key_jwt', jwks_uri: `${jwks.url}/jwks.json` }] }],
       tools: [{ id: 'tickets', kind: 'http', upstream: 'http://127.0.0.1:9', actions: [{ name: 'list_tickets', method: 'GET', path: '/tickets', tier: 'read' }] }],
       grants: [{ nhi: 'uri-agent', tool: 'tickets', actions: ['list_tickets'] }],

@@ -6,6 +6,8 @@ import { OAuthError } from '../../src/core/errors.js';
 import { trustSchema, type TrustConfig } from '../../src/core/config/schema.js';
 import type { CredentialRecord } from '../../src/inventory/ports.js';
 import { JwksFetcher } from '../../src/broker/jwks-fetcher.js';
+import { OutboundGuard } from '../../src/core/outbound.js';
+import { devOutbound } from '../helpers/outbound.js';
 import { FederationVerifier, ShadowAgentError, matchFederatedNhis, nhiMatcher, runIdOf } from '../../src/broker/federation.js';
 import { matchPattern, claimsMatch } from '../../src/broker/claims.js';
 import { assertJwsShape, decodeUnverified, JwtGuardError, type JwtGuardReason } from '../../src/broker/jwt-guard.js';
@@ -76,7 +78,7 @@ describe('workload federation', () => {
     attackerKey = { privateKey: kp.privateKey, publicJwk: { ...(await exportJWK(kp.publicKey)), kid: 'attacker-1', alg: 'RS256', use: 'sig' } };
     clock = new ManualClock(Date.now());
     nowS = Math.floor(clock.now() / 1000);
-    fetcher = new JwksFetcher({ allowLoopbackHttp: true, clock });
+    fetcher = new JwksFetcher({ outbound: devOutbound(), clock });
     trust = [
       ghEntry(),
       trustSchema.parse({
@@ -286,7 +288,7 @@ describe('workload federation', () => {
       name: 'k8s', kind: 'kubernetes', issuer: k8sIssuer, jwks: gh.jwks(), algorithms: ['RS256', 'ES256'], audience: 'mandate',
       claims: { sub: 'system:serviceaccount:ci:*' }, max_token_age: '1h',
     });
-    const offline = new JwksFetcher({ allowLoopbackHttp: false, clock });
+    const offline = new JwksFetcher({ outbound: new OutboundGuard(), clock });
     const ve = make([entry], [cred('ci-builder', 'k8s', 'system:serviceaccount:ci:builder')], offline);
     const before = gh.jwksFetches;
     const claims = { iss: k8sIssuer, sub: 'system:serviceaccount:ci:builder', aud: ['mandate'], 'kubernetes.io': { namespace: 'ci' }, iat: nowS, exp: nowS + 3600 };

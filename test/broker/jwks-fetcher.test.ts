@@ -2,7 +2,9 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { ManualClock } from '../../src/core/clock.js';
 import { JwksFetcher, JwksFetchError, type JwksFetchReason } from '../../src/broker/jwks-fetcher.js';
+import { OutboundGuard } from '../../src/core/outbound.js';
 import { startIssuer, startServer, type TestIssuer, type TestServer } from '../helpers/issuer.js';
+import { devOutbound } from '../helpers/outbound.js';
 
 async function refused(p: Promise<unknown>, reason: JwksFetchReason): Promise<JwksFetchError> {
   let caught: unknown;
@@ -35,7 +37,7 @@ describe('JWKS fetcher', () => {
   });
 
   it('fetches and caches a key per (jwks_uri, kid) (RFC 7517 §5)', async () => {
-    const f = new JwksFetcher({ allowLoopbackHttp: true, clock: new ManualClock() });
+    const f = new JwksFetcher({ outbound: devOutbound(), clock: new ManualClock() });
     const before = issuer.jwksFetches;
     const k1 = await f.getKey(issuer.jwksUri, { kid: issuer.keys.RS256.kid, alg: 'RS256' });
     const k2 = await f.getKey(issuer.jwksUri, { kid: issuer.keys.RS256.kid, alg: 'RS256' });
@@ -45,23 +47,27 @@ describe('JWKS fetcher', () => {
     assert.equal(issuer.jwksFetches - before, 1);
   });
 
-  it('https only: http to a non-loopback host is refused, even with allowLoopbackHttp', async () => {
-    const f = new JwksFetcher({ allowLoopbackHttp: true });
+  it('https only: http to a non-loopback host is refused, even in development', async () => {
+    const f = new JwksFetcher({ outbound: devOutbound() });
     await refused(f.getKey('http://example.com/jwks', { kid: 'a', alg: 'RS256' }), 'insecure_url');
     await refused(f.getKey('http://10.0.0.1/jwks', { kid: 'a', alg: 'RS256' }), 'insecure_url');
-    await refused(f.getKey('http://127.0.0.2/jwks', { kid: 'a', alg: 'RS256' }), 'insecure_url');
+    await refused(f.getKey('http://[::ffff:10.0.0.1]/jwks', { kid: 'a', alg: 'RS256' }), 'insecure_url');
+    await refused(f.getKey('https://10.0.0.1/jwks', { kid: 'a', alg: 'RS256' }), 'forbidden_address');
     await refused(f.getKey('ftp://127.0.0.1/jwks', { kid: 'a', alg: 'RS256' }), 'insecure_url');
     await refused(f.getKey('https://user:pw@example.com/jwks', { kid: 'a', alg: 'RS256' }), 'insecure_url');
     await refused(f.discover('http://example.com'), 'insecure_url');
   });
 
-  it('loopback http is allowed only with allowLoopbackHttp (development/test)', async () => {
+  it('loopback http is allowed only in development, and loopback only through outbound.allow_private_cidrs', async () => {
     const before = issuer.jwksFetches;
-    const strict = new JwksFetcher({ allowLoopbackHttp: false });
+    const strict = new JwksFetcher({ outbound: new OutboundGuard() });
     await refused(strict.getKey(issuer.jwksUri, { kid: issuer.keys.RS256.kid, alg: 'RS256' }), 'insecure_url');
     await refused(strict.discover(issuer.url), 'insecure_url');
     assert.equal(issuer.jwksFetches, before, 'nothing was fetched');
-    const dev = new JwksFetcher({ allowLoopbackHttp: true });
+    const devWithoutAllowance = new JwksFetcher({ outbound: new OutboundGuard({ allowLoopbackHttp: true }) });
+    await refused(devWithoutAllowance.getKey(issuer.jwksUri, { kid: issuer.keys.RS256.kid, alg: 'RS256' }), 'forbidden_address');
+    assert.equal(issuer.jwksFetches, before, 'nothing was fetched');
+    const dev = new JwksFetcher({ outbound: devOutbound() });
     assert.ok(await dev.getKey(issuer.jwksUri, { kid: issuer.keys.RS256.kid, alg: 'RS256' }));
     const port = new URL(issuer.url).port;
     assert.ok(await dev.getKey(`http://localhost:${port}/jwks`, { kid: issuer.keys.ES256.kid, alg: 'ES256' }));
@@ -86,7 +92,7 @@ describe('JWKS fetcher', () => {
       res.on('error', () => {});
       pump();
     });
-    const f = new JwksFetcher({ allowLoopbackHttp: true });
+    const f = new JwksFetcher({ outbound: devOutbound() });
     await refused(f.getKey(`${declared.url}/jwks`, { kid: 'x', alg: 'RS256' }), 'too_large');
     await refused(f.getKey(`${streamed.url}/jwks`, { kid: 'x', alg: 'RS256' }), 'too_large');
     assert.ok(streamedBytes < 4 * 1024 * 1024, 'the read stopped before the server finished');
@@ -96,7 +102,7 @@ describe('JWKS fetcher', () => {
     const silent = await serve(() => {
       /* never answers */
     });
-    const f = new JwksFetcher({ allowLoopbackHttp: true, timeoutMs: 200 });
+    const f = new JwksFetcher({ outbound: devOutbound(), timeoutMs: 200 });
     const t0 = Date.now();
     await refused(f.getKey(`${silent.url}/jwks`, { kid: 'x', alg: 'RS256' }), 'timeout');
     assert.ok(Date.now() - t0 < 3000);
@@ -108,7 +114,7 @@ describe('JWKS fetcher', () => {
     const redirect = await serve((_req, res) => {
       res.writeHead(302, { location: issuer.jwksUri }).end();
     });
-    const f = new JwksFetcher({ allowLoopbackHttp: true });
+    const f = new JwksFetcher({ outbound: devOutbound() });
     await refused(f.getKey(`${redirect.url}/jwks`, { kid: issuer.keys.RS256.kid, alg: 'RS256' }), 'redirect');
     assert.equal(issuer.jwksFetches, before, 'the redirect target was not fetched');
   });
@@ -117,14 +123,14 @@ describe('JWKS fetcher', () => {
     const html = await serve((_req, res) => void res.writeHead(200, { 'content-type': 'text/html' }).end('{"keys":[]}'));
     const err500 = await serve((_req, res) => void res.writeHead(500, { 'content-type': 'application/json' }).end('{}'));
     const dup = await serve((_req, res) => void res.writeHead(200, { 'content-type': 'application/json' }).end('{"keys":[],"keys":[]}'));
-    const f = new JwksFetcher({ allowLoopbackHttp: true });
+    const f = new JwksFetcher({ outbound: devOutbound() });
     await refused(f.getKey(`${html.url}/jwks`, { kid: 'x', alg: 'RS256' }), 'content_type');
     await refused(f.getKey(`${err500.url}/jwks`, { kid: 'x', alg: 'RS256' }), 'http_status');
     await refused(f.getKey(`${dup.url}/jwks`, { kid: 'x', alg: 'RS256' }), 'invalid_json');
   });
 
   it('cooldown: 100 concurrent unknown kids on a cold cache cause one fetch', async () => {
-    const f = new JwksFetcher({ allowLoopbackHttp: true, clock: new ManualClock() });
+    const f = new JwksFetcher({ outbound: devOutbound(), clock: new ManualClock() });
     const before = issuer.jwksFetches;
     const results = await Promise.allSettled(Array.from({ length: 100 }, (_, i) => f.getKey(issuer.jwksUri, { kid: `cold-${i}`, alg: 'RS256' })));
     assert.ok(results.every((r) => r.status === 'rejected' && (r.reason as JwksFetchError).reason === 'key_not_found'));
@@ -133,7 +139,7 @@ describe('JWKS fetcher', () => {
 
   it('cooldown: 100 unknown kids cause at most one refetch; after the cooldown one more', async () => {
     const clock = new ManualClock();
-    const f = new JwksFetcher({ allowLoopbackHttp: true, clock, refetchCooldownMs: 30_000 });
+    const f = new JwksFetcher({ outbound: devOutbound(), clock, refetchCooldownMs: 30_000 });
     await f.getKey(issuer.jwksUri, { kid: issuer.keys.RS256.kid, alg: 'RS256' });
     const before = issuer.jwksFetches;
     // Concurrently…
@@ -156,7 +162,7 @@ describe('JWKS fetcher', () => {
 
   it('a document older than the TTL is fetched again; a removed key then stops working', async () => {
     const clock = new ManualClock();
-    const f = new JwksFetcher({ allowLoopbackHttp: true, clock, cacheTtlMs: 60_000 });
+    const f = new JwksFetcher({ outbound: devOutbound(), clock, cacheTtlMs: 60_000 });
     const old = issuer.keys.RS256;
     await f.getKey(issuer.jwksUri, { kid: old.kid, alg: 'RS256' });
     await issuer.rotate();
@@ -168,7 +174,7 @@ describe('JWKS fetcher', () => {
   it('RFC 8725 §3.1: symmetric (kty oct) keys in a JWKS are refused', async () => {
     issuer.extraKeys = [{ kty: 'oct', kid: 'hmac', k: Buffer.from('secret-secret-secret-secret-1234').toString('base64url') }];
     try {
-      const f = new JwksFetcher({ allowLoopbackHttp: true });
+      const f = new JwksFetcher({ outbound: devOutbound() });
       await refused(f.getKey(issuer.jwksUri, { kid: 'hmac', alg: 'RS256' }), 'symmetric_key');
       await refused(f.getKey(issuer.jwksUri, { kid: 'hmac', alg: 'HS256' }), 'unsupported_key');
     } finally {
@@ -184,7 +190,7 @@ describe('JWKS fetcher', () => {
       { ...rsa, kid: 'ops', key_ops: ['encrypt'] },
     ];
     try {
-      const f = new JwksFetcher({ allowLoopbackHttp: true });
+      const f = new JwksFetcher({ outbound: devOutbound() });
       await refused(f.getKey(issuer.jwksUri, { kid: 'enc', alg: 'RS256' }), 'key_use');
       await refused(f.getKey(issuer.jwksUri, { kid: 'ps', alg: 'RS256' }), 'alg_mismatch');
       await refused(f.getKey(issuer.jwksUri, { kid: 'ops', alg: 'RS256' }), 'key_use');
@@ -196,11 +202,11 @@ describe('JWKS fetcher', () => {
   });
 
   it('without a kid: the only key that fits the alg, refused when several fit', async () => {
-    const f = new JwksFetcher({ allowLoopbackHttp: true });
+    const f = new JwksFetcher({ outbound: devOutbound() });
     assert.ok(await f.getKey(issuer.jwksUri, { alg: 'ES256' }));
     issuer.extraKeys = [{ ...issuer.keys.ES256.publicJwk, kid: 'second' }];
     try {
-      const g = new JwksFetcher({ allowLoopbackHttp: true });
+      const g = new JwksFetcher({ outbound: devOutbound() });
       await refused(g.getKey(issuer.jwksUri, { alg: 'ES256' }), 'ambiguous_key');
     } finally {
       issuer.extraKeys = [];
@@ -208,7 +214,7 @@ describe('JWKS fetcher', () => {
   });
 
   it('OpenID Discovery §4: discover() returns jwks_uri and caches the document', async () => {
-    const f = new JwksFetcher({ allowLoopbackHttp: true, clock: new ManualClock() });
+    const f = new JwksFetcher({ outbound: devOutbound(), clock: new ManualClock() });
     const before = issuer.discoveryFetches;
     assert.equal(await f.discover(issuer.url), issuer.jwksUri);
     assert.equal(await f.discover(issuer.url), issuer.jwksUri);
@@ -218,14 +224,14 @@ describe('JWKS fetcher', () => {
   it('OpenID Discovery §4.3: a discovery document naming another issuer is refused', async () => {
     issuer.discoveryOverride = { issuer: 'https://evil.example' };
     try {
-      const f = new JwksFetcher({ allowLoopbackHttp: true });
+      const f = new JwksFetcher({ outbound: devOutbound() });
       await refused(f.discover(issuer.url), 'issuer_mismatch');
       // A trailing-slash variant is another issuer too: comparison is exact.
       issuer.discoveryOverride = { issuer: `${issuer.url}/` };
-      await refused(new JwksFetcher({ allowLoopbackHttp: true }).discover(issuer.url), 'issuer_mismatch');
+      await refused(new JwksFetcher({ outbound: devOutbound() }).discover(issuer.url), 'issuer_mismatch');
       // jwks_uri from discovery passes the same URL guard.
       issuer.discoveryOverride = { jwks_uri: 'http://example.com/jwks' };
-      await refused(new JwksFetcher({ allowLoopbackHttp: true }).discover(issuer.url), 'insecure_url');
+      await refused(new JwksFetcher({ outbound: devOutbound() }).discover(issuer.url), 'insecure_url');
     } finally {
       issuer.discoveryOverride = {};
     }
@@ -238,7 +244,7 @@ describe('JWKS fetcher', () => {
       res.writeHead(503).end();
     });
     const clock = new ManualClock();
-    const f = new JwksFetcher({ allowLoopbackHttp: true, clock });
+    const f = new JwksFetcher({ outbound: devOutbound(), clock });
     for (let i = 0; i < 20; i++) await refused(f.getKey(`${broken.url}/jwks`, { kid: `k${i}`, alg: 'RS256' }), 'http_status');
     assert.equal(n, 1);
     clock.advance(30_000);

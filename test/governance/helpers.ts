@@ -7,6 +7,7 @@ import { SignJWT } from 'jose';
 import { buildConfig, silentLogger, ManualClock, type MandateConfigInput } from '../../src/core/index.js';
 import { startApp, type App } from '../../src/app.js';
 import { ASSERTION_TYPE, type TestAgent, type TestDpopKey } from '../helpers/agent.js';
+import { LOOPBACK_CIDRS } from '../helpers/outbound.js';
 
 /** A Mandate on 127.0.0.1:0 (SQLite, in-process bus) whose clock the test moves. */
 export interface GovApp {
@@ -21,6 +22,8 @@ export async function startGovApp(extra: MandateConfigInput, env: NodeJS.Process
   const dataDir = mkdtempSync(join(tmpdir(), 'mandate-gov-'));
   const clock = new ManualClock(start);
   const config = buildConfig({
+    // Issuers of these tests listen on 127.0.0.1: the documented allowance, unless the test sets outbound.
+    outbound: { allow_private_cidrs: [...LOOPBACK_CIDRS] },
     ...extra,
     server: { port: 0 },
     store: { driver: 'sqlite', sqlite_path: join(dataDir, 'mandate.db') },

@@ -3,10 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { buildConfig, silentLogger, type Clock, type MandateConfigInput } from '../../src/core/index.js';
+import { buildConfig, silentLogger, type Clock, type HostResolver, type MandateConfigInput } from '../../src/core/index.js';
 import { startApp, type App } from '../../src/app.js';
 import { adminCall } from './cluster.js';
 import { deleteStream } from '../bus/helpers.js';
+import { LOOPBACK_CIDRS } from './outbound.js';
 
 export const PG_URL = 'postgres://postgres@127.0.0.1:5432/test';
 const NATS_URL = 'nats://127.0.0.1:4222';
@@ -53,11 +54,14 @@ async function dropTestSchema(schema: string): Promise<void> {
 }
 
 /** Starts a real Mandate on 127.0.0.1:0 with the given backend and extra config. */
-export async function startTestApp(backend: Backend = BACKENDS[0]!, extra: MandateConfigInput = {}, env: NodeJS.ProcessEnv = {}, opts: { clock?: Clock } = {}): Promise<TestApp> {
+export async function startTestApp(backend: Backend = BACKENDS[0]!, extra: MandateConfigInput = {}, env: NodeJS.ProcessEnv = {}, opts: { clock?: Clock; resolveHost?: HostResolver } = {}): Promise<TestApp> {
   const dataDir = mkdtempSync(join(tmpdir(), 'mandate-test-'));
   const suffix = randomBytes(4).toString('hex');
   const pgSchema = backend.store === 'postgres' ? await freshPgSchema() : undefined;
   const input: MandateConfigInput = {
+    // Peers of the tests (issuers, SSF receivers and transmitters) listen on 127.0.0.1: the
+    // documented allowance for them, unless the test configures outbound itself.
+    outbound: { allow_private_cidrs: [...LOOPBACK_CIDRS] },
     ...extra,
     server: { port: 0, ...(extra.server ?? {}) },
     store: pgSchema === undefined
@@ -69,7 +73,7 @@ export async function startTestApp(backend: Backend = BACKENDS[0]!, extra: Manda
   const config = buildConfig(input, { env: {} });
   let token = '';
   const app = await startApp({
-    config, env: { ...env }, dataDir, logger: silentLogger(), onBootstrapCredential: (t) => (token = t), ...(opts.clock ? { clock: opts.clock } : {}),
+    config, env: { ...env }, dataDir, logger: silentLogger(), onBootstrapCredential: (t) => (token = t), ...(opts.clock ? { clock: opts.clock } : {}), ...(opts.resolveHost ? { resolveHost: opts.resolveHost } : {}),
   });
   // What the app leaves on the shared servers goes with it: its JetStream stream and its schema
   // (left behind, every run of the suite added ~20 streams and schemas to this machine's servers).

@@ -9,6 +9,7 @@ import { SignJWT, generateKeyPair } from 'jose';
 import { freshPgSchemaUrl } from '../helpers/app.js';
 import { agentNhi, clientCredentialsToken, testAgent, type TestAgent } from '../helpers/agent.js';
 import { clusterFixture, freePort, newKek, spawnInstance, writeConfig } from '../helpers/cluster.js';
+import { LOOPBACK_CIDRS } from '../helpers/outbound.js';
 
 /**
  * `proxy.jwks_uri`: a proxy-only instance (`serve --role proxy`, its own process) that holds no
@@ -25,6 +26,8 @@ function config(o: { pgUrl: string; upstream: string; agents: TestAgent[]; kek: 
     bus: { driver: 'nats', nats_servers: ['nats://127.0.0.1:4222'], stream: `J_${suffix}`, subject_prefix: `j${suffix}` },
     ...(o.kek ? { keys: { kek: 'env:CLUSTER_KEK' } } : {}),
     ...(o.jwksUri ? { proxy: { jwks_uri: o.jwksUri } } : {}),
+    // The broker listens on 127.0.0.1: the documented allowance (docs/security.md, "Outbound requests").
+    outbound: { allow_private_cidrs: [...LOOPBACK_CIDRS] },
     log: { level: 'warn' },
     tokens: { profiles: [{ name: 'read', ttl: '10m', binding: 'optional' }] },
     nhis: o.agents.map((a) => agentNhi(a)),

@@ -9,6 +9,7 @@ import { agentNhi, clientCredentialsToken, testAgent, type TestAgent } from '../
 import { adminCall, clusterFixture, freePort, newKek, PrivateNats, spawnInstance, writeConfig, type Instance } from '../helpers/cluster.js';
 import { main } from '../../src/cli/main.js';
 import { CAEP, startTestTransmitter, waitFor, type TestTransmitter } from './helpers.js';
+import { LOOPBACK_CIDRS } from '../helpers/outbound.js';
 
 /**
  * Issue 5, "Many instances" and "Time to revoke", as separate processes on PostgreSQL + NATS
@@ -39,6 +40,8 @@ function clusterConfig(o: { pgUrl: string; natsUrl?: string; stalenessS?: number
     },
     keys: { kek: 'env:CLUSTER_KEK' },
     log: { level: 'warn' },
+    // The test transmitter listens on 127.0.0.1: the documented allowance (docs/security.md, "Outbound requests").
+    outbound: { allow_private_cidrs: [...LOOPBACK_CIDRS] },
     tokens: { profiles: [{ name: 'read', ttl: '10m', binding: 'optional' }, { name: 'write', ttl: '5m', binding: 'optional' }] },
     nhis: o.agents.map((a) => agentNhi(a)),
     tools: [{ id: 'rec', kind: 'http', upstream: o.upstream, actions: [{ name: 'list_items', method: 'GET', path: '/items', tier: 'read' }] }],

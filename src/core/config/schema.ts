@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { SECRET_REF_RE } from '../secrets.js';
 import { parseDuration } from '../duration.js';
+import { OutboundError, OutboundGuard, cidrProblem } from '../outbound.js';
 
 /**
  * The one schema for `mandate.yaml`. Every object is strict (an unknown key is an error),
@@ -399,6 +400,24 @@ export const governanceSchema = z.strictObject({
     .default([]),
 });
 
+/** Requests Mandate makes to URLs it is given (src/core/outbound.ts; docs/security.md, "Outbound requests (SSRF)"). */
+export const outboundSchema = z.strictObject({
+  /**
+   * Non-public addresses Mandate may connect to: an issuer, a JWKS, an SSF receiver or
+   * transmitter, or the broker (`proxy.jwks_uri`) on the internal network. Loopback, private,
+   * CGNAT, link-local and other special-purpose ranges are refused unless named here; the
+   * unspecified, multicast and broadcast addresses and cloud metadata services never are.
+   * For local development with issuers on 127.0.0.1: `[127.0.0.0/8, "::1/128"]`.
+   */
+  allow_private_cidrs: ex(
+    z.array(z.string().superRefine((v, ctx) => {
+      const problem = cidrProblem(v);
+      if (problem) ctx.addIssue({ code: 'custom', message: `${problem} (write a CIDR such as 10.20.0.0/16 or fd12:3456::/48)` });
+    })).default([]),
+    '[10.20.0.0/16, "fd12:3456::/48"]',
+  ),
+});
+
 export const adminSchema = z.strictObject({
   /** Print a one-time bootstrap credential on the first start (kept only as a hash). */
   bootstrap: z.boolean().default(true),
@@ -430,6 +449,7 @@ export const configSchema = z
     governance: governanceSchema.prefault({}),
     admin: adminSchema.prefault({}),
     ui: uiSchema.prefault({}),
+    outbound: outboundSchema.prefault({}),
     log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),
   })
   .superRefine((c, ctx) => crossCheck(c, ctx));
@@ -509,6 +529,30 @@ function crossCheck(c: MandateConfig, ctx: z.RefinementCtx): void {
     if (sources !== 1) issue(['trust', i], 'give exactly one key source: discovery: true, jwks_uri or jwks');
   });
 
+  // A URL Mandate fetches whose host is a literal address that the outbound guard would refuse
+  // fails here, naming the key, rather than at the first fetch (host names are checked when resolved).
+  const outboundIssue = (path: (string | number)[], url: string | undefined) => {
+    if (url === undefined) return;
+    try {
+      outboundUrlCheck(c.outbound.allow_private_cidrs).parse(url);
+    } catch (err) {
+      if (err instanceof OutboundError) issue(path, err.message);
+      else throw err;
+    }
+  };
+  c.trust.forEach((t, i) => {
+    outboundIssue(['trust', i, 'jwks_uri'], t.jwks_uri);
+    if (t.discovery) outboundIssue(['trust', i, 'issuer'], t.issuer);
+  });
+  c.nhis.forEach((n, i) => n.credentials.forEach((cr, j) => {
+    if (cr.type === 'private_key_jwt') outboundIssue(['nhis', i, 'credentials', j, 'jwks_uri'], cr.jwks_uri);
+  }));
+  c.signals.receivers.forEach((r, i) => {
+    outboundIssue(['signals', 'receivers', i, 'jwks_uri'], r.jwks_uri);
+    outboundIssue(['signals', 'receivers', i, 'poll_url'], r.poll_url);
+  });
+  outboundIssue(['proxy', 'jwks_uri'], c.proxy.jwks_uri);
+
   c.nhis.forEach((n, i) => {
     n.credentials.forEach((cr, j) => {
       if (cr.type === 'federated' && !trustNames.has(cr.trust)) {
@@ -556,4 +600,14 @@ function crossCheck(c: MandateConfig, ctx: z.RefinementCtx): void {
       if (!nhiIds.has(a)) issue(['nhis', i, 'may_act', j], `no NHI with id "${a}"`);
     }),
   );
+}
+
+/**
+ * The checks of OutboundGuard.parse that hold in every mode: userinfo and literal addresses.
+ * (Whether plain http is allowed depends on NODE_ENV, which the schema does not see: it is
+ * checked when the URL is fetched.)
+ */
+function outboundUrlCheck(allowPrivateCidrs: readonly string[]): OutboundGuard {
+  const valid = allowPrivateCidrs.every((c) => cidrProblem(c) === undefined);
+  return new OutboundGuard({ allowPrivateCidrs: valid ? allowPrivateCidrs : [], allowLoopbackHttp: true });
 }
