@@ -1,4 +1,4 @@
-import type { Bus, Clock, Logger, Subscription } from '../core/index.js';
+import { ReplicatedMap, type Bus, type Clock, type Logger, type Subscription } from '../core/index.js';
 import type { CredentialRecord, GrantRecord, InventoryStore, NhiRecord } from '../inventory/index.js';
 
 /** What the token endpoint knows about one NHI. */
@@ -10,6 +10,7 @@ export interface NhiView {
 }
 
 interface Entry {
+  /** The load, settled. */
   view: Promise<NhiView>;
   loadedAt: number;
 }
@@ -30,14 +31,20 @@ export interface InventoryViewOptions {
  * store stays the truth: an entry is read from it on first use, forgotten as soon as the
  * inventory announces a change on the bus (`inventory.*`, published after the store write),
  * and read again at the latest `maxAgeMs` after it was loaded, so a missed bus message (a
- * disconnected instance) delays a change by at most that. A load that started before a change
- * is never cached after it (the generation check), so a stale read cannot outlive the event.
+ * disconnected instance) delays a change by at most that.
+ *
+ * The entries are a {@link ReplicatedMap} in cache mode (core/replicated-view.ts): each load is
+ * a snapshot of one NHI started before its read, and an announcement is a removal, so a load
+ * that started before a change is never kept after it (its caller, whose request came first,
+ * gets what it read). Concurrent callers share the load in flight; a change announced meanwhile
+ * makes the next caller load again rather than join it.
  */
 export class InventoryView {
-  private readonly entries = new Map<string, Entry>();
+  private readonly entries = new ReplicatedMap<string, Entry>({ version: () => 0, mode: 'cache' });
+  /** Loads in flight, shared by concurrent callers until a change is announced for the NHI. */
+  private readonly loading = new Map<string, Promise<NhiView>>();
   private readonly maxAgeMs: number;
   private readonly maxEntries: number;
-  private generation = 0;
   private sub: Subscription | undefined;
 
   constructor(private readonly deps: InventoryViewOptions) {
@@ -55,33 +62,41 @@ export class InventoryView {
   async stop(): Promise<void> {
     await this.sub?.close();
     this.sub = undefined;
-    this.entries.clear();
+    this.entries.removeAll();
+    this.loading.clear();
   }
 
   /** Forgets one NHI, or everything (a tool change, an unknown event). */
   invalidate(nhiId?: string): void {
-    this.generation++;
-    if (nhiId === undefined) this.entries.clear();
-    else this.entries.delete(nhiId);
+    if (nhiId === undefined) {
+      this.entries.removeAll();
+      this.loading.clear();
+    } else {
+      this.entries.remove(nhiId);
+      this.loading.delete(nhiId);
+    }
   }
 
   get(nhiId: string): Promise<NhiView> {
     const now = this.deps.clock.now();
     const e = this.entries.get(nhiId);
     if (e && now - e.loadedAt < this.maxAgeMs && now >= e.loadedAt) return e.view;
-    const gen = this.generation;
+    const pending = this.loading.get(nhiId);
+    if (pending) return pending;
+    const ticket = this.entries.begin();
     const view = this.load(nhiId);
-    const entry: Entry = { view, loadedAt: now };
-    this.entries.delete(nhiId);
-    this.entries.set(nhiId, entry);
-    if (this.entries.size > this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
+    this.loading.set(nhiId, view);
     view.then(
       () => {
-        // A change was announced while this load ran: it may predate the change, do not keep it.
-        if (this.generation !== gen && this.entries.get(nhiId) === entry) this.entries.delete(nhiId);
+        if (this.loading.get(nhiId) === view) this.loading.delete(nhiId);
+        // Not kept when a change was announced while it loaded (it may predate the change).
+        if (this.entries.installOne(ticket, nhiId, { view, loadedAt: now }) && this.entries.size > this.maxEntries) {
+          this.entries.forget(this.entries.keys().next().value!);
+        }
       },
       () => {
-        if (this.entries.get(nhiId) === entry) this.entries.delete(nhiId);
+        if (this.loading.get(nhiId) === view) this.loading.delete(nhiId);
+        this.entries.abandon(ticket);
       },
     );
     return view;

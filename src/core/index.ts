@@ -18,3 +18,4 @@ export type { Bus, BusMessage, BusHandler, BusHealth, Subscription, SubscribeOpt
 export type { ReplayStore } from './ports/replay.js';
 export type { AuditSink, AuditInput } from './ports/audit-sink.js';
 export { canonicalJson, argsDigest } from './canonical.js';
+export { ReplicatedMap, type ReplicatedMapOptions, type SnapshotTicket } from './replicated-view.js';
