@@ -299,13 +299,16 @@ export class KeyManager {
   }
 
   /**
-   * Retires a signing key (an operator's decision, `mandate keys retire KID [--now]`). It stops
-   * signing at once; a key that signed is replaced by a new one that signs at once (verifiers
-   * fetch a JWKS again on an unknown kid). With `now` it also leaves the JWKS at once (a
-   * compromised key): `revoke` is called first, so that every token the key signed is refused
-   * (a revocation of kind `key`) before the key's record changes. Without
-   * `now` it stays published for the longest token TTL, as after a rotation. Audited
-   * (`key.retired`, actor = the operator). A key no longer published is not found.
+   * Retires a signing key (an operator's decision, `mandate keys retire KID [--now]`), in steps
+   * ordered so that a crash between two leaves nothing open:
+   * 1. it stops signing: a key that signed is replaced by a new one that signs at once (verifiers
+   *    fetch a JWKS again on an unknown kid, and on the retirement's bus message);
+   * 2. with `now` (a compromised key), `revoke` refuses every token it signed (a revocation of
+   *    kind `key`, published), while the replacement is already in the store for the verifiers
+   *    that fetch the JWKS on that message;
+   * 3. with `now`, it leaves the JWKS; without, it stays published for the longest token TTL
+   *    (plus the margin), as after a rotation.
+   * Audited (`key.retired`, actor = the operator). A key no longer published is not found.
    */
   async retire(kid: string, opts: { now: boolean; actor: string; reason?: string; revoke?: () => Promise<void> }): Promise<{ kid: string; retiresAt: number; expiresAt: number; signingKid: string | undefined }> {
     void this.kek; // refuses on an instance without the KEK: it could not make the replacement key
@@ -314,26 +317,30 @@ export class KeyManager {
       if (!rec || (rec.expiresAt !== null && rec.expiresAt <= now)) throw new NotFoundError(`no published signing key has kid ${kid}`);
       return rec;
     };
-    published(await this.store.listSigningKeys(), this.clock.now());
-    // The refusal first: should what follows fail, the key's tokens are refused all the same.
-    if (opts.now) await opts.revoke?.();
-    let out: { kid: string; retiresAt: number; expiresAt: number; replacedBy: string | undefined } | undefined;
+    let out: { retiresAt: number; expiresAt: number; replacedBy: string | undefined } | undefined;
     await this.store.withLock(LOCK_NAME, async () => {
       const now = this.clock.now();
       const recs = await this.store.listSigningKeys();
       const rec = published(recs, now);
       const wasSigner = pickSigner(recs, now)?.kid === kid;
       const retiresAt = Math.min(rec.retiresAt ?? now, now);
-      const expiresAt = opts.now ? now : Math.min(rec.expiresAt ?? Infinity, retiresAt + this.maxTokenTtlMs + this.marginMs);
+      const expiresAt = Math.min(rec.expiresAt ?? Infinity, retiresAt + this.maxTokenTtlMs + this.marginMs);
       await this.store.updateSigningKey(kid, { retiresAt, expiresAt });
       rec.retiresAt = retiresAt;
       rec.expiresAt = expiresAt;
       let replacedBy: string | undefined;
       if (wasSigner && !pickSigner(recs, now)) replacedBy = (await this.createKey(now, now)).kid;
-      out = { kid, retiresAt, expiresAt, replacedBy };
+      out = { retiresAt, expiresAt, replacedBy };
     });
     const r = out!;
-    if (opts.now) this.keys.remove(kid);
+    await this.refresh();
+    if (opts.now) {
+      await opts.revoke?.();
+      r.expiresAt = this.clock.now();
+      await this.store.withLock(LOCK_NAME, () => this.store.updateSigningKey(kid, { expiresAt: r.expiresAt }));
+      this.keys.remove(kid);
+      await this.refresh();
+    }
     try {
       this.audit?.record({
         type: 'key.retired', actor: opts.actor, subject: kid,
@@ -343,7 +350,6 @@ export class KeyManager {
       this.logger?.error({ err, kid }, 'could not audit a key retirement');
     }
     this.logger?.warn({ kid, now: opts.now, replacedBy: r.replacedBy }, 'signing key retired by an operator');
-    await this.refresh();
     return { kid, retiresAt: r.retiresAt, expiresAt: r.expiresAt, signingKid: this.currentKid() };
   }
 
