@@ -29,7 +29,7 @@ interface VerifyKey {
 interface Verified {
   payload: Record<string, unknown>;
   typ: unknown;
-  /** The kid of the key that verified it (a key retired at once refuses it). */
+  /** The kid of the key in the key set that verified it (a key retired at once refuses it). */
   kid: string | undefined;
 }
 
@@ -209,7 +209,9 @@ export class AccessTokenVerifier {
     }
     if (!(await verifyCompactAsync(token, alg, key))) throw invalidToken();
     const payload = decodePart(token.slice(first + 1, second));
-    return { payload, typ: header.typ, kid };
+    // The kid of the key that verified it, not the header's: a token signed without a kid by a
+    // retired key is refused as that key's.
+    return { payload, typ: header.typ, kid: k.kid };
   }
 
   /** RFC 7519 §7.2 item 10 and RFC 9068 §4, as jose's validateClaimsSet with the earlier options. */

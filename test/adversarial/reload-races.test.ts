@@ -291,6 +291,27 @@ describe('reload races: a key retired at once while a JWKS refetch is in flight 
   });
 });
 
+describe('a key retired at once: no header form gets around the refusal', () => {
+  it('a token the retired key signed without a kid (or with another key\'s kid) is refused while the key is still in the verifier\'s JWKS copy', async () => {
+    const issuer = 'https://mandate.reload-races.test';
+    const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
+    const jwks = { keys: [{ ...(await exportJWK(publicKey)), kid: 'k-leaked', alg: 'ES256', use: 'sig' }] as Record<string, unknown>[] };
+    let retired = false;
+    // An instance that heard of the retirement (the revocation) but whose JWKS copy still lists the key.
+    const verifier = new AccessTokenVerifier({ issuer: () => issuer, clock: { now: () => Date.now() }, jwks: () => jwks, retiredKey: (kid) => retired && kid === 'k-leaked' });
+    const sign = (header: Record<string, unknown>) => new SignJWT({ sub: 'a', aud: `${issuer}/tools/rec`, jti: `j-${Object.keys(header).join()}` })
+      .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', ...header }).setIssuer(issuer).setIssuedAt().setExpirationTime('5m').sign(privateKey);
+    const withKid = await sign({ kid: 'k-leaked' });
+    const withoutKid = await sign({});
+    assert.equal((await verifier.verify(withKid)).sub, 'a');
+    assert.equal((await verifier.verify(withoutKid)).sub, 'a');
+    retired = true;
+    for (const tok of [withKid, withoutKid, await sign({}), await sign({ kid: 'k-leaked' })]) {
+      await assert.rejects(verifier.verify(tok), (e: { error?: string; message?: string }) => e.error === 'invalid_token' && /retired/.test(e.message ?? ''));
+    }
+  });
+});
+
 /**
  * The replicated view (core/replicated-view.ts) against an oracle: a history of changes (a value
  * or a removal per key, versions in commit order) is committed to a "store" one by one; each
