@@ -115,6 +115,12 @@ export class KeyManager {
    * to sign or to be published. A record's version is how soon it leaves the JWKS (a key's end
    * only ever moves earlier: none, then retirement's overlap, then retirement at once).
    */
+  /**
+   * Kids retired at once that this process has heard of: they never sign or are published here
+   * again, whatever a refresh reads (the retirement is published before the key's record leaves
+   * the store, so a refresh right after the message may still read it).
+   */
+  private readonly retiredNow = new Set<string>();
   private readonly keys = new ReplicatedMap<string, LoadedKey>({ version: (k) => (k.rec.expiresAt === null ? -Infinity : -k.rec.expiresAt) });
 
   private get kek(): Kek {
@@ -128,7 +134,7 @@ export class KeyManager {
     return this.kekOrNone !== undefined;
   }
 
-  private jwksMemo: { revision: number; validUntil: number; jwks: PublicJwks } | undefined;
+  private jwksMemo: { revision: number; retired: number; validUntil: number; jwks: PublicJwks } | undefined;
   private timer: NodeJS.Timeout | undefined;
   private tickRunning: Promise<void> | undefined;
   private initialized = false;
@@ -335,6 +341,7 @@ export class KeyManager {
     const r = out!;
     await this.refresh();
     if (opts.now) {
+      this.retiredNow.add(kid);
       await opts.revoke?.();
       r.expiresAt = this.clock.now();
       await this.store.withLock(LOCK_NAME, () => this.store.updateSigningKey(kid, { expiresAt: r.expiresAt }));
@@ -358,6 +365,7 @@ export class KeyManager {
    * signs nor is published here from now on, and the keys are read again (the replacement).
    */
   keyRetired(kid: string): void {
+    this.retiredNow.add(kid);
     this.keys.remove(kid);
     if (!this.initialized) return;
     void this.refresh().catch((err: unknown) => this.logger?.warn({ err, kid }, 'signing keys not reloaded after a retirement (the next rotation pass reloads them)'));
@@ -405,9 +413,9 @@ export class KeyManager {
     // proxy's token verifier asks on every call and recognises an unchanged set by identity.
     const now = this.clock.now();
     const memo = this.jwksMemo;
-    if (memo && memo.revision === this.keys.revision && now < memo.validUntil) return memo.jwks;
+    if (memo && memo.revision === this.keys.revision && memo.retired === this.retiredNow.size && now < memo.validUntil) return memo.jwks;
     const current = this.currentRecord(now)?.kid;
-    const all = [...this.keys.values()].map((k) => k.rec);
+    const all = this.usable();
     const recs = all
       .filter((r) => r.expiresAt === null || r.expiresAt > now)
       .sort((a, b) => (a.kid === current ? -1 : b.kid === current ? 1 : byActivation(b, a)));
@@ -418,7 +426,7 @@ export class KeyManager {
     for (const r of all) {
       for (const t of [r.activatesAt, r.retiresAt, r.expiresAt]) if (t !== null && t > now && t < validUntil) validUntil = t;
     }
-    this.jwksMemo = { revision: this.keys.revision, validUntil, jwks };
+    this.jwksMemo = { revision: this.keys.revision, retired: this.retiredNow.size, validUntil, jwks };
     return jwks;
   }
 
@@ -461,7 +469,14 @@ export class KeyManager {
   }
 
   private currentRecord(now: number): SigningKeyRecord | undefined {
-    return pickSigner([...this.keys.values()].map((k) => k.rec), now);
+    return pickSigner(this.usable(), now);
+  }
+
+  /** The loaded records but those retired at once. */
+  private usable(): SigningKeyRecord[] {
+    const out: SigningKeyRecord[] = [];
+    for (const k of this.keys.values()) if (!this.retiredNow.has(k.rec.kid)) out.push(k.rec);
+    return out;
   }
 
   private async createKey(now: number, activatesAt: number): Promise<SigningKeyRecord> {
