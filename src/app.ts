@@ -12,7 +12,7 @@ import {
 import { openStore, storeOptionsFromConfig, type Store } from './store/index.js';
 import { createBus } from './bus/index.js';
 import type { Bus } from './core/index.js';
-import { KeyManager, loadKek, type Kek } from './keys/index.js';
+import { KeyManager, loadKek, mountKeyRoutes, type Kek } from './keys/index.js';
 import { AuditLog, verifyAuditChain } from './audit/index.js';
 import { Inventory, mountInventoryRoutes } from './inventory/index.js';
 import { AdminApi, AdminAuth, AdminCredentials, mountAdminCredentialRoutes } from './admin/index.js';
@@ -237,6 +237,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
     cleanup.push(() => broker.stop());
     if (role === 'all' || role === 'broker') broker.mount(router, config.server.max_body_bytes);
     mountBrokerRoutes(admin, { broker, store, audit: auditSink, bus, clock });
+    mountKeyRoutes(admin, { keys, revokeKey: async (kid, reason, actor) => void await broker.revokeAll('key', kid, reason, actor) });
 
     const policy = await PolicyEngine.load({ files: config.policy.files, basePermit: config.policy.base_permit });
     let proxy: ToolProxy | undefined;
@@ -253,7 +254,10 @@ export async function startApp(opts: AppOptions): Promise<App> {
         : new AccessTokenVerifier({
           issuer: () => issuer, clock, skewS: config.proxy.clock_skew, cacheSize: config.proxy.token_cache_size,
           remoteJwks: (refresh) => broker.fetcher.jwks(remoteJwksUri, refresh),
+          retiredKey: (kid) => broker.revocations.keyRetired(kid),
         });
+      // A key retired at once: its tokens leave the cache and the JWKS is fetched again (after the event).
+      if (accessTokens !== broker.accessTokens) broker.revocations.onKeyRetired((kid) => void accessTokens.retireKey(kid));
       const p = new ToolProxy({
         config, issuer: () => issuer, accessTokens, dpop: broker.dpop, revocations: broker.revocations, policy,
         store, audit, bus, clock, logger, env, stalenessBoundS: config.bus.staleness_bound, restrictions, risk: rv,

@@ -112,6 +112,13 @@ export class Broker {
     this.accessTokens = new AccessTokenVerifier({
       issuer: d.issuer, jwks: () => d.keys.jwks() as never, clock: d.clock,
       skewS: d.config.proxy.clock_skew, cacheSize: d.config.proxy.token_cache_size,
+      retiredKey: (kid) => this.revocations.keyRetired(kid),
+    });
+    // A key retired at once (here, or at another instance: the bus, a reload): neither verified
+    // nor signed with from now on.
+    this.revocations.onKeyRetired((kid) => {
+      void this.accessTokens.retireKey(kid);
+      d.keys.keyRetired(kid);
     });
     this.replay = new ReplayBatcher({ store: d.store, clock: d.clock });
     this.issued = new IssuedTokenWriter({ store: d.store, logger: d.logger });
@@ -578,12 +585,12 @@ export class Broker {
   }
 
   /** Every token of an NHI (or tool, or everything) issued up to now stops working. */
-  async revokeAll(kind: 'nhi' | 'tool' | 'global', target: string | null, reason: string, actor: string, signalId: string | null = null) {
+  async revokeAll(kind: 'nhi' | 'tool' | 'global' | 'key', target: string | null, reason: string, actor: string, signalId: string | null = null) {
     const now = this.d.clock.now();
     const rec = { id: newId('rev'), kind, target, notBefore: now, reason, signalId, createdAt: now, expiresAt: now + this.d.config.tokens.max_ttl * 1000 + 60_000 };
     await this.d.store.addRevocation(rec);
     this.revocations.applyRevocation(rec);
-    this.d.audit.record({ type: 'tokens.revoked', actor, subject: kind === 'nhi' ? target : null, tool: kind === 'tool' ? target : null, data: { kind, reason } });
+    this.d.audit.record({ type: 'tokens.revoked', actor, subject: kind === 'nhi' ? target : null, tool: kind === 'tool' ? target : null, data: { kind, reason, ...(kind === 'key' ? { kid: target } : {}) } });
     await this.d.bus.publish('revocation.added', rec).catch((err: unknown) => this.d.logger.warn({ err }, 'revocation not published'));
     return rec;
   }

@@ -1,4 +1,4 @@
-import type { Bus, Clock, Logger, Subscription } from '../core/index.js';
+import { ReplicatedMap, type Bus, type Clock, type Logger, type Subscription } from '../core/index.js';
 import { credentialActiveAt, firstCredentialEnd, type CredentialRecord, type GrantRecord, type InventoryStore, type NhiRecord } from '../inventory/index.js';
 
 /** What the token endpoint knows about one NHI. */
@@ -11,10 +11,11 @@ export interface NhiView {
 }
 
 interface Entry {
+  /** The load, settled. */
   view: Promise<NhiView>;
   loadedAt: number;
-  /** The earliest end of the loaded credentials, once loaded (Infinity when none ends). */
-  firstEnd?: number;
+  /** The earliest end of the loaded credentials (Infinity when none ends). */
+  firstEnd: number;
 }
 
 export interface InventoryViewOptions {
@@ -33,18 +34,24 @@ export interface InventoryViewOptions {
  * store stays the truth: an entry is read from it on first use, forgotten as soon as the
  * inventory announces a change on the bus (`inventory.*`, published after the store write),
  * and read again at the latest `maxAgeMs` after it was loaded, so a missed bus message (a
- * disconnected instance) delays a change by at most that. A load that started before a change
- * is never cached after it (the generation check), so a stale read cannot outlive the event.
+ * disconnected instance) delays a change by at most that.
+ *
+ * The entries are a {@link ReplicatedMap} in cache mode (core/replicated-view.ts): each load is
+ * a snapshot of one NHI started before its read, and an announcement is a removal, so a load
+ * that started before a change is never kept after it (its caller, whose request came first,
+ * gets what it read). Concurrent callers share the load in flight; a change announced meanwhile
+ * makes the next caller load again rather than join it.
  *
  * A credential's end (`expiresAt`, a static secret's exception end) is checked against the
  * clock on every `get`, not when the entry was loaded: an entry loaded a second before a
  * credential ends does not let it authenticate for the rest of `maxAgeMs`.
  */
 export class InventoryView {
-  private readonly entries = new Map<string, Entry>();
+  private readonly entries = new ReplicatedMap<string, Entry>({ version: () => 0, mode: 'cache' });
+  /** Loads in flight, shared by concurrent callers until a change is announced for the NHI. */
+  private readonly loading = new Map<string, Promise<NhiView>>();
   private readonly maxAgeMs: number;
   private readonly maxEntries: number;
-  private generation = 0;
   private sub: Subscription | undefined;
 
   constructor(private readonly deps: InventoryViewOptions) {
@@ -62,46 +69,53 @@ export class InventoryView {
   async stop(): Promise<void> {
     await this.sub?.close();
     this.sub = undefined;
-    this.entries.clear();
+    this.entries.removeAll();
+    this.loading.clear();
   }
 
   /** Forgets one NHI, or everything (a tool change, an unknown event). */
   invalidate(nhiId?: string): void {
-    this.generation++;
-    if (nhiId === undefined) this.entries.clear();
-    else this.entries.delete(nhiId);
+    if (nhiId === undefined) {
+      this.entries.removeAll();
+      this.loading.clear();
+    } else {
+      this.entries.remove(nhiId);
+      this.loading.delete(nhiId);
+    }
   }
 
   get(nhiId: string): Promise<NhiView> {
     const now = this.deps.clock.now();
     const e = this.entries.get(nhiId);
-    if (e && now - e.loadedAt < this.maxAgeMs && now >= e.loadedAt) return this.current(e, now);
-    const gen = this.generation;
+    if (e && now - e.loadedAt < this.maxAgeMs && now >= e.loadedAt) return this.current(e.view, e.firstEnd, now);
+    const pending = this.loading.get(nhiId);
+    if (pending) return this.current(pending, undefined, now);
+    const ticket = this.entries.begin();
     const view = this.load(nhiId);
-    const entry: Entry = { view, loadedAt: now };
-    this.entries.delete(nhiId);
-    this.entries.set(nhiId, entry);
-    if (this.entries.size > this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
+    this.loading.set(nhiId, view);
     view.then(
       (v) => {
-        entry.firstEnd = firstCredentialEnd(v.credentials);
-        // A change was announced while this load ran: it may predate the change, do not keep it.
-        if (this.generation !== gen && this.entries.get(nhiId) === entry) this.entries.delete(nhiId);
+        if (this.loading.get(nhiId) === view) this.loading.delete(nhiId);
+        // Not kept when a change was announced while it loaded (it may predate the change).
+        if (this.entries.installOne(ticket, nhiId, { view, loadedAt: now, firstEnd: firstCredentialEnd(v.credentials) }) && this.entries.size > this.maxEntries) {
+          this.entries.forget(this.entries.keys().next().value!);
+        }
       },
       () => {
-        if (this.entries.get(nhiId) === entry) this.entries.delete(nhiId);
+        if (this.loading.get(nhiId) === view) this.loading.delete(nhiId);
+        this.entries.abandon(ticket);
       },
     );
-    return this.current(entry, now);
+    return this.current(view, undefined, now);
   }
 
   /**
-   * The entry's view as of `now`: as loaded while no credential has ended (the common case,
-   * no copy), else without the credentials whose end has passed.
+   * A view as of `now`: as loaded while no credential has ended (the common case, no copy),
+   * else without the credentials whose end has passed.
    */
-  private current(entry: Entry, now: number): Promise<NhiView> {
-    if (entry.firstEnd !== undefined && now < entry.firstEnd) return entry.view;
-    return entry.view.then((v) => {
+  private current(view: Promise<NhiView>, firstEnd: number | undefined, now: number): Promise<NhiView> {
+    if (firstEnd !== undefined && now < firstEnd) return view;
+    return view.then((v) => {
       if (now < firstCredentialEnd(v.credentials)) return v;
       return { ...v, credentials: v.credentials.filter((c) => credentialActiveAt(c, now)) };
     });

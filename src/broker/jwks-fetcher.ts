@@ -164,8 +164,10 @@ export class JwksFetcher {
    * The whole JWKS at `jwksUri` (the keys that are JSON objects with a `kty`), from the cache
    * while it is fresh; the same object until it is fetched again. `refresh` asks for a newer
    * one (an unknown `kid`), at most once per cooldown. For a verifier that selects keys itself.
+   * `'now'`: a document whose fetch starts after this call, whatever the cooldown (a signing key
+   * was retired: the bus said so, never a token, so no caller can make it hammer the issuer).
    */
-  async jwks(jwksUri: string, refresh = false): Promise<{ keys: Record<string, unknown>[] }> {
+  async jwks(jwksUri: string, refresh: boolean | 'now' = false): Promise<{ keys: Record<string, unknown>[] }> {
     this.checkUrl(jwksUri);
     const doc = await this.load(this.jwksCache, jwksUri, jwksUri, parseJwks, refresh);
     return doc as unknown as { keys: Record<string, unknown>[] };
@@ -198,11 +200,17 @@ export class JwksFetcher {
    * newer one. Never more than one fetch per cooldown for a key after a refresh or a failure;
    * concurrent callers share the one in flight.
    */
-  private async load<T>(cache: Map<string, CacheEntry<T>>, key: string, url: string, parse: (doc: Record<string, unknown>) => T, refresh: boolean): Promise<T> {
+  private async load<T>(cache: Map<string, CacheEntry<T>>, key: string, url: string, parse: (doc: Record<string, unknown>) => T, refresh: boolean | 'now'): Promise<T> {
     const e = cache.get(key);
-    if (e?.inflight) return e.inflight;
+    if (e?.inflight) {
+      if (refresh !== 'now') return e.inflight;
+      // A fetch that started before this call may have read what the caller knows is stale.
+      const before = e.inflight;
+      await before.catch(() => undefined);
+      if (e.inflight && e.inflight !== before) return e.inflight;
+    }
     const now = this.clock.now();
-    if (e) {
+    if (e && refresh !== 'now') {
       const fresh = e.value !== undefined && now - e.fetchedAt < this.ttlMs;
       if (fresh && !refresh) return e.value as T;
       if (now - e.attemptAt < this.cooldownMs) {

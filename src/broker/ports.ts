@@ -21,12 +21,13 @@ export interface IssuedTokenRecord {
   runId: string | null;
 }
 
-export type RevocationKind = 'token' | 'nhi' | 'tool' | 'global';
+/** `key`: every token signed by the key `target` (a kid), retired at once (`mandate keys retire --now`). */
+export type RevocationKind = 'token' | 'nhi' | 'tool' | 'global' | 'key';
 
 export interface RevocationRecord {
   id: string;
   kind: RevocationKind;
-  /** jti (token), NHI id (nhi), tool id (tool); null for global. */
+  /** jti (token), NHI id (nhi), tool id (tool), kid (key); null for global. */
   target: string | null;
   /** Tokens issued before this instant are revoked (nhi, tool, global); null for kind token. */
   notBefore: number | null;

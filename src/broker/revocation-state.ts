@@ -1,4 +1,4 @@
-import type { Bus, Clock, Logger, Subscription } from '../core/index.js';
+import { ReplicatedMap, type Bus, type Clock, type Logger, type Subscription } from '../core/index.js';
 import type { BrokerStore, KillSwitchRecord, RevocationRecord } from './ports.js';
 
 /** Bus subjects for revocation state. Payloads are the store records (no secrets). */
@@ -41,16 +41,28 @@ export type RevokedReason = 'token_revoked' | 'nhi_revoked' | 'tool_revoked' | '
 
 /**
  * The in-memory revocation set every broker and proxy instance consults on every request:
- * revoked jtis, per-NHI / per-tool / global not-before instants, and active kill switches.
- * The store is the truth; the bus brings changes in milliseconds; a periodic reload from the
- * store catches anything a disconnected instance missed. Checks are O(1) map lookups.
+ * revoked jtis, per-NHI / per-tool / global not-before instants, active kill switches, and the
+ * signing keys retired at once (`mandate keys retire --now`). The store is the truth; the bus
+ * brings changes in milliseconds; a periodic reload from the store catches anything a
+ * disconnected instance missed. Checks are O(1) map lookups.
+ *
+ * Each part is a {@link ReplicatedMap} (core/replicated-view.ts: snapshot + deltas, the newer
+ * wins). Revocations only ever grow (a jti stays revoked, a not-before only moves later), so
+ * their version is the value itself and a reload's rows are merged as deltas. Kill switches come
+ * and go: a kill's version is 0 while engaged and 1 once lifted, each reload is a complete
+ * snapshot of the active ones started before the read, so a kill engaged (or lifted) while a
+ * reload is in flight is kept over the older rows the reload read.
  */
 export class RevocationState {
-  private readonly tokens = new Map<string, number>(); // jti → expiresAt (ms), for pruning
-  private readonly nhiNotBefore = new Map<string, number>();
-  private readonly toolNotBefore = new Map<string, number>();
+  private readonly tokens = new ReplicatedMap<string, number>({ version: (expiresAt) => expiresAt }); // jti → expiresAt (ms), for pruning
+  private readonly nhiNotBefore = new ReplicatedMap<string, number>({ version: (notBefore) => notBefore });
+  private readonly toolNotBefore = new ReplicatedMap<string, number>({ version: (notBefore) => notBefore });
+  // One key, kept as a number for check()'s sake: the same rule (the later not-before wins).
   private globalNotBefore = 0;
-  private kills = new Map<string, KillSwitchRecord>();
+  private readonly kills = new ReplicatedMap<string, KillSwitchRecord>({ version: (k) => (k.liftedAt === null ? 0 : 1) });
+  /** Signing keys retired at once: kid → when the revocation may be forgotten. */
+  private readonly retiredKeys = new ReplicatedMap<string, number>({ version: (expiresAt) => expiresAt });
+  private readonly keyListeners: Array<(kid: string) => void> = [];
   // Which signal stands behind each entry above, read only on the deny path (signalOf), so that
   // check() stays a set of plain lookups.
   private readonly tokenSignal = new Map<string, string>();
@@ -102,15 +114,25 @@ export class RevocationState {
     const now = this.deps.clock.now();
     const full = opts.full === true || this.lastFullAt === 0 || now - this.lastFullAt >= (this.deps.fullReloadIntervalMs ?? FULL_RELOAD_INTERVAL_MS);
     const recent = full ? undefined : { createdSince: this.lastSyncAt - RELOAD_OVERLAP_MS };
-    const [revs, kills] = await Promise.all([this.deps.store.listRevocations(now, recent), this.deps.store.listKillSwitches({ activeOnly: true })]);
+    // Before the read: a kill engaged or lifted from now on may be missing from what is read.
+    const ticket = this.kills.begin();
+    let revs: RevocationRecord[];
+    let kills: KillSwitchRecord[];
+    try {
+      [revs, kills] = await Promise.all([this.deps.store.listRevocations(now, recent), this.deps.store.listKillSwitches({ activeOnly: true })]);
+    } catch (err) {
+      this.kills.abandon(ticket);
+      throw err;
+    }
     for (const r of revs) this.applyRevocation(r);
-    this.kills = new Map(kills.map((k) => [k.id, k]));
-    for (const [jti, exp] of this.tokens) {
+    this.kills.install(ticket, kills.map((k) => [k.id, k] as const));
+    for (const [jti, exp] of this.tokens.entries()) {
       if (exp <= now) {
-        this.tokens.delete(jti);
+        this.tokens.forget(jti);
         this.tokenSignal.delete(jti);
       }
     }
+    for (const [kid, exp] of this.retiredKeys.entries()) if (exp <= now) this.retiredKeys.forget(kid);
     if (full) this.lastFullAt = now;
     this.lastSyncAt = now;
   }
@@ -131,7 +153,7 @@ export class RevocationState {
       case 'token':
         if (r.target) {
           changed = !this.tokens.has(r.target) || (sig !== undefined && this.tokenSignal.get(r.target) !== sig);
-          this.tokens.set(r.target, r.expiresAt ?? Number.MAX_SAFE_INTEGER);
+          this.tokens.apply(r.target, r.expiresAt ?? Number.MAX_SAFE_INTEGER);
           if (sig) this.tokenSignal.set(r.target, sig);
         }
         break;
@@ -148,21 +170,54 @@ export class RevocationState {
           this.globalSignal = sig;
         }
         break;
+      case 'key':
+        if (r.target) {
+          const known = this.retiredKeys.has(r.target);
+          this.retiredKeys.apply(r.target, r.expiresAt ?? Number.MAX_SAFE_INTEGER);
+          if (!known) this.keyRetiredNow(r.target);
+        }
+        break;
     }
     if (sig && changed) this.report(sig);
   }
 
   applyKill(k: KillSwitchRecord): void {
     if (k.liftedAt !== null) {
-      this.kills.delete(k.id);
+      // Tombstoned: a reload that read the kill before it was lifted does not bring it back.
+      this.kills.remove(k.id, 1);
       return;
     }
     // Reported when this instance learns of the kill switch (not again when the bus repeats it;
-    // a reload replaces the set of kills without reporting, as it always has).
+    // a reload installs the set of kills without reporting, as it always has).
     const known = this.kills.has(k.id);
-    this.kills.set(k.id, k);
+    const applied = this.kills.apply(k.id, k);
     const sig = KILL_SIGNAL_PREFIX.exec(k.reason ?? '')?.[1];
-    if (sig && !known) this.report(sig);
+    if (sig && applied && !known) this.report(sig);
+  }
+
+  private keyRetiredNow(kid: string): void {
+    for (const fn of this.keyListeners) {
+      try {
+        fn(kid);
+      } catch (err) {
+        this.deps.logger.warn({ err, kid }, 'a key retirement was not handed on');
+      }
+    }
+  }
+
+  /** Whether a signing key was retired at once (its tokens are refused, whatever the JWKS says). */
+  keyRetired(kid: string): boolean {
+    return this.retiredKeys.has(kid);
+  }
+
+  /**
+   * Called with the kid when this instance first learns that a signing key was retired at once
+   * (from the bus, this instance's own commit, or a reload): verified-token caches drop it,
+   * verifiers of a fetched JWKS fetch it again, the key manager reloads its keys.
+   */
+  onKeyRetired(fn: (kid: string) => void): void {
+    this.keyListeners.push(fn);
+    for (const kid of this.retiredKeys.keys()) fn(kid);
   }
 
   /** This instance applied what `signalId` caused, now. */
@@ -233,12 +288,11 @@ export class RevocationState {
  * not earlier, with the signal behind it. True when that changed the state (a later not-before,
  * or the same one from another signal).
  */
-function applyNotBefore(notBefore: Map<string, number>, signals: Map<string, string>, r: RevocationRecord, sig: string | undefined): boolean {
+function applyNotBefore(notBefore: ReplicatedMap<string, number>, signals: Map<string, string>, r: RevocationRecord, sig: string | undefined): boolean {
   if (!r.target || r.notBefore === null) return false;
   const cur = notBefore.get(r.target);
-  if (r.notBefore < (cur ?? 0)) return false;
+  if (!notBefore.apply(r.target, r.notBefore)) return false;
   const changed = cur === undefined || r.notBefore > cur || signals.get(r.target) !== sig;
-  notBefore.set(r.target, r.notBefore);
   if (sig) signals.set(r.target, sig);
   else signals.delete(r.target);
   return changed;

@@ -39,6 +39,8 @@ Admin (over the admin API; MANDATE_URL, MANDATE_TOKEN or --url, --token):
   mandate audit list [--type T] [--subject S] [--tool T] [--decision D] [--trace-id T] [--limit N]
   mandate audit verify
   mandate keys list
+  mandate keys retire KID [--now] [--reason R]  stop signing with a key now; --now: also out of the JWKS
+                                               now, every token it signed refused (a compromised key)
   mandate token list [--nhi ID] [--tool ID] [--active]
   mandate revoke --jti JTI | --nhi ID | --tool ID | --all  [--reason R]
   mandate kill --nhi ID | --tool ID | --all --reason R   |  mandate kill list  |  mandate kill lift KILL_ID
@@ -291,7 +293,7 @@ async function adminCommand(noun: string, argv: string[], out: Out, env: NodeJS.
     decision: { type: 'string' }, 'trace-id': { type: 'string' }, limit: { type: 'string' }, name: { type: 'string' },
     role: { type: 'string' }, jti: { type: 'string' }, all: { type: 'boolean' }, active: { type: 'boolean' },
     action: { type: 'string' }, severity: { type: 'string' }, run: { type: 'string' }, credential: { type: 'string' },
-    stream: { type: 'string' },
+    stream: { type: 'string' }, now: { type: 'boolean' },
   });
   const v = values as Record<string, string | boolean | undefined>;
   const s = (k: string) => (typeof v[k] === 'string' ? (v[k] as string) : undefined);
@@ -397,6 +399,14 @@ async function adminCommand(noun: string, argv: string[], out: Out, env: NodeJS.
     case 'keys list': {
       const r = (await client.call('GET', '/keys')) as { keys: Record<string, unknown>[] };
       print(r, () => table(r.keys, ['kid', 'alg', 'kty', 'crv', 'use']));
+      return EXIT.ok;
+    }
+    case 'keys retire': {
+      const kid = arg0();
+      const r = (await client.call('POST', `/keys/${encodeURIComponent(kid)}/retire`, { body: { now: v.now === true, ...(s('reason') ? { reason: s('reason') } : {}) } })) as Record<string, unknown>;
+      print(r, () => (v.now === true
+        ? `retired ${kid} now: out of the JWKS, every token it signed is refused; signing with ${String(r.signing_kid)}`
+        : `retired ${kid}: no longer signs (signing with ${String(r.signing_kid)}), published until ${isoTime(r.expires_at)}`));
       return EXIT.ok;
     }
     case 'token list': {

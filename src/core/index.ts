@@ -22,3 +22,4 @@ export {
   OutboundGuard, OutboundError, addressVerdict, allowListOf, classifyAddress, cidrProblem, METADATA_ADDRESSES, NEVER_ALLOWED,
   type AddressKind, type AddressVerdict, type AllowList, type HostResolver, type OutboundFailure, type OutboundOptions, type OutboundRequest, type OutboundResponse, type OutboundTarget,
 } from './outbound.js';
+export { ReplicatedMap, type ReplicatedMapOptions, type SnapshotTicket } from './replicated-view.js';

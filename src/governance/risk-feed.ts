@@ -1,4 +1,4 @@
-import type { Bus, BusMessage, Clock, Logger, Subscription } from '../core/index.js';
+import { ReplicatedMap, type Bus, type BusMessage, type Clock, type Logger, type Subscription } from '../core/index.js';
 import type { GovernanceStore, RiskScoreRecord } from './ports.js';
 import type { RiskScore, RiskScorer } from './risk.js';
 import { FINDING_STATUS_CHANGED } from './findings.js';
@@ -151,9 +151,15 @@ export interface RiskViewDeps {
  * the store (`risk_scores`) is the truth, loaded at start and every `reloadIntervalMs`; `risk.changed`
  * on the bus brings changes in between. `scoreOf` is one Map lookup. An NHI governance never
  * scored (governance disabled everywhere, or not yet run) is 0.
+ *
+ * The scores are a {@link ReplicatedMap} (core/replicated-view.ts) whose version is the
+ * computation time: an event older than the score held is ignored, and a reload (a complete
+ * snapshot: rows are never deleted) keeps an event that arrived while it read and is newer than
+ * the row read, while for every other NHI the row read is the truth (a score stored by an
+ * instance whose clock is behind is not held off by an older event with a later time).
  */
 export class RiskView {
-  private byNhi = new Map<string, { score: number; at: number }>();
+  private readonly byNhi = new ReplicatedMap<string, { score: number; at: number }>({ version: (s) => s.at });
   private sub: Subscription | undefined;
   private timer: NodeJS.Timeout | undefined;
 
@@ -172,23 +178,22 @@ export class RiskView {
   }
 
   async reload(): Promise<void> {
-    const rows = await this.d.store.listRiskScores();
-    const next = new Map<string, { score: number; at: number }>();
-    for (const r of rows) {
-      const cur = this.byNhi.get(r.nhiId);
-      // An event newer than the rows just read (it arrived while they were read) is kept.
-      next.set(r.nhiId, cur && cur.at > r.computedAt ? cur : { score: r.score, at: r.computedAt });
+    // Before the read: an event from now on may be newer than what is read.
+    const ticket = this.byNhi.begin();
+    let rows: RiskScoreRecord[];
+    try {
+      rows = await this.d.store.listRiskScores();
+    } catch (err) {
+      this.byNhi.abandon(ticket);
+      throw err;
     }
-    // Rows are never deleted: an NHI heard on the bus but not in what was read came after the read.
-    for (const [id, cur] of this.byNhi) if (!next.has(id)) next.set(id, cur);
-    this.byNhi = next;
+    this.byNhi.install(ticket, rows.map((r) => [r.nhiId, { score: r.score, at: r.computedAt }] as const));
   }
 
   /** Applies one `risk.changed` (idempotent; an older computation never replaces a newer one). */
   apply(e: RiskChanged): void {
     if (typeof e?.nhi !== 'string' || typeof e.score !== 'number' || typeof e.computed_at !== 'number') return;
-    const cur = this.byNhi.get(e.nhi);
-    if (!cur || cur.at <= e.computed_at) this.byNhi.set(e.nhi, { score: e.score, at: e.computed_at });
+    this.byNhi.apply(e.nhi, { score: e.score, at: e.computed_at });
   }
 
   /** The NHI's current score, 0–100 (0 when governance never scored it). */

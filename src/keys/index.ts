@@ -7,3 +7,4 @@ export {
   KeyManager,
   type KeyManagerOptions, type SigningAlgorithm, type SigningKey, type PublicJwks, type RotationResult, type SignHeader,
 } from './key-manager.js';
+export { mountKeyRoutes, type KeyRouteDeps } from './admin-routes.js';

@@ -5,7 +5,8 @@ import {
 } from 'jose';
 import type { Clock } from '../core/clock.js';
 import { systemClock } from '../core/clock.js';
-import { ConfigError, MandateError, UnavailableError } from '../core/errors.js';
+import { ConfigError, MandateError, NotFoundError, UnavailableError } from '../core/errors.js';
+import { ReplicatedMap } from '../core/replicated-view.js';
 import type { Logger } from '../core/logger.js';
 import type { AuditSink } from '../core/ports/audit-sink.js';
 import { Kek, decryptPrivateJwk, encryptPrivateJwk, sealedKekId } from './kek.js';
@@ -107,7 +108,20 @@ export class KeyManager {
   private readonly clock: Clock;
   private readonly logger: Logger | undefined;
   private readonly audit: AuditSink | undefined;
-  private keys = new Map<string, LoadedKey>();
+  /**
+   * The keys as loaded from the store (core/replicated-view.ts): a refresh is a complete snapshot
+   * started before the read; a key retired at once elsewhere (`keyRetired`, from the bus) is a
+   * tombstoned removal, so a refresh that read it before the retirement does not bring it back
+   * to sign or to be published. A record's version is how soon it leaves the JWKS (a key's end
+   * only ever moves earlier: none, then retirement's overlap, then retirement at once).
+   */
+  /**
+   * Kids retired at once that this process has heard of: they never sign or are published here
+   * again, whatever a refresh reads (the retirement is published before the key's record leaves
+   * the store, so a refresh right after the message may still read it).
+   */
+  private readonly retiredNow = new Set<string>();
+  private readonly keys = new ReplicatedMap<string, LoadedKey>({ version: (k) => (k.rec.expiresAt === null ? -Infinity : -k.rec.expiresAt) });
 
   private get kek(): Kek {
     if (!this.kekOrNone) {
@@ -115,7 +129,12 @@ export class KeyManager {
     }
     return this.kekOrNone;
   }
-  private jwksMemo: { keys: Map<string, LoadedKey>; validUntil: number; jwks: PublicJwks } | undefined;
+  /** False on a proxy-only instance with `proxy.jwks_uri` (no KEK): it holds, makes and retires no key. */
+  get holdsKeys(): boolean {
+    return this.kekOrNone !== undefined;
+  }
+
+  private jwksMemo: { revision: number; retired: number; validUntil: number; jwks: PublicJwks } | undefined;
   private timer: NodeJS.Timeout | undefined;
   private tickRunning: Promise<void> | undefined;
   private initialized = false;
@@ -254,7 +273,14 @@ export class KeyManager {
    * key cannot sign, and this throws so that the caller hears about it.
    */
   async refresh(): Promise<void> {
-    const recs = await this.store.listSigningKeys();
+    const ticket = this.keys.begin();
+    let recs: SigningKeyRecord[];
+    try {
+      recs = await this.store.listSigningKeys();
+    } catch (err) {
+      this.keys.abandon(ticket);
+      throw err;
+    }
     const next = new Map<string, LoadedKey>();
     let firstError: Error | undefined;
     for (const rec of recs) {
@@ -274,8 +300,75 @@ export class KeyManager {
         firstError ??= error;
       }
     }
-    this.keys = next;
+    this.keys.install(ticket, next);
     if (firstError) throw firstError;
+  }
+
+  /**
+   * Retires a signing key (an operator's decision, `mandate keys retire KID [--now]`), in steps
+   * ordered so that a crash between two leaves nothing open:
+   * 1. it stops signing: a key that signed is replaced by a new one that signs at once (verifiers
+   *    fetch a JWKS again on an unknown kid, and on the retirement's bus message);
+   * 2. with `now` (a compromised key), `revoke` refuses every token it signed (a revocation of
+   *    kind `key`, published), while the replacement is already in the store for the verifiers
+   *    that fetch the JWKS on that message;
+   * 3. with `now`, it leaves the JWKS; without, it stays published for the longest token TTL
+   *    (plus the margin), as after a rotation.
+   * Audited (`key.retired`, actor = the operator). A key no longer published is not found.
+   */
+  async retire(kid: string, opts: { now: boolean; actor: string; reason?: string; revoke?: () => Promise<void> }): Promise<{ kid: string; retiresAt: number; expiresAt: number; signingKid: string | undefined }> {
+    void this.kek; // refuses on an instance without the KEK: it could not make the replacement key
+    const published = (recs: SigningKeyRecord[], now: number) => {
+      const rec = recs.find((r) => r.kid === kid);
+      if (!rec || (rec.expiresAt !== null && rec.expiresAt <= now)) throw new NotFoundError(`no published signing key has kid ${kid}`);
+      return rec;
+    };
+    let out: { retiresAt: number; expiresAt: number; replacedBy: string | undefined } | undefined;
+    await this.store.withLock(LOCK_NAME, async () => {
+      const now = this.clock.now();
+      const recs = await this.store.listSigningKeys();
+      const rec = published(recs, now);
+      const wasSigner = pickSigner(recs, now)?.kid === kid;
+      const retiresAt = Math.min(rec.retiresAt ?? now, now);
+      const expiresAt = Math.min(rec.expiresAt ?? Infinity, retiresAt + this.maxTokenTtlMs + this.marginMs);
+      await this.store.updateSigningKey(kid, { retiresAt, expiresAt });
+      rec.retiresAt = retiresAt;
+      rec.expiresAt = expiresAt;
+      let replacedBy: string | undefined;
+      if (wasSigner && !pickSigner(recs, now)) replacedBy = (await this.createKey(now, now)).kid;
+      out = { retiresAt, expiresAt, replacedBy };
+    });
+    const r = out!;
+    await this.refresh();
+    if (opts.now) {
+      this.retiredNow.add(kid);
+      await opts.revoke?.();
+      r.expiresAt = this.clock.now();
+      await this.store.withLock(LOCK_NAME, () => this.store.updateSigningKey(kid, { expiresAt: r.expiresAt }));
+      this.keys.remove(kid);
+      await this.refresh();
+    }
+    try {
+      this.audit?.record({
+        type: 'key.retired', actor: opts.actor, subject: kid,
+        data: { now: opts.now, reason: opts.reason ?? null, retires_at: r.retiresAt, expires_at: r.expiresAt, replaced_by: r.replacedBy ?? null },
+      });
+    } catch (err) {
+      this.logger?.error({ err, kid }, 'could not audit a key retirement');
+    }
+    this.logger?.warn({ kid, now: opts.now, replacedBy: r.replacedBy }, 'signing key retired by an operator');
+    return { kid, retiresAt: r.retiresAt, expiresAt: r.expiresAt, signingKid: this.currentKid() };
+  }
+
+  /**
+   * Another instance retired `kid` at once (the bus, or a reload of the revocations): it neither
+   * signs nor is published here from now on, and the keys are read again (the replacement).
+   */
+  keyRetired(kid: string): void {
+    this.retiredNow.add(kid);
+    this.keys.remove(kid);
+    if (!this.initialized) return;
+    void this.refresh().catch((err: unknown) => this.logger?.warn({ err, kid }, 'signing keys not reloaded after a retirement (the next rotation pass reloads them)'));
   }
 
   /** The key that signs now: the newest whose activatesAt has passed and that is not retired. */
@@ -320,9 +413,9 @@ export class KeyManager {
     // proxy's token verifier asks on every call and recognises an unchanged set by identity.
     const now = this.clock.now();
     const memo = this.jwksMemo;
-    if (memo && memo.keys === this.keys && now < memo.validUntil) return memo.jwks;
+    if (memo && memo.revision === this.keys.revision && memo.retired === this.retiredNow.size && now < memo.validUntil) return memo.jwks;
     const current = this.currentRecord(now)?.kid;
-    const all = [...this.keys.values()].map((k) => k.rec);
+    const all = this.usable();
     const recs = all
       .filter((r) => r.expiresAt === null || r.expiresAt > now)
       .sort((a, b) => (a.kid === current ? -1 : b.kid === current ? 1 : byActivation(b, a)));
@@ -333,7 +426,7 @@ export class KeyManager {
     for (const r of all) {
       for (const t of [r.activatesAt, r.retiresAt, r.expiresAt]) if (t !== null && t > now && t < validUntil) validUntil = t;
     }
-    this.jwksMemo = { keys: this.keys, validUntil, jwks };
+    this.jwksMemo = { revision: this.keys.revision, retired: this.retiredNow.size, validUntil, jwks };
     return jwks;
   }
 
@@ -376,7 +469,14 @@ export class KeyManager {
   }
 
   private currentRecord(now: number): SigningKeyRecord | undefined {
-    return pickSigner([...this.keys.values()].map((k) => k.rec), now);
+    return pickSigner(this.usable(), now);
+  }
+
+  /** The loaded records but those retired at once. */
+  private usable(): SigningKeyRecord[] {
+    const out: SigningKeyRecord[] = [];
+    for (const k of this.keys.values()) if (!this.retiredNow.has(k.rec.kid)) out.push(k.rec);
+    return out;
   }
 
   private async createKey(now: number, activatesAt: number): Promise<SigningKeyRecord> {

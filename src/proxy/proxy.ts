@@ -4,6 +4,7 @@ import {
   type ActionConfig, type DurableAuditSink, type Bus, type Clock, type Logger, type MandateConfig, type ReplayStore,
   type RequestContext, type Router, type Subscription, type ToolConfig,
 } from '../core/index.js';
+import { ReplicatedMap } from '../core/index.js';
 import { describeSignal, jwkThumbprint, type AccessTokenVerifier, type BrokerStore, type DpopVerifier, type RestrictionLookup, type RevocationState, type RevokedReason, type TokenFacts } from '../broker/index.js';
 import type { InventoryStore, NhiRecord } from '../inventory/index.js';
 import { MCP_METHODS, type PolicyDecision, type PolicyEngine, type PolicyRequest } from '../policy/index.js';
@@ -108,7 +109,8 @@ export class ToolProxy {
   private readonly tokens: TokenChecker;
   private readonly gate: ApprovalGate;
   private readonly upstreams: Upstreams;
-  private readonly nhis = new Map<string, { nhi: NhiRecord | undefined; at: number }>();
+  /** NHIs read on use (core/replicated-view.ts, cache mode): an `inventory.*` event removes one, and a read that began before it is not kept. */
+  private readonly nhis = new ReplicatedMap<string, { nhi: NhiRecord | undefined; at: number }>({ version: () => 0, mode: 'cache' });
   private sub: Subscription | undefined;
   /** Token profile name → its rank (the profile order: least dangerous first), for restrictions. */
   private readonly tierRank = new Map<string, number>();
@@ -150,7 +152,7 @@ export class ToolProxy {
     // NHI changes (disable, attributes) reach this instance at once; the TTL covers a missed message.
     this.sub = await this.d.bus.subscribe('inventory.>', (m) => {
       const nhi = (m.data as { nhi?: unknown }).nhi;
-      if (typeof nhi === 'string') this.nhis.delete(nhi);
+      if (typeof nhi === 'string') this.nhis.remove(nhi);
     }, { name: 'proxy-nhi-cache' });
   }
 
@@ -586,8 +588,15 @@ export class ToolProxy {
     const now = this.d.clock.now();
     const hit = this.nhis.get(id);
     if (hit && now - hit.at < NHI_TTL_MS) return hit.nhi;
-    const nhi = await this.d.store.getNhi(id);
-    this.nhis.set(id, { nhi, at: now });
+    const ticket = this.nhis.begin();
+    let nhi: NhiRecord | undefined;
+    try {
+      nhi = await this.d.store.getNhi(id);
+    } catch (err) {
+      this.nhis.abandon(ticket);
+      throw err;
+    }
+    this.nhis.installOne(ticket, id, { nhi, at: now });
     return nhi;
   }
 

@@ -1,4 +1,4 @@
-import type { Bus, Clock, Logger, Subscription } from '../core/index.js';
+import { ReplicatedMap, type Bus, type Clock, type Logger, type Subscription } from '../core/index.js';
 import type { RestrictionKind, RestrictionRecord, SignalsStore } from './ports.js';
 
 /** Bus subjects for restrictions. Payloads are the store records (no secrets). */
@@ -21,10 +21,17 @@ export interface Restriction {
  * broker's RevocationState: the store is the truth, the bus (`restriction.*`) brings changes in
  * milliseconds, and a periodic reload catches what a disconnected instance missed. The broker
  * and the proxy consult `restrictionOf(nhiId)` (an O(1) lookup) on each request.
+ *
+ * The state is a {@link ReplicatedMap} (core/replicated-view.ts) keyed by NHI: the newest active
+ * restriction of each NHI, whose version is its `createdAt` (a newer restriction supersedes the
+ * NHI's active one). Lifting a restriction removes the NHI's entry at that restriction's version
+ * (tombstoned, and a newer restriction of the NHI stands against it); a reload is a complete
+ * snapshot started before the read, so a restriction added or lifted while the reload is in
+ * flight is kept over what the reload read.
  */
 export class RestrictionState {
   /** nhiId → the newest active restriction. */
-  private byNhi = new Map<string, RestrictionRecord>();
+  private readonly byNhi = new ReplicatedMap<string, RestrictionRecord>({ version: (r) => r.createdAt });
   private readonly subs: Subscription[] = [];
   private timer: NodeJS.Timeout | undefined;
   /** Epoch ms of the last successful reload from the store. */
@@ -49,22 +56,26 @@ export class RestrictionState {
 
   /** Reloads every active restriction from the store (the truth). */
   async reload(): Promise<void> {
-    const active = await this.deps.store.listRestrictions({ activeOnly: true });
-    const next = new Map<string, RestrictionRecord>();
+    // Before the read: a restriction added or lifted from now on may be missing from what is read.
+    const ticket = this.byNhi.begin();
+    let active: RestrictionRecord[];
+    try {
+      active = await this.deps.store.listRestrictions({ activeOnly: true });
+    } catch (err) {
+      this.byNhi.abandon(ticket);
+      throw err;
+    }
+    const newest = new Map<string, RestrictionRecord>();
     // Oldest first: the newest active restriction of an NHI wins.
-    for (const r of active) next.set(r.nhiId, r);
-    this.byNhi = next;
+    for (const r of active) newest.set(r.nhiId, r);
+    this.byNhi.install(ticket, newest);
     this.lastSyncAt = this.deps.clock.now();
   }
 
   /** Applies one record from the bus (idempotent; an older record never replaces a newer one). */
   apply(r: RestrictionRecord): void {
-    const cur = this.byNhi.get(r.nhiId);
-    if (r.liftedAt !== null) {
-      if (cur && (cur.id === r.id || cur.createdAt <= r.createdAt)) this.byNhi.delete(r.nhiId);
-      return;
-    }
-    if (!cur || cur.createdAt <= r.createdAt) this.byNhi.set(r.nhiId, r);
+    if (r.liftedAt !== null) this.byNhi.remove(r.nhiId, r.createdAt);
+    else this.byNhi.apply(r.nhiId, r);
   }
 
   /** The restriction in force for this NHI, or undefined. */

@@ -149,6 +149,56 @@ for (const dialect of STORE_DIALECTS) {
       });
     const kek = Kek.generate();
 
+    it('retire now: a new key signs, the key leaves the JWKS, and another instance\'s refresh that read it before does not bring it back', async () => {
+      const s = await open();
+      const clock = new ManualClock(T0);
+      const a = manager(s, clock);
+      await a.init();
+      const kid = a.currentKid()!;
+      // Instance b reads the store through a wrapper whose next listSigningKeys answer waits.
+      let hold: { entered: () => void; released: Promise<void> } | undefined;
+      const wrapped = new Proxy(s, {
+        get(target, prop) {
+          const v = Reflect.get(target, prop, target) as unknown;
+          if (prop === 'listSigningKeys' && hold) {
+            const h = hold;
+            hold = undefined;
+            return async () => {
+              const recs = await target.listSigningKeys();
+              h.entered();
+              await h.released;
+              return recs;
+            };
+          }
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      });
+      const b = manager(wrapped, clock);
+      await b.init();
+      let release!: () => void;
+      const entered = new Promise<void>((r) => (hold = { entered: r, released: new Promise<void>((rel) => (release = rel)) }));
+      const bRefresh = b.refresh();
+      await entered; // b read the key as current
+
+      let revoked = 0;
+      const r = await a.retire(kid, { now: true, actor: 'admin:test', reason: 'leaked', revoke: async () => void revoked++ });
+      assert.equal(revoked, 1);
+      assert.notEqual(r.signingKid, kid);
+      assert.equal(a.currentKid(), r.signingKid);
+      assert.ok(!kids(a.jwks()).includes(kid));
+      assert.ok(kids(a.jwks()).includes(r.signingKid!));
+
+      b.keyRetired(kid); // the retirement's message
+      release();
+      await bRefresh;
+      assert.ok(!kids(b.jwks()).includes(kid), 'the refresh that read the key before the retirement did not bring it back');
+      assert.notEqual(b.currentKid(), kid);
+      await b.refresh();
+      assert.equal(b.currentKid(), r.signingKid);
+      assert.ok(!kids(b.jwks()).includes(kid));
+      await assert.rejects(a.retire(kid, { now: true, actor: 'admin:test' }), (e: unknown) => e instanceof MandateError && /no published signing key/.test((e as Error).message));
+    });
+
     it('rotates with pre-publication and an overlap as long as the longest token', async () => {
       const clock = new ManualClock(T0);
       const km = manager(store, clock);
