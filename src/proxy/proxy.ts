@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import {
-  OAuthError, argsDigest, newTraceId, randomHex, readBody, resolveSecret, sendJson,
+  OAuthError, UnavailableError, argsDigest, newTraceId, randomHex, readBody, resolveSecret, sendJson,
   type ActionConfig, type AuditSink, type Bus, type Clock, type Logger, type MandateConfig, type ReplayStore,
   type RequestContext, type Router, type Subscription, type ToolConfig,
 } from '../core/index.js';
@@ -553,7 +553,12 @@ export class ToolProxy {
 
   /** Writes the refusal in the tool's vocabulary and records it. */
   private refuse(ctx: RequestContext, rt: ToolRuntime, token: CheckedToken | undefined, facts: CallFacts, err: unknown, traceId: string, started: number): void {
-    const oauthErr = err instanceof OAuthError ? err : undefined;
+    // The store (or the audit log) out of reach is a state, not a bug: 503, and the caller may
+    // retry (issue 15, item 12). Its detail (hosts, ports) goes to the log, not to the agent.
+    if (err instanceof UnavailableError) ctx.log.warn({ err }, 'proxy refused a call: a dependency is unavailable');
+    const oauthErr = err instanceof OAuthError
+      ? err
+      : err instanceof UnavailableError ? new OAuthError('temporarily_unavailable', 'the proxy cannot reach its store right now; retry later', 503) : undefined;
     if (!oauthErr) {
       // A tool answer the proxy cannot check (tools/list it cannot filter) is not passed on.
       const bad = err instanceof UpstreamResponseError;
