@@ -258,10 +258,18 @@ export async function startFaultCluster(o: FaultClusterOptions = {}): Promise<Fa
   }
 }
 
-/** Calls the tool through a proxy; never throws (a refused connection is status 0). */
-export async function callTool(proxy: Instance, token: string): Promise<{ status: number; error?: string; description?: string }> {
+/** A W3C trace id (32 hex digits) for one call, sent in its `traceparent`: the audit record and the upstream's copy of the call carry it. */
+export function newTraceId(): string {
+  return randomBytes(16).toString('hex');
+}
+
+/** Calls the tool through a proxy; never throws (a refused connection is status 0). `traceId` goes out in a `traceparent`. */
+export async function callTool(proxy: Instance, token: string, traceId = newTraceId()): Promise<{ status: number; error?: string; description?: string }> {
   try {
-    const res = await fetch(`${proxy.url}/tools/${TOOL}/items`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(20_000) });
+    const res = await fetch(`${proxy.url}/tools/${TOOL}/items`, {
+      headers: { authorization: `Bearer ${token}`, traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01` },
+      signal: AbortSignal.timeout(20_000),
+    });
     const body = (await res.json().catch(() => ({}))) as { error?: string; error_description?: string };
     return { status: res.status, error: body.error, description: body.error_description };
   } catch (err) {
@@ -293,6 +301,8 @@ export interface LoadAnswer {
   kind: 'call' | 'refused' | 'admin';
   /** Which instance answered (its url). */
   at: string;
+  /** A tool call's W3C trace id (its audit records carry it). */
+  traceId?: string;
   status: number;
   error?: string;
   /** Date.now() when the request was sent and when it was answered. */
@@ -338,8 +348,9 @@ export class Load {
           // Every third call of a caller uses the refused token, when there is one.
           const refused = this.o.refused !== undefined && n % 3 === 2;
           const sentAt = Date.now();
-          const r = await callTool(p, refused ? this.o.refused! : this.o.token);
-          this.answers.push({ kind: refused ? 'refused' : 'call', at: p.url, status: r.status, error: r.error, sentAt, doneAt: Date.now() });
+          const traceId = newTraceId();
+          const r = await callTool(p, refused ? this.o.refused! : this.o.token, traceId);
+          this.answers.push({ kind: refused ? 'refused' : 'call', at: p.url, traceId, status: r.status, error: r.error, sentAt, doneAt: Date.now() });
           await new Promise((res) => setTimeout(res, 10));
         }
       })());
@@ -398,9 +409,44 @@ export async function lostAcknowledged(pgc: PrivatePostgres, answers: readonly L
   return lost;
 }
 
+/**
+ * Calls the tool executed (the upstream saw them: their trace id reached it in `traceparent`)
+ * that have no audit record with their trace id. For a "kill -9 under load loses no call record"
+ * test (issue 15, item 3): empty when every executed call is on record.
+ */
+export async function unrecordedCalls(pgc: PrivatePostgres, upstream: RecordingUpstream): Promise<string[]> {
+  const executed = new Set<string>();
+  for (const r of upstream.seen) {
+    const m = /^[0-9a-f]{2}-([0-9a-f]{32})-/.exec(String(r.headers.traceparent ?? ''));
+    if (m) executed.add(m[1]!);
+  }
+  if (executed.size === 0) return [];
+  const recorded = new Set((await pgc.query<{ trace_id: string }>('select distinct trace_id from audit where trace_id = any($1)', [[...executed]])).map((r) => r.trace_id));
+  return [...executed].filter((id) => !recorded.has(id));
+}
+
 /** `kind:status` counts of answers, for a test's diagnostics: `{ "call:200": 812, "call:503": 40, … }`. */
 export function tally(answers: readonly LoadAnswer[]): Record<string, number> {
   const out: Record<string, number> = {};
   for (const a of answers) out[`${a.kind}:${a.status}`] = (out[`${a.kind}:${a.status}`] ?? 0) + 1;
   return out;
+}
+
+/** Whether the instance reports itself connected to the bus (`mandate_bus_connected` on /metrics). */
+export async function busConnected(i: Instance): Promise<boolean> {
+  const text = await (await fetch(`${i.url}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
+  return /^mandate_bus_connected 1$/m.test(text);
+}
+
+/** p's value if it settles within ms; otherwise throws "hung" (an answer that waits on something it should not). */
+export async function withinOrHung<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const hung = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms: the call hangs`)), ms);
+  });
+  try {
+    return await Promise.race([p, hung]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
