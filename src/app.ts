@@ -182,6 +182,8 @@ export async function startApp(opts: AppOptions): Promise<App> {
     if (kek) router.get('/oauth/jwks', (ctx) => sendJson(ctx.res, 200, keys.jwks(), { 'cache-control': 'public, max-age=300', 'content-type': 'application/jwk-set+json' }));
 
     const admin = new AdminApi(router, adminAuth, config.server.max_body_bytes, { version: VERSION });
+    // An operator's change is answered once it and its audit record are durable (see docs/security.md, Faults and durability).
+    admin.answerWhenDurable(() => audit.flush());
     mountInventoryRoutes(admin, inventory);
     mountAdminCoreRoutes(admin, { audit, store, keys, adminAuth, config });
     const webConsole = await wireConsole({ config, router, admin, adminAuth, bus, audit: auditSink, clock, logger });

@@ -1,0 +1,105 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { adminCall } from '../helpers/cluster.js';
+import {
+  Load, auditVerify, callTool, crashedInstances, jtiOf, lostAcknowledged, startFaultCluster, tally, unrecordedCalls, until, type FaultCluster, type Instance,
+  type LoadAnswer,
+} from './harness.js';
+
+/**
+ * Issue 15, item 12: `kill -9` of an instance under load. Nothing it acknowledged is lost: an
+ * operator's change is answered only once it and its audit record are durable (the admin API
+ * awaits the audit log's flush), so every change answered 201 is in the store with its
+ * `token.revoked` record after the kill, and the audit chain verifies. The other instances serve
+ * on, and a replacement serves as soon as it is ready.
+ */
+
+/** `loops` operators revoking fresh jtis back to back at `at` until it stops answering; every answer kept. */
+function changesUntilDead(c: FaultCluster, at: Instance, loops: number): { answers: LoadAnswer[]; acknowledged: () => number; done: Promise<void> } {
+  const answers: LoadAnswer[] = [];
+  const done = Promise.all(Array.from({ length: loops }, async () => {
+    for (;;) {
+      const jti = `burst-${randomBytes(6).toString('hex')}`;
+      const sentAt = Date.now();
+      const r = await adminCall(at.url, c.token, 'POST', '/revocations', { jti, reason: 'before kill -9' }).catch(() => ({ status: 0, body: undefined }));
+      answers.push({ kind: 'admin', at: at.url, status: r.status, sentAt, doneAt: Date.now(), ...(r.status === 201 ? { change: { kind: 'revocation' as const, jti } } : {}) });
+      if (r.status === 0) return;
+    }
+  })).then(() => undefined);
+  return { answers, acknowledged: () => answers.filter((a) => a.status === 201).length, done };
+}
+
+describe('faults: kill -9 under load', { timeout: 150_000 }, () => {
+  it('of the broker: every acknowledged change and its audit record survive; the proxies serve on; a new broker takes over', async (t) => {
+    const c = await startFaultCluster({ proxies: 2 });
+    t.after(() => c.close());
+    const [alice, bob] = c.agents;
+    const token = await c.issue(alice!);
+    const refused = await c.issue(bob!);
+    assert.equal((await c.admin('POST', '/revocations', { jti: jtiOf(refused), reason: 'refused throughout' })).status, 201);
+    for (const p of c.proxies) await until(async () => (await callTool(p, refused)).status === 401, 15_000, `the revocation at ${p.url}`);
+
+    const load = new Load(c, { token, refused, callers: 3, operators: 0 }).start();
+    const victim = c.broker;
+    const burst = changesUntilDead(c, victim, 4);
+    await until(() => burst.acknowledged() >= 20, 30_000, 'changes acknowledged by the broker');
+    await victim.kill('SIGKILL');
+    await burst.done;
+    assert.equal(victim.exited(), 'SIGKILL');
+
+    // The proxies do not need the broker to serve (their keys and revocations come from the store and the bus).
+    for (const p of c.proxies) assert.equal((await callTool(p, token)).status, 200);
+    c.broker = await c.spawn('broker');
+    const fresh = await c.issue(alice!);
+    assert.equal((await callTool(c.proxies[0]!, fresh)).status, 200);
+    assert.equal((await c.admin('POST', '/revocations', { jti: 'after-the-kill', reason: 'new broker' })).status, 201);
+
+    const answers = await load.stop();
+    t.diagnostic(`load ${JSON.stringify(tally(answers))}; changes at the broker ${JSON.stringify(tally(burst.answers))}`);
+    assert.deepEqual(crashedInstances(c.started, [victim]), [], 'no other instance exited');
+    assert.deepEqual(load.unexpected('refused', [401]), [], 'the revoked token was never allowed');
+    assert.deepEqual(load.unexpected('call', [200]), [], 'the proxies served throughout');
+    assert.deepEqual(await lostAcknowledged(c.pg, burst.answers), [], 'every acknowledged change and its audit record survive kill -9');
+    const verify = await auditVerify(c.broker.url, c.token);
+    assert.equal(verify.code, 0, verify.out);
+  });
+
+  it('of a proxy: what it acknowledged survives; the other proxy serves on; a replacement serves once ready', async (t) => {
+    const c = await startFaultCluster({ proxies: 2 });
+    t.after(() => c.close());
+    const [alice, bob] = c.agents;
+    const token = await c.issue(alice!);
+    const refused = await c.issue(bob!);
+    assert.equal((await c.admin('POST', '/revocations', { jti: jtiOf(refused), reason: 'refused throughout' })).status, 201);
+    for (const p of c.proxies) await until(async () => (await callTool(p, refused)).status === 401, 15_000, `the revocation at ${p.url}`);
+
+    const load = new Load(c, { token, refused, callers: 3, operators: 0 }).start();
+    const [victim, survivor] = c.proxies as [Instance, Instance];
+    // Proxies serve the admin API too: changes are made there until it dies.
+    const burst = changesUntilDead(c, victim, 3);
+    await until(() => burst.acknowledged() >= 15 && load.answers.filter((a) => a.at === victim.url && a.status === 200).length >= 20, 30_000, 'calls served and changes acknowledged by the proxy');
+    await victim.kill('SIGKILL');
+    await burst.done;
+    assert.equal(victim.exited(), 'SIGKILL');
+
+    assert.equal((await callTool(survivor, token)).status, 200);
+    const replacement = await c.spawn('proxy');
+    c.proxies = [survivor, replacement];
+    assert.equal((await callTool(replacement, token)).status, 200);
+    assert.equal((await callTool(replacement, refused)).status, 401);
+    await until(() => load.answers.some((a) => a.at === replacement.url && a.status === 200), 10_000, 'the load served by the replacement');
+
+    const answers = await load.stop();
+    t.diagnostic(`load ${JSON.stringify(tally(answers))}; changes at the proxy ${JSON.stringify(tally(burst.answers))}`);
+    assert.deepEqual(crashedInstances(c.started, [victim]), [], 'no other instance exited');
+    assert.deepEqual(load.unexpected('refused', [401]).filter((a) => !(a.at === victim.url && a.status === 0)), [], 'the revoked token was never allowed');
+    assert.deepEqual(load.unexpected('call', [200]).filter((a) => !(a.at === victim.url && a.status === 0)), [], 'only calls in flight at the killed proxy failed');
+    assert.deepEqual(await lostAcknowledged(c.pg, burst.answers), [], 'every acknowledged change and its audit record survive kill -9');
+    const verify = await auditVerify(c.broker.url, c.token);
+    assert.equal(verify.code, 0, verify.out);
+    // What the audit of calls promises is issue 15 item 3's (a durable record before forwarding);
+    // until it lands this is reported, not asserted (see test/faults/README.md to assert it).
+    t.diagnostic(`calls the tool executed without an audit record after kill -9: ${(await unrecordedCalls(c.pg, c.upstream)).length}`);
+  });
+});
