@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { agentNhi, clientCredentialsToken, testAgent, type TestAgent } from '../helpers/agent.js';
+import { ASSERTION_TYPE, agentNhi, clientAssertion, clientCredentialsToken, testAgent, type TestAgent } from '../helpers/agent.js';
 import { adminCall, freePort, newKek, PrivateNats, spawnInstance, writeConfig, type Instance } from '../helpers/cluster.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
 import { main } from '../../src/cli/main.js';
@@ -212,6 +212,10 @@ export async function startFaultCluster(o: FaultClusterOptions = {}): Promise<Fa
   const nats = new PrivateNats(await freePort(), natsDir);
   const upstream = await startRecordingUpstream();
   const closeAll = async () => {
+    // FAULTS_DEBUG=1: every instance's log tail on stderr, to see why a fault test failed.
+    if (process.env.FAULTS_DEBUG) {
+      for (const i of started) process.stderr.write(`\n--- ${i.role} ${i.instance} (${i.exited() ?? 'running'})\n${i.stderr().slice(-4_000)}${i.stdout().slice(-8_000)}\n`);
+    }
     await Promise.all(started.map((i) => i.stop().catch(() => {})));
     nats.kill();
     rmSync(natsDir, { recursive: true, force: true });
@@ -261,6 +265,21 @@ export async function startFaultCluster(o: FaultClusterOptions = {}): Promise<Fa
 /** A W3C trace id (32 hex digits) for one call, sent in its `traceparent`: the audit record and the upstream's copy of the call carry it. */
 export function newTraceId(): string {
   return randomBytes(16).toString('hex');
+}
+
+/** A client_credentials request for `agent` at `at`: the status and the error code (never throws). */
+export async function tokenRequest(agent: TestAgent, at: Instance): Promise<{ status: number; error?: string }> {
+  const body = new URLSearchParams({
+    grant_type: 'client_credentials', client_assertion_type: ASSERTION_TYPE, client_assertion: await clientAssertion(agent, ISSUER),
+    resource: `${ISSUER}/tools/${TOOL}`, scope: 'list_items',
+  });
+  try {
+    const res = await fetch(`${at.url}/oauth/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body, signal: AbortSignal.timeout(20_000) });
+    const json = (await res.json().catch(() => ({}))) as { error?: string };
+    return { status: res.status, error: json.error };
+  } catch {
+    return { status: 0, error: 'network' };
+  }
 }
 
 /** Calls the tool through a proxy; never throws (a refused connection is status 0). `traceId` goes out in a `traceparent`. */
