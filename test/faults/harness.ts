@@ -179,6 +179,8 @@ export interface FaultCluster {
   env: NodeJS.ProcessEnv;
   broker: Instance;
   proxies: Instance[];
+  /** The signals instance (SSF, governance's consumers and sweep), when asked for. */
+  signals: Instance | undefined;
   /** Every instance started (restarted ones too), for the crash check and the teardown. */
   started: Instance[];
   /** The bootstrap admin credential. */
@@ -198,11 +200,13 @@ export interface FaultClusterOptions {
   agents?: string[];
   /** bus.staleness_bound in seconds (default 2: a NATS outage shows quickly). */
   stalenessS?: number;
+  /** Also a `--role signals` instance (its background work on the store and the bus is exposed to the faults too). */
+  signals?: boolean;
 }
 
 /**
- * A private PostgreSQL and nats-server, a recording upstream, a broker and `proxies` proxy
- * processes (`mandate serve --role …`, as the cluster tests start them) sharing one config:
+ * A private PostgreSQL and nats-server, a recording upstream, a broker, `proxies` proxy
+ * processes and optionally a signals process (`mandate serve --role …`, as the cluster tests start them) sharing one config:
  * issuer ISSUER, one HTTP tool `rec` (GET /items), agents with private_key_jwt keys.
  */
 export async function startFaultCluster(o: FaultClusterOptions = {}): Promise<FaultCluster> {
@@ -247,9 +251,12 @@ export async function startFaultCluster(o: FaultClusterOptions = {}): Promise<Fa
     // The broker first: it migrates, makes the first signing key and prints the bootstrap credential.
     const broker = await spawnOne('broker');
     const token = await until(() => broker.bootstrapToken, 10_000, 'the bootstrap credential');
-    const proxies = await Promise.all(Array.from({ length: o.proxies ?? 2 }, () => spawnOne('proxy')));
+    const [signals, ...proxies] = await Promise.all([
+      o.signals ? spawnOne('signals') : Promise.resolve(undefined),
+      ...Array.from({ length: o.proxies ?? 2 }, () => spawnOne('proxy')),
+    ]);
     const c: FaultCluster = {
-      pg: pgc, nats, upstream, configPath, env, broker, proxies, started, token, agents,
+      pg: pgc, nats, upstream, configPath, env, broker, proxies: proxies as Instance[], signals, started, token, agents,
       spawn: (role, extra) => spawnOne(role, extra),
       issue: async (agent, at) => (await clientCredentialsToken(ISSUER, agent, `${ISSUER}/tools/${TOOL}`, 'list_items', undefined, {}, (at ?? c.broker).url)).access_token,
       admin: (method, path, body, at) => adminCall((at ?? c.broker).url, token, method, path, body),

@@ -14,7 +14,7 @@ import { Load, auditVerify, busConnected, callTool, crashedInstances, jtiOf, los
  */
 describe('faults: NATS outage under load', { timeout: 150_000 }, () => {
   it('changes are answered while NATS is down; a revocation made then is enforced at every proxy; recovery after', async (t) => {
-    const c = await startFaultCluster({ proxies: 2, stalenessS: 60 });
+    const c = await startFaultCluster({ proxies: 2, stalenessS: 60, signals: true });
     t.after(() => c.close());
     const [alice, bob, carol] = c.agents;
     const token = await c.issue(alice!);

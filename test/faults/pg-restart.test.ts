@@ -10,7 +10,7 @@ import { Load, auditVerify, callTool, crashedInstances, jtiOf, lostAcknowledged,
  */
 describe('faults: PostgreSQL restart under load', { timeout: 150_000 }, () => {
   it('no instance exits; 503 during, recovery after, nothing acknowledged lost', async (t) => {
-    const c = await startFaultCluster({ proxies: 2 });
+    const c = await startFaultCluster({ proxies: 2, signals: true });
     t.after(() => c.close());
     const [alice, bob] = c.agents;
     const token = await c.issue(alice!);
