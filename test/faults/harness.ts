@@ -183,6 +183,10 @@ export interface FaultCluster {
   signals: Instance | undefined;
   /** Every instance started (restarted ones too), for the crash check and the teardown. */
   started: Instance[];
+  /** The instances a test killed on purpose (`kill9`): the crash check leaves them out. */
+  killed: Instance[];
+  /** `kill -9` of one instance; resolves when it has ended. */
+  kill9(i: Instance): Promise<void>;
   /** The bootstrap admin credential. */
   token: string;
   agents: TestAgent[];
@@ -257,6 +261,11 @@ export async function startFaultCluster(o: FaultClusterOptions = {}): Promise<Fa
     ]);
     const c: FaultCluster = {
       pg: pgc, nats, upstream, configPath, env, broker, proxies: proxies as Instance[], signals, started, token, agents,
+      killed: [],
+      kill9: async (i) => {
+        c.killed.push(i);
+        await i.kill('SIGKILL');
+      },
       spawn: (role, extra) => spawnOne(role, extra),
       issue: async (agent, at) => (await clientCredentialsToken(ISSUER, agent, `${ISSUER}/tools/${TOOL}`, 'list_items', undefined, {}, (at ?? c.broker).url)).access_token,
       admin: (method, path, body, at) => adminCall((at ?? c.broker).url, token, method, path, body),
