@@ -20,7 +20,7 @@ import { AccessTokenVerifier, Broker, JwksFetcher, assertJwsShape, mountBrokerRo
 import { PolicyEngine } from './policy/index.js';
 import { ToolProxy } from './proxy/index.js';
 import { RestrictionState, SignalTimeline, Signals, SsfReceiver, SsfTransmitter, mountSignalsRoutes } from './signals/index.js';
-import { Metrics, mountOps, startHttpServer, type RunningServer } from './server/index.js';
+import { Metrics, Readiness, mountOps, startHttpServer, type RunningServer } from './server/index.js';
 import { Governance, RiskView, mountGovernanceRoutes, type ProgrammeMetrics } from './governance/index.js';
 import { mountConsole, type Console } from './web/index.js';
 
@@ -178,7 +178,11 @@ export async function startApp(opts: AppOptions): Promise<App> {
     }
 
     const router = new Router();
+    // Starting until every route is mounted and every view loaded (the end of startApp): until
+    // then the listener answers 503 to all but /healthz and /readyz (which says not ready).
+    const readiness = new Readiness();
     mountOps(router, {
+      readiness,
       pingStore: () => store.ping(),
       bus,
       stalenessBoundS: config.bus.staleness_bound,
@@ -192,6 +196,8 @@ export async function startApp(opts: AppOptions): Promise<App> {
     if (kek) router.get('/oauth/jwks', (ctx) => sendJson(ctx.res, 200, keys.jwks(), { 'cache-control': 'public, max-age=300', 'content-type': 'application/jwk-set+json' }));
 
     const admin = new AdminApi(router, adminAuth, config.server.max_body_bytes, { version: VERSION });
+    // An operator's change is answered once it and its audit record are durable (see docs/security.md, Faults and durability).
+    admin.answerWhenDurable(() => audit.flush());
     mountInventoryRoutes(admin, inventory);
     mountAdminCoreRoutes(admin, { audit, store, keys, config });
     mountAdminCredentialRoutes(admin, new AdminCredentials({ store, auth: adminAuth, audit: auditSink, bus, clock, logger }));
@@ -203,7 +209,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
         ? { cert: config.server.tls.cert, key: resolve(config.server.tls.key), clientCa: config.server.tls.client_ca, clientAuth: config.server.tls.client_auth }
         : undefined;
       server = await startHttpServer({
-        router, logger, host: config.server.host, port: config.server.port, tls,
+        router, logger, host: config.server.host, port: config.server.port, tls, readiness,
         onResponse: (route, method, status, seconds) => metrics.observeHttp(route, method, status, seconds),
       });
       const s = server;
@@ -282,12 +288,13 @@ export async function startApp(opts: AppOptions): Promise<App> {
     cleanup.push(() => signals.stop());
     const governance = await wireGovernance({ config, role, admin, store, bus, audit: auditSink, clock, logger, metrics, broker, signals: signals.signals });
     cleanup.push(() => governance.stop());
+    readiness.markReady();
     logger.info({ url, role, store: config.store.driver, bus: config.bus.driver }, 'mandate started');
 
     let closed: Promise<void> | undefined;
     return {
       config, role, instanceId, url, issuer, logger, warnings, store, bus, keys, audit, inventory, broker, proxy, policy, signals, governance, riskView, adminAuth, metrics, console: webConsole, router, server,
-      close: () => (closed ??= closeAll().then(() => logger.info('mandate stopped'))),
+      close: () => (closed ??= (readiness.markDraining(), closeAll()).then(() => logger.info('mandate stopped'))),
     };
   } catch (err) {
     await closeAll();

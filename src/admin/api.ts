@@ -40,6 +40,7 @@ type AnyRoute = AdminRoute<z.ZodType | undefined, z.ZodType | undefined>;
 export class AdminApi {
   private readonly routes: AnyRoute[] = [];
   private sessions: AdminSessionResolver | undefined;
+  private durable: (() => Promise<void>) | undefined;
 
   constructor(
     private readonly router: Router,
@@ -68,6 +69,18 @@ export class AdminApi {
     return this;
   }
 
+  /**
+   * Every change (a route whose method is not GET) is answered only once `fn` resolves: the
+   * composition root passes the audit log's flush, so that an acknowledged change and its audit
+   * record are both durable before the answer (issue 15, item 12). When `fn` throws (the store
+   * went away after the change was written) the answer is that error, 503: the change may be in
+   * force, its record still queued in this process, and the caller was told nothing was promised.
+   */
+  answerWhenDurable(fn: () => Promise<void>): this {
+    this.durable = fn;
+    return this;
+  }
+
   private async principal(ctx: RequestContext, method: string): Promise<AdminPrincipal> {
     const header = ctx.req.headers.authorization;
     if (header === undefined && this.sessions) {
@@ -88,6 +101,7 @@ export class AdminApi {
       const query = spec.query ? parse(spec.query, Object.fromEntries(ctx.query), 'query') : undefined;
       ctx.principal = { id: principal.id, role: principal.role, kind: 'admin' };
       const result = await spec.handler({ ctx, principal, actor: `admin:${principal.id}`, params: ctx.params, body, query } as never);
+      if (spec.method !== 'GET' && this.durable && !ctx.res.headersSent) await this.durable();
       if (!ctx.res.headersSent) sendJson(ctx.res, spec.status ?? 200, result ?? {});
     });
     return this;

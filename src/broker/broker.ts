@@ -581,7 +581,7 @@ export class Broker {
     await this.d.store.addRevocation(rec);
     this.revocations.applyRevocation(rec);
     this.d.audit.record({ type: 'token.revoked', actor, subject: tok?.nhiId ?? null, data: { jti, reason } });
-    await this.d.bus.publish('revocation.added', rec).catch((err: unknown) => this.d.logger.warn({ err }, 'revocation not published'));
+    this.propagate('revocation.added', rec, 'revocation not published');
   }
 
   /** Every token of an NHI (or tool, or everything) issued up to now stops working. */
@@ -591,7 +591,7 @@ export class Broker {
     await this.d.store.addRevocation(rec);
     this.revocations.applyRevocation(rec);
     this.d.audit.record({ type: 'tokens.revoked', actor, subject: kind === 'nhi' ? target : null, tool: kind === 'tool' ? target : null, data: { kind, reason, ...(kind === 'key' ? { kid: target } : {}) } });
-    await this.d.bus.publish('revocation.added', rec).catch((err: unknown) => this.d.logger.warn({ err }, 'revocation not published'));
+    this.propagate('revocation.added', rec, 'revocation not published');
     return rec;
   }
 
@@ -600,7 +600,7 @@ export class Broker {
     await this.d.store.addKillSwitch(rec);
     this.revocations.applyKill(rec);
     this.d.audit.record({ type: 'kill.engaged', actor, subject: scope === 'nhi' ? target : null, tool: scope === 'tool' ? target : null, data: { scope, reason, kill_id: rec.id } });
-    await this.d.bus.publish('kill.added', rec).catch((err: unknown) => this.d.logger.warn({ err }, 'kill not published'));
+    this.propagate('kill.added', rec, 'kill not published');
     return rec;
   }
 
@@ -666,10 +666,21 @@ export class Broker {
     const rec = (await this.d.store.listKillSwitches()).find((k) => k.id === id);
     if (rec) {
       this.revocations.applyKill(rec);
-      await this.d.bus.publish('kill.lifted', rec).catch(() => {});
+      this.propagate('kill.lifted', rec, 'kill lift not published');
     }
     this.d.audit.record({ type: 'kill.lifted', actor, data: { kill_id: id } });
     return true;
+  }
+
+  /**
+   * An operator's change on the bus, not awaited (issue 15, item 12): the change is answered
+   * once it is durable (in the store, with its audit record), and a NATS outage must not hold
+   * the answer. The bus retries the publish (same message id) for its publish timeout; an
+   * instance that never hears it still applies it at its next reload from the store (every
+   * 5 s), and one cut off from the bus past `bus.staleness_bound` refuses every call meanwhile.
+   */
+  private propagate(subject: string, rec: RevocationRecord | KillSwitchRecord, failed: string): void {
+    void this.d.bus.publish(subject, rec, { id: `${rec.id}:${subject}` }).catch((err: unknown) => this.d.logger.warn({ err, id: rec.id }, failed));
   }
 }
 

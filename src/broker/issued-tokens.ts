@@ -45,7 +45,8 @@ export class IssuedTokenWriter {
     if (this.unwritten.size >= this.maxQueue) throw new UnavailableError('issued tokens cannot be recorded (the store is unreachable)');
     this.queue.push(t);
     this.unwritten.set(t.jti, t);
-    if (this.queue.length >= this.maxBatch) void this.flush();
+    // flush() logs its failure and keeps the batch queued; unhandled, its rejection would end the process.
+    if (this.queue.length >= this.maxBatch) this.flush().catch(() => {});
     else this.arm(this.flushIntervalMs);
   }
 

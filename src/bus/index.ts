@@ -15,6 +15,16 @@ export interface CreateBusOptions {
 }
 
 /**
+ * The subjects of a deployment whose config names no `bus.subject_prefix`: its stream's name in
+ * lower case (`MANDATE` → `mandate`, as before). Subjects that follow the stream let two
+ * deployments share a NATS server, each with its own stream; a fixed prefix made the second
+ * stream overlap the first, which NATS refuses.
+ */
+export function defaultSubjectPrefix(stream: string): string {
+  return stream.toLowerCase();
+}
+
+/**
  * The bus the configuration asks for, not yet started. The NATS credential reference is
  * resolved here, once; its value goes to the client and nowhere else (never to a log).
  */
@@ -28,7 +38,7 @@ export function createBus(cfg: MandateConfig['bus'], opts: CreateBusOptions): Bu
   return new NatsBus({
     servers: [...cfg.nats_servers],
     stream: cfg.stream,
-    subjectPrefix: cfg.subject_prefix,
+    subjectPrefix: cfg.subject_prefix ?? defaultSubjectPrefix(cfg.stream),
     heartbeatMs,
     ...(credentials !== undefined ? { credentials } : {}),
     ...(logger ? { logger } : {}),

@@ -216,7 +216,7 @@ export class NatsBus implements Bus {
           discard: DiscardPolicy.Old,
         });
       } catch (addErr) {
-        throw new MandateError('ERR_BUS_STREAM', `cannot create JetStream stream "${stream}" for "${wanted.subjects[0]}": ${errInfo(addErr).message}`, { cause: addErr });
+        throw streamError(`cannot create JetStream stream "${stream}" for "${wanted.subjects[0]}"`, addErr);
       }
       this.logger.info({ stream, subjects: wanted.subjects }, 'created JetStream stream');
       return;
@@ -224,8 +224,12 @@ export class NatsBus implements Bus {
     const c = info.config;
     const same = c.subjects?.length === 1 && c.subjects[0] === wanted.subjects[0] && c.max_age === wanted.max_age && c.duplicate_window === wanted.duplicate_window;
     if (!same) {
-      await jsm.streams.update(stream, wanted);
-      this.logger.info({ stream }, 'updated JetStream stream limits');
+      try {
+        await jsm.streams.update(stream, wanted);
+      } catch (updateErr) {
+        throw streamError(`cannot update JetStream stream "${stream}" to "${wanted.subjects[0]}"`, updateErr);
+      }
+      this.logger.info({ stream, subjects: wanted.subjects }, 'updated JetStream stream subjects and limits');
     }
   }
 
@@ -771,4 +775,19 @@ function errInfo(err: unknown): { name: string; message: string } {
 
 function stripUndefined<T extends object>(o: T): T {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+}
+
+/** JetStream's code for subjects that another stream on the server already captures. */
+const SUBJECTS_OVERLAP = 10065;
+
+/** Why the stream could not be made; an overlap says what to change in the config. */
+function streamError(what: string, err: unknown): MandateError {
+  const overlap = (err instanceof JetStreamApiError && err.code === SUBJECTS_OVERLAP) || /overlap/i.test(errInfo(err).message);
+  return new MandateError(
+    'ERR_BUS_STREAM',
+    overlap
+      ? `${what}: another stream on this NATS server captures these subjects (another deployment?); give each deployment its own bus.stream, and leave bus.subject_prefix unset or different`
+      : `${what}: ${errInfo(err).message}`,
+    { cause: err },
+  );
 }

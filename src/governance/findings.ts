@@ -127,7 +127,8 @@ export class Findings {
     });
     // The NHI's risk score may drop: governance rescores it, here and (through this event) where it runs.
     this.d.onRiskInput?.(f.nhiId);
-    await this.d.bus.publish(FINDING_STATUS_CHANGED, { id: f.id, nhi: f.nhiId, detection: f.detection, status: f.status }, { id: `${f.id}:${status}` })
+    // Not awaited: an operator's change is answered once durable, whatever the bus.
+    void this.d.bus.publish(FINDING_STATUS_CHANGED, { id: f.id, nhi: f.nhiId, detection: f.detection, status: f.status }, { id: `${f.id}:${status}` })
       .catch((err: unknown) => this.d.logger.warn({ err }, 'finding.status_changed not published'));
     return f;
   }

@@ -300,12 +300,11 @@ export class Inventory {
 
   private async emit(type: InventoryEventType, actor: string, subject: string | null, tool: string | null, data: Record<string, unknown>): Promise<void> {
     this.deps.audit.record({ type, actor, subject, tool, data });
-    try {
-      await this.deps.bus.publish(`inventory.${type}`, { ...data, type, actor, nhi: subject, tool, at: this.deps.clock.now() }, { timeoutMs: 5000 });
-    } catch (err) {
-      // The store already holds the change (it is the truth); other instances catch up from it.
-      this.deps.logger.warn({ err, type }, 'inventory change not published on the bus');
-    }
+    // Not awaited: a change is answered once it is durable (the store holds it, the audit log
+    // has its record), and a NATS outage must not hold the answer. The bus retries the publish
+    // for its timeout; other instances catch up from the store (it is the truth) in any case.
+    void this.deps.bus.publish(`inventory.${type}`, { ...data, type, actor, nhi: subject, tool, at: this.deps.clock.now() })
+      .catch((err: unknown) => this.deps.logger.warn({ err, type }, 'inventory change not published on the bus'));
   }
 }
 

@@ -615,7 +615,14 @@ export class ToolProxy {
 
   /** Writes the refusal in the tool's vocabulary and records it. */
   private refuse(ctx: RequestContext, rt: ToolRuntime, token: CheckedToken | undefined, facts: CallFacts, err: unknown, traceId: string, started: number): void {
-    const oauthErr = err instanceof OAuthError ? err : undefined;
+    // The store (or the audit log) out of reach is a state, not a bug: 503, and the caller may
+    // retry (issue 15, item 12). Its detail (hosts, ports) goes to the debug log, not to the agent;
+    // one line per refused call during an outage would flood the log (/readyz and
+    // mandate_store_up say it once).
+    if (err instanceof UnavailableError) ctx.log.debug({ err }, 'proxy refused a call: a dependency is unavailable');
+    const oauthErr = err instanceof OAuthError
+      ? err
+      : err instanceof UnavailableError ? new OAuthError('temporarily_unavailable', 'the proxy cannot reach its store right now; retry later', 503) : undefined;
     if (!oauthErr) {
       // A tool answer the proxy cannot check (tools/list it cannot filter) is not passed on.
       const bad = err instanceof UpstreamResponseError;

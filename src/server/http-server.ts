@@ -12,6 +12,42 @@ export interface HttpServerOptions {
   tls?: { cert: string; key: string; clientCa?: string; clientAuth: 'none' | 'optional' | 'required' };
   /** Called once per finished request, for metrics. */
   onResponse?: (route: string, method: string, status: number, seconds: number) => void;
+  /**
+   * Until it says ready, every request but the probes (`/healthz`, `/readyz`) is answered 503:
+   * the listener opens before the routes are mounted and the views loaded (the issuer URL is
+   * where it listens), and a request in between must not meet a half-built instance (a 404
+   * `no route`, a revocation not yet loaded). Without it, the server serves at once.
+   */
+  readiness?: Readiness;
+}
+
+/** The probes, answered whatever the readiness: liveness, and readiness saying why not. */
+const PROBES: ReadonlySet<string> = new Set(['/healthz', '/readyz']);
+
+/**
+ * Where an instance is in its life: `starting` (listening, not everything mounted and loaded),
+ * `ready`, `draining` (shutting down: still answering what arrives, but reporting not ready so
+ * that a load balancer stops sending). One per instance, shared by the listener and `/readyz`.
+ */
+export class Readiness {
+  #state: 'starting' | 'ready' | 'draining' = 'starting';
+
+  get state(): 'starting' | 'ready' | 'draining' {
+    return this.#state;
+  }
+
+  /** Whether requests are served (ready or draining): false only while starting. */
+  get serving(): boolean {
+    return this.#state !== 'starting';
+  }
+
+  markReady(): void {
+    if (this.#state === 'starting') this.#state = 'ready';
+  }
+
+  markDraining(): void {
+    this.#state = 'draining';
+  }
 }
 
 export interface RunningServer {
@@ -82,6 +118,12 @@ async function handle(opts: HttpServerOptions, req: IncomingMessage, res: Server
   const path = q < 0 ? rawUrl : rawUrl.slice(0, q);
   res.setHeader('x-request-id', requestId);
   const method = req.method ?? 'GET';
+  if (opts.readiness && !opts.readiness.serving && !PROBES.has(path)) {
+    if (opts.onResponse) res.once('finish', () => opts.onResponse!('starting', method, res.statusCode, Number(process.hrtime.bigint() - started) / 1e9));
+    // RFC 9110 §15.6.4: 503 with Retry-After; nothing of the request is looked at.
+    sendJson(res, 503, { error: 'temporarily_unavailable', error_description: 'this instance is starting; retry shortly' }, { 'retry-after': '1' });
+    return;
+  }
   const byHost = opts.router.matchHost(req.headers.host);
   const { handler, params, allowed } = byHost ? { handler: byHost, params: {}, allowed: [] } : opts.router.match(method, path);
   const routeLabel = handler ? routeOf(path) : 'unmatched';

@@ -1,4 +1,5 @@
 import { Router, sendJson, type Bus, type Logger } from '../core/index.js';
+import type { Readiness } from './http-server.js';
 import type { Metrics } from './metrics.js';
 
 export interface OpsDeps {
@@ -11,14 +12,23 @@ export interface OpsDeps {
   /** Refreshes gauges that are read, not counted (queue lengths). */
   beforeScrape?: () => void | Promise<void>;
   logger: Logger;
+  /** The instance's life (starting, ready, draining); not ready unless ready. Absent: ready. */
+  readiness?: Readiness;
 }
 
-/** `/healthz` (the process answers), `/readyz` (store and bus reachable), `/metrics` (Prometheus text). */
+/** `/healthz` (the process answers), `/readyz` (started, not draining, store and bus reachable), `/metrics` (Prometheus text). */
 export function mountOps(router: Router, deps: OpsDeps): void {
   router.get('/healthz', (ctx) => sendJson(ctx.res, 200, { status: 'ok' }));
 
   router.get('/readyz', async (ctx) => {
     const checks: Record<string, { ok: boolean; detail?: string }> = {};
+    const life = deps.readiness?.state ?? 'ready';
+    if (life !== 'ready') {
+      // Starting: routes or views not all there yet. Draining: shutting down. Neither takes traffic.
+      sendJson(ctx.res, 503, { status: 'not_ready', checks: { lifecycle: { ok: false, detail: life } } });
+      return;
+    }
+    checks.lifecycle = { ok: true };
     try {
       await withTimeout(deps.pingStore(), 2000);
       checks.store = { ok: true };

@@ -195,7 +195,8 @@ export class Signals {
     const lifted = await this.d.store.liftRestrictions(nhiId, actor, this.d.clock.now());
     for (const r of lifted) {
       this.d.audit.record({ type: 'restriction.lifted', actor, subject: nhiId, data: { restriction_id: r.id, kind: r.kind, signal_id: r.signalId } });
-      await this.d.bus.publish(RESTRICTION_SUBJECTS.lifted, r, { id: `${r.id}:lifted` }).catch((err: unknown) => this.d.logger.warn({ err }, 'restriction lift not published'));
+      // Not awaited: the lift is answered once durable, whatever the bus (the others reload it from the store).
+      void this.d.bus.publish(RESTRICTION_SUBJECTS.lifted, r, { id: `${r.id}:lifted` }).catch((err: unknown) => this.d.logger.warn({ err }, 'restriction lift not published'));
     }
     return lifted;
   }

@@ -1783,9 +1783,17 @@ async function openPostgres(opts: Extract<StoreOptions, { driver: 'postgres' }>,
     application_name: 'mandate',
     ...(opts.schema !== undefined ? withSearchPath(opts.url, opts.schema) : {}),
   });
-  // An idle client that loses its connection emits 'error' on the pool; unhandled, it would
-  // crash the process. The next query gets a fresh connection or reports UnavailableError.
+  // A client that loses its connection emits 'error'. The pool listens (and re-emits on itself)
+  // only while the client is idle; a client checked out (a transaction between statements, the
+  // connection that holds a withLock advisory lock) has no listener of its own, so the event was
+  // an uncaught exception that ended the process at a PostgreSQL restart. Every client gets one
+  // for its whole life: its work fails on its own (the next statement says the client is not
+  // queryable, which is UnavailableError, 503), the pool drops it at release (it is no longer
+  // queryable), and the next checkout connects afresh.
   pool.on('error', () => {});
+  pool.on('connect', (client) => {
+    client.on('error', () => {});
+  });
   if (opts.preparedStatements !== false) pool.on('connect', preparesHotStatements);
   const root = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   try {

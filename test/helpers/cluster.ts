@@ -51,7 +51,13 @@ export interface Instance {
   /** The bootstrap admin credential, when this process printed it. */
   bootstrapToken: string | undefined;
   stderr(): string;
+  /** The tail of what it wrote on stdout (its log lines). */
+  stdout(): string;
   stop(): Promise<void>;
+  /** How the process ended (`code N` or the signal's name); undefined while it runs. */
+  exited(): string | undefined;
+  /** Sends a signal (SIGKILL: `kill -9`) and resolves when the process has ended. */
+  kill(signal: NodeJS.Signals): Promise<void>;
 }
 
 /** Writes a config file (JSON is YAML) in a fresh directory; returns its path. */
@@ -74,6 +80,7 @@ export function spawnInstance(role: string, configPath: string, env: NodeJS.Proc
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
+  let stdout = '';
   let bootstrapToken: string | undefined;
   child.stderr!.on('data', (d: Buffer) => {
     stderr = (stderr + d.toString()).slice(-20_000);
@@ -81,6 +88,12 @@ export function spawnInstance(role: string, configPath: string, env: NodeJS.Proc
     if (m) bootstrapToken = m[1];
   });
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const exitedHow = () => (child.signalCode !== null ? child.signalCode : child.exitCode !== null ? `code ${child.exitCode}` : undefined);
+  const kill = async (signal: NodeJS.Signals) => {
+    if (exitedHow() !== undefined) return;
+    child.kill(signal);
+    await exited;
+  };
   const stop = async () => {
     if (child.exitCode !== null || child.signalCode !== null) return;
     child.kill('SIGTERM');
@@ -95,10 +108,11 @@ export function spawnInstance(role: string, configPath: string, env: NodeJS.Proc
     }, 60_000);
     const rl = createInterface({ input: child.stdout! });
     rl.on('line', (line) => {
+      stdout = (stdout + line + '\n').slice(-20_000);
       if (!line.startsWith('{"ready":true')) return;
       clearTimeout(timer);
       const info = JSON.parse(line) as { role: string; url: string; instance: string; pid: number };
-      resolvePromise({ ...info, get bootstrapToken() { return bootstrapToken; }, stderr: () => stderr, stop });
+      resolvePromise({ ...info, get bootstrapToken() { return bootstrapToken; }, stderr: () => stderr, stdout: () => stdout, stop, exited: exitedHow, kill });
     });
     void exited.then(() => {
       clearTimeout(timer);

@@ -82,9 +82,18 @@ export const busSchema = z.strictObject({
   driver: ex(z.enum(['memory', 'nats']).default('memory'), 'nats'),
   nats_servers: ex(z.array(z.string().min(1)).min(1).default(['nats://127.0.0.1:4222']), '[nats://127.0.0.1:4222]'),
   nats_credentials: secretRef.optional(),
-  /** JetStream stream that holds Mandate's events. */
+  /**
+   * JetStream stream that holds Mandate's events. Two deployments on one NATS server need two
+   * streams: each captures its own subjects (see subject_prefix), and sees nothing of the other.
+   */
   stream: ex(z.string().regex(/^[A-Za-z0-9_-]+$/).default('MANDATE'), 'MANDATE'),
-  subject_prefix: ex(z.string().regex(/^[a-z0-9_-]+$/).default('mandate'), 'mandate'),
+  /**
+   * Every subject is `<subject_prefix>.…` and the stream captures `<subject_prefix>.>`. Default:
+   * the stream's name in lower case (`MANDATE` → `mandate`), so that a deployment with its own
+   * stream has its own subjects. Two streams on one server cannot share a prefix (NATS refuses
+   * overlapping subjects); set it only to keep subjects a server's permissions already name.
+   */
+  subject_prefix: ex(z.string().regex(/^[a-z0-9_-]+$/, 'use lowercase letters, digits, "_" or "-"').optional(), 'mandate'),
   /** An instance cut off from the bus longer than this denies (fail closed). */
   staleness_bound: duration.prefault(15),
 });
