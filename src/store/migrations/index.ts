@@ -5,6 +5,7 @@ import * as m010 from './010_signals.js';
 import * as m020 from './020_governance.js';
 import * as m030 from './030_signal_applications.js';
 import * as m040 from './040_risk_scores.js';
+import * as m050 from './050_issued_token_parent.js';
 
 /**
  * Every migration, by name. They run in name order (Store.migrate), so names start with a
@@ -18,5 +19,6 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '020_governance': m020,
   '030_signal_applications': m030,
   '040_risk_scores': m040,
+  '050_issued_token_parent': m050,
 });
 
