@@ -187,7 +187,8 @@ describe('RFC 8705 mutual-TLS certificate-bound access tokens', () => {
         grant_type: EXCHANGE, subject_token: bound.body.access_token, subject_token_type: AT_TYPE, scope: 'list_tickets', resource,
       }, { dpop: await dpopProof(thief, 'POST', ep) });
       assert.equal(r.status, 400, `exchange without the bound certificate was accepted: ${JSON.stringify(r.body)}`);
-      assert.equal(r.body.error, 'invalid_grant');
+      // RFC 8693 §2.2.2: an unacceptable subject token is invalid_request.
+      assert.equal(r.body.error, 'invalid_request');
     },
   );
 });
