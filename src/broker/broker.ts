@@ -660,11 +660,21 @@ export class Broker {
 
   async revokeToken(jti: string, expiresAt: number | null, reason: string, actor: string, signalId: string | null = null): Promise<void> {
     const tok = expiresAt === null ? this.issued.pending(jti) ?? await this.d.store.getIssuedToken(jti) : undefined;
-    const rec = { id: newId('rev'), kind: 'token' as const, target: jti, notBefore: null, reason, signalId, createdAt: this.d.clock.now(), expiresAt: expiresAt ?? tok?.expiresAt ?? null };
+    const rec = { id: newId('rev'), kind: 'token' as const, target: jti, notBefore: null, reason, signalId, createdAt: this.d.clock.now(), expiresAt: this.keptUntil(expiresAt ?? tok?.expiresAt ?? null) };
     await this.d.store.addRevocation(rec);
     this.revocations.applyRevocation(rec);
     this.d.audit.record({ type: 'token.revoked', actor, subject: tok?.nhiId ?? null, data: { jti, reason } });
     await this.d.bus.publish('revocation.added', rec).catch((err: unknown) => this.d.logger.warn({ err }, 'revocation not published'));
+  }
+
+  /**
+   * How long a token's revocation is kept: a token is still accepted up to `proxy.clock_skew`
+   * after its `exp` (RFC 7519 §4.1.4 leeway), so its revocation (which also covers every token
+   * exchanged from it, none of which outlives it) is kept that long and a minute more, as
+   * `revokeAll`'s. Null (the token's expiry is unknown) keeps it until the store purges it.
+   */
+  private keptUntil(expiresAt: number | null): number | null {
+    return expiresAt === null ? null : expiresAt + this.d.config.proxy.clock_skew * 1000 + 60_000;
   }
 
   /** Every token of an NHI (or tool, or everything) issued up to now stops working. */
@@ -703,7 +713,7 @@ export class Broker {
     for (const o of ops) {
       if (o.op === 'revoke_token') {
         const tok = this.issued.pending(o.jti) ?? await store.getIssuedToken(o.jti);
-        allRevs.push({ rec: { id: newId('rev'), kind: 'token', target: o.jti, notBefore: null, reason: o.reason, signalId: o.signalId, createdAt: now, expiresAt: tok?.expiresAt ?? null }, actor: o.actor, nhiId: tok?.nhiId ?? null, jti: o.jti });
+        allRevs.push({ rec: { id: newId('rev'), kind: 'token', target: o.jti, notBefore: null, reason: o.reason, signalId: o.signalId, createdAt: now, expiresAt: this.keptUntil(tok?.expiresAt ?? null) }, actor: o.actor, nhiId: tok?.nhiId ?? null, jti: o.jti });
       } else if (o.op === 'revoke_all') {
         allRevs.push({
           rec: { id: newId('rev'), kind: o.kind, target: o.target, notBefore: now, reason: o.reason, signalId: o.signalId, createdAt: now, expiresAt: now + this.d.config.tokens.max_ttl * 1000 + 60_000 },

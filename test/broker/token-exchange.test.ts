@@ -5,6 +5,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { ManualClock } from '../../src/core/index.js';
 import { BACKENDS, startTestApp, type TestApp } from '../helpers/app.js';
 import { agentNhi, testAgent, testDpopKey, type TestAgent, type TestDpopKey } from '../helpers/agent.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
@@ -207,5 +208,37 @@ describe('RFC 8693 delegation: with an actor_token, the caller is the actor', ()
     const ok = await exchange(iss, { subject, resource, scope: 'list_items', dpop: keys.deployer });
     assert.equal(ok.status, 200, JSON.stringify(ok.body));
     assert.deepEqual(claimsOf(ok.body.access_token).cnf, { jkt: keys.deployer!.jkt });
+  });
+});
+
+describe('a revocation outlives the clock-skew window of what it revokes', () => {
+  it('a revoked token and the token exchanged from it stay refused after their exp, while the verifier\'s leeway still accepts them', async () => {
+    const clock = new ManualClock(Date.now());
+    const alice = await testAgent('alice');
+    const t = await startTestApp(undefined, {
+      tokens: { profiles: [{ name: 'read', ttl: '10m', binding: 'optional' }, { name: 'write', ttl: '5m', binding: 'optional' }] },
+      nhis: [agentNhi(alice)], tools: TOOLS('http://127.0.0.1:9'), grants: [{ nhi: 'alice', tool: 'rec', actions: ['list_items'] }],
+    }, {}, { clock });
+    try {
+      const iss = t.app.issuer;
+      const a = await clientCredentials(iss, alice, { resource: `${iss}/tools/rec`, scope: 'list_items' });
+      assert.equal(a.status, 200, JSON.stringify(a.body));
+      const b = await exchange(iss, { subject: a.body.access_token, resource: `${iss}/tools/rec`, scope: 'list_items' });
+      assert.equal(b.status, 200, JSON.stringify(b.body));
+      assert.equal((await revokeAtEndpoint(iss, alice, a.body.access_token)).status, 200);
+      const facts = (tok: string) => {
+        const c = claimsOf(tok);
+        return { jti: c.jti as string, nhiId: 'alice', toolId: 'rec', issuedAt: (c.iat as number) * 1000 };
+      };
+      // Two seconds past exp: within proxy.clock_skew (5 s), so the signature and claims still pass.
+      clock.set((claimsOf(a.body.access_token).exp as number) * 1000 + 2000);
+      await t.app.broker.revocations.reload({ full: true });
+      for (const tok of [a.body.access_token, b.body.access_token]) {
+        await t.app.broker.accessTokens.verify(tok);
+        assert.ok(t.app.broker.revocations.check(facts(tok)), 'still revoked');
+      }
+    } finally {
+      await t.app.close();
+    }
   });
 });
