@@ -56,7 +56,7 @@ describe('mandate up (npm start)', () => {
     });
     const tok = await client.getToken('tickets', ['list_tickets']);
     assert.equal(tok.tokenType, 'DPoP');
-    await assert.rejects(client.getToken('tickets', ['delete_ticket']), ApprovalRequiredError);
+    await assert.rejects(client.getToken('tickets', ['delete_ticket'], { argsDigest: client.argsDigest({ params: { id: '1' }, query: {} }) }), ApprovalRequiredError);
     // The README's proxy examples: an HTTP tool call and an MCP client, through /tools/<tool>.
     const res = await client.fetch('tickets', ['list_tickets'], '/tickets');
     assert.equal(res.status, 200);

@@ -3,6 +3,7 @@ import { OAuthError, ReplicatedMap, type Clock, type SnapshotTicket } from '../c
 import type { AccessTokenClaims } from './tokens.js';
 import { keyFitsAlg, keyUsableFor, publicJwkOf } from './dpop.js';
 import { importPublicKey, verifyCompactAsync } from './jws.js';
+import { decodeUnverified } from './jwt-guard.js';
 
 /** Where the verification keys come from: the broker's own JWKS (in process) or a fetched one. */
 export type JwksSource = () => { keys: Record<string, unknown>[] };
@@ -176,11 +177,17 @@ export class AccessTokenVerifier {
   }
 
   private async verifySignature(token: string): Promise<Verified> {
-    // RFC 7515 §7.1: three base64url parts; the header and payload are JSON objects.
-    const first = token.indexOf('.');
-    const second = first < 0 ? -1 : token.indexOf('.', first + 1);
-    if (first <= 0 || second <= first + 1 || second === token.length - 1 || token.indexOf('.', second + 1) !== -1) throw invalidToken();
-    const header = decodePart(token.slice(0, first));
+    // RFC 7515 §7.1 through the RFC 8725 guard (jwt-guard.ts), as every other JWS Mandate reads:
+    // three canonical base64url parts, a header and a payload that are strict UTF-8 JSON objects
+    // without duplicate member names (RFC 7515 §5.2), so there is one reading of what was signed.
+    let header: Record<string, unknown>;
+    let payload: Record<string, unknown>;
+    try {
+      ({ header, payload } = decodeUnverified(token, this.opts.maxBytes ?? 8192));
+    } catch {
+      throw invalidToken();
+    }
+    if (token.endsWith('.')) throw invalidToken();
     const alg = header.alg;
     // RFC 8725 §3.1: only the algorithms Mandate signs with; RFC 7515 §4.1.11: no extensions.
     if (typeof alg !== 'string' || !ALGORITHMS.includes(alg)) throw invalidToken();
@@ -208,7 +215,6 @@ export class AccessTokenVerifier {
       k.imported.set(alg, key);
     }
     if (!(await verifyCompactAsync(token, alg, key))) throw invalidToken();
-    const payload = decodePart(token.slice(first + 1, second));
     // The kid of the key that verified it, not the header's: a token signed without a kid by a
     // retired key is refused as that key's.
     return { payload, typ: header.typ, kid: k.kid };
@@ -246,18 +252,4 @@ function normalizeTyp(typ: string): string {
 function audienceIncludes(aud: unknown, expected: string): boolean {
   if (typeof aud === 'string') return aud === expected;
   return Array.isArray(aud) && aud.includes(expected);
-}
-
-const B64URL = /^[A-Za-z0-9_-]+$/;
-
-function decodePart(part: string): Record<string, unknown> {
-  if (!B64URL.test(part)) throw invalidToken();
-  let value: unknown;
-  try {
-    value = JSON.parse(Buffer.from(part, 'base64url').toString('utf8'));
-  } catch {
-    throw invalidToken();
-  }
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw invalidToken();
-  return value as Record<string, unknown>;
 }

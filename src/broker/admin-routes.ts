@@ -17,7 +17,7 @@ export function approvalJson(a: ApprovalRecord, now: number) {
 function tokenJson(t: IssuedTokenRecord) {
   return {
     jti: t.jti, nhi: t.nhiId, tool: t.audience, scope: t.scope, tier: t.tier, client_id: t.clientId, issued_at: t.issuedAt,
-    expires_at: t.expiresAt, bound: t.cnfJkt ? 'dpop' : t.cnfX5t ? 'mtls' : 'none', act: t.act, run_id: t.runId,
+    expires_at: t.expiresAt, bound: t.cnfJkt ? 'dpop' : t.cnfX5t ? 'mtls' : 'none', act: t.act, run_id: t.runId, parent_jti: t.parentJti,
   };
 }
 

@@ -11,7 +11,9 @@ import type { BrokerBatchStore, BrokerStore, ApprovalRecord, KillSwitchRecord, R
 import { describeSignal } from './signal-note.js';
 import { AccessTokenVerifier } from './access-token.js';
 import { KILL_SIGNAL_PREFIX, RevocationState } from './revocation-state.js';
-import { GRANT, TOKEN_TYPE, ToolCatalog, newJti, parseScope, sha256b64u, type AccessTokenClaims } from './tokens.js';
+import {
+  GRANT, MAX_EXCHANGE_DEPTH, TOKEN_TYPE, ToolCatalog, exchangeDepthOf, newJti, parentJtiOf, parseScope, sha256b64u, type AccessTokenClaims,
+} from './tokens.js';
 import { DpopVerifier } from './dpop.js';
 import { DpopNonces } from './dpop-nonce.js';
 import { ClientAssertionVerifier } from './client-assertion.js';
@@ -54,14 +56,43 @@ interface Subject {
   /** Scope ceiling: a Mandate token being narrowed cannot widen. */
   scopeCeiling?: string[];
   audienceCeiling?: string;
-  /** A DPoP-bound subject token: the exchange must prove the same key. */
-  boundJkt?: string;
-  /** A certificate-bound subject token (RFC 8705): the exchange must present the same certificate. */
-  boundX5t?: string;
+  /**
+   * The key the caller must prove: the `cnf` of the presented token that stands for the caller
+   * (the subject token, or with delegation the actor token). The new token is bound to it.
+   */
+  proof?: { jkt?: string; x5t?: string; of: 'subject_token' | 'actor_token' };
   act?: Record<string, unknown>;
+  /** The jti of the Mandate token this one is exchanged from: the new jti names it (lineage, tokens.ts). */
+  parentJti?: string;
   runId: string | null;
   via: string;
 }
+
+/** RFC 7591 §2 client authentication method names. */
+type ClientAuthMethod = 'private_key_jwt' | 'client_secret_basic' | 'client_secret_post' | 'none';
+type OAuthEndpoint = 'token' | 'introspection' | 'revocation';
+
+/**
+ * The client authentication methods each endpoint accepts: `authenticateClient` enforces this
+ * table and the RFC 8414 metadata is written from it, so the two cannot disagree.
+ * - token: `none` because token exchange and the JWT bearer grant authenticate through the
+ *   token they present (RFC 8693 §2.1 and RFC 7523 §3.1 make client authentication optional);
+ *   client_credentials still refuses a request without one (RFC 6749 §4.4.2).
+ * - introspection: private_key_jwt only (an NHI's own key; a token is only described to its
+ *   own NHI or to a tool, RFC 7662 §4).
+ * - revocation: the client that was issued the token authenticates (RFC 7009 §2.1), with any
+ *   method it may use at the token endpoint, but never `none`.
+ * Client secrets are accepted only for an NHI whose static secret is a recorded, unexpired exception.
+ */
+const CLIENT_AUTH_METHODS: Readonly<Record<OAuthEndpoint, readonly ClientAuthMethod[]>> = {
+  token: ['private_key_jwt', 'client_secret_basic', 'client_secret_post', 'none'],
+  introspection: ['private_key_jwt'],
+  revocation: ['private_key_jwt', 'client_secret_basic', 'client_secret_post'],
+};
+/** The `alg` values a client assertion (private_key_jwt) may use, at every endpoint. */
+const CLIENT_ASSERTION_ALGS: readonly string[] = ['ES256', 'EdDSA', 'RS256', 'PS256'];
+/** Mandate admin credentials (`mdt.<id>.<secret>`, admin/auth.ts): tokens this server issues but does not revoke at RFC 7009's endpoint. */
+const ADMIN_CREDENTIAL_SHAPE = /^mdt\.[0-9a-f]{16}\.[A-Za-z0-9_-]{43}$/;
 
 interface TokenRequest {
   params: Map<string, string>;
@@ -135,7 +166,7 @@ export class Broker {
       findNhis: nhiMatcher(() => d.store.listCredentials(), d.clock),
     });
     this.clientAssertions = new ClientAssertionVerifier({
-      replay: this.replay, clock: d.clock,
+      replay: this.replay, clock: d.clock, algorithms: [...CLIENT_ASSERTION_ALGS],
       // RFC 7523 §3 item 3: the assertion's aud names this server (issuer or token endpoint).
       audiences: [d.issuer(), `${d.issuer()}/oauth/token`],
       getClientKeys: async (clientId) => {
@@ -184,11 +215,14 @@ export class Broker {
       revocation_endpoint: `${iss}/oauth/revoke`,
       grant_types_supported: [GRANT.clientCredentials, GRANT.tokenExchange, GRANT.jwtBearer],
       response_types_supported: [],
-      token_endpoint_auth_methods_supported: ['private_key_jwt', 'client_secret_basic', 'client_secret_post'],
-      token_endpoint_auth_signing_alg_values_supported: ['ES256', 'EdDSA', 'RS256', 'PS256'],
-      introspection_endpoint_auth_methods_supported: ['private_key_jwt'],
-      revocation_endpoint_auth_methods_supported: ['private_key_jwt', 'client_secret_basic', 'client_secret_post'],
-      dpop_signing_alg_values_supported: ['ES256', 'ES384', 'EdDSA', 'RS256', 'PS256'],
+      // Exactly what authenticateClient accepts at each endpoint (CLIENT_AUTH_METHODS).
+      token_endpoint_auth_methods_supported: [...CLIENT_AUTH_METHODS.token],
+      token_endpoint_auth_signing_alg_values_supported: [...CLIENT_ASSERTION_ALGS],
+      introspection_endpoint_auth_methods_supported: [...CLIENT_AUTH_METHODS.introspection],
+      introspection_endpoint_auth_signing_alg_values_supported: [...CLIENT_ASSERTION_ALGS],
+      revocation_endpoint_auth_methods_supported: [...CLIENT_AUTH_METHODS.revocation],
+      revocation_endpoint_auth_signing_alg_values_supported: [...CLIENT_ASSERTION_ALGS],
+      dpop_signing_alg_values_supported: [...this.dpop.supportedAlgorithms],
       scopes_supported: [...new Set(this.d.config.tools.flatMap((t) => t.actions.map((a) => a.name)))].sort(),
       ...(tls && tls.client_auth !== 'none' ? { tls_client_certificate_bound_access_tokens: true, mtls_endpoint_aliases: { token_endpoint: `${iss}/oauth/token`, revocation_endpoint: `${iss}/oauth/revoke`, introspection_endpoint: `${iss}/oauth/introspect` } } : {}),
       authorization_details_types_supported: [],
@@ -216,16 +250,10 @@ export class Broker {
         ? (await this.dpop.verify(ctx.req.headers.dpop, { method: 'POST', url: this.tokenEndpoint() })).jkt
         : undefined;
       const x5t = peerCertThumbprint(ctx.req);
-      const client = await this.authenticateClient(ctx.req, req.params);
+      const client = await this.authenticateClient(ctx.req, req.params, 'token');
       const subject = await this.grant(req, client);
       nhiForAudit = subject.nhi.id;
-      if (subject.boundJkt && subject.boundJkt !== jkt) {
-        throw oauth.invalidGrant('the subject token is DPoP-bound: prove possession of the same key (RFC 9449 §4.3)');
-      }
-      if (subject.boundX5t && subject.boundX5t !== x5t) {
-        throw oauth.invalidGrant('the subject token is certificate-bound: present the same client certificate (RFC 8705 §3)');
-      }
-      const result = await this.issue(req, subject, { jkt, x5t }, ctx);
+      const result = await this.issue(req, subject, provenBinding(subject, { jkt, x5t }), ctx);
       sendJson(ctx.res, 200, result);
     } catch (err) {
       if (err instanceof OAuthError) {
@@ -249,15 +277,24 @@ export class Broker {
 
   /**
    * Client authentication (RFC 6749 §2.3, RFC 7523 §2.2 / §3): private_key_jwt, or a client
-   * secret only for an NHI whose static secret is a recorded, unexpired exception. None is
-   * fine for token exchange and JWT bearer (the assertion authenticates), not for client_credentials.
+   * secret only for an NHI whose static secret is a recorded, unexpired exception; only the
+   * methods `endpoint` accepts (CLIENT_AUTH_METHODS, what the metadata lists). None is fine
+   * for token exchange and JWT bearer (the assertion authenticates), not for client_credentials.
    */
-  private async authenticateClient(req: IncomingMessage, params: Map<string, string>): Promise<string | undefined> {
+  private async authenticateClient(req: IncomingMessage, params: Map<string, string>, endpoint: OAuthEndpoint): Promise<string | undefined> {
     const assertion = params.get('client_assertion');
     const basic = parseBasic(req.headers.authorization);
     const postSecret = params.get('client_secret');
     const methods = [assertion !== undefined, basic !== undefined, postSecret !== undefined].filter(Boolean).length;
     if (methods > 1) throw oauth.invalidRequest('use exactly one client authentication method (RFC 6749 §2.3)');
+    const method: ClientAuthMethod = assertion !== undefined ? 'private_key_jwt' : basic ? 'client_secret_basic' : postSecret !== undefined ? 'client_secret_post' : 'none';
+    const accepted = CLIENT_AUTH_METHODS[endpoint];
+    if (!accepted.includes(method)) {
+      // RFC 6749 §5.2 invalid_client: "no client authentication included, or unsupported authentication method".
+      throw oauth.invalidClient(method === 'none'
+        ? `the ${endpoint} endpoint requires client authentication (${accepted.join(', ')})`
+        : `${method} is not accepted at the ${endpoint} endpoint (${accepted.join(', ')})`);
+    }
     if (assertion !== undefined) {
       const r = await this.clientAssertions.verify(assertion, { clientIdParam: params.get('client_id'), assertionType: params.get('client_assertion_type') });
       return r.clientId;
@@ -295,12 +332,14 @@ export class Broker {
     switch (type) {
       case GRANT.clientCredentials: {
         if (!clientId) throw oauth.invalidClient('client_credentials needs client authentication (private_key_jwt)');
-        return { nhi: await this.activeNhi(clientId), clientId, runId: null, via: 'client_credentials' };
+        const nhi = await this.activeNhi(clientId, { invalid: () => oauth.invalidClient('unknown client'), disabled: denied });
+        return { nhi, clientId, runId: null, via: 'client_credentials' };
       }
       case GRANT.jwtBearer: {
         const assertion = required(p, 'assertion');
+        // RFC 7523 §3.1: an assertion that is not valid is invalid_grant (the federation errors are).
         const w = await this.workload(assertion);
-        return this.fromWorkload(w, clientId, 'jwt_bearer');
+        return this.fromWorkload(w, clientId, 'jwt_bearer', { invalid: oauth.invalidGrant, disabled: denied });
       }
       case GRANT.tokenExchange:
         return this.exchange(p, clientId);
@@ -313,7 +352,16 @@ export class Broker {
     }
   }
 
-  /** RFC 8693 §2.1: subject_token (+ optional actor_token for delegation). */
+  /**
+   * RFC 8693 §2.1: subject_token, and optionally actor_token for delegation.
+   *
+   * Without an actor token the caller holds the subject token: a bound subject token needs
+   * proof of its key (narrowing). With one, the caller is the actor (§1.1): a bound actor token
+   * needs proof of the actor's key and the new token is bound to it, so a copied actor token
+   * cannot put its actor into `act`; the subject token is the evidence of delegation (its key
+   * is not the caller's to prove) and the subject's `may_act` says who may act for it (§4.4).
+   * §2.2.2: an invalid or unacceptable subject or actor token is `invalid_request`.
+   */
   private async exchange(p: Map<string, string>, clientId: string | undefined): Promise<Subject> {
     const subjectToken = required(p, 'subject_token');
     const subjectType = required(p, 'subject_token_type');
@@ -321,42 +369,61 @@ export class Broker {
     if (requested !== undefined && requested !== TOKEN_TYPE.accessToken && requested !== TOKEN_TYPE.jwt) {
       throw oauth.invalidRequest('requested_token_type must be urn:ietf:params:oauth:token-type:access_token');
     }
-    const subject = await this.presented(subjectToken, subjectType, 'subject_token', clientId);
     const actorToken = p.get('actor_token');
     const actorType = p.get('actor_token_type');
     if ((actorToken === undefined) !== (actorType === undefined)) {
       throw oauth.invalidRequest('actor_token and actor_token_type go together (RFC 8693 §2.1)');
     }
-    if (actorToken !== undefined) {
-      const actor = await this.presented(actorToken, actorType!, 'actor_token', undefined);
-      // RFC 8693 §4.4: the subject says who may act for it (`may_act`, from config).
-      if (!subject.nhi.mayAct.includes(actor.nhi.id)) {
-        throw oauth.invalidGrant(`${actor.nhi.id} may not act for ${subject.nhi.id} (may_act)`);
-      }
-      // RFC 8693 §4.1: the current actor first, earlier actors nested inside.
-      subject.act = { sub: actor.nhi.id, ...(actor.act ? { act: actor.act } : {}) };
-      subject.via = 'token_exchange_delegation';
+    if (actorToken === undefined) return this.presented(subjectToken, subjectType, 'subject_token', clientId);
+
+    const actor = await this.presented(actorToken, actorType!, 'actor_token', clientId);
+    if (clientId !== undefined && clientId !== actor.nhi.id) throw unacceptable('actor_token', 'the authenticated client is not the actor');
+    // The actor acts in its own name: a delegated token as actor would hide who is acting.
+    if (actor.act) throw unacceptable('actor_token', 'it is itself a delegated token (it has act): present the actor\'s own token');
+    const subject = await this.presented(subjectToken, subjectType, 'subject_token', undefined);
+    if (!subject.nhi.mayAct.includes(actor.nhi.id)) {
+      throw unacceptable('actor_token', `${actor.nhi.id} may not act for ${subject.nhi.id} (may_act, RFC 8693 §4.4)`);
     }
-    return subject;
+    return {
+      ...subject,
+      clientId: actor.clientId,
+      // The delegated token lives no longer than either token it came from.
+      notAfter: Math.min(subject.notAfter ?? Infinity, actor.notAfter ?? Infinity),
+      proof: actor.proof,
+      // RFC 8693 §4.1: the current actor, with the prior chain of delegation (the subject
+      // token's act) nested inside it.
+      act: { sub: actor.nhi.id, ...(subject.act ? { act: subject.act } : {}) },
+      via: 'token_exchange_delegation',
+    };
   }
 
-  private async presented(token: string, type: string, name: string, clientId: string | undefined): Promise<Subject> {
-    if (token.length > MAX_TOKEN_PARAM) throw oauth.invalidRequest(`${name} is too large`);
+  /** A subject or actor token (RFC 8693 §2.1). Every refusal is `invalid_request` (§2.2.2), naming which token. */
+  private async presented(token: string, type: string, name: 'subject_token' | 'actor_token', clientId: string | undefined): Promise<Subject> {
+    if (token.length > MAX_TOKEN_PARAM) throw unacceptable(name, 'it is too large');
     if (type === TOKEN_TYPE.accessToken) {
-      const claims = await this.accessTokens.verify(token).catch(() => {
-        throw oauth.invalidGrant(`${name} is not a valid Mandate access token`);
+      const claims = await this.accessTokens.verify(token).catch((err: unknown) => {
+        if (err instanceof OAuthError && err.status >= 500) throw err;
+        throw unacceptable(name, 'it is not a valid Mandate access token');
       });
       const revoked = this.revocations.check({ jti: claims.jti, nhiId: claims.sub, toolId: toolIdOf(claims.aud, this.d.issuer()), issuedAt: claims.iat * 1000 });
-      if (revoked) throw oauth.invalidGrant(`${name} was revoked (${revoked})`);
+      if (revoked) throw unacceptable(name, `it was revoked (${revoked})`);
+      if (name === 'subject_token' && exchangeDepthOf(claims.jti) >= MAX_EXCHANGE_DEPTH) {
+        throw unacceptable(name, `it was already exchanged ${MAX_EXCHANGE_DEPTH} times from its first token: exchange from an earlier one`);
+      }
+      const cnf = claims.cnf;
       return {
-        nhi: await this.activeNhi(claims.sub), clientId: clientId ?? claims.client_id, notAfter: claims.exp * 1000,
-        scopeCeiling: claims.scope.split(' '), audienceCeiling: claims.aud, boundJkt: claims.cnf?.jkt, boundX5t: claims.cnf?.['x5t#S256'],
-        act: claims.act, runId: claims.mandate_run_id ?? null, via: 'token_exchange_narrowing',
+        nhi: await this.activeNhi(claims.sub, unacceptableAs(name)), clientId: clientId ?? claims.client_id, notAfter: claims.exp * 1000,
+        scopeCeiling: claims.scope.split(' '), audienceCeiling: claims.aud,
+        ...(cnf?.jkt !== undefined || cnf?.['x5t#S256'] !== undefined ? { proof: { jkt: cnf.jkt, x5t: cnf['x5t#S256'], of: name } } : {}),
+        act: claims.act, parentJti: claims.jti, runId: claims.mandate_run_id ?? null, via: 'token_exchange_narrowing',
       };
     }
     if (type === TOKEN_TYPE.jwt || type === TOKEN_TYPE.idToken) {
-      const w = await this.workload(token);
-      return this.fromWorkload(w, clientId, 'token_exchange');
+      const w = await this.workload(token).catch((err: unknown) => {
+        if (err instanceof OAuthError && err.status < 500) throw unacceptable(name, err.message);
+        throw err;
+      });
+      return this.fromWorkload(w, clientId, 'token_exchange', unacceptableAs(name));
     }
     throw oauth.invalidRequest(`${name}_type "${type.slice(0, 100)}" is not supported`);
   }
@@ -374,16 +441,17 @@ export class Broker {
     }
   }
 
-  private async fromWorkload(w: VerifiedWorkload, clientId: string | undefined, via: string): Promise<Subject> {
-    const nhi = await this.activeNhi(w.nhiId);
-    if (clientId !== undefined && clientId !== nhi.id) throw oauth.invalidGrant('the authenticated client is not the workload the token names');
+  private async fromWorkload(w: VerifiedWorkload, clientId: string | undefined, via: string, refuse: Refusals): Promise<Subject> {
+    const nhi = await this.activeNhi(w.nhiId, refuse);
+    if (clientId !== undefined && clientId !== nhi.id) throw refuse.invalid('the authenticated client is not the workload the token names');
     return { nhi, clientId: clientId ?? nhi.id, notAfter: w.expiresAt, runId: w.runId, via };
   }
 
-  private async activeNhi(id: string): Promise<NhiRecord> {
+  /** The NHI a grant names, active; `refuse` builds the grant's errors (see Refusals). */
+  private async activeNhi(id: string, refuse: Refusals): Promise<NhiRecord> {
     const { nhi } = await this.inventory.get(id);
-    if (!nhi) throw oauth.invalidClient('unknown client');
-    if (nhi.status !== 'active') throw oauth.accessDenied(`${id} is disabled`);
+    if (!nhi) throw refuse.invalid(`no NHI ${id.slice(0, 100)} is registered`);
+    if (nhi.status !== 'active') throw refuse.disabled(`${id} is disabled`);
     return nhi;
   }
 
@@ -419,7 +487,7 @@ export class Broker {
     const profile = this.catalog.profileFor(tool, scope);
 
     const killed = this.revocations.killed(s.nhi.id, tool.id);
-    if (killed) throw oauth.accessDenied(`issuance refused: kill switch (${killed})`);
+    if (killed) throw denied(`issuance refused: kill switch (${killed})`);
 
     if (profile.binding === 'required' && !binding.jkt && !binding.x5t) {
       throw oauth.invalidRequest(`the ${profile.name} profile requires a sender-constrained token: send a DPoP proof (RFC 9449) or use mTLS (RFC 8705)`);
@@ -429,31 +497,38 @@ export class Broker {
     const argsDigest = p.get('args_digest');
     if (argsDigest !== undefined && !/^[A-Za-z0-9_-]{43}$/.test(argsDigest)) throw oauth.invalidRequest('args_digest must be base64url SHA-256 (43 characters)');
     if (profile.approval || stepUp) {
+      // A human approves one call: this NHI, this action, these arguments. An approval (and the
+      // elevation token redeeming it) without an argument digest would pass any arguments.
+      if (argsDigest === undefined) {
+        throw oauth.invalidRequest(`${scope.join(' ')} on ${tool.id} needs a human's approval, which is bound to the call's arguments: send args_digest (base64url SHA-256 of the canonical JSON of the arguments, as the proxy computes it)`);
+      }
       const why = !profile.approval && restriction ? ` (stepped up by ${describeSignal(restriction)})` : '';
-      approval = await this.elevation(p.get('approval_id'), s, tool, scope, argsDigest ?? null, ctx, why);
+      approval = await this.elevation(p.get('approval_id'), s, tool, scope, argsDigest, ctx, why);
     }
 
     const ttlMs = profile.ttl * 1000;
     const exp = Math.floor(Math.min(now + ttlMs, s.notAfter ?? Infinity) / 1000);
     const iat = Math.floor(now / 1000);
     if (exp <= iat) throw oauth.invalidGrant('the presented token expires too soon to issue from');
-    const jti = newJti();
+    const jti = newJti(s.parentJti);
     const claims: AccessTokenClaims = {
       iss: this.d.issuer(), sub: s.nhi.id, aud: this.catalog.resourceOf(tool.id), exp, iat, jti,
       client_id: s.clientId, scope: scope.join(' '), mandate_tier: profile.name,
       ...(binding.jkt ? { cnf: { jkt: binding.jkt } } : binding.x5t ? { cnf: { 'x5t#S256': binding.x5t } } : {}),
       ...(s.act ? { act: s.act } : {}),
       ...(s.runId ? { mandate_run_id: s.runId } : p.get('run_id') ? { mandate_run_id: p.get('run_id')!.slice(0, 200) } : {}),
-      ...(approval ? { mandate_approval: approval.id, ...(approval.argsDigest ? { mandate_args_digest: approval.argsDigest } : {}) } : {}),
+      ...(approval ? { mandate_approval: approval.id, mandate_args_digest: argsDigest! } : {}),
     };
     const token = await this.sign(claims);
     this.issued.record({
       jti, nhiId: s.nhi.id, audience: tool.id, scope, tier: profile.name, clientId: s.clientId, issuedAt: iat * 1000,
       expiresAt: exp * 1000, cnfJkt: binding.jkt ?? null, cnfX5t: binding.jkt ? null : binding.x5t ?? null, act: s.act ?? null, runId: claims.mandate_run_id ?? null,
+      parentJti: s.parentJti ?? null,
     });
     const event = {
       jti, nhi: s.nhi.id, tool: tool.id, scope, requested_scope: requested, tier: profile.name, via: s.via, client_id: s.clientId,
       expires_at: exp * 1000, bound: binding.jkt ? 'dpop' : binding.x5t ? 'mtls' : 'none', act: s.act ?? null, approval: approval?.id ?? null,
+      parent_jti: s.parentJti ?? null,
     };
     this.d.audit.record({ type: 'token.issued', actor: s.nhi.id, subject: s.nhi.id, tool: tool.id, decision: 'allow', traceId: ctx.traceId, data: event });
     void this.d.bus.publish('token.issued', { ...event, at: now }).catch((err: unknown) => this.d.logger.warn({ err }, 'token.issued not published'));
@@ -488,7 +563,7 @@ export class Broker {
    * vocabulary), approved is redeemed once and yields one short-lived token.
    */
   private async elevation(
-    approvalId: string | undefined, s: Subject, tool: ToolConfig, scope: string[], argsDigest: string | null, ctx: RequestContext, why = '',
+    approvalId: string | undefined, s: Subject, tool: ToolConfig, scope: string[], argsDigest: string, ctx: RequestContext, why = '',
   ): Promise<ApprovalRecord> {
     const now = this.d.clock.now();
     if (approvalId === undefined) {
@@ -510,7 +585,7 @@ export class Broker {
     }
     if (a.expiresAt <= now) throw new OAuthError('expired_token', 'the approval request expired; ask again');
     if (a.status === 'pending') throw new OAuthError('authorization_pending', 'the approval is still pending');
-    if (a.status === 'denied') throw oauth.accessDenied('the approval was denied');
+    if (a.status === 'denied') throw denied('the approval was denied');
     if (a.status !== 'approved' || !(await this.d.store.redeemApproval(a.id, now))) {
       throw oauth.invalidGrant('the approval was already used');
     }
@@ -524,7 +599,7 @@ export class Broker {
   private async handleIntrospect(ctx: RequestContext, maxBodyBytes: number): Promise<void> {
     try {
       const { params } = await parseTokenRequest(ctx.req, maxBodyBytes);
-      const caller = await this.authenticateClient(ctx.req, params);
+      const caller = await this.authenticateClient(ctx.req, params, 'introspection');
       if (!caller) throw oauth.invalidClient('introspection requires client authentication (RFC 7662 §2.1)');
       const token = required(params, 'token');
       const inactive = () => sendJson(ctx.res, 200, { active: false });
@@ -535,6 +610,7 @@ export class Broker {
         return inactive();
       }
       const toolId = toolIdOf(claims.aud, this.d.issuer());
+      // The revocation set, as the proxy's: a token exchanged from a revoked one is inactive too.
       if (this.revocations.check({ jti: claims.jti, nhiId: claims.sub, toolId, issuedAt: claims.iat * 1000 })) return inactive();
       const { nhi } = await this.inventory.get(claims.sub);
       if (!nhi || nhi.status !== 'active') return inactive();
@@ -545,6 +621,7 @@ export class Broker {
         active: true, iss: claims.iss, sub: claims.sub, aud: claims.aud, scope: claims.scope, client_id: claims.client_id,
         exp: claims.exp, iat: claims.iat, jti: claims.jti, token_type: claims.cnf?.jkt ? 'DPoP' : 'Bearer',
         ...(claims.cnf ? { cnf: claims.cnf } : {}), ...(claims.act ? { act: claims.act } : {}), mandate_tier: claims.mandate_tier,
+        ...(parentJtiOf(claims.jti) !== undefined ? { mandate_parent_jti: parentJtiOf(claims.jti) } : {}),
       });
     } catch (err) {
       if (err instanceof OAuthError) return sendOAuthError(ctx, err);
@@ -552,20 +629,34 @@ export class Broker {
     }
   }
 
-  /** RFC 7009 §2: the owner revokes its own token; the answer is 200 whatever the token (§2.2). */
+  /**
+   * RFC 7009 §2: the client revokes a token issued to it, and with it every token exchanged
+   * from it (lineage). An invalid, unknown or expired token is answered 200 (§2.2).
+   */
   private async handleRevoke(ctx: RequestContext, maxBodyBytes: number): Promise<void> {
     try {
       const { params } = await parseTokenRequest(ctx.req, maxBodyBytes);
-      const caller = await this.authenticateClient(ctx.req, params);
+      const caller = await this.authenticateClient(ctx.req, params, 'revocation');
       if (!caller) throw oauth.invalidClient('revocation requires client authentication (RFC 7009 §2.1)');
       const token = required(params, 'token');
-      const hint = params.get('token_type_hint');
-      if (hint !== undefined && hint !== 'access_token') {
-        throw new OAuthError('unsupported_token_type', 'only access tokens exist here (no refresh tokens for machines)');
+      // §2.1: token_type_hint is a hint. A value this server does not know, or one naming a type
+      // it does not issue (refresh_token: none for machines), extends the search to every type
+      // it does: access tokens, the only kind RFC 7009 can revoke here. So it is not read.
+      // §2.2.1: a Mandate admin credential is a token this server issues but does not revoke here.
+      if (ADMIN_CREDENTIAL_SHAPE.test(token)) {
+        throw new OAuthError('unsupported_token_type', 'admin credentials are managed through the admin API, not revoked with RFC 7009');
       }
       const claims = await this.accessTokens.verify(token).catch(() => undefined);
-      // §2.1: a token of another client is not revoked, and the answer does not say so.
-      if (claims && claims.client_id === caller) await this.revokeToken(claims.jti, claims.exp * 1000, `revoked by ${caller}`, `nhi:${caller}`);
+      if (claims) {
+        // §2.1: "The authorization server first validates the client credentials … and then
+        // verifies whether the token was issued to the client making the revocation request.
+        // If this validation fails, the request is refused and the client is informed of the
+        // error." The RFC 6749 §5.2 code for an authenticated client that may not do what it
+        // asks is unauthorized_client (invalid_client would say its authentication failed,
+        // invalid_grant that the token is bad; it is neither).
+        if (claims.client_id !== caller) throw oauth.unauthorizedClient('the token was not issued to this client: only its client may revoke it (RFC 7009 §2.1)');
+        await this.revokeToken(claims.jti, claims.exp * 1000, `revoked by ${caller}`, `nhi:${caller}`);
+      }
       sendJson(ctx.res, 200, {});
     } catch (err) {
       if (err instanceof OAuthError) return sendOAuthError(ctx, err);
@@ -577,11 +668,21 @@ export class Broker {
 
   async revokeToken(jti: string, expiresAt: number | null, reason: string, actor: string, signalId: string | null = null): Promise<void> {
     const tok = expiresAt === null ? this.issued.pending(jti) ?? await this.d.store.getIssuedToken(jti) : undefined;
-    const rec = { id: newId('rev'), kind: 'token' as const, target: jti, notBefore: null, reason, signalId, createdAt: this.d.clock.now(), expiresAt: expiresAt ?? tok?.expiresAt ?? null };
+    const rec = { id: newId('rev'), kind: 'token' as const, target: jti, notBefore: null, reason, signalId, createdAt: this.d.clock.now(), expiresAt: this.keptUntil(expiresAt ?? tok?.expiresAt ?? null) };
     await this.d.store.addRevocation(rec);
     this.revocations.applyRevocation(rec);
     this.d.audit.record({ type: 'token.revoked', actor, subject: tok?.nhiId ?? null, data: { jti, reason } });
     this.propagate('revocation.added', rec, 'revocation not published');
+  }
+
+  /**
+   * How long a token's revocation is kept: a token is still accepted up to `proxy.clock_skew`
+   * after its `exp` (RFC 7519 §4.1.4 leeway), so its revocation (which also covers every token
+   * exchanged from it, none of which outlives it) is kept that long and a minute more, as
+   * `revokeAll`'s. Null (the token's expiry is unknown) keeps it until the store purges it.
+   */
+  private keptUntil(expiresAt: number | null): number | null {
+    return expiresAt === null ? null : expiresAt + this.d.config.proxy.clock_skew * 1000 + 60_000;
   }
 
   /** Every token of an NHI (or tool, or everything) issued up to now stops working. */
@@ -620,7 +721,7 @@ export class Broker {
     for (const o of ops) {
       if (o.op === 'revoke_token') {
         const tok = this.issued.pending(o.jti) ?? await store.getIssuedToken(o.jti);
-        allRevs.push({ rec: { id: newId('rev'), kind: 'token', target: o.jti, notBefore: null, reason: o.reason, signalId: o.signalId, createdAt: now, expiresAt: tok?.expiresAt ?? null }, actor: o.actor, nhiId: tok?.nhiId ?? null, jti: o.jti });
+        allRevs.push({ rec: { id: newId('rev'), kind: 'token', target: o.jti, notBefore: null, reason: o.reason, signalId: o.signalId, createdAt: now, expiresAt: this.keptUntil(tok?.expiresAt ?? null) }, actor: o.actor, nhiId: tok?.nhiId ?? null, jti: o.jti });
       } else if (o.op === 'revoke_all') {
         allRevs.push({
           rec: { id: newId('rev'), kind: o.kind, target: o.target, notBefore: now, reason: o.reason, signalId: o.signalId, createdAt: now, expiresAt: now + this.d.config.tokens.max_ttl * 1000 + 60_000 },
@@ -682,6 +783,59 @@ export class Broker {
   private propagate(subject: string, rec: RevocationRecord | KillSwitchRecord, failed: string): void {
     void this.d.bus.publish(subject, rec, { id: `${rec.id}:${subject}` }).catch((err: unknown) => this.d.logger.warn({ err, id: rec.id }, failed));
   }
+}
+
+/** How a grant refuses the NHI it names: unknown (or not the authenticated client), or disabled. */
+interface Refusals {
+  invalid: (why: string) => OAuthError;
+  disabled: (why: string) => OAuthError;
+}
+
+/**
+ * RFC 8693 §2.2.2: "If … either the subject_token or actor_token are invalid or unacceptable,
+ * the authorization server MUST respond with an error code of invalid_request" (not
+ * invalid_grant, which RFC 7523 keeps for a bad JWT bearer assertion).
+ */
+function unacceptable(name: 'subject_token' | 'actor_token', why: string): OAuthError {
+  return oauth.invalidRequest(`the ${name} is not acceptable: ${why}`);
+}
+
+function unacceptableAs(name: 'subject_token' | 'actor_token'): Refusals {
+  const refuse = (why: string) => unacceptable(name, why);
+  return { invalid: refuse, disabled: refuse };
+}
+
+/**
+ * `access_denied` at the token endpoint: an operator decided against this request (a human
+ * denied the approval, a kill switch is engaged, the NHI is disabled). Not one of RFC 6749
+ * §5.2's codes: none of those says it (invalid_grant and invalid_client would tell the client
+ * its credentials are wrong, unauthorized_client that it is misconfigured for the grant type);
+ * RFC 8628 §3.5 uses access_denied at the token endpoint for exactly this, a denied
+ * authorization the client waited on, and the SDK (AccessDeniedError) reads it. Status 400, as
+ * §5.2 answers every refusal but invalid_client.
+ */
+function denied(why: string): OAuthError {
+  return new OAuthError('access_denied', why, 400);
+}
+
+/**
+ * The key the new token is bound to. When the presented token that stands for the caller (the
+ * subject token, or with delegation the actor token) is bound, the request must prove that key
+ * (RFC 9449 §4.3 with the DPoP proof, RFC 8705 §3 with the TLS client certificate) and the new
+ * token is bound to the same key; otherwise to whatever key the request proves, DPoP first.
+ */
+function provenBinding(s: Subject, request: { jkt?: string; x5t?: string }): { jkt?: string; x5t?: string } {
+  const p = s.proof;
+  if (!p) return request;
+  const caller = p.of === 'actor_token' ? ' (with an actor_token, the caller is the actor)' : '';
+  if (p.jkt !== undefined) {
+    if (request.jkt !== p.jkt) throw unacceptable(p.of, `it is DPoP-bound: the request's DPoP proof must be made with its key${caller} (RFC 9449 §4.3)`);
+    return { jkt: p.jkt };
+  }
+  if (request.x5t === undefined || request.x5t !== p.x5t) {
+    throw unacceptable(p.of, `it is certificate-bound: present the same client certificate${caller} (RFC 8705 §3)`);
+  }
+  return { x5t: p.x5t };
 }
 
 function sendOAuthError(ctx: RequestContext, err: OAuthError): void {

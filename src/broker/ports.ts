@@ -19,6 +19,11 @@ export interface IssuedTokenRecord {
   /** RFC 8693 §4.1 `act` (delegation chain). */
   act: Record<string, unknown> | null;
   runId: string | null;
+  /**
+   * The jti of the Mandate token this one was exchanged from (RFC 8693 subject token), or null.
+   * Bookkeeping for listing: revocation does not read it (the jti itself names its ancestors).
+   */
+  parentJti: string | null;
 }
 
 /** `key`: every token signed by the key `target` (a kid), retired at once (`mandate keys retire --now`). */

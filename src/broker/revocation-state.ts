@@ -1,5 +1,6 @@
 import { ReplicatedMap, type Bus, type Clock, type Logger, type Subscription } from '../core/index.js';
 import type { BrokerStore, KillSwitchRecord, RevocationRecord } from './ports.js';
+import { LINEAGE_SEPARATOR } from './tokens.js';
 
 /** Bus subjects for revocation state. Payloads are the store records (no secrets). */
 export const REVOCATION_SUBJECTS = {
@@ -10,6 +11,7 @@ export const REVOCATION_SUBJECTS = {
 
 /** What a check needs to know about a token. */
 export interface TokenFacts {
+  /** A token obtained by exchange names its ancestors in its jti (`own.parent.grandparent…`, tokens.ts). */
   jti: string;
   nhiId: string;
   toolId: string;
@@ -37,7 +39,7 @@ export const KILL_SIGNAL_PREFIX = /^\[signal ([A-Za-z0-9_-]+)\] /;
 export const RELOAD_OVERLAP_MS = 10_000;
 export const FULL_RELOAD_INTERVAL_MS = 60_000;
 
-export type RevokedReason = 'token_revoked' | 'nhi_revoked' | 'tool_revoked' | 'global_revoked' | 'nhi_killed' | 'tool_killed' | 'global_kill';
+export type RevokedReason = 'token_revoked' | 'ancestor_revoked' | 'nhi_revoked' | 'tool_revoked' | 'global_revoked' | 'nhi_killed' | 'tool_killed' | 'global_kill';
 
 /**
  * The in-memory revocation set every broker and proxy instance consults on every request:
@@ -239,6 +241,10 @@ export class RevocationState {
     switch (reason) {
       case 'token_revoked':
         return this.tokenSignal.get(t.jti);
+      case 'ancestor_revoked': {
+        const ancestor = this.revokedAncestorOf(t.jti);
+        return ancestor === undefined ? undefined : this.tokenSignal.get(ancestor);
+      }
       case 'nhi_revoked':
         return this.nhiSignal.get(t.nhiId);
       case 'tool_revoked':
@@ -261,10 +267,21 @@ export class RevocationState {
     const killed = this.killed(t.nhiId, t.toolId);
     if (killed) return killed;
     if (this.tokens.has(t.jti)) return 'token_revoked';
+    // Revoking a jti revokes every token exchanged from it, here and at every instance at once.
+    if (this.revokedAncestorOf(t.jti) !== undefined) return 'ancestor_revoked';
     // A token issued in the same millisecond as a revocation is revoked (<=): fail closed.
     if (t.issuedAt <= this.globalNotBefore) return 'global_revoked';
     if (t.issuedAt <= (this.nhiNotBefore.get(t.nhiId) ?? -1)) return 'nhi_revoked';
     if (t.issuedAt <= (this.toolNotBefore.get(t.toolId) ?? -1)) return 'tool_revoked';
+    return undefined;
+  }
+
+  /** The nearest revoked ancestor a derived token's jti names (`own.parent.grandparent…`), if any. */
+  private revokedAncestorOf(jti: string): string | undefined {
+    for (let i = jti.indexOf(LINEAGE_SEPARATOR); i >= 0; i = jti.indexOf(LINEAGE_SEPARATOR, i + 1)) {
+      const ancestor = jti.slice(i + 1);
+      if (this.tokens.has(ancestor)) return ancestor;
+    }
     return undefined;
   }
 

@@ -131,6 +131,37 @@ export function sha256b64u(data: string | Uint8Array): string {
   return createHash('sha256').update(data).digest('base64url');
 }
 
-export function newJti(): string {
-  return newId('at');
+/**
+ * Lineage (issue 15): a token obtained by RFC 8693 exchange of a Mandate token has the jti
+ * `<own id>.<jti of the subject token>`, so a jti names its whole ancestry, nearest first. Every
+ * check that knows a token's jti (the proxy's, introspection's, exchange's, on every instance)
+ * therefore refuses a token whose ancestor is revoked (RevocationState.check), without a lookup
+ * and without waiting for the issued-token records, which are written behind. `newId` never
+ * produces the separator (base64url), so the parts cannot be confused.
+ */
+export const LINEAGE_SEPARATOR = '.';
+/**
+ * How many exchanges may lie between a token and its first ancestor (RFC 8693 chains of
+ * narrowing and delegation). Beyond it exchange is refused: it bounds the jti (at most
+ * 6 × 25 + 5 characters, within the admin API's and SSF's jti limits) and the `act` nesting.
+ */
+export const MAX_EXCHANGE_DEPTH = 5;
+
+/** A fresh jti: with `parentJti`, one that names its parent and, through it, every ancestor. */
+export function newJti(parentJti?: string): string {
+  const own = newId('at');
+  return parentJti === undefined ? own : `${own}${LINEAGE_SEPARATOR}${parentJti}`;
+}
+
+/** The jti of the token this one was exchanged from, or undefined for a first token. */
+export function parentJtiOf(jti: string): string | undefined {
+  const i = jti.indexOf(LINEAGE_SEPARATOR);
+  return i < 0 ? undefined : jti.slice(i + 1);
+}
+
+/** How many ancestors a token has (0 for a token not obtained by exchange of a Mandate token). */
+export function exchangeDepthOf(jti: string): number {
+  let n = 0;
+  for (let i = jti.indexOf(LINEAGE_SEPARATOR); i >= 0; i = jti.indexOf(LINEAGE_SEPARATOR, i + 1)) n++;
+  return n;
 }

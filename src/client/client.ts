@@ -59,9 +59,16 @@ export interface MandateClientOptions {
 export interface GetTokenOptions {
   /** The agent run this token belongs to (recorded by the broker and in the token). */
   runId?: string;
-  /** base64url SHA-256 of the canonical call arguments (see `argsDigest`); approvals are bound to it. */
+  /**
+   * base64url SHA-256 of the canonical call arguments (see `argsDigest`), as the proxy digests
+   * the call: an MCP `tools/call`'s `arguments`; an HTTP call's `{ params, query }` (path
+   * template parameters and query), with `body` = `argsDigest(base64 of the body)` when it has
+   * one. Approvals and elevation tokens are bound to it and pass only that call, so the broker
+   * refuses a request for an action that needs approval without it (`invalid_request`), and
+   * `approvalId` needs it (the same digest as when the approval was asked for).
+   */
   argsDigest?: string;
-  /** The approval to redeem, once a human approved it (after `ApprovalRequiredError`). */
+  /** The approval to redeem, once a human approved it (after `ApprovalRequiredError`); needs `argsDigest`. */
   approvalId?: string;
   /** Delegation (RFC 8693 §2.1): the token of the party acting for the subject. Needs a token-exchange auth. */
   actorToken?: string;
@@ -174,6 +181,7 @@ export class MandateClient {
   async getToken(toolId: string, actions: readonly string[], opts: GetTokenOptions = {}): Promise<TokenResult> {
     const resource = this.resourceOf(toolId);
     const scope = normalizeActions(actions);
+    checkElevationArgs(opts);
     const key = cacheKey(resource, scope, opts);
     const now = this.clock.now();
     const hit = this.cache.get(key);
@@ -469,6 +477,20 @@ export async function waitForApproval(
 
 // ---------------------------------------------------------------------------- helpers
 
+
+/**
+ * An approval is bound to one call's arguments, and so is the elevation token that redeems it:
+ * a digest is always sent with an approval id (the broker would refuse the request without it),
+ * and it must be one (base64url SHA-256, 43 characters).
+ */
+function checkElevationArgs(opts: GetTokenOptions): void {
+  if (opts.argsDigest !== undefined && (typeof opts.argsDigest !== 'string' || !/^[A-Za-z0-9_-]{43}$/.test(opts.argsDigest))) {
+    throw new MandateClientError('ERR_CLIENT_ARGS', 'argsDigest must be base64url SHA-256 (43 characters): use argsDigest(args)');
+  }
+  if (opts.approvalId !== undefined && opts.argsDigest === undefined) {
+    throw new MandateClientError('ERR_CLIENT_ARGS', 'an approval is bound to the call\'s arguments: pass the argsDigest the approval was asked for with approvalId');
+  }
+}
 
 function normalizeActions(actions: readonly string[]): string[] {
   if (!Array.isArray(actions)) throw new MandateClientError('ERR_CLIENT_ARGS', 'actions must be an array of action names');

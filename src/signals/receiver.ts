@@ -9,7 +9,7 @@ import type {
   JwsShapeCheck, SetKeySource, SetSignatureCheck, SignalAction, SignalRecord, SignalSeverity, SignalsBatchStore, SignalsStore, SsfStreamRecord, SsfStreamStatus,
 } from './ports.js';
 import type { SignalInput, Signals, SignalsTxStore, StagedSignals } from './signals.js';
-import { EVENT, KNOWN_EVENTS, SET_MEDIA_TYPE, SetError, subjectProblem, type SubjectId } from './set.js';
+import { EVENT, KNOWN_EVENTS, SET_MEDIA_TYPE, SetError, setExpiryProblem, subjectProblem, type SubjectId } from './set.js';
 
 /**
  * The SSF receiver: SETs from the transmitters configured in `signals.receivers`, pushed to
@@ -345,6 +345,8 @@ export class SsfReceiver {
     if (typeof payload.iat !== 'number' || !Number.isFinite(payload.iat)) throw new SetError('invalid_request', 'the SET has no numeric "iat" (RFC 8417 §2.2)');
     if (payload.iat * 1000 > now + IAT_SKEW_MS) throw new SetError('invalid_request', 'the SET "iat" is in the future');
     if (now - payload.iat * 1000 > r.max_age * 1000) throw new SetError('invalid_request', 'the SET is older than max_age');
+    const expired = setExpiryProblem(payload.exp, now, IAT_SKEW_MS);
+    if (expired) throw new SetError('invalid_request', expired);
     if (typeof payload.jti !== 'string' || payload.jti === '' || payload.jti.length > 256) throw new SetError('invalid_request', 'the SET has no "jti" (RFC 8417 §2.2)');
     const events = payload.events;
     if (!events || typeof events !== 'object' || Array.isArray(events) || Object.keys(events).length === 0) {

@@ -110,6 +110,19 @@ export function subjectProblem(v: unknown, depth = 0): string | undefined {
   return undefined;
 }
 
+/**
+ * RFC 7519 §4.1.4: "the current date/time MUST be before the expiration date/time listed in the
+ * exp claim", with "some small leeway" (`skewMs`, the receiver's iat skew). A SET need not carry
+ * `exp` (RFC 8417 §2.2); one that does is refused once it has passed, and one whose `exp` is not
+ * a NumericDate is malformed. Why the SET is refused, or undefined.
+ */
+export function setExpiryProblem(exp: unknown, nowMs: number, skewMs: number): string | undefined {
+  if (exp === undefined) return undefined;
+  if (typeof exp !== 'number' || !Number.isFinite(exp)) return 'the SET "exp" is not a NumericDate (RFC 7519 §4.1.4)';
+  if (exp * 1000 + skewMs <= nowMs) return 'the SET has expired: its "exp" is in the past (RFC 7519 §4.1.4)';
+  return undefined;
+}
+
 /** Canonical JSON (keys sorted): the identity of a subject within a stream. */
 export function canonicalJson(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;

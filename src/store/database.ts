@@ -123,6 +123,8 @@ export interface IssuedTokensTable {
   cnf_x5t: string | null;
   /** RFC 8693 `act` claim (delegation chain), JSON. */
   act: JsonText | null;
+  /** The jti of the token this one was exchanged from (migration 050), or null. */
+  parent_jti: string | null;
   run_id: string | null;
 }
 

@@ -133,7 +133,7 @@ export function issuedTokenFromRow(r: Selectable<IssuedTokensTable>): IssuedToke
   return {
     jti: r.jti, nhiId: r.nhi_id, audience: r.audience, scope: parseJson<string[]>(r.scope, []), tier: r.tier, clientId: r.client_id,
     issuedAt: num(r.issued_at), expiresAt: num(r.expires_at), cnfJkt: r.cnf_jkt, cnfX5t: r.cnf_x5t,
-    act: parseJson<Record<string, unknown> | null>(r.act, null), runId: r.run_id,
+    act: parseJson<Record<string, unknown> | null>(r.act, null), runId: r.run_id, parentJti: r.parent_jti ?? null,
   };
 }
 
@@ -141,7 +141,7 @@ export function issuedTokenToRow(t: IssuedTokenRecord): IssuedTokensTable {
   return {
     jti: t.jti, nhi_id: t.nhiId, audience: t.audience, scope: JSON.stringify(t.scope ?? []), tier: t.tier, client_id: t.clientId ?? null,
     issued_at: t.issuedAt, expires_at: t.expiresAt, cnf_jkt: t.cnfJkt ?? null, cnf_x5t: t.cnfX5t ?? null,
-    act: t.act == null ? null : JSON.stringify(t.act), run_id: t.runId ?? null,
+    act: t.act == null ? null : JSON.stringify(t.act), run_id: t.runId ?? null, parent_jti: t.parentJti ?? null,
   };
 }
 

@@ -201,7 +201,7 @@ for (const d of STORE_DIALECTS) {
       try {
         await store.upsertNhi({ id: 'n1', class: 'agent', owner: 'o', system: 's', environment: 'production', tier: 'read', status: 'active', description: null, mayAct: [], source: 'api', createdAt: 1, updatedAt: 1 } as never);
         const w = new IssuedTokenWriter({ store, logger: silentLogger(), flushIntervalMs: 10 });
-        const rec = (jti: string) => ({ jti, nhiId: 'n1', audience: 'tickets', scope: ['list'], tier: 'read', clientId: 'n1', issuedAt: 1000, expiresAt: Date.now() + 60_000, cnfJkt: null, cnfX5t: null, act: null, runId: null });
+        const rec = (jti: string) => ({ jti, nhiId: 'n1', audience: 'tickets', scope: ['list'], tier: 'read', clientId: 'n1', issuedAt: 1000, expiresAt: Date.now() + 60_000, cnfJkt: null, cnfX5t: null, act: null, runId: null, parentJti: null });
         for (let i = 0; i < 20; i++) w.record(rec(`at_${i}`));
         assert.equal(w.pending('at_3')?.jti, 'at_3');
         await w.flush();

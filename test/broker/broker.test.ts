@@ -196,15 +196,17 @@ describe('token broker', () => {
       grant_type: EXCHANGE, subject_token: ok2.body.access_token, subject_token_type: AT_TYPE,
       actor_token: ok.body.access_token, actor_token_type: AT_TYPE, scope: 'list_tickets', resource: resource('tickets'),
     }, { dpop: await dpopProof(dk, 'POST', ep) });
-    assert.equal(reverse.body.error, 'invalid_grant');
+    // RFC 8693 §2.2.2: an actor the subject's may_act does not name makes the actor token unacceptable.
+    assert.equal(reverse.body.error, 'invalid_request');
   });
 
   it('elevation: approval_required, approval by another, single-use token; denial yields nothing', async () => {
     const ep = `${t.app.issuer}/oauth/token`;
+    const DIGEST = 'M7hzyDgX1ZjsSjX9Gq1mVSIwWbXJg2uH0xi5X_Vx2gE';
     const dk = await dpopKey();
     const ask = async (extra: Record<string, string> = {}) => tokenRequest(t.url, {
       grant_type: 'client_credentials', client_assertion_type: ASSERTION_TYPE, client_assertion: await assertion(deployer, ep),
-      scope: 'delete_ticket', resource: resource('tickets'), ...extra,
+      scope: 'delete_ticket', resource: resource('tickets'), args_digest: DIGEST, ...extra,
     }, { dpop: await dpopProof(dk, 'POST', ep) });
     const first = await ask();
     assert.equal(first.status, 400);
@@ -220,6 +222,7 @@ describe('token broker', () => {
     const c = decodeJwt(granted.body.access_token);
     assert.equal(c.scope, 'delete_ticket');
     assert.equal(c.mandate_approval, id);
+    assert.equal(c.mandate_args_digest, DIGEST);
     assert.equal(c.exp! - c.iat!, 120);
     assert.equal((await ask({ approval_id: id })).body.error, 'invalid_grant', 'an approval is redeemed once');
 
@@ -248,7 +251,7 @@ describe('token broker', () => {
     const tok = await tokenRequest(t.url, { grant_type: 'client_credentials', client_assertion_type: ASSERTION_TYPE, client_assertion: await assertion(deployer, ep), scope: 'list_tickets', resource: resource('tickets') }, { dpop: await dpopProof(dk, 'POST', ep) });
     assert.equal((await t.admin('POST', '/revocations', { nhi: 'deployer', reason: 'test' })).status, 201);
     const ex = await tokenRequest(t.url, { grant_type: EXCHANGE, subject_token: tok.body.access_token, subject_token_type: AT_TYPE, scope: 'list_tickets', resource: resource('tickets') }, { dpop: await dpopProof(dk, 'POST', ep) });
-    assert.equal(ex.body.error, 'invalid_grant');
+    assert.equal(ex.body.error, 'invalid_request');
     assert.match(ex.body.error_description, /revoked/);
   });
 

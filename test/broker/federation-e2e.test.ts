@@ -62,11 +62,13 @@ describe('workload federation through the token endpoint', () => {
     assert.equal(r.status, 200, JSON.stringify(r.body));
   });
 
-  it('refuses a claim outside the trust conditions and an untrusted issuer', async () => {
+  it('RFC 8693 §2.2.2 / RFC 7523 §3.1: refuses a claim outside the trust conditions and an untrusted issuer (invalid_request in exchange, invalid_grant as a JWT bearer assertion)', async () => {
     const other = await post({ grant_type: EXCHANGE, subject_token: await workloadToken({ repository_owner: 'evil' }), subject_token_type: JWT_TYPE, scope: 'list_tickets', resource: `${t.app.issuer}/tools/tickets` });
-    assert.equal(other.body.error, 'invalid_grant');
+    assert.equal(other.body.error, 'invalid_request');
     const forged = await post({ grant_type: EXCHANGE, subject_token: await workloadToken({ iss: 'https://evil.example.com' }), subject_token_type: JWT_TYPE, scope: 'list_tickets', resource: `${t.app.issuer}/tools/tickets` });
-    assert.equal(forged.body.error, 'invalid_grant');
+    assert.equal(forged.body.error, 'invalid_request');
+    const bearer = await post({ grant_type: JWT_BEARER, assertion: await workloadToken({ iss: 'https://evil.example.com' }), scope: 'list_tickets', resource: `${t.app.issuer}/tools/tickets` });
+    assert.equal(bearer.body.error, 'invalid_grant');
   });
 
   it('a valid token that maps to no NHI is refused and raises shadow_agent', async () => {
@@ -74,7 +76,7 @@ describe('workload federation through the token endpoint', () => {
     const sub = await t.app.bus.subscribe('shadow_agent', (m) => void seen.push(m.data));
     try {
       const r = await post({ grant_type: EXCHANGE, subject_token: await workloadToken({ sub: 'repo:acme/unknown:ref:refs/heads/main' }), subject_token_type: JWT_TYPE, scope: 'list_tickets', resource: `${t.app.issuer}/tools/tickets` });
-      assert.equal(r.body.error, 'invalid_grant');
+      assert.equal(r.body.error, 'invalid_request');
       assert.equal(JSON.stringify(r.body).includes('acme/unknown'), false, 'the subject is not echoed to the caller');
       const deadline = Date.now() + 3000;
       while (seen.length === 0 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20));

@@ -187,9 +187,69 @@ describe('RFC 8705 mutual-TLS certificate-bound access tokens', () => {
         grant_type: EXCHANGE, subject_token: bound.body.access_token, subject_token_type: AT_TYPE, scope: 'list_tickets', resource,
       }, { dpop: await dpopProof(thief, 'POST', ep) });
       assert.equal(r.status, 400, `exchange without the bound certificate was accepted: ${JSON.stringify(r.body)}`);
-      assert.equal(r.body.error, 'invalid_grant');
+      // RFC 8693 §2.2.2: an unacceptable subject token is invalid_request.
+      assert.equal(r.body.error, 'invalid_request');
     },
   );
+});
+
+describe('RFC 8705 + RFC 8693: a certificate-bound actor token', () => {
+  let pki: TestPki;
+  let t: TestApp;
+  let deployer: Client;
+  let orchestrator: Client;
+  let withCert: Agent;
+  let noCert: Agent;
+  let ep: string;
+  let resource: string;
+
+  before(async () => {
+    pki = generateTestPki();
+    deployer = await client('deployer');
+    orchestrator = await client('orchestrator');
+    t = await startTestApp(undefined, {
+      server: { host: '127.0.0.1', tls: { cert: pki.server.certPath, key: `file:${pki.server.keyPath}`, client_ca: pki.ca.certPath, client_auth: 'optional' } },
+      nhis: [
+        { id: 'deployer', class: 'agent', owner: 'o@example.com', system: 's', tier: 'write', may_act: ['orchestrator'], credentials: [{ type: 'private_key_jwt', jwks: { keys: [deployer.publicJwk as Record<string, unknown>] } }] },
+        { id: 'orchestrator', class: 'agent', owner: 'o@example.com', system: 's', tier: 'write', credentials: [{ type: 'private_key_jwt', jwks: { keys: [orchestrator.publicJwk as Record<string, unknown>] } }] },
+      ],
+      tools: [{ id: 'tickets', kind: 'http', upstream: 'http://127.0.0.1:9', actions: [{ name: 'list_tickets', method: 'GET', path: '/tickets', tier: 'read' }] }],
+      grants: [{ nhi: 'deployer', tool: 'tickets', actions: ['list_tickets'] }, { nhi: 'orchestrator', tool: 'tickets', actions: ['list_tickets'] }],
+    });
+    withCert = new Agent({ connect: { ca: pki.ca.cert, cert: pki.client.cert, key: pki.client.key } });
+    noCert = new Agent({ connect: { ca: pki.ca.cert } });
+    ep = `${t.app.issuer}/oauth/token`;
+    resource = `${t.app.issuer}/tools/tickets`;
+  });
+  after(async () => {
+    await Promise.all([withCert?.close(), noCert?.close()]);
+    await t?.app.close();
+    pki?.cleanup();
+  });
+
+  it('issue 15: accepted only over the actor\'s certificate, and the delegated token is bound to it; a copy presented without it is refused', async () => {
+    const subjectKey = await dpopKey();
+    const subject = await tokenRequest(t.url, noCert, {
+      grant_type: 'client_credentials', client_assertion_type: ASSERTION_TYPE, client_assertion: await assertion(deployer, ep), scope: 'list_tickets', resource,
+    }, { dpop: await dpopProof(subjectKey, 'POST', ep) });
+    assert.equal(subject.status, 200, JSON.stringify(subject.body));
+    const actor = await tokenRequest(t.url, withCert, {
+      grant_type: 'client_credentials', client_assertion_type: ASSERTION_TYPE, client_assertion: await assertion(orchestrator, ep), scope: 'list_tickets', resource,
+    });
+    assert.equal(actor.status, 200, JSON.stringify(actor.body));
+    assert.deepEqual(decodeJwt(actor.body.access_token).cnf, { 'x5t#S256': x5tS256(pki.client.cert) });
+    const form = { grant_type: EXCHANGE, subject_token: subject.body.access_token, subject_token_type: AT_TYPE, actor_token: actor.body.access_token, actor_token_type: AT_TYPE, scope: 'list_tickets', resource };
+    // The copy, without the certificate: with the subject's own DPoP key, or none.
+    const copied = await tokenRequest(t.url, noCert, form, { dpop: await dpopProof(subjectKey, 'POST', ep) });
+    assert.equal(copied.status, 400, JSON.stringify(copied.body));
+    assert.equal(copied.body.error, 'invalid_request');
+    assert.match(copied.body.error_description, /actor_token .*certificate-bound/);
+    const ok = await tokenRequest(t.url, withCert, form);
+    assert.equal(ok.status, 200, JSON.stringify(ok.body));
+    const c = decodeJwt(ok.body.access_token);
+    assert.deepEqual(c.act, { sub: 'orchestrator' });
+    assert.deepEqual(c.cnf, { 'x5t#S256': x5tS256(pki.client.cert) });
+  });
 });
 
 describe('RFC 8705 metadata without TLS', () => {

@@ -431,7 +431,8 @@ describe('MandateClient', () => {
 
   it('approval_required → ApprovalRequiredError; pending, then approved with waitForApproval; denied → AccessDeniedError', async () => {
     const client = new MandateClient({ issuer: fake.issuer, clientId: 'agent-1', auth: { type: 'private_key_jwt', privateJwk } });
-    const err = await client.getToken('deploy', ['apply']).then(() => assert.fail('should need approval'), (e: unknown) => e);
+    const argsDigest = client.argsDigest({ target: 'prod' });
+    const err = await client.getToken('deploy', ['apply'], { argsDigest }).then(() => assert.fail('should need approval'), (e: unknown) => e);
     assert.ok(err instanceof ApprovalRequiredError);
     assert.ok(err instanceof BrokerError);
     assert.equal(err.code, 'ERR_OAUTH_APPROVAL_REQUIRED');
@@ -441,17 +442,26 @@ describe('MandateClient', () => {
     assert.equal(err.status, 400);
 
     setTimeout(() => fake.approvals.set(err.approvalId, 'approved'), 120);
-    const t = await waitForApproval(client, 'deploy', ['apply'], { approvalId: err.approvalId, intervalMs: 25, timeoutMs: 5000 });
+    const t = await waitForApproval(client, 'deploy', ['apply'], { approvalId: err.approvalId, argsDigest, intervalMs: 25, timeoutMs: 5000 });
     assert.ok(t.accessToken.startsWith('at-'));
     assert.equal(fake.tokenRequests.at(-1)!.get('approval_id'), err.approvalId);
     assert.ok(fake.tokenRequests.filter((f) => f.get('approval_id') === err.approvalId).length >= 2, 'polled while pending');
 
-    const e2 = (await client.getToken('deploy', ['apply']).catch((e: unknown) => e)) as ApprovalRequiredError;
+    const e2 = (await client.getToken('deploy', ['apply'], { argsDigest }).catch((e: unknown) => e)) as ApprovalRequiredError;
     fake.approvals.set(e2.approvalId, 'denied');
-    await assert.rejects(client.waitForApproval('deploy', ['apply'], { approvalId: e2.approvalId, intervalMs: 10 }), AccessDeniedError);
+    await assert.rejects(client.waitForApproval('deploy', ['apply'], { approvalId: e2.approvalId, argsDigest, intervalMs: 10 }), AccessDeniedError);
 
-    const e3 = (await client.getToken('deploy', ['apply']).catch((e: unknown) => e)) as ApprovalRequiredError;
-    await assert.rejects(waitForApproval(client, 'deploy', ['apply'], { approvalId: e3.approvalId, intervalMs: 10, timeoutMs: 60 }), ApprovalTimeoutError);
+    const e3 = (await client.getToken('deploy', ['apply'], { argsDigest }).catch((e: unknown) => e)) as ApprovalRequiredError;
+    await assert.rejects(waitForApproval(client, 'deploy', ['apply'], { approvalId: e3.approvalId, argsDigest, intervalMs: 10, timeoutMs: 60 }), ApprovalTimeoutError);
+  });
+
+  it('issue 15: an approval is redeemed with the argument digest it was asked for; a malformed digest is refused before any request', async () => {
+    const client = new MandateClient({ issuer: fake.issuer, clientId: 'agent-1', auth: { type: 'private_key_jwt', privateJwk } });
+    const before = fake.tokenRequests.length;
+    await assert.rejects(client.getToken('deploy', ['apply'], { approvalId: 'apr_x' }), (e: unknown) => e instanceof MandateClientError && e.code === 'ERR_CLIENT_ARGS' && /argsDigest/.test(e.message));
+    await assert.rejects(waitForApproval(client, 'deploy', ['apply'], { approvalId: 'apr_x', intervalMs: 10 }), (e: unknown) => e instanceof MandateClientError && e.code === 'ERR_CLIENT_ARGS');
+    await assert.rejects(client.getToken('deploy', ['apply'], { argsDigest: 'not-a-digest' }), (e: unknown) => e instanceof MandateClientError && e.code === 'ERR_CLIENT_ARGS');
+    assert.equal(fake.tokenRequests.length, before, 'nothing was sent');
   });
 
   it('other OAuth errors are BrokerErrors with the wire error and status', async () => {

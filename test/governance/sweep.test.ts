@@ -126,7 +126,8 @@ describe('governance: sweep, shadow agents, score playbook, programme metrics, C
     await settled(g, 'inventory.>');
     assert.deepEqual(await findings(g, 'detection=shadow_agent'), []);
 
-    assert.equal((await exchange('repo:acme/unknown:ref:refs/heads/main')).body.error, 'invalid_grant');
+    // RFC 8693 §2.2.2: an unacceptable subject token is invalid_request.
+    assert.equal((await exchange('repo:acme/unknown:ref:refs/heads/main')).body.error, 'invalid_request');
     const shadow = await waitFor(async () => (await findings(g, 'detection=shadow_agent'))[0], 'shadow finding');
     assert.equal(shadow.nhi, 'shadow:github');
     assert.equal(shadow.evidence.workload_subject, 'repo:acme/unknown:ref:refs/heads/main');

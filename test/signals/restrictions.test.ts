@@ -1,10 +1,10 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { argsDigest } from '../../src/core/index.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
 import { agentNhi, clientAssertion, ASSERTION_TYPE, testAgent, type TestAgent } from '../helpers/agent.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
 import { waitFor } from './helpers.js';
-import { argsDigest } from '../../src/core/index.js';
 
 /**
  * Issue 5, enforcement of step_down / step_up through the real broker (issuance) and the real
@@ -129,18 +129,19 @@ describe('restrictions enforced at the broker and the proxy (issue 5: step_down,
     assert.equal((await call(pre.body.access_token, 'POST', '/items')).status, 200, 'approved: passes once');
     assert.equal((await call(pre.body.access_token, 'POST', '/items')).body.error, 'approval_required', 'and only once');
 
-    // Broker: a write-tier token needs an elevation; read-tier tokens do not. The elevation is for
-    // one call, named by its argument digest: the proxy's for POST /items with `call`'s body.
+    // Broker: a write-tier token needs an elevation, bound to the call's arguments (as the proxy
+    // digests a held HTTP call: its path parameters, query and body); read-tier tokens do not.
     assert.equal((await tokenRequest(bob, 'list_items')).status, 200);
-    const digest = { args_digest: argsDigest({ params: {}, query: {}, body: argsDigest(Buffer.from('{"title":"x"}').toString('base64')) }) };
-    const asked = await tokenRequest(bob, 'create_item', digest);
+    const digest = argsDigest({ params: {}, query: {}, body: argsDigest(Buffer.from('{"title":"x"}').toString('base64')) });
+    assert.equal((await tokenRequest(bob, 'create_item')).body.error, 'invalid_request', 'an elevation needs args_digest');
+    const asked = await tokenRequest(bob, 'create_item', { args_digest: digest });
     assert.equal(asked.status, 400);
     assert.equal(asked.body.error, 'approval_required');
     assert.match(asked.body.error_description, new RegExp(`stepped up by signal ${sig}`));
-    const pending = await tokenRequest(bob, 'create_item', { ...digest, approval_id: asked.body.approval_id });
+    const pending = await tokenRequest(bob, 'create_item', { approval_id: asked.body.approval_id, args_digest: digest });
     assert.equal(pending.body.error, 'authorization_pending');
     assert.equal((await t.admin('POST', `/approvals/${asked.body.approval_id}/approve`, {})).status, 200);
-    const elevated = await tokenRequest(bob, 'create_item', { ...digest, approval_id: asked.body.approval_id });
+    const elevated = await tokenRequest(bob, 'create_item', { approval_id: asked.body.approval_id, args_digest: digest });
     assert.equal(elevated.status, 200, JSON.stringify(elevated.body));
     // The elevation token passes the proxy's gate once.
     assert.equal((await call(elevated.body.access_token, 'POST', '/items')).status, 200);
@@ -152,7 +153,7 @@ describe('restrictions enforced at the broker and the proxy (issue 5: step_down,
   });
 
   it('an approval tier that is not a step-up does not name a signal', async () => {
-    const t1 = await tokenRequest(carol, 'delete_item');
+    const t1 = await tokenRequest(carol, 'delete_item', { args_digest: argsDigest({ params: {}, query: {} }) });
     assert.equal(t1.body.error, 'approval_required');
     assert.equal(t1.body.signal_id, undefined);
     assert.doesNotMatch(t1.body.error_description, /signal/);

@@ -19,7 +19,7 @@ import { GENESIS_HASH, MIGRATIONS, openStore, storeOptionsFromConfig, type Store
 import { STORE_DIALECTS, TEST_PG_URL, type StoreDialectCase } from '../helpers/stores.js';
 
 const T0 = 1_700_000_000_000;
-const ALL_MIGRATIONS = ['001_initial', '002_broker', '010_signals', '020_governance', '030_signal_applications', '040_risk_scores', '051_credential_lifetimes', '055_approval_key'];
+const ALL_MIGRATIONS = ['001_initial', '002_broker', '010_signals', '020_governance', '030_signal_applications', '040_risk_scores', '050_issued_token_parent', '051_credential_lifetimes', '055_approval_key'];
 
 function nhi(id: string, over: Partial<NhiRecord> = {}): NhiRecord {
   return {
@@ -46,7 +46,7 @@ function grant(id: string, nhiId: string, toolId: string, over: Partial<GrantRec
 function token(jti: string, over: Partial<IssuedTokenRecord> = {}): IssuedTokenRecord {
   return {
     jti, nhiId: 'deploy-agent', audience: 'tickets', scope: ['list'], tier: 'read', clientId: null, issuedAt: T0, expiresAt: T0 + 300_000,
-    cnfJkt: null, cnfX5t: null, act: null, runId: null, ...over,
+    cnfJkt: null, cnfX5t: null, act: null, runId: null, parentJti: null, ...over,
   };
 }
 
@@ -542,7 +542,7 @@ for (const d of STORE_DIALECTS) {
       it('issued tokens round-trip and refuse a duplicate jti', async () => {
         const full = token('jti-full', {
           scope: ['deploy', 'rollback'], tier: 'admin', clientId: 'ci-runner', cnfJkt: 'jkt-thumb', cnfX5t: null,
-          act: { sub: 'orchestrator', act: { sub: 'human:alice' } }, runId: 'run-42',
+          act: { sub: 'orchestrator', act: { sub: 'human:alice' } }, runId: 'run-42', parentJti: 'at_parent.at_grandparent',
         });
         const bare = token('jti-bare', { scope: [], cnfX5t: 'x5t-thumb' });
         await store.recordIssuedToken(full);

@@ -5,6 +5,7 @@ import * as m010 from './010_signals.js';
 import * as m020 from './020_governance.js';
 import * as m030 from './030_signal_applications.js';
 import * as m040 from './040_risk_scores.js';
+import * as m050 from './050_issued_token_parent.js';
 import * as m051 from './051_credential_lifetimes.js';
 import * as m055 from './055_approval_key.js';
 
@@ -20,6 +21,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '020_governance': m020,
   '030_signal_applications': m030,
   '040_risk_scores': m040,
+  '050_issued_token_parent': m050,
   '051_credential_lifetimes': m051,
   '055_approval_key': m055,
 });
