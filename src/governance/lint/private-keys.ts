@@ -1,4 +1,4 @@
-import { createPrivateKey, type KeyObject } from 'node:crypto';
+import { createECDH, createPrivateKey, createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
 
 /**
  * Finds committed private keys exactly: a candidate is reported only when its bytes are a key,
@@ -18,7 +18,9 @@ import { createPrivateKey, type KeyObject } from 'node:crypto';
  *
  * Two wrappings are looked through as well: a PEM block base64-encoded once more (a Kubernetes
  * Secret's `tls.key`, a kubeconfig's `client-key-data`), and a bare base64 DER key on one line
- * (`PRIVATE_KEY=MIIEvQ…` in an env file).
+ * (`PRIVATE_KEY=MIIEvQ…` in an env file). And a private JSON Web Key (RFC 7517, with `d`) in
+ * JSON text, the form a `private_key_jwt` client's key takes, confirmed by its private part
+ * matching its public part (`createPrivateKey` alone takes `"d": "REDACTED"` for an EC or RSA key).
  *
  * Look-alikes are not reported: a document that shows `-----BEGIN PRIVATE KEY-----` with `...`
  * inside, a public key or certificate under a private-key label, random base64. The result holds
@@ -33,12 +35,12 @@ export interface PrivateKeyHit {
   column: number;
   /** The line of the finding's last character (the END marker, or the end of the base64 run). */
   endLine: number;
-  /** What the key is, e.g. `EC P-256`, `RSA 2048-bit`, `OpenSSH ssh-ed25519`, `encrypted PKCS#8`. */
+  /** What the key is, e.g. `EC P-256`, `RSA 2048-bit`, `OpenSSH ssh-ed25519`, `encrypted PKCS#8`, `encrypted with AES-256-CBC`. */
   keyType: string;
   /** The PEM label as written (`EC PRIVATE KEY`), or none for a bare DER key. */
   pemLabel?: string;
-  /** How it is written: a PEM block, a base64-encoded PEM block, or base64 DER. */
-  encoding: 'pem' | 'base64-pem' | 'base64-der';
+  /** How it is written: a PEM block, a base64-encoded PEM block, base64 DER, or a JSON Web Key. */
+  encoding: 'pem' | 'base64-pem' | 'base64-der' | 'jwk';
   /** Encrypted keys are reported too: the ciphertext and its passphrase's strength are now public. */
   encrypted: boolean | 'unknown';
 }
@@ -95,7 +97,109 @@ export function findPrivateKeys(text: string): PrivateKeyHit[] {
     const key = derKey(Buffer.from(m[0], 'base64'), true);
     if (key) hits.push(at(lines, start, end, { ...key, encoding: 'base64-der' }));
   }
+  if (text.includes('"kty"')) {
+    for (const jwk of jwkKeys(text)) hits.push(at(lines, jwk.start, jwk.end, { ...jwk.key, encoding: 'jwk' }));
+  }
   return hits.sort((a, b) => a.offset - b.offset);
+}
+
+/** A JWK's `kty` member (RFC 7518 §6.1, RFC 8037 §2) for a key type that has a private part. */
+const JWK_KTY_RE = /"kty"\s*:\s*"(?:RSA|EC|OKP)"/g;
+/** A JWK object longer than this is not one (an RSA 16384-bit private JWK is ~11 KiB). */
+const MAX_JWK_CHARS = 32 * 1024;
+
+/**
+ * JSON objects around a `kty` member that hold a private JWK. The object is the innermost `{…}`
+ * around the member, found in one string-aware pass over the text; a JWK's members are strings
+ * and arrays of strings, so an object with an object inside is not one (a multi-prime RSA key's
+ * `oth`, RFC 7518 §6.3.2.7, which node:crypto does not read either, is the exception).
+ */
+function jwkKeys(text: string): { start: number; end: number; key: KeyFacts }[] {
+  const ktys = [...text.matchAll(JWK_KTY_RE)].map((m) => m.index);
+  if (ktys.length === 0) return [];
+  const candidates = new Map<number, number>();
+  const open: number[] = [];
+  /** Open objects with a `kty` member, and open objects with an object inside. */
+  const withKty = new Set<number>();
+  const withObject = new Set<number>();
+  let k = 0;
+  for (let i = 0; i < text.length && (k < ktys.length || withKty.size > 0); i++) {
+    const c = text[i];
+    if (c === '"') {
+      while (k < ktys.length && ktys[k]! <= i) {
+        const top = open[open.length - 1];
+        if (ktys[k] === i && top !== undefined) withKty.add(top);
+        k++;
+      }
+      for (i++; i < text.length && text[i] !== '"'; i++) if (text[i] === '\\') i++;
+    } else if (c === '{') {
+      // An object that holds an object is not a JWK: only innermost objects are parsed, and
+      // they do not overlap, so each character is parsed at most once.
+      const parent = open[open.length - 1];
+      if (parent !== undefined) withObject.add(parent);
+      open.push(i);
+    } else if (c === '}') {
+      const from = open.pop();
+      if (from === undefined) continue;
+      if (withKty.delete(from) && !withObject.has(from) && i + 1 - from <= MAX_JWK_CHARS) candidates.set(from, i + 1);
+      withObject.delete(from);
+    }
+  }
+  const found: { start: number; end: number; key: KeyFacts }[] = [];
+  for (const [start, end] of candidates) {
+    let jwk: unknown;
+    try {
+      jwk = JSON.parse(text.slice(start, end));
+    } catch {
+      continue;
+    }
+    if (typeof jwk !== 'object' || jwk === null || !isPrivateJwk(jwk as JsonWebKey)) continue;
+    const key = tryKey(() => createPrivateKey({ key: jwk as JsonWebKey, format: 'jwk' }));
+    if (key) found.push({ start, end, key });
+  }
+  return found;
+}
+
+const EC_CURVES: Record<string, string> = { 'P-256': 'prime256v1', 'P-384': 'secp384r1', 'P-521': 'secp521r1', secp256k1: 'secp256k1' };
+const BASE64URL_RE = /^[A-Za-z0-9_-]+$/;
+
+/**
+ * Whether a JWK holds the private key of its public part: RSA (RFC 7518 §6.3) by p·q = n; EC
+ * (§6.2) by d·G = (x, y); OKP (RFC 8037 §2) by the public key derived from `d` being `x`.
+ * Placeholders (`"d": "..."`) fail.
+ */
+function isPrivateJwk(jwk: JsonWebKey): boolean {
+  const b64 = (v: unknown) => (typeof v === 'string' && BASE64URL_RE.test(v) ? Buffer.from(v, 'base64url') : undefined);
+  const d = b64(jwk.d);
+  if (!d) return false;
+  try {
+    if (jwk.kty === 'RSA') {
+      // node:crypto reads an RSA JWK only with its primes (§6.3.2.2-6), and n = p·q is the key.
+      const [n, p, q] = [b64(jwk.n), b64(jwk.p), b64(jwk.q)];
+      if (!n || !p || !q) return false;
+      const big = (b: Buffer) => BigInt(`0x${b.toString('hex')}`);
+      return big(p) > 1n && big(q) > 1n && big(p) * big(q) === big(n);
+    }
+    if (jwk.kty === 'EC') {
+      const curve = EC_CURVES[String(jwk.crv)];
+      const x = b64(jwk.x);
+      const y = b64(jwk.y);
+      if (!curve || !x || !y) return false;
+      const ecdh = createECDH(curve);
+      ecdh.setPrivateKey(d);
+      const point = ecdh.getPublicKey();
+      const size = (point.length - 1) / 2;
+      const pad = (b: Buffer) => Buffer.concat([Buffer.alloc(Math.max(0, size - b.length)), b]);
+      return point.equals(Buffer.concat([Buffer.from([4]), pad(x), pad(y)]));
+    }
+    if (jwk.kty === 'OKP') {
+      const derived = createPublicKey(createPrivateKey({ key: jwk, format: 'jwk' })).export({ format: 'jwk' });
+      return typeof jwk.x === 'string' && derived.x === jwk.x;
+    }
+  } catch {
+    return false;
+  }
+  return false;
 }
 
 interface KeyFacts {
@@ -243,12 +347,44 @@ function derKey(der: Buffer, exact: boolean): KeyFacts | undefined {
   const outer = tlv(der, 0);
   if (!outer || outer.tag !== 0x30 || (exact && outer.end !== der.length)) return undefined;
   if (isEncryptedPkcs8(der, outer)) return { keyType: 'encrypted PKCS#8', encrypted: true };
-  for (const type of ['pkcs8', 'pkcs1', 'sec1'] as const) {
-    const key = tryKey(() => createPrivateKey({ key: der, format: 'der', type }));
-    if (key) return key;
+  switch (derShape(der, outer)) {
+    case 'pkcs8':
+      return tryKey(() => createPrivateKey({ key: der, format: 'der', type: 'pkcs8' }));
+    case 'sec1':
+      return tryKey(() => createPrivateKey({ key: der, format: 'der', type: 'sec1' }));
+    case 'integers':
+      // OpenSSL's traditional DSA form has no DER type in node:crypto; its PEM label selects it.
+      return tryKey(() => createPrivateKey({ key: der, format: 'der', type: 'pkcs1' })) ?? tryKey(() => createPrivateKey(pem('DSA PRIVATE KEY', der)));
+    default:
+      return undefined;
   }
-  // OpenSSL's traditional DSA form has no DER type in node:crypto; its PEM label selects it.
-  return tryKey(() => createPrivateKey(pem('DSA PRIVATE KEY', der)));
+}
+
+/**
+ * Which unencrypted form the top level of a DER SEQUENCE has, read from the types of its
+ * elements (which must tile it exactly), so that OpenSSL, slow to refuse, parses only what can
+ * be a key and only as that form. A certificate (a SEQUENCE first) is none of them.
+ * - PKCS#8 (RFC 5958 §2): INTEGER version, SEQUENCE algorithm, OCTET STRING key, then [0] attributes, [1] public key.
+ * - SEC1 (RFC 5915 §3): INTEGER version, OCTET STRING key, then [0] parameters, [1] public key.
+ * - PKCS#1 (RFC 8017 A.1.2: version and 8 INTEGERs, a SEQUENCE for more primes) and OpenSSL's DSA (version and 5 INTEGERs).
+ */
+function derShape(der: Buffer, outer: Tlv): 'pkcs8' | 'sec1' | 'integers' | undefined {
+  const tags: number[] = [];
+  for (let pos = outer.start; pos < outer.end;) {
+    const el = tlv(der, pos);
+    if (!el || el.end > outer.end || tags.length > 16) return undefined;
+    tags.push(el.tag);
+    pos = el.end;
+  }
+  // The version's value is not checked: OpenSSL does not check it either.
+  if (tags[0] !== 0x02) return undefined;
+  const rest = tags.slice(1);
+  // Context-specific [0], [1], in that order, each at most once.
+  const optional = (from: number) => rest.slice(from).every((t, i, a) => (t === 0xa0 || t === 0xa1 || t === 0x81) && (i === 0 || (t & 0x1f) > (a[i - 1]! & 0x1f)));
+  if (rest[0] === 0x30 && rest[1] === 0x04 && optional(2)) return 'pkcs8';
+  if (rest[0] === 0x04 && optional(1)) return 'sec1';
+  if (rest.length >= 5 && rest.slice(0, 8).every((t) => t === 0x02) && rest.slice(8).every((t) => t === 0x30)) return 'integers';
+  return undefined;
 }
 
 function tryKey(make: () => KeyObject): KeyFacts | undefined {
@@ -336,7 +472,7 @@ function legacyEncryptedKey(procType: string, dekInfo: string | undefined, ciphe
   if (!m) return undefined;
   const block = m[2]!.length / 2;
   if (ciphertext.length < 2 * block || ciphertext.length % block !== 0) return undefined;
-  return { keyType: `encrypted PEM (${m[1]!.toUpperCase()})`, encrypted: true };
+  return { keyType: `encrypted with ${m[1]!.toUpperCase()}`, encrypted: true };
 }
 
 const OPENSSH_MAGIC = Buffer.from('openssh-key-v1\0', 'latin1');
@@ -375,7 +511,7 @@ function openSshKey(buf: Buffer): KeyFacts | undefined {
     return { keyType: `OpenSSH ${keyType}`, encrypted: false };
   }
   if (kdf === 'none' || (trailing !== 0 && trailing !== 16)) return undefined;
-  return { keyType: `OpenSSH ${keyType}, encrypted (${cipher})`, encrypted: true };
+  return { keyType: `OpenSSH ${keyType}, encrypted with ${cipher}`, encrypted: true };
 }
 
 /** RFC 4251 §5 data types, bounds-checked. */
@@ -441,7 +577,7 @@ function pgpKey(body: PemBody): KeyFacts | undefined {
   if (tag !== 5 || pos + len > data.length || version === undefined || version < 3 || version > 6) return undefined;
   const s2kUsage = pgpS2kUsage(data.subarray(pos, pos + len));
   const encrypted = s2kUsage === undefined ? 'unknown' : s2kUsage !== 0;
-  return { keyType: `OpenPGP secret key (v${version}${encrypted === true ? ', encrypted' : ''})`, encrypted };
+  return { keyType: `OpenPGP v${version}${encrypted === true ? ', encrypted' : ''}`, encrypted };
 }
 
 /**

@@ -104,6 +104,7 @@ const ENCODINGS: Record<PrivateKeyHit['encoding'], string> = {
   pem: 'in a PEM block',
   'base64-pem': 'in a base64-encoded PEM block',
   'base64-der': 'as base64 DER',
+  jwk: 'as a JSON Web Key',
 };
 
 /** What the key is and how it is written; never any of its text. */
