@@ -131,13 +131,13 @@ function secretLines(block: string): string[] {
   return block.split(/\r?\n/).filter((l) => l.length >= 16 && /^[A-Za-z0-9+/=]+$/.test(l));
 }
 
-const CONTAINERS = ['raw', 'yaml |', 'yaml |-', 'yaml >', 'json', 'json in json', 'xml', 'one line', 'comment', 'slash comment', 'js concatenation', 'python literal'] as const;
+const CONTAINERS = ['raw', 'yaml |', 'yaml |-', 'yaml >', 'json', 'json in json', 'xml', 'one line', 'comment', 'slash comment', 'block comment', 'quote', 'js concatenation', 'python literal'] as const;
 type Container = (typeof CONTAINERS)[number];
 /**
  * Containers that put decoration on each line: their base64 is wrapped at a multiple of 4, as
  * every tool wraps (64, 76), so that no line is a lone `+` or `/`, which reads as an operator.
  */
-const DECORATED: readonly Container[] = ['comment', 'slash comment', 'js concatenation', 'python literal'];
+const DECORATED: readonly Container[] = ['comment', 'slash comment', 'block comment', 'quote', 'js concatenation', 'python literal'];
 
 interface Layout {
   container: Container;
@@ -202,6 +202,10 @@ function layOut(block: string, l: Layout): { text: string; line: number; column:
       return out(keyLines.map((k) => `${pad}# ${k}${l.trailing}`), 1, pad.length + 3);
     case 'slash comment':
       return out(keyLines.map((k) => `${pad}// ${k}${l.trailing}`), 1, pad.length + 4);
+    case 'block comment':
+      return out(['/**', ...keyLines.map((k) => `${pad} * ${k}${l.trailing}`), `${pad} */`], 2, pad.length + 4);
+    case 'quote':
+      return out(keyLines.map((k) => `${pad}> ${k}${l.trailing}`), 1, pad.length + 3);
     case 'js concatenation':
       return out(['const signingKey =', ...keyLines.map((k) => `${pad}"${k}\\n" +${l.trailing}`), `${pad}"";`], 2, pad.length + 2);
     case 'python literal':
@@ -223,6 +227,8 @@ const FIXED_LAYOUTS: { name: string; ext: string; layout: Layout }[] = [
   { name: 'one line, spaces for line breaks', ext: 'env', layout: { container: 'one line', indent: 0, tabs: false, eol: '\n', trailing: '', wrap: 0, before: 1 } },
   { name: 'shell comment', ext: 'sh', layout: { container: 'comment', indent: 0, tabs: false, eol: '\n', trailing: '', wrap: 64, before: 1 } },
   { name: '// comment', ext: 'go', layout: { container: 'slash comment', indent: 1, tabs: true, eol: '\n', trailing: '', wrap: 64, before: 1 } },
+  { name: 'JSDoc block comment', ext: 'ts', layout: { container: 'block comment', indent: 0, tabs: false, eol: '\n', trailing: '', wrap: 64, before: 0 } },
+  { name: 'Markdown quote', ext: 'md', layout: { container: 'quote', indent: 0, tabs: false, eol: '\n', trailing: '', wrap: 76, before: 2 } },
   { name: 'JavaScript string concatenation', ext: 'js', layout: { container: 'js concatenation', indent: 2, tabs: false, eol: '\n', trailing: '', wrap: 64, before: 0 } },
   { name: 'Python string literals', ext: 'py', layout: { container: 'python literal', indent: 4, tabs: false, eol: '\r\n', trailing: '', wrap: 64, before: 2 } },
   { name: 'one line, no file extension', ext: '', layout: { container: 'raw', indent: 0, tabs: false, eol: '\n', trailing: '', wrap: 100_000, before: 0 } },
