@@ -131,13 +131,13 @@ function secretLines(block: string): string[] {
   return block.split(/\r?\n/).filter((l) => l.length >= 16 && /^[A-Za-z0-9+/=]+$/.test(l));
 }
 
-const CONTAINERS = ['raw', 'yaml |', 'yaml |-', 'yaml >', 'json', 'json in json', 'xml', 'one line', 'comment', 'slash comment', 'block comment', 'quote', 'js concatenation', 'python literal'] as const;
+const CONTAINERS = ['raw', 'yaml |', 'yaml |-', 'yaml >', 'json', 'json in json', 'xml', 'html', 'one line', 'comment', 'slash comment', 'block comment', 'quote', 'js concatenation', 'python literal', 'json array'] as const;
 type Container = (typeof CONTAINERS)[number];
 /**
  * Containers that put decoration on each line: their base64 is wrapped at a multiple of 4, as
  * every tool wraps (64, 76), so that no line is a lone `+` or `/`, which reads as an operator.
  */
-const DECORATED: readonly Container[] = ['comment', 'slash comment', 'block comment', 'quote', 'js concatenation', 'python literal'];
+const DECORATED: readonly Container[] = ['comment', 'slash comment', 'block comment', 'quote', 'js concatenation', 'python literal', 'json array'];
 
 interface Layout {
   container: Container;
@@ -192,6 +192,13 @@ function layOut(block: string, l: Layout): { text: string; line: number; column:
     }
     case 'xml':
       return out([`${pad}<key>${keyLines.join(`&#13;${l.eol}`)}</key>`], 1, pad.length + 6);
+    case 'html':
+      return out([`${pad}<pre>${keyLines.join('<br>')}</pre>`], 1, pad.length + 6);
+    case 'json array': {
+      // The lines of a key as a JSON array of strings, on one line.
+      const line = `${pad}{"private_key_lines":${JSON.stringify(keyLines)}}`;
+      return out([line], 1, line.indexOf('-----BEGIN') + 1);
+    }
     case 'one line': {
       // A key pasted into one line, its line breaks turned into spaces (an env variable).
       // Only a block without headers survives it: RFC 1421 headers end at a line break.
@@ -224,6 +231,8 @@ const FIXED_LAYOUTS: { name: string; ext: string; layout: Layout }[] = [
   { name: 'JSON string with \\r\\n escapes', ext: 'json', layout: { container: 'json', indent: 2, tabs: false, eol: '\r\n', trailing: '', wrap: 0, before: 1 } },
   { name: 'JSON in a JSON string', ext: 'json', layout: { container: 'json in json', indent: 0, tabs: false, eol: '\n', trailing: '', wrap: 0, before: 0 } },
   { name: 'XML with &#13; references', ext: 'xml', layout: { container: 'xml', indent: 2, tabs: false, eol: '\n', trailing: '', wrap: 0, before: 1 } },
+  { name: 'HTML with <br>', ext: 'html', layout: { container: 'html', indent: 0, tabs: false, eol: '\n', trailing: '', wrap: 0, before: 1 } },
+  { name: 'JSON array of lines', ext: 'json', layout: { container: 'json array', indent: 2, tabs: false, eol: '\n', trailing: '', wrap: 64, before: 0 } },
   { name: 'one line, spaces for line breaks', ext: 'env', layout: { container: 'one line', indent: 0, tabs: false, eol: '\n', trailing: '', wrap: 0, before: 1 } },
   { name: 'shell comment', ext: 'sh', layout: { container: 'comment', indent: 0, tabs: false, eol: '\n', trailing: '', wrap: 64, before: 1 } },
   { name: '// comment', ext: 'go', layout: { container: 'slash comment', indent: 1, tabs: true, eol: '\n', trailing: '', wrap: 64, before: 1 } },

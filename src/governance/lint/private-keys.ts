@@ -241,14 +241,15 @@ function pemKeys(text: string): PemKey[] {
 
 /**
  * The key in a PEM body, read in two ways. First as a PEM parser reads it once the escapes of a
- * string literal are undone (each escaped line break a line break) and each line trimmed: plain,
- * indented, JSON, CRLF, trailing spaces. Then, when that fails, as lines that carry decoration
- * around the base64 (a comment prefix, a quoted string literal with its `+` or `,`, escaped line
- * breaks at the end of each source line): each line's longest base64 run is taken.
+ * string literal are undone and each line trimmed: plain, indented, JSON, CRLF, trailing spaces.
+ * Then, when that fails, as lines that carry decoration around the base64 (a comment mark, quoted
+ * string literals with their `+` or `,`): each line's longest base64 run is taken.
  */
 function pemBodyKey(label: string, body: string): KeyFacts | undefined {
+  const unescaped = unescape(body);
   for (const decorated of [false, true]) {
-    const parsed = readBody(unescape(body, decorated ? '' : '\n'), decorated);
+    // Decorated, a quote ends a line too: string literals joined by `+`, or listed in an array.
+    const parsed = readBody(decorated ? unescaped.replace(/["'`]/g, '\n') : unescaped, decorated);
     if (!parsed) continue;
     const key = label.startsWith('PGP ') ? pgpKey(parsed) : pemKey(parsed);
     if (key) return key;
@@ -259,14 +260,15 @@ function pemBodyKey(label: string, body: string): KeyFacts | undefined {
 /**
  * Undoes the escapes a PEM text gets inside string literals and markup: `\uXXXX`, `\n`, `\r`,
  * `\t`, `\/` (JSON, RFC 8259 §7; also doubly escaped JSON in JSON), XML/HTML numeric character
- * references (`&#13;`, `&#xA;`), and drops any other backslash (a line continuation): base64 has
- * none, so no backslash belongs to the key. An escaped line break becomes `lineBreak`.
+ * references (`&#13;`, `&#xA;`) and `<br>`, and drops any other backslash (a line continuation):
+ * base64 has none, so no backslash belongs to the key.
  */
-function unescape(body: string, lineBreak: string): string {
+function unescape(body: string): string {
   return body
     .replace(/&#(?:[xX]([0-9A-Fa-f]{1,4})|([0-9]{1,5}));/g, (_, hex: string | undefined, dec: string | undefined) => String.fromCharCode(hex ? Number.parseInt(hex, 16) : Number(dec)))
+    .replace(/<br\s{0,4}\/?>/gi, '\n')
     .replace(/\\+u([0-9A-Fa-f]{4})/g, (_, hex: string) => String.fromCharCode(Number.parseInt(hex, 16)))
-    .replace(/\\+(?:r\\+n|n|r)/g, lineBreak)
+    .replace(/\\+(?:r\\+n|n|r)/g, '\n')
     .replace(/\\+t/g, ' ')
     .replace(/\\/g, '');
 }
