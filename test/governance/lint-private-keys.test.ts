@@ -82,7 +82,6 @@ function toolSamples(dir: string): Sample[] {
     out.push({ name: 'openssl genrsa -aes256 (encrypted PKCS#8)', text: run('openssl', ['genrsa', '-aes256', '-passout', `pass:${PASSPHRASE}`, '2048']), line: 1, keyType: 'encrypted PKCS#8', encrypted: true });
     run('openssl', ['genpkey', '-algorithm', 'ed25519', '-out', file('ed.pem')]);
     out.push({ name: 'openssl genpkey ed25519', text: readFileSync(file('ed.pem'), 'utf8'), line: 1, keyType: 'Ed25519', encrypted: false });
-    run('openssl', ['genpkey', '-algorithm', 'ed25519', '-out', file('ed.pem')]);
     out.push({ name: 'openssl pkcs8 -v1 PBE-SHA1-3DES (PKCS#12 PBE)', text: run('openssl', ['pkcs8', '-topk8', '-in', file('ed.pem'), '-v1', 'PBE-SHA1-3DES', '-passout', `pass:${PASSPHRASE}`]), line: 1, keyType: 'encrypted PKCS#8', encrypted: true });
     run('openssl', ['dsaparam', '-genkey', '-out', file('dsa.pem'), '2048']);
     out.push({ name: 'openssl pkey -traditional (DSA PRIVATE KEY)', text: run('openssl', ['pkey', '-in', file('dsa.pem'), '-traditional']), line: 1, keyType: 'DSA 2048-bit', encrypted: false });
