@@ -12,6 +12,7 @@ export type LintRuleId =
   | 'refresh-tokens'
   | 'inline-secret'
   | 'committed-secret'
+  | 'committed-private-key'
   | 'config-invalid';
 
 export type LintLevel = 'error' | 'warning';
@@ -29,7 +30,7 @@ export interface Finding {
   column: number;
   /** The config key the finding is about, e.g. `nhis[0].credentials[1].exception` (config rules only). */
   key?: string;
-  /** Extra facts, e.g. `secretlintRuleId` for committed-secret. */
+  /** Extra facts, e.g. `secretlintRuleId` for committed-secret, `keyType` for committed-private-key. */
   properties?: Record<string, string>;
 }
 
@@ -88,6 +89,12 @@ export const LINT_RULES: readonly LintRule[] = [
     level: 'error',
     short: 'A secret committed in a source file',
     full: 'secretlint (recommended preset) found a credential in a scanned file. Remove it, rotate it, and load it from the environment or a secret store.',
+  },
+  {
+    id: 'committed-private-key',
+    level: 'error',
+    short: 'A private key committed in a file',
+    full: 'A scanned file holds a private key, confirmed by parsing it (a PEM block of any private-key label, OpenSSH, OpenPGP, or base64 DER; encrypted or not), whatever its layout. Remove it and rotate it: it stays in the repository history. Generate test keys at test time.',
   },
   {
     id: 'config-invalid',

@@ -1,5 +1,6 @@
-import { closeSync, lstatSync, openSync, readdirSync, readSync } from 'node:fs';
+import { closeSync, lstatSync, openSync, readdirSync, readFileSync, readSync } from 'node:fs';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { findPrivateKeys, type PrivateKeyHit } from './private-keys.js';
 import { LintUsageError, ruleOf, type Finding } from './rules.js';
 
 /** Folders never walked: history, dependencies and build output are not what a change commits. */
@@ -17,17 +18,22 @@ export interface ScanOptions {
 
 export interface ScanResult {
   findings: Finding[];
-  /** Files handed to secretlint. */
+  /** Files scanned (by secretlint and the private-key detector). */
   scanned: number;
   skipped: { file: string; reason: 'binary' | 'too large' }[];
 }
 
 /**
- * Finds committed secrets with secretlint's recommended preset (AWS, GCP, GitHub, Slack,
- * private keys, …): a maintained rule set, not regexes of our own. Directories are walked
- * (symbolic links are not followed, so a link cannot loop or lead outside the tree). Every
- * secret is masked by secretlint (`maskSecrets`) and only the rule's message, its id and the
- * position leave this function: the matched text never does.
+ * Finds committed secrets with secretlint's recommended preset (AWS, GCP, GitHub, Slack, …): a
+ * maintained rule set, not regexes of our own. Private keys are the exception: secretlint's rule
+ * misses keys that are plainly real (a SEC1 P-256 key, whose base64 starts `MH`, not `MI`; any key
+ * with `Proc-Type`/`DEK-Info` headers; `ENCRYPTED PRIVATE KEY`; Ed25519/X25519 keys, shorter than
+ * its 100-character floor), so `findPrivateKeys` confirms keys by parsing them and reports
+ * `committed-private-key`; secretlint's private-key finding on the same block is dropped, one it
+ * makes elsewhere (a key our parsers refuse, e.g. truncated) is kept.
+ * Directories are walked (symbolic links are not followed, so a link cannot loop or lead outside
+ * the tree). Every secret is masked by secretlint (`maskSecrets`) and only the rule's message, its
+ * id and the position leave this function: the matched text never does.
  */
 export async function scanFiles(paths: readonly string[], opts: ScanOptions = {}): Promise<ScanResult> {
   const cwd = opts.cwd ?? process.cwd();
@@ -41,6 +47,17 @@ export async function scanFiles(paths: readonly string[], opts: ScanOptions = {}
   skipped.splice(0, skipped.length, ...skippedOnce.values());
   if (files.length === 0) return { findings: [], scanned: 0, skipped };
 
+  const findings: Finding[] = [];
+  /** Per file, the lines of each private key found: secretlint's finding inside one is the same key. */
+  const keyLines = new Map<string, [number, number][]>();
+  for (const abs of files) {
+    const file = display(abs, cwd);
+    for (const hit of findPrivateKeys(readFileSync(abs, 'utf8'))) {
+      findings.push(privateKeyFinding(file, hit));
+      keyLines.set(file, [...(keyLines.get(file) ?? []), [hit.line, hit.endLine]]);
+    }
+  }
+
   // Loaded on first use: secretlint and its rules cost a noticeable start-up time that no
   // other `mandate` command should pay.
   const { createEngine } = await import('@secretlint/node');
@@ -53,7 +70,6 @@ export async function scanFiles(paths: readonly string[], opts: ScanOptions = {}
     // able to switch the check off for itself.
     configFileJSON: { rules: [{ id: '@secretlint/secretlint-rule-preset-recommend' }] },
   });
-  const findings: Finding[] = [];
   for (let i = 0; i < files.length; i += BATCH) {
     const { output } = await engine.executeOnFiles({ filePathList: files.slice(i, i + BATCH) });
     // The json formatter's results carry `sourceContent` (the whole file, secret included):
@@ -62,12 +78,15 @@ export async function scanFiles(paths: readonly string[], opts: ScanOptions = {}
     for (const r of results) {
       for (const m of r.messages ?? []) {
         if (m.type !== 'message') continue;
+        const file = display(r.filePath, cwd);
+        const line = m.loc?.start?.line ?? 1;
+        if (m.ruleId === SECRETLINT_PRIVATE_KEY_RULE && keyLines.get(file)?.some(([from, to]) => line >= from && line <= to)) continue;
         findings.push({
           ruleId: 'committed-secret',
           level: ruleOf('committed-secret').level,
           message: `${mask(m.message)} (secretlint ${m.ruleId})`,
-          file: display(r.filePath, cwd),
-          line: m.loc?.start?.line ?? 1,
+          file,
+          line,
           // secretlint columns start at 0.
           column: (m.loc?.start?.column ?? 0) + 1,
           properties: { secretlintRuleId: m.ruleId, ...(m.messageId ? { secretlintMessageId: m.messageId } : {}) },
@@ -77,6 +96,33 @@ export async function scanFiles(paths: readonly string[], opts: ScanOptions = {}
   }
   findings.sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line || a.column - b.column);
   return { findings, scanned: files.length, skipped };
+}
+
+const SECRETLINT_PRIVATE_KEY_RULE = '@secretlint/secretlint-rule-privatekey';
+
+const ENCODINGS: Record<PrivateKeyHit['encoding'], string> = {
+  pem: 'in a PEM block',
+  'base64-pem': 'in a base64-encoded PEM block',
+  'base64-der': 'as base64 DER',
+  jwk: 'as a JSON Web Key',
+};
+
+/** What the key is and how it is written; never any of its text. */
+function privateKeyFinding(file: string, hit: PrivateKeyHit): Finding {
+  return {
+    ruleId: 'committed-private-key',
+    level: ruleOf('committed-private-key').level,
+    message: `private key (${hit.keyType}) ${ENCODINGS[hit.encoding]}${hit.pemLabel ? ` "${hit.pemLabel}"` : ''}`,
+    file,
+    line: hit.line,
+    column: hit.column,
+    properties: {
+      keyType: hit.keyType,
+      encoding: hit.encoding,
+      encrypted: String(hit.encrypted),
+      ...(hit.pemLabel ? { pemLabel: hit.pemLabel } : {}),
+    },
+  };
 }
 
 interface SecretlintResult {
