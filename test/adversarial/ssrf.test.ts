@@ -741,7 +741,7 @@ describe("SSRF through the broker's key fetches (issuer discovery and JWKS, a cl
     for (const [i, reason] of [[0, 'forbidden_address'], [1, 'forbidden_address'], [2, 'redirect']] as const) {
       const r = await exchange(issuers[i]!);
       assert.equal(r.status, 400, JSON.stringify(r.body));
-      assert.equal(r.body.error, 'invalid_grant');
+      assert.equal(r.body.error, 'invalid_request', 'RFC 8693 §2.2.2: an unacceptable subject token');
       assert.match(r.body.error_description!, new RegExp(`could not obtain the issuer's keys \\((${reason})\\)`), `issuer ${i}`);
       assert.doesNotMatch(JSON.stringify(r.body), /INTERNAL-TEXT|169\.254|10\.9\.8\.7/);
     }
