@@ -183,3 +183,86 @@ export function lenientDecode(s: string): string {
     });
   }
 }
+
+/**
+ * Why a query would be read two ways, or undefined when it has one reading. Policies see the
+ * query as an object (one value per name); servers disagree on everything else, so it is refused
+ * rather than guessed at (issue 15: policy and upstream must see the same value):
+ * - a `;` anywhere: some servers split parameters on it (`?a=1;b=2` is `a=1;b=2` to the proxy,
+ *   `a` and `b` to them), so it could carry a parameter the policy never saw;
+ * - a name given twice, also in another case or encoding (`id`, `ID`, `%69d`, `i+d`…): servers
+ *   take the first, the last, or all of them, and case-insensitive ones merge `id` and `ID`.
+ * `search` is the raw query with or without its leading `?`.
+ */
+export function ambiguousQuery(search: string): string | undefined {
+  if (typeof search !== 'string' || search === '' || search === '?') return undefined;
+  const q = search.charCodeAt(0) === 0x3f ? search.slice(1) : search;
+  if (q.includes(';')) return 'a ";" in the query (some servers split parameters on it)';
+  if (!q.includes('&')) return undefined;
+  const seen = new Set<string>();
+  for (const part of q.split('&')) {
+    if (part === '') continue;
+    const eq = part.indexOf('=');
+    const name = lenientDecode(eq === -1 ? part : part.slice(0, eq)).toLowerCase();
+    if (seen.has(name)) return `the query parameter ${JSON.stringify(name.slice(0, 64))} is given more than once (in any case or encoding)`;
+    seen.add(name);
+  }
+  return undefined;
+}
+
+/** Media types whose bodies frameworks read `_method` from (Rails, Laravel, Express method-override, Symfony). */
+const FORM = 'application/x-www-form-urlencoded';
+const MULTIPART = 'multipart/form-data';
+/** `Content-Disposition: form-data; name="_method"` in any case, quoted or not (RFC 7578 §4.2). */
+const MULTIPART_METHOD = /content-disposition:[^\r\n]*;\s*name\s*=\s*"?_method"?\s*(?:;|\r?\n|$)/i;
+/** A JSON text that could hold a `_method` member: the name itself, or escapes that could spell it. */
+const JSON_MAYBE_METHOD = /_method|\\u/i;
+
+/**
+ * The media type of a request (lower-cased, without parameters), '' when absent.
+ */
+export function mediaTypeOf(contentType: string | string[] | undefined): string {
+  const v = Array.isArray(contentType) ? contentType[0] : contentType;
+  if (typeof v !== 'string') return '';
+  const semi = v.indexOf(';');
+  return (semi === -1 ? v : v.slice(0, semi)).trim().toLowerCase();
+}
+
+/**
+ * Whether the proxy must read a request body of this media type before forwarding it, to look
+ * for a method override in it: the forms and JSON that frameworks read `_method` from, and a body
+ * that names no type (a server may sniff it as a form).
+ */
+export function bodyMayOverrideMethod(mediaType: string): boolean {
+  return mediaType === '' || mediaType === FORM || mediaType === MULTIPART || mediaType === 'application/json' || mediaType.endsWith('+json')
+    || mediaType === 'text/plain';
+}
+
+/**
+ * The method override a body carries, or undefined: `_method` as a form parameter (any case,
+ * any encoding a server might decode to it, also after `;`), as a multipart field name, or as a
+ * top-level JSON member (Laravel merges JSON into its input). A body read whole (capped) by the
+ * caller; `mediaType` from mediaTypeOf. A body that names no type is checked as a form and as
+ * JSON. Refusing is the safe side: a false alarm refuses a call, a miss lets a POST run as DELETE.
+ */
+export function bodyMethodOverride(body: Buffer, mediaType: string): string | undefined {
+  if (body.length === 0) return undefined;
+  const text = body.toString('latin1');
+  if (mediaType === MULTIPART) return MULTIPART_METHOD.test(text) ? 'multipart field _method' : undefined;
+  if (mediaType === FORM || mediaType === '' || mediaType === 'text/plain') {
+    const name = hasMethodOverrideParam(text.replace(/[\r\n]+/g, '&'));
+    if (name !== undefined) return `form parameter ${name.slice(0, 32)}`;
+  }
+  if ((mediaType === 'application/json' || mediaType.endsWith('+json') || mediaType === '') && JSON_MAYBE_METHOD.test(text)) {
+    let value: unknown;
+    try {
+      value = JSON.parse(body.toString('utf8'));
+    } catch {
+      return undefined;
+    }
+    if (value !== null && typeof value === 'object' && !Array.isArray(value) && Object.keys(value).some((k) => k.toLowerCase() === '_method')) {
+      return 'JSON member _method';
+    }
+  }
+  return undefined;
+}

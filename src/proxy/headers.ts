@@ -44,6 +44,18 @@ const HOP_BY_HOP = new Set([
 ]);
 
 /**
+ * Request fields that ask a server (or a gateway in front of it) to route by another URL, host
+ * or method than the request line's: IIS/ASP.NET and Symfony (`X-Original-URL`, `X-Rewrite-URL`),
+ * Envoy, Zend and others. The proxy authorized the request line; a tool that routed by one of
+ * these would run what was not authorized, so they never reach it.
+ */
+export const ROUTING_OVERRIDES: readonly string[] = [
+  'x-original-url', 'x-rewrite-url', 'x-original-uri', 'x-original-path', 'x-override-url', 'x-http-destinationurl', 'x-proxy-url',
+  'x-host', 'x-original-host', 'x-envoy-original-path', 'x-envoy-original-url', 'x-original-method', 'x-http-method-override-url',
+  'x-forwarded-url', 'x-rewrite-uri', 'x-request-uri', 'request-uri', 'x-scheme', 'x-url-scheme', 'front-end-https',
+];
+
+/**
  * Request fields the proxy never forwards, besides the hop-by-hop ones:
  * - `authorization`, `dpop`: the agent's Mandate access token and proof (RFC 9449 §7.1) are for
  *   the proxy; forwarding them would let the upstream replay them (it is not their audience).
@@ -53,9 +65,11 @@ const HOP_BY_HOP = new Set([
  * - `host`: the HTTP client sets the upstream's own (RFC 9110 §7.2).
  * - `expect`: the proxy has already read or is streaming the body; undici refuses it anyway.
  * - `traceparent`: replaced by the proxy's own (W3C Trace Context §3.2: a new parent id).
+ * - ROUTING_OVERRIDES: another URL, host or method than the one the proxy authorized.
  */
 const NEVER_FORWARDED = new Set([
   'authorization', 'dpop', 'cookie', 'forwarded', 'x-real-ip', 'x-client-ip', 'true-client-ip', 'host', 'expect', 'traceparent',
+  ...ROUTING_OVERRIDES,
 ]);
 
 /** RFC 9110 §5.6.2 token: a valid field name. */

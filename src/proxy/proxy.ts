@@ -8,7 +8,7 @@ import { ReplicatedMap } from '../core/index.js';
 import { describeSignal, jwkThumbprint, type AccessTokenVerifier, type BrokerStore, type DpopVerifier, type RestrictionLookup, type RevocationState, type RevokedReason, type TokenFacts } from '../broker/index.js';
 import type { InventoryStore, NhiRecord } from '../inventory/index.js';
 import { MCP_METHODS, type PolicyDecision, type PolicyEngine, type PolicyRequest } from '../policy/index.js';
-import { ActionMatcher, hasMethodOverride, hasMethodOverrideParam } from './actions.js';
+import { ActionMatcher, ambiguousQuery, bodyMayOverrideMethod, bodyMethodOverride, hasMethodOverride, hasMethodOverrideParam, mediaTypeOf } from './actions.js';
 import { normalizePath } from './path.js';
 import { UpstreamResponseError, filterToolsListResponse, parseJsonRpcBody, rpcError, toolsCall, type ParsedRpc, type RpcMessage } from './jsonrpc.js';
 import { TokenBucketLimiter } from './rate-limit.js';
@@ -310,19 +310,34 @@ export class ToolProxy {
     if (!m) throw new OAuthError('access_denied', `no declared action of ${rt.tool.id} matches ${method} ${facts.path}`, 403);
     facts.action = m.action.name;
     this.inScope(token, m.action);
+    // What the policy decides on is what the tool gets: a query two servers would read two ways is refused.
+    const ambiguous = ambiguousQuery(rawQuery);
+    if (ambiguous) throw new OAuthError('invalid_request', `${ambiguous}: refused, since the policy and ${rt.tool.id} could read it differently`, 400);
 
     const declared = Number(ctx.req.headers['content-length'] ?? NaN);
     if (Number.isFinite(declared) && declared > rt.tool.max_body_bytes) {
       throw new OAuthError('invalid_request', `request body is larger than ${rt.tool.max_body_bytes} bytes`, 413);
     }
     const args: Record<string, unknown> = { params: m.params, query: queryObject(rawQuery) };
-    // A call that can be held (its tier, a step-up, or an `@approval` policy that can apply) is
-    // bound to its body too, so the body is read (capped) and digested before the decision: the
-    // approval is for these bytes, and other bytes are another call.
     let body: Buffer | IncomingMessage | undefined = hasBody(ctx.req) ? ctx.req : undefined;
-    if (body && (this.holdsForTier(rt, m.action, token) || this.d.policy.mayHold(m.action.name))) {
-      body = await readBody(ctx.req, rt.tool.max_body_bytes);
-      args.body = argsDigest(body.toString('base64'));
+    if (body) {
+      // Read whole (capped) before anything is sent, when:
+      // - the call can be held (its tier, a step-up, or an `@approval` policy that can apply): it is
+      //   bound to its body too, digested before the decision, so other bytes are another call;
+      // - its length is not declared (chunked): a body over max_body_bytes must not reach the tool
+      //   in part before the cap is found;
+      // - it is of a type frameworks read `_method` from: a method override there is refused as in
+      //   a header or the query.
+      const held = this.holdsForTier(rt, m.action, token) || this.d.policy.mayHold(m.action.name);
+      const type = mediaTypeOf(ctx.req.headers['content-type']);
+      const scan = bodyMayOverrideMethod(type);
+      if (held || scan || !Number.isFinite(declared)) {
+        const whole = await readBody(ctx.req, rt.tool.max_body_bytes);
+        const override = scan ? bodyMethodOverride(whole, type) : undefined;
+        if (override) throw new OAuthError('invalid_request', `method override (${override}) is refused: send the real method`, 400);
+        if (held) args.body = argsDigest(whole.toString('base64'));
+        body = whole;
+      }
     }
     facts.args_digest = args.body === undefined ? httpArgsDigest(rt, m.action, path, rawQuery, args) : argsDigest(args);
     const decision = await this.decide(rt, token, nhi, m.action, args, facts, { method, path: m.action.path ?? (path || '/') }, trace.traceId);

@@ -113,11 +113,23 @@ async function handle(opts: HttpServerOptions, req: IncomingMessage, res: Server
   const started = process.hrtime.bigint();
   const requestId = randomHex(8);
   const traceId = traceIdFrom(req.headers.traceparent) ?? newTraceId(Date.now());
-  const rawUrl = req.url ?? '/';
-  const q = rawUrl.indexOf('?');
-  const path = q < 0 ? rawUrl : rawUrl.slice(0, q);
+  let rawUrl = req.url ?? '/';
   res.setHeader('x-request-id', requestId);
   const method = req.method ?? 'GET';
+  if (rawUrl.charCodeAt(0) !== 0x2f /* / */) {
+    const target = absoluteTarget(rawUrl);
+    if (target === undefined) {
+      sendJson(res, 400, { error: 'invalid_request', error_description: 'the request target must be a path (/…) or an absolute http(s) URL (RFC 9112 §3.2)' });
+      return;
+    }
+    // RFC 9112 §3.2.2: with an absolute-form target the server ignores Host and uses the target's
+    // authority, so routing (per-tool host names), the proxy's checks and what it forwards all
+    // see one host and one path.
+    req.headers.host = target.authority;
+    req.url = rawUrl = target.originForm;
+  }
+  const q = rawUrl.indexOf('?');
+  const path = q < 0 ? rawUrl : rawUrl.slice(0, q);
   if (opts.readiness && !opts.readiness.serving && !PROBES.has(path)) {
     if (opts.onResponse) res.once('finish', () => opts.onResponse!('starting', method, res.statusCode, Number(process.hrtime.bigint() - started) / 1e9));
     // RFC 9110 §15.6.4: 503 with Retry-After; nothing of the request is looked at.
@@ -142,6 +154,21 @@ async function handle(opts: HttpServerOptions, req: IncomingMessage, res: Server
   } catch (err) {
     sendError(ctx, err);
   }
+}
+
+/**
+ * An absolute-form request target (RFC 9112 §3.2.2, `http://host:port/path?query`) as its
+ * authority (lower-cased) and origin form (`/path?query`, the path exactly as sent, '/' when
+ * empty). Undefined for anything else: another scheme, no authority, userinfo (RFC 9110 §4.2.4:
+ * never in an http(s) URI sent by a client), a fragment.
+ */
+function absoluteTarget(raw: string): { authority: string; originForm: string } | undefined {
+  const m = /^https?:\/\/([^/?#]*)([^#]*)$/i.exec(raw);
+  if (!m) return undefined;
+  const authority = m[1]!;
+  if (authority === '' || authority.includes('@') || !/^[A-Za-z0-9.\-\[\]:]+$/.test(authority)) return undefined;
+  const rest = m[2]!;
+  return { authority: authority.toLowerCase(), originForm: rest === '' ? '/' : rest.charCodeAt(0) === 0x3f ? `/${rest}` : rest };
 }
 
 /**

@@ -11,7 +11,10 @@ export interface SeenRequest {
 
 export interface RecordingUpstream {
   url: string;
+  /** Requests received whole. */
   seen: SeenRequest[];
+  /** Body bytes received so far, whole requests or not (a body cut off in the middle counts too). */
+  bodyBytes(): number;
   /** Resolves when the client of the n-th (from 1) `/forever` stream has gone away. */
   foreverClosed(n: number): Promise<void>;
   close(): Promise<void>;
@@ -37,9 +40,13 @@ export async function startRecordingUpstream(opts: { bigBytes?: number; credenti
     return forever[n - 1]!;
   };
   let foreverCount = 0;
+  let bodyBytes = 0;
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('data', (c: Buffer) => {
+      bodyBytes += c.length;
+      chunks.push(c);
+    });
     req.on('end', () => {
       const url = req.url ?? '/';
       seen.push({ method: req.method ?? '', url, headers: req.headers, body: Buffer.concat(chunks).toString('utf8') });
@@ -97,6 +104,7 @@ export async function startRecordingUpstream(opts: { bigBytes?: number; credenti
   return {
     url: `http://127.0.0.1:${port}`,
     seen,
+    bodyBytes: () => bodyBytes,
     foreverClosed: (n) => foreverSlot(n).closed,
     close: () => new Promise<void>((resolve) => {
       server.closeAllConnections();

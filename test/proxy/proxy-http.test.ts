@@ -176,7 +176,7 @@ describe('tool proxy: HTTP tools', () => {
       ['/items/44?b=2&a=1', { params: { id: '44' }, query: { b: '2', a: '1' } }],
       ['/items/45', { params: { id: '45' }, query: {} }],
       ['/items/44', { params: { id: '44' }, query: {} }],
-      ['/items/44?a=1&a=3', { params: { id: '44' }, query: { a: ['1', '3'] } }],
+      ['/items/44?a=1&c=3', { params: { id: '44' }, query: { a: '1', c: '3' } }],
       ['/items/%34%34', { params: { id: '44' }, query: {} }],
       ['/items/44?b=2&a=1', { params: { id: '44' }, query: { b: '2', a: '1' } }],
     ];
