@@ -191,19 +191,22 @@ export function lenientDecode(s: string): string {
  * - a `;` anywhere: some servers split parameters on it (`?a=1;b=2` is `a=1;b=2` to the proxy,
  *   `a` and `b` to them), so it could carry a parameter the policy never saw;
  * - a name given twice, also in another case or encoding (`id`, `ID`, `%69d`, `i+d`…): servers
- *   take the first, the last, or all of them, and case-insensitive ones merge `id` and `ID`.
+ *   take the first, the last, or all of them, and case-insensitive ones merge `id` and `ID`;
+ * - an `access_token` (the agent's token must not travel on to the tool).
  * `search` is the raw query with or without its leading `?`.
  */
 export function ambiguousQuery(search: string): string | undefined {
   if (typeof search !== 'string' || search === '' || search === '?') return undefined;
   const q = search.charCodeAt(0) === 0x3f ? search.slice(1) : search;
   if (q.includes(';')) return 'a ";" in the query (some servers split parameters on it)';
-  if (!q.includes('&')) return undefined;
   const seen = new Set<string>();
   for (const part of q.split('&')) {
     if (part === '') continue;
     const eq = part.indexOf('=');
     const name = lenientDecode(eq === -1 ? part : part.slice(0, eq)).toLowerCase();
+    // RFC 6750 §2.3: the access token in the query. The proxy reads it only from Authorization,
+    // and would otherwise pass the agent's token on to the tool, which could replay it.
+    if (name === 'access_token') return 'an access_token in the query (send it in the Authorization header, RFC 6750 §2.1)';
     if (seen.has(name)) return `the query parameter ${JSON.stringify(name.slice(0, 64))} is given more than once (in any case or encoding)`;
     seen.add(name);
   }

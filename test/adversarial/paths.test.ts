@@ -70,6 +70,14 @@ describe('adversarial: paths and request targets', () => {
       assert.equal(x.rec.seen.length, 0);
     });
 
+    it("an access_token in the query is refused: the agent's token would travel on to the tool", async () => {
+      for (const q of ['access_token=abc', 'a=1&ACCESS_TOKEN=abc', 'access%5Ftoken=abc']) {
+        const r = await call(x.iss, `/tools/rec/items?${q}`, { headers: { authorization: `Bearer ${reader}` } });
+        assert.equal(r.status, 400, `${q}: ${r.body}`);
+      }
+      assert.equal(x.rec.seen.length, 0);
+    });
+
     it('a ";" separator is refused', async () => {
       for (const q of ['status=open;status=deleted', 'a=1;status=deleted', 'status=open%3Bx;y']) {
         const r = await call(x.iss, `/tools/rec/items?${q}`, { headers: { authorization: `Bearer ${reader}` } });
