@@ -1,6 +1,5 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { request as httpRequest } from 'node:http';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,25 +9,11 @@ import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstr
 import { startDemoHttpTool, type DemoTool } from '../../src/demo/index.js';
 import { MandateClient, ApprovalRequiredError } from '../../src/client/index.js';
 import { argsDigest } from '../../src/core/index.js';
+/** A raw HTTP request, so that headers can be repeated and paths sent byte for byte. */
+import { call as raw } from '../adversarial/harness.js';
 
 const REC_KEY = 'rec-upstream-secret-0123456789';
 const TICKETS_KEY = 'tickets-upstream-secret-abcdef';
-
-/** A raw HTTP request, so that headers can be repeated and paths sent byte for byte. */
-function raw(url: string, path: string, opts: { method?: string; headers?: Record<string, string | string[]>; body?: string } = {}) {
-  const u = new URL(url);
-  return new Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }>((resolve, reject) => {
-    const req = httpRequest({ host: u.hostname, port: u.port, method: opts.method ?? 'GET', path, headers: opts.headers ?? {} }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    if (opts.body !== undefined) req.write(opts.body);
-    req.end();
-  });
-}
 
 describe('tool proxy: HTTP tools', () => {
   let t: TestApp;
