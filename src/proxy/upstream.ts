@@ -105,8 +105,8 @@ export class Upstreams {
    * client that goes away aborts the upstream request. `headers` maps the upstream's response
    * headers to the client's (responseHeaders). A tool with a scrubber has its body scrubbed
    * chunk by chunk (scrub.ts: same length, only a possible start of a secret held back between
-   * chunks) and an encoded body refused before anything is written. Resolves with the status and the bytes sent;
-   * rejects (UpstreamError, or the OAuthError of a request body over its cap) only while
+   * chunks) and an encoded body refused before anything is written. Resolves with the status
+   * and the bytes sent; rejects (UpstreamError, or the OAuthError of a request body over its cap) only while
    * nothing has been written to `res`.
    */
   forward(
