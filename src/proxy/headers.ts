@@ -301,18 +301,77 @@ export function responseHeaders(
 
 const NO_SECRETS: readonly string[] = [];
 
-/** secretForms, remembered (see CredentialMemo): a base64 or percent-encoding per response otherwise. */
-function secretFormsOf(cred: InjectedCredential): readonly string[] {
+/**
+ * secretForms, remembered (see CredentialMemo): computed once per credential, not per response.
+ * The response headers and the response-body scrubber (scrub.ts) both use it.
+ */
+export function secretFormsOf(cred: InjectedCredential): readonly string[] {
   const memo = memoOf(cred);
   return (memo.forms ??= secretForms(cred));
 }
 
-/** The forms in which a credential's secret would appear in a reflected header. */
-function secretForms(cred: InjectedCredential): string[] {
-  const forms = [cred.value];
-  if (cred.type === 'basic') forms.push(Buffer.from(`${cred.username ?? ''}:${cred.value}`, 'utf8').toString('base64'));
-  if (cred.type === 'query') forms.push(encodeURIComponent(cred.value));
-  return forms;
+/**
+ * The forms in which a credential's secret can come back from the tool, in a header or a body:
+ * the one place that knows them. What travels is the secret itself (bearer, header, query) or
+ * `user:password` in base64 (basic, RFC 7617 §2; without its `=` padding, which a form that
+ * stops short of it would escape); each of those as it is, percent-encoded (RFC 3986 §2.1, both
+ * hex cases, and the `+`-for-space form of application/x-www-form-urlencoded) as a tool echoing
+ * its request URL shows it, JSON-escaped (RFC 8259 §7) the ways serializers do it (`\"` and
+ * `\\` always; `\/`, `\u003c` for `<>&`, `\u00e9` for non-ASCII as some choose) and
+ * HTML/XML-escaped (`&amp;`, `&quot;`/`&#34;`, `&#39;`/`&#x27;`/`&apos;`). Distinct and non-empty,
+ * longest first; for the usual secret (letters, digits, `-_.`) that is the secret alone (and,
+ * for basic, its base64). A tool that transforms the secret otherwise is not covered.
+ */
+export function secretForms(cred: InjectedCredential): string[] {
+  const sent = [cred.value];
+  if (cred.type === 'basic') sent.push(Buffer.from(`${cred.username ?? ''}:${cred.value}`, 'utf8').toString('base64').replace(/=+$/, ''));
+  const forms = new Set<string>();
+  for (const s of sent) {
+    const percent = encodeURIComponent(s);
+    for (const p of [s, percent, percent.replace(/%[0-9A-F]{2}/g, (e) => e.toLowerCase()), new URLSearchParams([['', s]]).toString().slice(1)]) {
+      for (const j of jsonEscapes(p)) forms.add(j);
+      for (const h of htmlEscapes(p)) forms.add(h);
+    }
+  }
+  forms.delete('');
+  return [...forms].sort((a, b) => b.length - a.length);
+}
+
+/** RFC 8259 §7 escapes of `s` as JSON serializers write them (JSON.stringify's, PHP's `\/`, Go's `\u003c`, Python's ASCII-only). */
+function jsonEscapes(s: string): string[] {
+  // Only the characters a serializer may escape make variants; the common secret has none.
+  if (!/["\\/<>&\t\u0080-\uffff]/.test(s)) return [s];
+  const out = new Set<string>();
+  const u = (c: string, upper: boolean) => {
+    const hex = c.charCodeAt(0).toString(16).padStart(4, '0');
+    return `\\u${upper ? hex.toUpperCase() : hex}`;
+  };
+  for (const slash of [false, true]) {
+    for (const html of [false, true]) {
+      for (const ascii of [false, true]) {
+        for (const upper of [false, true]) {
+          let e = JSON.stringify(s).slice(1, -1);
+          if (slash) e = e.replace(/\//g, '\\/');
+          if (html) e = e.replace(/[<>&]/g, (c) => u(c, upper));
+          if (ascii) e = e.replace(/[\u0080-\uffff]/g, (c) => u(c, upper));
+          out.add(e);
+        }
+      }
+    }
+  }
+  return [...out];
+}
+
+/** HTML/XML escapes of `s` (an error page quoting the request): the character references libraries choose. */
+function htmlEscapes(s: string): string[] {
+  if (!/[&<>"']/.test(s)) return [];
+  const out = new Set<string>();
+  for (const quot of ['&quot;', '&#34;']) {
+    for (const apos of ['&#39;', '&#x27;', '&apos;']) {
+      out.add(s.replace(/[&<>"']/g, (c) => (c === '&' ? '&amp;' : c === '<' ? '&lt;' : c === '>' ? '&gt;' : c === '"' ? quot : apos)));
+    }
+  }
+  return [...out];
 }
 
 function echoes(value: string | string[], secrets: readonly string[]): boolean {

@@ -16,6 +16,7 @@ import { applyQueryCredential, responseHeaders, traceparentFor, upstreamHeaders,
 import { ResourceAuthError, TokenChecker, credentialsOf, type CheckedToken } from './token-check.js';
 import { ApprovalGate, ApprovalRequiredError } from './approval-gate.js';
 import { Upstreams, UpstreamError } from './upstream.js';
+import { SecretScrubber } from './scrub.js';
 
 export interface ProxyDeps {
   config: Readonly<MandateConfig>;
@@ -62,6 +63,8 @@ interface ToolRuntime {
   resource: string;
   matcher: ActionMatcher;
   credential: InjectedCredential | undefined;
+  /** Fills the credential's forms in response bodies; undefined without a credential or with `scrub_response_secrets: false`. */
+  scrubber: SecretScrubber | undefined;
   limiter: TokenBucketLimiter | undefined;
   approvalTiers: ReadonlySet<string>;
   /** The tool's response headers as the agent gets them (responseHeaders with its credential). */
@@ -122,6 +125,7 @@ export class ToolProxy {
     d.config.tokens.profiles.forEach((p, i) => this.tierRank.set(p.name, i));
     const env = d.env ?? process.env;
     const approvalTiers = new Set(d.config.tokens.profiles.filter((p) => p.approval).map((p) => p.name));
+    const scrubbers = new Map<string, SecretScrubber>();
     for (const tool of d.config.tools) {
       const c = tool.credential;
       // Resolved once at start: a missing secret fails start-up, not the first call.
@@ -133,6 +137,7 @@ export class ToolProxy {
         resource: '',
         matcher: new ActionMatcher(tool.actions),
         credential,
+        scrubber: credential && tool.scrub_response_secrets ? new SecretScrubber(credential) : undefined,
         limiter: tool.rate_limit
           ? new TokenBucketLimiter({ perSecond: tool.rate_limit.per_second, burst: tool.rate_limit.burst, maxKeys: d.config.proxy.rate_limit_keys })
           : undefined,
@@ -141,11 +146,12 @@ export class ToolProxy {
         argsDigests: new Map(),
       };
       this.tools.set(tool.id, rt);
+      if (rt.scrubber) scrubbers.set(tool.id, rt.scrubber);
       for (const h of tool.hosts) this.byHost.set(h, rt);
     }
     this.tokens = new TokenChecker({ accessTokens: d.accessTokens, dpop: d.dpop, revocations: d.revocations, onRevoked: d.onRevoked });
     this.gate = new ApprovalGate({ store: d.store, audit: d.audit, bus: d.bus, clock: d.clock, issuer: d.issuer, skewS: d.config.proxy.clock_skew });
-    this.upstreams = new Upstreams(d.config.tools);
+    this.upstreams = new Upstreams(d.config.tools, { scrubbers });
   }
 
   async start(): Promise<void> {
@@ -465,11 +471,13 @@ export class ToolProxy {
       if (up.status === 200) {
         const body = await this.upstreams.buffer(up, rt.tool.max_response_bytes);
         const allowed = (name: string) => this.mayCall(rt, token, nhi, name, trace.traceId);
-        const filtered = filterToolsListResponse(body, String(up.headers['content-type'] ?? ''), allowed);
+        const filtered = Buffer.from(filterToolsListResponse(body, String(up.headers['content-type'] ?? ''), allowed), 'utf8');
+        // Scrubbed as rewritten: re-serializing may have turned an escaped secret into a plain one.
+        const out = rt.scrubber ? rt.scrubber.all(filtered) : filtered;
         const h = responseHeaders(up.headers, { credential: rt.credential, bodyRewritten: true });
-        ctx.res.writeHead(up.status, { ...h, 'content-length': Buffer.byteLength(filtered) });
-        ctx.res.end(filtered);
-        sent = Buffer.byteLength(filtered);
+        ctx.res.writeHead(up.status, { ...h, 'content-length': out.length });
+        ctx.res.end(out);
+        sent = out.length;
       } else {
         sent = await this.upstreams.pipe(up, ctx.res, rt.responseHeaders(up.headers), rt.tool.max_response_bytes);
       }

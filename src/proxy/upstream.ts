@@ -2,11 +2,15 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Transform, type Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import { OAuthError, type ToolConfig } from '../core/index.js';
+import { askForScrubbableBody, unscrubbable, type SecretScrubber } from './scrub.js';
 
 /**
  * The upstream hop: one undici Pool per tool (keep-alive, no redirects followed), request
  * bodies streamed with a size cap, response bodies streamed back (server-sent events
- * included) with a size cap, timeouts for the headers and between body chunks.
+ * included) with a size cap, timeouts for the headers and between body chunks. A tool with a
+ * scrubber (scrub.ts) has the secret forms of its credential filled in every response body on
+ * the way back (`forward`, `pipe`; what `buffer` reads is scrubbed by its caller after rewriting),
+ * is asked for identity-encoded bodies, and a body still encoded is refused (502).
  */
 
 export interface UpstreamTarget {
@@ -23,6 +27,8 @@ export interface UpstreamResponse {
   status: number;
   headers: Record<string, string | string[] | undefined>;
   body: Readable;
+  /** The tool's scrubber, when its response bodies are scrubbed (`pipe` applies it). */
+  scrubber?: SecretScrubber;
 }
 
 export class UpstreamError extends OAuthError {
@@ -33,8 +39,11 @@ export class UpstreamError extends OAuthError {
 
 export class Upstreams {
   private readonly pools = new Map<string, { pool: Pool; basePath: string }>();
+  /** Tool id → the scrubber of its credential, for the tools whose response bodies are scrubbed. */
+  private readonly scrubbers: ReadonlyMap<string, SecretScrubber>;
 
-  constructor(tools: readonly ToolConfig[], opts: { connections?: number } = {}) {
+  constructor(tools: readonly ToolConfig[], opts: { connections?: number; scrubbers?: ReadonlyMap<string, SecretScrubber> } = {}) {
+    this.scrubbers = opts.scrubbers ?? new Map();
     for (const t of tools) {
       const u = new URL(t.upstream);
       const basePath = u.pathname.replace(/\/+$/, '');
@@ -59,8 +68,11 @@ export class Upstreams {
     let body: Buffer | Readable | undefined;
     if (Buffer.isBuffer(t.body)) body = t.body;
     else if (t.body) body = t.body.pipe(capped(t.tool.max_body_bytes, () => new OAuthError('invalid_request', `request body is larger than ${t.tool.max_body_bytes} bytes`, 413)));
+    const scrubber = this.scrubbers.get(t.tool.id);
+    if (scrubber) askForScrubbableBody(t.headers);
+    let res: Dispatcher.ResponseData;
     try {
-      const res = await entry.pool.request({
+      res = await entry.pool.request({
         method: t.method as never,
         path: t.pathAndQuery,
         headers: t.headers,
@@ -68,10 +80,19 @@ export class Upstreams {
         headersTimeout: timeoutMs,
         bodyTimeout: timeoutMs,
       });
-      return { status: res.statusCode, headers: res.headers, body: res.body };
     } catch (err) {
       throw upstreamFailure(err, t.tool.id, t.tool.timeout);
     }
+    if (scrubber) {
+      const why = unscrubbable(t.method, res.statusCode, res.headers);
+      if (why !== undefined) {
+        res.body.on('error', () => {});
+        res.body.destroy();
+        throw new UpstreamError(why);
+      }
+      return { status: res.statusCode, headers: res.headers, body: res.body, scrubber };
+    }
+    return { status: res.statusCode, headers: res.headers, body: res.body };
   }
 
   /**
@@ -82,8 +103,10 @@ export class Upstreams {
    * is written, a body that grows past it is cut off (the client sees a truncated body and a
    * reset), server-sent events are flushed as they come, the timeouts are the tool's, and a
    * client that goes away aborts the upstream request. `headers` maps the upstream's response
-   * headers to the client's (responseHeaders). Resolves with the status and the bytes sent;
-   * rejects (UpstreamError, or the OAuthError of a request body over its cap) only while
+   * headers to the client's (responseHeaders). A tool with a scrubber has its body scrubbed
+   * chunk by chunk (scrub.ts: same length, only a possible start of a secret held back between
+   * chunks) and an encoded body refused before anything is written. Resolves with the status
+   * and the bytes sent; rejects (UpstreamError, or the OAuthError of a request body over its cap) only while
    * nothing has been written to `res`.
    */
   forward(
@@ -98,11 +121,15 @@ export class Upstreams {
     else if (t.body) body = t.body.pipe(capped(t.tool.max_body_bytes, () => new OAuthError('invalid_request', `request body is larger than ${t.tool.max_body_bytes} bytes`, 413)));
     const toolId = t.tool.id;
     const toolTimeout = t.tool.timeout;
+    const scrubber = this.scrubbers.get(toolId);
+    if (scrubber) askForScrubbableBody(t.headers);
+    const method = t.method;
     return new Promise<{ status: number; sent: number }>((resolve, reject) => {
       let status = 0;
       let sent = 0;
       let settled = false;
       let ctl: Dispatcher.DispatchController | undefined;
+      const scrub = scrubber?.open();
       const finish = () => {
         if (settled) return;
         settled = true;
@@ -135,6 +162,13 @@ export class Upstreams {
             controller.abort(new UpstreamError(`the tool's response is larger than ${maxBytes} bytes`));
             return;
           }
+          if (scrubber) {
+            const why = unscrubbable(method, statusCode, upHeaders);
+            if (why !== undefined) {
+              controller.abort(new UpstreamError(why));
+              return;
+            }
+          }
           let out: Record<string, string | string[]>;
           try {
             out = headers(upHeaders);
@@ -163,14 +197,17 @@ export class Upstreams {
             finish();
             return;
           }
-          if (!res.write(chunk)) {
+          const out = scrub ? scrub.push(chunk) : chunk;
+          if (out.length > 0 && !res.write(out)) {
             controller.pause();
             res.once('drain', onDrain);
           }
         },
         onResponseEnd() {
           if (settled) return;
-          res.end();
+          const rest = scrub?.end();
+          if (rest !== undefined && rest.length > 0) res.end(rest);
+          else res.end();
           finish();
         },
         onResponseError(_controller, err) {
@@ -197,7 +234,8 @@ export class Upstreams {
 
   /**
    * Streams an upstream response to the client, cut off after `maxBytes` (the client sees a
-   * truncated body and a reset, never more than the cap). Resolves with the bytes sent.
+   * truncated body and a reset, never more than the cap), scrubbed when `up` has a scrubber.
+   * Resolves with the bytes sent.
    */
   pipe(up: UpstreamResponse, res: ServerResponse, headers: Record<string, string | string[]>, maxBytes: number): Promise<number> {
     // undici reports a destroyed body as an error ("Request aborted"): always listen for it.
@@ -210,6 +248,7 @@ export class Upstreams {
     res.writeHead(up.status, headers);
     // Server-sent events must reach the agent as they are produced.
     if (String(up.headers['content-type'] ?? '').startsWith('text/event-stream')) res.flushHeaders();
+    const scrub = up.scrubber?.open();
     return new Promise<number>((resolve) => {
       let sent = 0;
       const done = () => resolve(sent);
@@ -220,13 +259,16 @@ export class Upstreams {
           res.destroy();
           return done();
         }
-        if (!res.write(chunk)) {
+        const out = scrub ? scrub.push(chunk) : chunk;
+        if (out.length > 0 && !res.write(out)) {
           up.body.pause();
           res.once('drain', () => up.body.resume());
         }
       });
       up.body.once('end', () => {
-        res.end();
+        const rest = scrub?.end();
+        if (rest !== undefined && rest.length > 0) res.end(rest);
+        else res.end();
         done();
       });
       up.body.on('error', () => {

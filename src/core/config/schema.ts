@@ -230,6 +230,15 @@ export const toolSchema = z.strictObject({
   max_body_bytes: z.number().int().positive().default(1024 * 1024),
   /** Cap of a response body from this tool; a larger one is cut off (502 when known before the first byte). */
   max_response_bytes: z.number().int().positive().default(16 * 1024 * 1024),
+  /**
+   * Replace the tool's credential in every response body the agent gets (issue 15, item 9): each
+   * form of the secret it was sent (as is, percent-, JSON- or HTML-escaped, base64 for basic)
+   * becomes filler of the same length; the proxy asks the tool for unencoded bodies (and sends no
+   * Range) and refuses an encoded one (502). Turn off only for a tool whose bodies must pass byte
+   * for byte, or that compresses whatever it is asked: what it echoes of its credential then
+   * reaches the agent (docs/security.md, "The tool's credential").
+   */
+  scrub_response_secrets: ex(z.boolean().default(true), 'false'),
   /** Token bucket per NHI on this tool: 429 with Retry-After when empty. */
   rate_limit: ex(z.strictObject({ per_second: z.number().positive(), burst: z.number().int().positive() }), '{ per_second: 10, burst: 20 }').optional(),
   /** Host names routed to this tool as a whole (besides /tools/<id>/…), e.g. a tool's own DNS name pointing at the proxy. */
