@@ -143,21 +143,29 @@ function bySpecificity(a: Compiled, b: Compiled): number {
 export const METHOD_OVERRIDE_HEADERS: readonly string[] = ['x-http-method-override', 'x-http-method', 'x-method-override'];
 const OVERRIDE_HEADER_SET = new Set(METHOD_OVERRIDE_HEADERS);
 
-/** The name of a method-override header present in `headers` (any value, even empty), or undefined. */
+/**
+ * The name of a method-override header present in `headers` (any value, even empty), or
+ * undefined. `_` counts as `-`: CGI (RFC 3875 §4.1.18), PHP-FPM, WSGI (PEP 3333) and Rack turn
+ * both into `_` in `HTTP_X_HTTP_METHOD_OVERRIDE`, so `X_HTTP_Method_Override` is read as the
+ * override by an upstream behind them.
+ */
 export function hasMethodOverride(headers: IncomingHttpHeaders): string | undefined {
   for (const name of Object.keys(headers)) {
     const lower = name.toLowerCase();
-    if (OVERRIDE_HEADER_SET.has(lower) && headers[name] !== undefined) return lower;
+    const canonical = lower.includes('_') ? lower.replace(/_/g, '-') : lower;
+    if (OVERRIDE_HEADER_SET.has(canonical) && headers[name] !== undefined) return canonical;
   }
   return undefined;
 }
 
 /**
  * The `_method` query parameter (Rails, Laravel, Express method-override with a getter) under
- * any spelling a server might decode to it: percent-encoded (`%5Fmethod`), `+`-decoded, and in
- * any case. `search` is the query string with or without its leading `?`. Returns the parameter
- * name as written in the request, or undefined. Form bodies can carry `_method` too; checking
- * them is the caller's job when it reads a form body.
+ * any spelling a server might decode to it: percent-encoded (`%5Fmethod`), `+`-decoded, in any
+ * case, and as PHP registers names (so Laravel and Symfony read them): leading spaces dropped,
+ * the name cut at a NUL, `.` and ` ` turned into `_` (`.method`, `+_method`, `_method%00x`).
+ * `search` is the query string with or without its leading `?`. Returns the parameter name as
+ * written in the request, or undefined. Form bodies can carry `_method` too; checking them is
+ * the caller's job when it reads a form body.
  */
 export function hasMethodOverrideParam(search: string): string | undefined {
   if (typeof search !== 'string' || search === '' || search === '?') return undefined;
@@ -165,9 +173,22 @@ export function hasMethodOverrideParam(search: string): string | undefined {
   for (const part of q.split(/[&;]/)) {
     const eq = part.indexOf('=');
     const rawName = eq === -1 ? part : part.slice(0, eq);
-    if (lenientDecode(rawName).toLowerCase() === '_method') return rawName;
+    const name = lenientDecode(rawName).toLowerCase();
+    if (name === '_method' || phpVariableName(name) === '_method') return rawName;
   }
   return undefined;
+}
+
+/**
+ * A decoded parameter name as PHP registers it in `$_GET`/`$_POST` (main/php_variables.c,
+ * php_register_variable_ex): leading spaces skipped, the name ends at a NUL (it is a C string
+ * there), and ` ` and `.` become `_`.
+ */
+function phpVariableName(decoded: string): string {
+  let name = decoded.replace(/^ +/, '');
+  const nul = name.indexOf('\0');
+  if (nul !== -1) name = name.slice(0, nul);
+  return name.replace(/[ .]/g, '_');
 }
 
 /** application/x-www-form-urlencoded name decoding (WHATWG URL §5.1): `+` is a space; bad escapes stay as they are. */

@@ -66,8 +66,10 @@ const invalid = (message: string) => new JsonRpcParseError(JSONRPC_ERRORS.INVALI
 /**
  * Parses and classifies a POST body. Throws JsonRpcParseError:
  * - -32700 for a body over `maxBytes` (UTF-8) or that is not JSON;
- * - -32600 for duplicate member names at any depth, a batch that is empty or longer than
- *   MAX_BATCH, or any message that is not a valid JSON-RPC 2.0 request, notification or response
+ * - -32600 for duplicate member names at any depth (also names equal but for case, as Go's
+ *   encoding/json reads them), a member that such a reader takes for a JSON-RPC member or for
+ *   tools/call's `name`/`arguments` (`Method`, `ID`, `Arguments`), a batch that is empty or longer
+ *   than MAX_BATCH, or any message that is not a valid JSON-RPC 2.0 request, notification or response
  *   (JSON-RPC 2.0 §4, §4.1, §5): not an object, `jsonrpc` not exactly "2.0", `method` not a
  *   string, `params` not an object or array, an `id` not a string, finite number or null, a
  *   message with both `method` and `result`/`error`, a response without `id` or with both or
@@ -88,6 +90,10 @@ export function parseJsonRpcBody(text: string, maxBytes: number): ParsedRpc {
   }
   // RFC 8259 §4: names SHOULD be unique; parsers disagree on which duplicate wins (RFC 8725 §2.9).
   if (hasDuplicateKeys(text)) throw invalid('duplicate member names');
+  // Go's encoding/json puts `Name` (and `NAME`, `ſ` for `s`, `K` for `k`) into the field of
+  // `name`, the last one winning: a Go MCP server would call what the proxy never saw
+  // (CVE-2026-27896, modelcontextprotocol/go-sdk#805). Names equal under that folding are duplicates.
+  if (hasFoldedDuplicateKeys(value)) throw invalid('member names that differ only in case');
   if (Array.isArray(value)) {
     if (value.length === 0) throw invalid('empty batch'); // JSON-RPC 2.0 §6
     if (value.length > MAX_BATCH) throw invalid(`batch of more than ${MAX_BATCH} messages`);
@@ -99,6 +105,16 @@ export function parseJsonRpcBody(text: string, maxBytes: number): ParsedRpc {
 function classify(m: unknown, where: string): RpcMessage {
   if (m === null || typeof m !== 'object' || Array.isArray(m)) throw invalid(`${where} is not an object`);
   const o = m as Record<string, unknown>;
+  // A member that a case-insensitive reader takes for a JSON-RPC member (`Method`, `ID`, `paramſ`)
+  // makes a response or a notification a request there; JSON-RPC 2.0 names are exact.
+  const lookAlike = lookAlikeOf(o, RPC_MEMBERS);
+  if (lookAlike !== undefined) throw invalid(`${where}: "${lookAlike.slice(0, 32)}" is not a JSON-RPC member name (they are lower-case)`);
+  if (o.method === 'tools/call' && o.params !== null && typeof o.params === 'object' && !Array.isArray(o.params)) {
+    // The same for what tools/call reads: `Arguments` beside no `arguments` would be the arguments
+    // a Go server runs with, while the proxy decided on none.
+    const inParams = lookAlikeOf(o.params as Record<string, unknown>, TOOLS_CALL_MEMBERS);
+    if (inParams !== undefined) throw invalid(`${where}: "${inParams.slice(0, 32)}" in tools/call params is not "name" or "arguments"`);
+  }
   if (o.jsonrpc !== '2.0') throw invalid(`${where}: "jsonrpc" must be "2.0"`);
   const hasId = Object.hasOwn(o, 'id');
   if (hasId && !isId(o.id)) throw invalid(`${where}: "id" must be a string, a number or null`);
@@ -122,6 +138,74 @@ function classify(m: unknown, where: string): RpcMessage {
     throw invalid(`${where}: "error" must be an object`);
   }
   return { kind: 'response', id: o.id as RpcId, raw: o };
+}
+
+/** The member names of JSON-RPC 2.0 messages (§4, §5) and of MCP tools/call params, folded. */
+const RPC_MEMBERS: ReadonlyMap<string, string> = foldedSet(['jsonrpc', 'id', 'method', 'params', 'result', 'error']);
+const TOOLS_CALL_MEMBERS: ReadonlyMap<string, string> = foldedSet(['name', 'arguments']);
+
+function foldedSet(names: readonly string[]): ReadonlyMap<string, string> {
+  return new Map(names.map((n) => [foldName(n), n]));
+}
+
+/**
+ * A member name as a case-insensitive JSON reader matches it: Go's encoding/json compares names
+ * with simple Unicode case folding (ASCII case, and `ſ` U+017F ~ `s`, `K` U+212A ~ `k`). Upper-
+ * then lower-casing folds at least those together (it also folds a few more, such as `ß` and
+ * `SS`: a refusal too many, never one too few).
+ */
+function foldName(name: string): string {
+  return name.toUpperCase().toLowerCase();
+}
+
+/** The first member of `o` that folds onto one of `names` without being it, or undefined. */
+function lookAlikeOf(o: Record<string, unknown>, names: ReadonlyMap<string, string>): string | undefined {
+  for (const k of Object.keys(o)) {
+    const exact = names.get(foldName(k));
+    if (exact !== undefined && exact !== k) return k;
+  }
+  return undefined;
+}
+
+/**
+ * Whether some object in `value`, at any depth, has two member names equal under foldName
+ * (exact duplicates are already refused by hasDuplicateKeys, and JSON.parse kept one of them).
+ * Iterative: a deeply nested body must not exhaust the stack.
+ */
+function hasFoldedDuplicateKeys(value: unknown): boolean {
+  const pending: unknown[] = [value];
+  while (pending.length > 0) {
+    const v = pending.pop();
+    if (v === null || typeof v !== 'object') continue;
+    if (Array.isArray(v)) {
+      for (const x of v) if (x !== null && typeof x === 'object') pending.push(x);
+      continue;
+    }
+    const o = v as Record<string, unknown>;
+    const keys = Object.keys(o);
+    if (keys.length > 1) {
+      let folded: Set<string> | undefined;
+      for (const k of keys) {
+        const f = foldName(k);
+        // Names that fold to themselves and differ (most of them) cannot collide with each other.
+        if (folded === undefined && f === k) continue;
+        if (folded === undefined) {
+          folded = new Set();
+          for (const other of keys) {
+            if (other === k) break;
+            folded.add(foldName(other));
+          }
+        }
+        if (folded.has(f)) return true;
+        folded.add(f);
+      }
+    }
+    for (const k of keys) {
+      const x = o[k];
+      if (x !== null && typeof x === 'object') pending.push(x);
+    }
+  }
+  return false;
 }
 
 function isId(v: unknown): v is RpcId {

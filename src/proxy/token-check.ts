@@ -136,7 +136,12 @@ export function credentialsOf(req: IncomingMessage): { scheme: 'Bearer' | 'DPoP'
   if (!header) throw new ResourceAuthError('invalid_token', 'an access token is required', 'Bearer', 401);
   const sp = header.indexOf(' ');
   const schemeRaw = sp < 0 ? header : header.slice(0, sp);
-  const token = sp < 0 ? '' : header.slice(sp + 1).trim();
+  // `1*SP b64token` (RFC 6750 §2.1; RFC 9110 §11.4): only spaces separate the two. node:http has
+  // already removed the whitespace around the field value (RFC 9110 §5.5); a tab or anything else
+  // left over is not b64token and is refused below, not trimmed into a token.
+  let start = sp + 1;
+  while (sp >= 0 && header.charCodeAt(start) === 0x20) start++;
+  const token = sp < 0 ? '' : header.slice(start);
   const lower = schemeRaw.toLowerCase();
   const scheme = lower === 'bearer' ? 'Bearer' : lower === 'dpop' ? 'DPoP' : undefined;
   if (!scheme) throw new ResourceAuthError('invalid_request', 'use the Bearer or DPoP authorization scheme', 'Bearer');

@@ -6,6 +6,8 @@ export interface SeenRequest {
   method: string;
   url: string;
   headers: IncomingHttpHeaders;
+  /** The header lines as received (names as sent, repeats kept), name and value alternating. */
+  rawHeaders: string[];
   body: string;
 }
 
@@ -49,7 +51,7 @@ export async function startRecordingUpstream(opts: { bigBytes?: number; credenti
     });
     req.on('end', () => {
       const url = req.url ?? '/';
-      seen.push({ method: req.method ?? '', url, headers: req.headers, body: Buffer.concat(chunks).toString('utf8') });
+      seen.push({ method: req.method ?? '', url, headers: req.headers, rawHeaders: req.rawHeaders, body: Buffer.concat(chunks).toString('utf8') });
       const path = url.split('?')[0]!;
       if (path.endsWith('/big')) {
         const body = Buffer.alloc(opts.bigBytes ?? 1024 * 1024, 'x');
