@@ -144,14 +144,23 @@ function put(out: Record<string, string | string[]>, name: string, value: string
  */
 export function upstreamHeaders(incoming: IncomingHttpHeaders, opts: UpstreamHeaderOptions): Record<string, string | string[]> {
   const listed = connectionListed(incoming);
+  const cred = opts.credential;
+  // The credential header's name as a CGI-style tool reads it (`x_api_key` and `x-api-key` alike).
+  const credRead = cred?.type === 'header' && cred.name ? cred.name.toLowerCase().replace(/_/g, '-') : undefined;
   const out: Record<string, string | string[]> = {};
   for (const rawName in incoming) {
     if (!Object.prototype.hasOwnProperty.call(incoming, rawName)) continue;
     const value = incoming[rawName];
     if (value === undefined) continue;
     const name = rawName.toLowerCase();
-    if (HOP_BY_HOP.has(name) || NEVER_FORWARDED.has(name) || name.startsWith('x-forwarded-') || name.charCodeAt(0) === 0x3a /* : */) continue;
-    if (listed?.has(name)) continue;
+    // CGI (RFC 3875 §4.1.18), PHP-FPM, WSGI (PEP 3333) and Rack read `_` in a field name as `-`
+    // (both become HTTP_X_FORWARDED_FOR): a name is judged as such a tool will read it, so
+    // `X_Forwarded_For` is an address claim and `x_api_key` a second credential header.
+    const read = name.includes('_') ? name.replace(/_/g, '-') : name;
+    if (HOP_BY_HOP.has(read) || NEVER_FORWARDED.has(read) || read.startsWith('x-forwarded-') || name.charCodeAt(0) === 0x3a /* : */) continue;
+    if (listed !== undefined && (listed.has(name) || listed.has(read))) continue;
+    // The agent's look-alike of the credential header (the header itself is replaced below).
+    if (read === credRead && name !== cred!.name!.toLowerCase()) continue;
     if (name === 'content-length' && opts.bodyRewritten) continue;
     put(out, name, value);
   }
@@ -159,7 +168,6 @@ export function upstreamHeaders(incoming: IncomingHttpHeaders, opts: UpstreamHea
   out['x-forwarded-proto'] = opts.proto;
   out['x-forwarded-host'] = opts.host;
   out.traceparent = opts.traceparent;
-  const cred = opts.credential;
   if (cred !== undefined) {
     const header = credentialHeaderOf(cred);
     if (header !== undefined) out[header[0]] = header[1];
@@ -236,7 +244,8 @@ function credentialHeader(cred: InjectedCredential): [string, string] | undefine
  * Puts a query credential into the query string `search` (with or without its leading `?`;
  * the result has one when not empty). Every client parameter that a server could read as the
  * credential's name is removed first: equal after form-decoding (`api%5Fkey`, `api+key`) and
- * case-folding, also when hidden behind a `;` (some servers split parameters on it). The other
+ * case-folding (lower or upper), or as PHP registers names (`api.key`, ` api_key`, `api_key[]`;
+ * queryNameReadings), also when hidden behind a `;` (some servers split parameters on it). The other
  * parameters are kept byte for byte. Non-query credentials return `search` unchanged.
  * The result carries a secret: never log it (the logger strips query strings).
  */
@@ -245,21 +254,39 @@ export function applyQueryCredential(search: string, cred: InjectedCredential): 
   const name = cred.name;
   if (name === undefined || name === '') throw new CredentialError('a query credential needs a parameter name');
   if (typeof cred.value !== 'string' || cred.value === '') throw new CredentialError('the query credential has no value');
-  const target = name.toLowerCase();
+  const targets = new Set(queryNameReadings(name));
   const q = search.charCodeAt(0) === 0x3f ? search.slice(1) : search;
   const kept: string[] = [];
   if (q !== '') {
     for (const part of q.split('&')) {
       if (part === '') continue;
-      const names = part.split(';').map((p) => {
+      const readsAsCredential = part.split(';').some((p) => {
         const eq = p.indexOf('=');
-        return lenientDecode(eq === -1 ? p : p.slice(0, eq)).toLowerCase();
+        return queryNameReadings(lenientDecode(eq === -1 ? p : p.slice(0, eq))).some((r) => targets.has(r));
       });
-      if (!names.includes(target)) kept.push(part);
+      if (!readsAsCredential) kept.push(part);
     }
   }
   kept.push(`${encodeURIComponent(name)}=${encodeURIComponent(cred.value)}`);
   return `?${kept.join('&')}`;
+}
+
+/**
+ * The names a server may read a (decoded) query parameter name as, case-folded: lower-case
+ * (ASP.NET, nginx `$arg_`), upper-case folding (Java `equalsIgnoreCase`, .NET `OrdinalIgnoreCase`:
+ * `ı` is `I`, `ſ` is `S`, `K` is `K`), and PHP's variable registration (main/php_variables.c:
+ * leading spaces dropped, the name cut at NUL, ` ` and `.` made `_`, `name[…]` an array `name`).
+ */
+function queryNameReadings(name: string): string[] {
+  const lower = name.toLowerCase();
+  const upperFolded = name.toUpperCase().toLowerCase();
+  let php = name.replace(/^ +/, '');
+  const nul = php.indexOf('\0');
+  if (nul !== -1) php = php.slice(0, nul);
+  const bracket = php.indexOf('[');
+  if (bracket > 0 && php.indexOf(']', bracket) !== -1) php = php.slice(0, bracket);
+  php = php.replace(/[ .[]/g, '_').toLowerCase();
+  return lower === upperFolded && lower === php ? [lower] : [lower, upperFolded, php];
 }
 
 export interface ResponseHeaderOptions {

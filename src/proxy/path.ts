@@ -102,7 +102,13 @@ export function normalizePath(raw: string): string {
       pct = next;
     }
   }
-  if (highBytes && !isUtf8(percentBytes(out))) throw new PathRefusedError('percent-encoded bytes are not valid UTF-8');
+  if (highBytes) {
+    const bytes = percentBytes(out);
+    if (!isUtf8(bytes)) throw new PathRefusedError('percent-encoded bytes are not valid UTF-8');
+    if (foldsIntoSyntax(bytes.toString('utf8'))) {
+      throw new PathRefusedError('an encoded character that Unicode compatibility normalization or "best fit" mapping turns into ".", "/", "\\" or "%"');
+    }
+  }
 
   // Pass 2: segments. `out` starts with "/", so segs[0] is "" and is skipped.
   const segs = out.split('/');
@@ -133,6 +139,32 @@ export function normalizePath(raw: string): string {
   }
   if (stack.length === 0) return '/';
   return `/${stack.join('/')}${trailingSlash ? '/' : ''}`;
+}
+
+/**
+ * Characters that Windows "best fit" code-page mapping turns into path syntax although NFKC
+ * leaves them alone (WideCharToMultiByte: DIVISION SLASH and FRACTION SLASH to "/", SET MINUS to
+ * "\\"); NFKC covers the fullwidth and small forms (U+FF0E, U+FF0F, U+FF3C, U+FE68, U+2024, …).
+ */
+const BEST_FIT_SYNTAX = /[\u2215\u2044\u2216]/g;
+
+/**
+ * Whether a decoded path gains ".", "/", "\\" or "%" when a tool applies Unicode compatibility
+ * normalization (NFKC, as some frameworks and file systems do) or best-fit mapping: `%EF%BC%8E`
+ * twice (FULLWIDTH FULL STOP) would read as `..` there. Such a path means one thing to the proxy
+ * and another to the tool, so it is refused. Only non-ASCII paths get here.
+ */
+function foldsIntoSyntax(decoded: string): boolean {
+  const folded = decoded.normalize('NFKC').replace(BEST_FIT_SYNTAX, (c) => (c === '\u2216' ? '\\' : '/'));
+  const count = (t: string) => {
+    let n = 0;
+    for (let i = 0; i < t.length; i++) {
+      const c = t.charCodeAt(i);
+      if (c === 0x2e || c === 0x2f || c === 0x5c || c === 0x25) n++;
+    }
+    return n;
+  };
+  return count(folded) !== count(decoded);
 }
 
 /** `.;x`, `..;x`, `..%3Bx`: a dot segment once a server strips the `;` path parameter (RFC 2396 §3.3). */

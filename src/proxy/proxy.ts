@@ -1,16 +1,16 @@
+import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage } from 'node:http';
 import {
-  OAuthError, UnavailableError, argsDigest, newTraceId, randomHex, readBody, resolveSecret, sendJson,
+  OAuthError, ReplicatedMap, UnavailableError, argsDigest, newTraceId, randomHex, readBody, resolveSecret, sendJson,
   type ActionConfig, type DurableAuditSink, type Bus, type Clock, type Logger, type MandateConfig, type ReplayStore,
   type RequestContext, type Router, type Subscription, type ToolConfig,
 } from '../core/index.js';
-import { ReplicatedMap } from '../core/index.js';
 import { describeSignal, jwkThumbprint, type AccessTokenVerifier, type BrokerStore, type DpopVerifier, type RestrictionLookup, type RevocationState, type RevokedReason, type TokenFacts } from '../broker/index.js';
 import type { InventoryStore, NhiRecord } from '../inventory/index.js';
 import { MCP_METHODS, type PolicyDecision, type PolicyEngine, type PolicyRequest } from '../policy/index.js';
 import { ActionMatcher, ambiguousQuery, bodyMayOverrideMethod, bodyMethodOverride, hasMethodOverride, hasMethodOverrideParam, mediaTypeOf } from './actions.js';
 import { normalizePath } from './path.js';
-import { UpstreamResponseError, filterToolsListResponse, parseJsonRpcBody, rpcError, toolsCall, type ParsedRpc, type RpcMessage } from './jsonrpc.js';
+import { JSONRPC_ERRORS, JsonRpcParseError, UpstreamResponseError, filterToolsListResponse, parseJsonRpcBody, rpcError, toolsCall, type ParsedRpc, type RpcMessage } from './jsonrpc.js';
 import { TokenBucketLimiter } from './rate-limit.js';
 import { applyQueryCredential, responseHeaders, traceparentFor, upstreamHeaders, type InjectedCredential } from './headers.js';
 import { ResourceAuthError, TokenChecker, credentialsOf, type CheckedToken } from './token-check.js';
@@ -385,6 +385,9 @@ export class ToolProxy {
     const raw = await readBody(ctx.req, rt.tool.max_body_bytes);
     let parsed: ParsedRpc;
     try {
+      // RFC 8259 §8.1: JSON between systems is UTF-8. Decoders replace bad bytes differently (one
+      // U+FFFD or two, or refuse), so the arguments decided on here could differ from the server's.
+      if (!isUtf8(raw)) throw new JsonRpcParseError(JSONRPC_ERRORS.PARSE_ERROR, 'body is not UTF-8 (RFC 8259 §8.1)');
       parsed = parseJsonRpcBody(raw.toString('utf8'), rt.tool.max_body_bytes);
     } catch (err) {
       const code = (err as { rpcCode?: number }).rpcCode ?? -32700;

@@ -26,12 +26,6 @@ import { credentialsOf, ResourceAuthError } from '../../src/proxy/token-check.js
 import { hasMethodOverride, hasMethodOverrideParam } from '../../src/proxy/actions.js';
 import { REC_KEY, rawHttp, startTarget, type Target } from './harness.js';
 
-/**
- * Properties that fail on a bug in a file this suite may not change are skipped with a reason
- * that names the bug; `MANDATE_FUZZ_LEAD=1` runs them (to see the counterexamples, or once fixed).
- */
-const leadMustDecide = (reason: string): string | false => (process.env.MANDATE_FUZZ_LEAD === '1' ? false : `LEAD MUST DECIDE ${reason}`);
-
 // ------------------------------------------------------------------------------ shared
 
 /** RFC 9110 §7.6.1 (and the pre-RFC 7230 `proxy-connection`, `keep-alive`; RFC 7540 §3.2.1 `http2-settings`). */
@@ -136,9 +130,7 @@ describe('fuzz: upstreamHeaders against a model of RFC 9110 §7.6.1 and the docu
     }), { numRuns: 3000 });
   });
 
-  it('a name the CGI/WSGI header mapping reads as a dropped field or as the credential (`_` for `-`) is not forwarded', {
-    skip: leadMustDecide('(src/proxy/headers.ts): upstreamHeaders forwards `X_Forwarded_For`, `x_real_ip`, `true_client_ip`, `x_api_key`, …; CGI (RFC 3875 §4.1.18), PHP-FPM, WSGI (PEP 3333 `HTTP_*`) and Rack map `-` and `_` alike, so an upstream behind them reads the agent\'s `X_Forwarded_For` as X-Forwarded-For (a spoofed client address beside the proxy\'s own) and the agent\'s `x_api_key` beside the injected x-api-key (the credential twice). Counterexample (shrunk): incoming {"x_forwarded_for":"agent"} → forwarded beside the proxy\'s x-forwarded-for.'),
-  }, () => {
+  it('a name the CGI/WSGI header mapping reads as a dropped field or as the credential (`_` for `-`) is not forwarded', () => {
     const cgi = (n: string) => n.toLowerCase().replace(/_/g, '-');
     const lookAlike = fc.constantFrom('x_forwarded_for', 'X_Forwarded_Host', 'x_real_ip', 'true_client_ip', 'x_client_ip', 'x_api_key', 'X_API_KEY', 'proxy_authorization', 'x-forwarded_for');
     fc.assert(fc.property(fc.uniqueArray(lookAlike, { minLength: 1, maxLength: 4 }), (names) => {
@@ -199,9 +191,7 @@ describe('fuzz: responseHeaders never hands the agent the tool\'s credential', (
     }), { numRuns: 2000 });
   });
 
-  it('a query credential re-serialized by the upstream (form encoding, lower-case hex) is scrubbed too', {
-    skip: leadMustDecide('(src/proxy/headers.ts): secretForms knows only encodeURIComponent(value) for a query credential; an upstream that re-serializes its request URL into a header (a pagination Link, a Location) with another encoder hands the agent the secret. Counterexample (shrunk): credential {type:"query",name:"api_key",value:"aaaa!a"}, upstream header x-api-key: "aaaa%21a" (as in a Link "</items?page=2&api_key=aaaa%21a>") → passed through.'),
-  }, () => {
+  it('a query credential re-serialized by the upstream (form encoding, lower-case hex) is scrubbed too', () => {
     fc.assert(fc.property(upstreamArb(secretArb.filter((v) => /[^A-Za-z0-9\-._~]/.test(v)).map((value): InjectedCredential => ({ type: 'query', name: 'api_key', value })), reserializedForms), ({ cred, upstream }) => {
       const out = responseHeaders(upstream, { credential: cred });
       for (const v of Object.values(out).flat()) for (const f of reserializedForms(cred)) assert.ok(!v.includes(f), `${JSON.stringify(v)} carries ${JSON.stringify(f)}`);
@@ -237,16 +227,14 @@ interface Convention {
   same: (a: string, b: string) => boolean;
   /** The credential's value as this server reads the parameter's value (decoded, unless it never decodes). */
   value?: (v: string) => string;
-  /** Whether applyQueryCredential documents this convention (a failure is then a bug of that function). */
-  documented: boolean;
 }
 const CONVENTIONS: Convention[] = [
-  { name: 'WHATWG form decoding', read: formPairs, same: (a, b) => a === b, documented: true },
-  { name: 'no decoding', read: (q) => splitPairs(q, /&/, (s) => s), same: (a, b) => a === b, value: decodeURIComponent, documented: true },
-  { name: 'form decoding, case-insensitive (ASP.NET, nginx $arg_)', read: formPairs, same: (a, b) => a.toLowerCase() === b.toLowerCase(), documented: true },
-  { name: '";" as a separator too, case-insensitive (CGI.pm, Python < 3.9.2)', read: (q) => splitPairs(q, /[&;]/, lenient), same: (a, b) => a.toLowerCase() === b.toLowerCase(), documented: true },
-  { name: 'PHP name mangling', read: (q) => splitPairs(q, /&/, lenient).map((p) => ({ ...p, name: phpName(p.name) })), same: (a, b) => a === b, documented: false },
-  { name: 'upper-case folding (Java equalsIgnoreCase, .NET OrdinalIgnoreCase)', read: formPairs, same: (a, b) => a.toUpperCase() === b.toUpperCase(), documented: false },
+  { name: 'WHATWG form decoding', read: formPairs, same: (a, b) => a === b },
+  { name: 'no decoding', read: (q) => splitPairs(q, /&/, (s) => s), same: (a, b) => a === b, value: decodeURIComponent },
+  { name: 'form decoding, case-insensitive (ASP.NET, nginx $arg_)', read: formPairs, same: (a, b) => a.toLowerCase() === b.toLowerCase() },
+  { name: '";" as a separator too, case-insensitive (CGI.pm, Python < 3.9.2)', read: (q) => splitPairs(q, /[&;]/, lenient), same: (a, b) => a.toLowerCase() === b.toLowerCase() },
+  { name: 'PHP name mangling', read: (q) => splitPairs(q, /&/, lenient).map((p) => ({ ...p, name: phpName(p.name) })), same: (a, b) => phpName(a) === phpName(b) },
+  { name: 'upper-case folding (Java equalsIgnoreCase, .NET OrdinalIgnoreCase)', read: formPairs, same: (a, b) => a.toUpperCase() === b.toUpperCase() },
 ];
 
 describe('fuzz: applyQueryCredential leaves one parameter any server reads as the credential\'s name, and it is the credential', () => {
@@ -286,14 +274,7 @@ describe('fuzz: applyQueryCredential leaves one parameter any server reads as th
         assert.equal((conv.value ?? ((v) => v))(hits[0]!.value), value, `${conv.name}: the one parameter is the credential`);
       }), { numRuns: 1000 });
     };
-    if (conv.documented) it(`${conv.name}: exactly one, the credential`, body);
-    else {
-      it(`${conv.name}: exactly one, the credential`, {
-        skip: conv.name.startsWith('PHP')
-          ? leadMustDecide('(src/proxy/headers.ts): applyQueryCredential keeps `api.key`, `api+key`, `+api_key`, `api_key%00x` and `api_key[]`, which PHP registers as `api_key` (main/php_variables.c). PHP keeps the last one, and the credential is appended last, so a PHP upstream still reads the credential; a server reading all values (an array) sees the agent\'s too. Counterexample: applyQueryCredential("api.key=evil", {name:"api_key"}) → "?api.key=evil&api_key=…".')
-          : leadMustDecide('(src/proxy/headers.ts): applyQueryCredential folds case with toLowerCase only; Java equalsIgnoreCase and .NET OrdinalIgnoreCase also fold by upper case, where `ı` (U+0131) is `I` and `ſ` (U+017F) is `S`. ASP.NET Core\'s QueryCollection (OrdinalIgnoreCase) then holds the agent\'s value beside the credential under one key, and `Request.Query["api_key"]` reads the first. Counterexample (shrunk): applyQueryCredential("apıKey", {name:"apiKey"}) → "?apıKey&apiKey=…".'),
-      }, body);
-    }
+    it(`${conv.name}: exactly one, the credential`, body);
   }
 });
 

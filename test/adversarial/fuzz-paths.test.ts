@@ -120,10 +120,17 @@ function documentedRefusals(raw: string): RegExp[] {
     i += 2;
   }
   if (why.length === 0) {
+    let text: string | undefined;
     try {
-      new TextDecoder('utf-8', { fatal: true }).decode(Uint8Array.from(bytes));
+      text = new TextDecoder('utf-8', { fatal: true }).decode(Uint8Array.from(bytes));
     } catch {
       why.push(/not valid UTF-8/);
+    }
+    // A character NFKC or Windows best-fit mapping (∕ ⁄ to "/", ∖ to "\\") turns into path syntax.
+    if (text !== undefined) {
+      const syntax = (t: string) => [...t].filter((c) => c === '.' || c === '/' || c === '\\' || c === '%').length;
+      const folded = text.normalize('NFKC').replace(/[\u2215\u2044]/g, '/').replace(/\u2216/g, '\\');
+      if (syntax(folded) !== syntax(text)) why.push(/Unicode compatibility normalization/);
     }
   }
   if (why.length > 0) return why;
@@ -335,12 +342,19 @@ describe('fuzz: path normalization (normalizePath) against RFC 3986 and WHATWG',
       ['/ITEMS/%2e%2E/a', '/a'],
       ['/a/%7e%7E', '/a/~~'],
       ['/a/%3b%3B', '/a/%3B%3B'],
-      // Unicode dots are not dots to RFC 3986: raw they are refused (not ASCII), encoded they are
-      // forwarded as the bytes they are, never as ".".
+      // Unicode dots are not dots to RFC 3986, but a tool that applies NFKC or best-fit mapping
+      // reads them as ".": raw they are refused (not ASCII), encoded too; other non-ASCII passes.
       ['/items/\u2024\u2024/admin', /non-ASCII/],
       ['/items/\uff0e\uff0e/admin', /non-ASCII/],
-      ['/items/%e2%80%a4%e2%80%a4', '/items/%E2%80%A4%E2%80%A4'],
-      ['/items/%ef%bc%8e%ef%bc%8e', '/items/%EF%BC%8E%EF%BC%8E'],
+      ['/items/%e2%80%a4%e2%80%a4', /Unicode compatibility normalization/],
+      ['/items/%ef%bc%8e%ef%bc%8e', /Unicode compatibility normalization/],
+      ['/items/%EF%BC%8F', /Unicode compatibility normalization/],
+      ['/items/%E2%88%95admin', /Unicode compatibility normalization/],
+      ['/items/%E2%88%96admin', /Unicode compatibility normalization/],
+      ['/items/%EF%BC%85', /Unicode compatibility normalization/],
+      ['/items/a%E2%80%A6', /Unicode compatibility normalization/],
+      ['/items/caf%c3%a9', '/items/caf%C3%A9'],
+      ['/items/%E6%97%A5%E6%9C%AC', '/items/%E6%97%A5%E6%9C%AC'],
       ['/items/%00/admin', /control/],
       ['/items/\u0000', /control/],
       ['/items/%ed%a0%80', /not valid UTF-8/],
