@@ -4,7 +4,7 @@ import { DpopKey, type DpopAlg } from './dpop.js';
 import {
   ApprovalTimeoutError, AuthorizationPendingError, BrokerError, MandateClientError, TokenRevokedError, oauthErrorFrom,
 } from './errors.js';
-import { argsDigest } from '../core/canonical.js';
+import { argsDigest, httpCallDigest } from '../core/canonical.js';
 import { canonicalJson, sha256b64u, systemClock, unverifiedTyp, type ClientClock } from './util.js';
 import { CLIENT_ASSERTION_TYPE, privateKeyClient, type PrivateKeyClient, type WorkloadSource } from './workload.js';
 
@@ -60,10 +60,10 @@ export interface GetTokenOptions {
   /** The agent run this token belongs to (recorded by the broker and in the token). */
   runId?: string;
   /**
-   * base64url SHA-256 of the canonical call arguments (see `argsDigest`), as the proxy digests
-   * the call: an MCP `tools/call`'s `arguments`; an HTTP call's `{ params, query }` (path
-   * template parameters and query), with `body` = `argsDigest(base64 of the body)` when it has
-   * one. Approvals and elevation tokens are bound to it and pass only that call, so the broker
+   * base64url SHA-256 of the canonical call arguments, as the proxy digests the call: for an MCP
+   * `tools/call`, `argsDigest(arguments)`; for an HTTP call, `httpCallDigest({ params, query,
+   * body, contentType, contentEncoding })` (path template parameters, the query, and the body
+   * with the headers that say how it is read). Approvals and elevation tokens are bound to it and pass only that call, so the broker
    * refuses a request for an action that needs approval without it (`invalid_request`), and
    * `approvalId` needs it (the same digest as when the approval was asked for).
    */
@@ -559,4 +559,4 @@ async function discard(res: Response): Promise<void> {
   await res.body?.cancel().catch(() => {});
 }
 
-export { argsDigest };
+export { argsDigest, httpCallDigest };

@@ -1,7 +1,7 @@
 // mandate/client: the agent side of Mandate. Keep this light: it ships inside agents and may
 // import only src/core/errors.ts, this folder, jose and node: built-ins.
 export {
-  MandateClient, argsDigest, waitForApproval, GRANT_TYPE, TOKEN_TYPE,
+  MandateClient, argsDigest, httpCallDigest, waitForApproval, GRANT_TYPE, TOKEN_TYPE,
   type ClientAuth, type GetTokenOptions, type MandateClientOptions, type TokenResult, type WaitForApprovalOptions,
 } from './client.js';
 export { DpopKey, normalizeHtu, type DpopAlg, type DpopProofOptions } from './dpop.js';

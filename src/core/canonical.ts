@@ -31,3 +31,26 @@ function sortKeys(value: unknown): unknown {
 export function argsDigest(args: unknown): string {
   return createHash('sha256').update(canonicalJson(args), 'utf8').digest('base64url');
 }
+
+/**
+ * What an HTTP call's body contributes to its arguments when the call can be held for a human
+ * (`args.body`): the digest of the body's bytes together with the two headers that say how the
+ * tool reads them (`Content-Type`, `Content-Encoding`, as sent, or null), so that an approval of
+ * `{"amount":1}` as JSON does not pass the same bytes sent as a form, or compressed.
+ */
+export function bodyDigest(body: Uint8Array, contentType: string | null | undefined, contentEncoding: string | null | undefined): string {
+  return argsDigest({ bytes: Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('base64'), content_type: contentType ?? null, content_encoding: contentEncoding ?? null });
+}
+
+/**
+ * The digest the proxy binds an HTTP call to when it can be held for a human: `{ params, query,
+ * body }` with `params` the path template's parameters, `query` the query as an object (each
+ * name once), and `body` its bodyDigest when the call has one. Agents pass it as `args_digest`.
+ */
+export function httpCallDigest(call: {
+  params: Record<string, string>; query: Record<string, string>; body?: Uint8Array; contentType?: string; contentEncoding?: string;
+}): string {
+  const args: Record<string, unknown> = { params: call.params, query: call.query };
+  if (call.body !== undefined && call.body.byteLength > 0) args.body = bodyDigest(call.body, call.contentType, call.contentEncoding);
+  return argsDigest(args);
+}

@@ -17,7 +17,7 @@ export {
 export type { Bus, BusMessage, BusHandler, BusHealth, Subscription, SubscribeOptions } from './ports/bus.js';
 export type { ReplayStore } from './ports/replay.js';
 export type { AuditSink, AuditInput, DurableAuditSink } from './ports/audit-sink.js';
-export { canonicalJson, argsDigest } from './canonical.js';
+export { canonicalJson, argsDigest, bodyDigest, httpCallDigest } from './canonical.js';
 export {
   OutboundGuard, OutboundError, addressVerdict, allowListOf, classifyAddress, cidrProblem, METADATA_ADDRESSES, NEVER_ALLOWED,
   type AddressKind, type AddressVerdict, type AllowList, type HostResolver, type OutboundFailure, type OutboundOptions, type OutboundRequest, type OutboundResponse, type OutboundTarget,

@@ -160,12 +160,11 @@ export function hasMethodOverride(headers: IncomingHttpHeaders): string | undefi
 
 /**
  * The `_method` query parameter (Rails, Laravel, Express method-override with a getter) under
- * any spelling a server might decode to it: percent-encoded (`%5Fmethod`), `+`-decoded, in any
- * case, and as PHP registers names (so Laravel and Symfony read them): leading spaces dropped,
- * the name cut at a NUL, `.` and ` ` turned into `_` (`.method`, `+_method`, `_method%00x`).
- * `search` is the query string with or without its leading `?`. Returns the parameter name as
- * written in the request, or undefined. Form bodies can carry `_method` too; checking them is
- * the caller's job when it reads a form body.
+ * any spelling a server might decode to it (parameterNameReadings): percent-encoded
+ * (`%5Fmethod`), `+`-decoded, in any case, and as PHP registers names (so Laravel and Symfony
+ * read them: `.method`, `+_method`, `_method%00x`, `_method[]`). `search` is the query string
+ * with or without its leading `?`. Returns the parameter name as written in the request, or
+ * undefined. Form bodies can carry `_method` too: see bodyMethodOverride.
  */
 export function hasMethodOverrideParam(search: string): string | undefined {
   if (typeof search !== 'string' || search === '' || search === '?') return undefined;
@@ -173,8 +172,7 @@ export function hasMethodOverrideParam(search: string): string | undefined {
   for (const part of q.split(/[&;]/)) {
     const eq = part.indexOf('=');
     const rawName = eq === -1 ? part : part.slice(0, eq);
-    const name = lenientDecode(rawName).toLowerCase();
-    if (name === '_method' || phpVariableName(name) === '_method') return rawName;
+    if (readsAs(lenientDecode(rawName), '_method')) return rawName;
   }
   return undefined;
 }
@@ -182,13 +180,42 @@ export function hasMethodOverrideParam(search: string): string | undefined {
 /**
  * A decoded parameter name as PHP registers it in `$_GET`/`$_POST` (main/php_variables.c,
  * php_register_variable_ex): leading spaces skipped, the name ends at a NUL (it is a C string
- * there), and ` ` and `.` become `_`.
+ * there), and ` ` and `.` become `_` (so does a `[` that opens no array). `name[…]` stays as
+ * written: see phpBase.
  */
 function phpVariableName(decoded: string): string {
   let name = decoded.replace(/^ +/, '');
   const nul = name.indexOf('\0');
   if (nul !== -1) name = name.slice(0, nul);
-  return name.replace(/[ .]/g, '_');
+  const open = name.indexOf('[');
+  if (open !== -1 && name.indexOf(']', open) === -1) return name.replace(/[ .[]/g, '_');
+  return open === -1 ? name.replace(/[ .]/g, '_') : name.slice(0, open).replace(/[ .]/g, '_') + name.slice(open);
+}
+
+/** The variable a PHP name fills: `a[x][y]` fills `a` (an array), `a` fills `a`. */
+function phpBase(phpName: string): string {
+  const open = phpName.indexOf('[');
+  return open > 0 ? phpName.slice(0, open) : phpName;
+}
+
+/**
+ * The names a server may read a decoded parameter name as, case-folded: lower-case (ASP.NET,
+ * nginx `$arg_`, case-insensitive frameworks), upper-case folding (Java `equalsIgnoreCase`, .NET
+ * `OrdinalIgnoreCase`: `ı` is `I`, `ſ` is `S`, `K` is `K`), and PHP's registration
+ * (phpVariableName). Two names sharing a reading can be read as one parameter by some server.
+ */
+export function parameterNameReadings(decoded: string): string[] {
+  const lower = decoded.toLowerCase();
+  const upperFolded = decoded.toUpperCase().toLowerCase();
+  const php = phpVariableName(decoded).toLowerCase();
+  if (lower === upperFolded && lower === php) return [lower];
+  return [...new Set([lower, upperFolded, php])];
+}
+
+/** Whether some server reads the decoded parameter name as `target` (lower-case), also as the variable a PHP array fills. */
+export function readsAs(decoded: string, target: string): boolean {
+  for (const r of parameterNameReadings(decoded)) if (r === target || phpBase(r) === target) return true;
+  return false;
 }
 
 /** application/x-www-form-urlencoded name decoding (WHATWG URL §5.1): `+` is a space; bad escapes stay as they are. */
@@ -208,11 +235,14 @@ export function lenientDecode(s: string): string {
 /**
  * Why a query would be read two ways, or undefined when it has one reading. Policies see the
  * query as an object (one value per name); servers disagree on everything else, so it is refused
- * rather than guessed at (issue 15: policy and upstream must see the same value):
+ * rather than guessed at (policy and upstream must see the same value):
  * - a `;` anywhere: some servers split parameters on it (`?a=1;b=2` is `a=1;b=2` to the proxy,
  *   `a` and `b` to them), so it could carry a parameter the policy never saw;
- * - a name given twice, also in another case or encoding (`id`, `ID`, `%69d`, `i+d`…): servers
- *   take the first, the last, or all of them, and case-insensitive ones merge `id` and `ID`;
+ * - two names some server reads as one (parameterNameReadings): the same name twice, in another
+ *   case or encoding (`id`, `ID`, `%69d`, `ıd`), or as PHP registers it (`id`, ` id`, `id%00x`,
+ *   `a.b` and `a_b`), or a name and a PHP array of that name (`id` and `id[]`, which PHP lets
+ *   replace each other): servers take the first, the last, or all of them. Array members with
+ *   distinct keys (`filter[a]`, `filter[b]`) are distinct parameters;
  * - an `access_token` (the agent's token must not travel on to the tool).
  * `search` is the raw query with or without its leading `?`.
  */
@@ -221,72 +251,115 @@ export function ambiguousQuery(search: string): string | undefined {
   const q = search.charCodeAt(0) === 0x3f ? search.slice(1) : search;
   if (q.includes(';')) return 'a ";" in the query (some servers split parameters on it)';
   const seen = new Set<string>();
+  const scalars = new Set<string>();
+  const arrays = new Set<string>();
   for (const part of q.split('&')) {
     if (part === '') continue;
     const eq = part.indexOf('=');
-    const name = lenientDecode(eq === -1 ? part : part.slice(0, eq)).toLowerCase();
+    const decoded = lenientDecode(eq === -1 ? part : part.slice(0, eq));
+    const readings = parameterNameReadings(decoded);
+    const shown = JSON.stringify(decoded.slice(0, 64));
     // RFC 6750 §2.3: the access token in the query. The proxy reads it only from Authorization,
     // and would otherwise pass the agent's token on to the tool, which could replay it.
-    if (name === 'access_token') return 'an access_token in the query (send it in the Authorization header, RFC 6750 §2.1)';
-    if (seen.has(name)) return `the query parameter ${JSON.stringify(name.slice(0, 64))} is given more than once (in any case or encoding)`;
-    seen.add(name);
+    if (readsAs(decoded, 'access_token')) return 'an access_token in the query (send it in the Authorization header, RFC 6750 §2.1)';
+    for (const r of readings) {
+      if (seen.has(r)) return `the query parameter ${shown} is given more than once (in some server's reading of its name)`;
+      const base = phpBase(r);
+      if ((base === r ? arrays : scalars).has(base)) return `the query parameter ${shown} is both a value and an array in PHP's reading`;
+    }
+    for (const r of readings) {
+      seen.add(r);
+      const base = phpBase(r);
+      (base === r ? scalars : arrays).add(base);
+    }
   }
   return undefined;
 }
 
-/** Media types whose bodies frameworks read `_method` from (Rails, Laravel, Express method-override, Symfony). */
-const FORM = 'application/x-www-form-urlencoded';
-const MULTIPART = 'multipart/form-data';
-/** `Content-Disposition: form-data; name="_method"` in any case, quoted or not (RFC 7578 §4.2). */
-const MULTIPART_METHOD = /content-disposition:[^\r\n]*;\s*name\s*=\s*"?_method"?\s*(?:;|\r?\n|$)/i;
-/** A JSON text that could hold a `_method` member: the name itself, or escapes that could spell it. */
-const JSON_MAYBE_METHOD = /_method|\\u/i;
+const MULTIPART = 'multipart/';
+/** The field names of a multipart body (RFC 7578 §4.2 `Content-Disposition: form-data; name=…`, quoted or not, any case). */
+const MULTIPART_NAME = /content-disposition:[^\r\n]*?;\s*name\s*=\s*(?:"([^"\r\n]*)"|([^;\s]*))/gi;
+/** A body that could hold a `_method` member or parameter: the name, or escapes that could spell it. */
+const MAYBE_METHOD = /method|\\u|%/i;
+/**
+ * Media types the proxy streams without looking into them: binary formats no framework reads a
+ * form or JSON input from. Every other body (any text, any unknown or missing type) is read
+ * whole and checked: a server may parse it as a form or JSON whatever it is labelled.
+ */
+const OPAQUE = /^(?:application\/(?:octet-stream|pdf|zip|gzip|x-gzip|x-tar|x-7z-compressed|grpc(?:\+proto)?|x-protobuf|protobuf|cbor|msgpack|x-msgpack|wasm)|image\/|audio\/|video\/|font\/)/;
 
 /**
- * The media type of a request (lower-cased, without parameters), '' when absent.
+ * The media type of a request, lower-cased, cut where servers cut it: at the first `;`, `,` or
+ * whitespace (PHP's SAPI and Rack both stop at `,`, so `application/x-www-form-urlencoded,x` is
+ * a form to them). '' when absent.
  */
 export function mediaTypeOf(contentType: string | string[] | undefined): string {
   const v = Array.isArray(contentType) ? contentType[0] : contentType;
   if (typeof v !== 'string') return '';
-  const semi = v.indexOf(';');
-  return (semi === -1 ? v : v.slice(0, semi)).trim().toLowerCase();
+  const t = v.trimStart();
+  const m = /[;,\s]/.exec(t);
+  return (m ? t.slice(0, m.index) : t).toLowerCase();
 }
 
 /**
  * Whether the proxy must read a request body of this media type before forwarding it, to look
- * for a method override in it: the forms and JSON that frameworks read `_method` from, and a body
- * that names no type (a server may sniff it as a form).
+ * for a method override in it: every type but the binary ones in OPAQUE (fail closed: an unknown
+ * or odd label is read, since a server may parse it as a form or JSON anyway).
  */
 export function bodyMayOverrideMethod(mediaType: string): boolean {
-  return mediaType === '' || mediaType === FORM || mediaType === MULTIPART || mediaType === 'application/json' || mediaType.endsWith('+json')
-    || mediaType === 'text/plain';
+  return !OPAQUE.test(mediaType);
 }
 
 /**
- * The method override a body carries, or undefined: `_method` as a form parameter (any case,
- * any encoding a server might decode to it, also after `;`), as a multipart field name, or as a
- * top-level JSON member (Laravel merges JSON into its input). A body read whole (capped) by the
- * caller; `mediaType` from mediaTypeOf. A body that names no type is checked as a form and as
- * JSON. Refusing is the safe side: a false alarm refuses a call, a miss lets a POST run as DELETE.
+ * Why a body the proxy must read cannot be read the way the tool will read it, or undefined: a
+ * `Content-Encoding` (the proxy does not inflate; body parsers do) or a charset other than UTF-8
+ * or an ASCII-compatible one (a UTF-16 form or JSON hides `_method` from a byte scan).
+ */
+export function unreadableBody(headers: IncomingHttpHeaders): string | undefined {
+  const enc = headers['content-encoding'];
+  if (enc !== undefined && String(enc).trim().toLowerCase() !== 'identity' && String(enc).trim() !== '') {
+    return 'a Content-Encoding on a body the proxy must read (send it uncompressed)';
+  }
+  const type = headers['content-type'];
+  const charset = /;\s*charset\s*=\s*"?([^";,\s]+)/i.exec(String(Array.isArray(type) ? type[0] : type ?? ''))?.[1]?.toLowerCase();
+  if (charset !== undefined && !/^(?:utf-?8|us-ascii|ascii|iso-8859-\d+|latin-?1|windows-125\d)$/.test(charset)) {
+    return `the charset ${JSON.stringify(charset.slice(0, 32))} on a body the proxy must read (send it as UTF-8)`;
+  }
+  return undefined;
+}
+
+/**
+ * The method override a body carries, or undefined, as frameworks read bodies whatever their
+ * label: `_method` as a multipart field name (any `multipart/*`), else as a form parameter (any
+ * spelling hasMethodOverrideParam knows, also after `;` or on its own line as `text/plain` forms
+ * send it) or as a top-level JSON member in any case (Laravel merges JSON into its input;
+ * body-parser skips a BOM). A body labelled JSON that mentions `_method` and does not parse is
+ * refused too: a lenient parser may read what JSON.parse does not. A body read whole (capped) by
+ * the caller; `mediaType` from mediaTypeOf. Refusing is the safe side: a false alarm refuses a
+ * call, a miss lets a POST run as DELETE.
  */
 export function bodyMethodOverride(body: Buffer, mediaType: string): string | undefined {
   if (body.length === 0) return undefined;
   const text = body.toString('latin1');
-  if (mediaType === MULTIPART) return MULTIPART_METHOD.test(text) ? 'multipart field _method' : undefined;
-  if (mediaType === FORM || mediaType === '' || mediaType === 'text/plain') {
-    const name = hasMethodOverrideParam(text.replace(/[\r\n]+/g, '&'));
-    if (name !== undefined) return `form parameter ${name.slice(0, 32)}`;
+  if (!MAYBE_METHOD.test(text)) return undefined;
+  if (mediaType.startsWith(MULTIPART)) {
+    for (const m of text.matchAll(MULTIPART_NAME)) if (readsAs(m[1] ?? m[2] ?? '', '_method')) return 'multipart field _method';
+    return undefined;
   }
-  if ((mediaType === 'application/json' || mediaType.endsWith('+json') || mediaType === '') && JSON_MAYBE_METHOD.test(text)) {
-    let value: unknown;
-    try {
-      value = JSON.parse(body.toString('utf8'));
-    } catch {
-      return undefined;
-    }
-    if (value !== null && typeof value === 'object' && !Array.isArray(value) && Object.keys(value).some((k) => k.toLowerCase() === '_method')) {
-      return 'JSON member _method';
-    }
+  const name = hasMethodOverrideParam(text.replace(/[\r\n]+/g, '&'));
+  if (name !== undefined) return `form parameter ${name.slice(0, 32)}`;
+  let json = body.toString('utf8');
+  if (json.charCodeAt(0) === 0xfeff) json = json.slice(1);
+  const start = json.trimStart().charCodeAt(0);
+  if (start !== 0x7b /* { */) return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(json);
+  } catch {
+    return mediaType.includes('json') && /_method|\\u/i.test(text) ? 'a JSON body that does not parse and mentions _method' : undefined;
+  }
+  if (value !== null && typeof value === 'object' && !Array.isArray(value) && Object.keys(value).some((k) => readsAs(k, '_method'))) {
+    return 'JSON member _method';
   }
   return undefined;
 }

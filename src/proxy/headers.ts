@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { MandateError } from '../core/errors.js';
 import { traceIdFrom } from '../core/http.js';
 import { newTraceId } from '../core/ids.js';
-import { lenientDecode } from './actions.js';
+import { lenientDecode, parameterNameReadings, readsAs } from './actions.js';
 
 /**
  * The headers the proxy sends upstream and back. The agent's credentials (its Mandate token and
@@ -245,7 +245,7 @@ function credentialHeader(cred: InjectedCredential): [string, string] | undefine
  * the result has one when not empty). Every client parameter that a server could read as the
  * credential's name is removed first: equal after form-decoding (`api%5Fkey`, `api+key`) and
  * case-folding (lower or upper), or as PHP registers names (`api.key`, ` api_key`, `api_key[]`;
- * queryNameReadings), also when hidden behind a `;` (some servers split parameters on it). The other
+ * parameterNameReadings), also when hidden behind a `;` (some servers split parameters on it). The other
  * parameters are kept byte for byte. Non-query credentials return `search` unchanged.
  * The result carries a secret: never log it (the logger strips query strings).
  */
@@ -254,7 +254,7 @@ export function applyQueryCredential(search: string, cred: InjectedCredential): 
   const name = cred.name;
   if (name === undefined || name === '') throw new CredentialError('a query credential needs a parameter name');
   if (typeof cred.value !== 'string' || cred.value === '') throw new CredentialError('the query credential has no value');
-  const targets = new Set(queryNameReadings(name));
+  const targets = parameterNameReadings(name);
   const q = search.charCodeAt(0) === 0x3f ? search.slice(1) : search;
   const kept: string[] = [];
   if (q !== '') {
@@ -262,31 +262,14 @@ export function applyQueryCredential(search: string, cred: InjectedCredential): 
       if (part === '') continue;
       const readsAsCredential = part.split(';').some((p) => {
         const eq = p.indexOf('=');
-        return queryNameReadings(lenientDecode(eq === -1 ? p : p.slice(0, eq))).some((r) => targets.has(r));
+        const decoded = lenientDecode(eq === -1 ? p : p.slice(0, eq));
+        return targets.some((t) => readsAs(decoded, t));
       });
       if (!readsAsCredential) kept.push(part);
     }
   }
   kept.push(`${encodeURIComponent(name)}=${encodeURIComponent(cred.value)}`);
   return `?${kept.join('&')}`;
-}
-
-/**
- * The names a server may read a (decoded) query parameter name as, case-folded: lower-case
- * (ASP.NET, nginx `$arg_`), upper-case folding (Java `equalsIgnoreCase`, .NET `OrdinalIgnoreCase`:
- * `ı` is `I`, `ſ` is `S`, `K` is `K`), and PHP's variable registration (main/php_variables.c:
- * leading spaces dropped, the name cut at NUL, ` ` and `.` made `_`, `name[…]` an array `name`).
- */
-function queryNameReadings(name: string): string[] {
-  const lower = name.toLowerCase();
-  const upperFolded = name.toUpperCase().toLowerCase();
-  let php = name.replace(/^ +/, '');
-  const nul = php.indexOf('\0');
-  if (nul !== -1) php = php.slice(0, nul);
-  const bracket = php.indexOf('[');
-  if (bracket > 0 && php.indexOf(']', bracket) !== -1) php = php.slice(0, bracket);
-  php = php.replace(/[ .[]/g, '_').toLowerCase();
-  return lower === upperFolded && lower === php ? [lower] : [lower, upperFolded, php];
 }
 
 export interface ResponseHeaderOptions {

@@ -106,7 +106,7 @@ export function normalizePath(raw: string): string {
     const bytes = percentBytes(out);
     if (!isUtf8(bytes)) throw new PathRefusedError('percent-encoded bytes are not valid UTF-8');
     if (foldsIntoSyntax(bytes.toString('utf8'))) {
-      throw new PathRefusedError('an encoded character that Unicode compatibility normalization or "best fit" mapping turns into ".", "/", "\\" or "%"');
+      throw new PathRefusedError('an encoded character that Unicode compatibility normalization or "best fit" mapping turns into path syntax (. / \\ % ; ? #)');
     }
   }
 
@@ -149,7 +149,7 @@ export function normalizePath(raw: string): string {
 const BEST_FIT_SYNTAX = /[\u2215\u2044\u2216]/g;
 
 /**
- * Whether a decoded path gains ".", "/", "\\" or "%" when a tool applies Unicode compatibility
+ * Whether a decoded path gains ".", "/", "\\", "%", ";", "?" or "#" when a tool applies Unicode compatibility
  * normalization (NFKC, as some frameworks and file systems do) or best-fit mapping: `%EF%BC%8E`
  * twice (FULLWIDTH FULL STOP) would read as `..` there. Such a path means one thing to the proxy
  * and another to the tool, so it is refused. Only non-ASCII paths get here.
@@ -160,7 +160,8 @@ function foldsIntoSyntax(decoded: string): boolean {
     let n = 0;
     for (let i = 0; i < t.length; i++) {
       const c = t.charCodeAt(i);
-      if (c === 0x2e || c === 0x2f || c === 0x5c || c === 0x25) n++;
+      // . / \ % ; ? #: dot segments, separators, escapes, path parameters, query and fragment.
+      if (c === 0x2e || c === 0x2f || c === 0x5c || c === 0x25 || c === 0x3b || c === 0x3f || c === 0x23) n++;
     }
     return n;
   };

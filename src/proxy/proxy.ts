@@ -1,14 +1,14 @@
 import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage } from 'node:http';
 import {
-  OAuthError, ReplicatedMap, UnavailableError, argsDigest, newTraceId, randomHex, readBody, resolveSecret, sendJson,
+  OAuthError, ReplicatedMap, UnavailableError, argsDigest, bodyDigest, newTraceId, randomHex, readBody, resolveSecret, sendJson,
   type ActionConfig, type DurableAuditSink, type Bus, type Clock, type Logger, type MandateConfig, type ReplayStore,
   type RequestContext, type Router, type Subscription, type ToolConfig,
 } from '../core/index.js';
 import { describeSignal, jwkThumbprint, type AccessTokenVerifier, type BrokerStore, type DpopVerifier, type RestrictionLookup, type RevocationState, type RevokedReason, type TokenFacts } from '../broker/index.js';
 import type { InventoryStore, NhiRecord } from '../inventory/index.js';
 import { MCP_METHODS, type PolicyDecision, type PolicyEngine, type PolicyRequest } from '../policy/index.js';
-import { ActionMatcher, ambiguousQuery, bodyMayOverrideMethod, bodyMethodOverride, hasMethodOverride, hasMethodOverrideParam, mediaTypeOf } from './actions.js';
+import { ActionMatcher, ambiguousQuery, bodyMayOverrideMethod, bodyMethodOverride, hasMethodOverride, hasMethodOverrideParam, mediaTypeOf, unreadableBody } from './actions.js';
 import { normalizePath } from './path.js';
 import { JSONRPC_ERRORS, JsonRpcParseError, UpstreamResponseError, filterToolsListResponse, parseJsonRpcBody, rpcError, toolsCall, type ParsedRpc, type RpcMessage } from './jsonrpc.js';
 import { TokenBucketLimiter } from './rate-limit.js';
@@ -337,11 +337,16 @@ export class ToolProxy {
       const held = this.holdsForTier(rt, m.action, token) || this.d.policy.mayHold(m.action.name);
       const type = mediaTypeOf(ctx.req.headers['content-type']);
       const scan = bodyMayOverrideMethod(type);
+      if (scan) {
+        const unreadable = unreadableBody(ctx.req.headers);
+        if (unreadable) throw new OAuthError('invalid_request', `${unreadable}: refused, since the proxy checks such bodies for a method override`, 415);
+      }
       if (held || scan || !Number.isFinite(declared)) {
         const whole = await readBody(ctx.req, rt.tool.max_body_bytes);
         const override = scan ? bodyMethodOverride(whole, type) : undefined;
         if (override) throw new OAuthError('invalid_request', `method override (${override}) is refused: send the real method`, 400);
-        if (held) args.body = argsDigest(whole.toString('base64'));
+        // The approval is for these bytes read this way: as this media type, with this coding.
+        if (held) args.body = bodyDigest(whole, headerText(ctx.req.headers['content-type']), headerText(ctx.req.headers['content-encoding']));
         body = whole;
       }
     }
@@ -380,8 +385,7 @@ export class ToolProxy {
       return;
     }
     if (method !== 'POST') throw new OAuthError('invalid_request', 'MCP over Streamable HTTP uses POST, GET or DELETE', 405);
-    const type = String(ctx.req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-    if (type !== 'application/json') throw new OAuthError('invalid_request', 'Content-Type must be application/json (MCP Streamable HTTP)', 415);
+    if (mediaTypeOf(ctx.req.headers['content-type']) !== 'application/json') throw new OAuthError('invalid_request', 'Content-Type must be application/json (MCP Streamable HTTP)', 415);
     const raw = await readBody(ctx.req, rt.tool.max_body_bytes);
     let parsed: ParsedRpc;
     try {
@@ -806,6 +810,11 @@ function queryObject(raw: string): Record<string, string | string[]> {
     out[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
   }
   return out;
+}
+
+/** A request header's value as sent (the first of repeated ones, as node:http keeps it), or null. */
+function headerText(v: string | string[] | undefined): string | null {
+  return v === undefined ? null : Array.isArray(v) ? (v[0] ?? null) : v;
 }
 
 function hasBody(req: IncomingMessage): boolean {

@@ -64,6 +64,18 @@ describe('adversarial: approvals bind exactly one call', () => {
     assert.deepEqual(x.rec.seen.map((s) => s.body), ['{"amount":2}']);
   });
 
+  it('the body is bound with how it is read: the approved bytes as another media type are another call', async () => {
+    const tok = await x.token(x.alice, 'rec', 'refund');
+    const held = await refund(tok, '{"amount":5}');
+    await approve(held);
+    const asForm = await refund(tok, '{"amount":5}', { 'content-type': 'application/x-www-form-urlencoded' });
+    assert.equal(asForm.status, 403, asForm.body);
+    assert.equal(json(asForm).error, 'approval_required');
+    assert.equal(x.rec.seen.length, 0);
+    const same = await refund(tok, '{"amount":5}');
+    assert.equal(same.status, 200, same.body);
+  });
+
   it('an MCP tools/call held by policy is bound to its arguments', async () => {
     const tok = await x.token(x.alice, 'mrec', 'create_page');
     const send = (args: Record<string, unknown>) => call(x.iss, '/tools/mrec', {

@@ -379,7 +379,9 @@ describe('fuzz: method overrides in any spelling a framework reads', () => {
       // PHP splits on arg_separator.input: "&" by default, ";&" where configured so.
       ...splitPairs(q, /[&;]/, lenient).map((p) => phpName(p.name)),
     ];
-    return names.some((n) => n.toLowerCase() === '_method');
+    // Deliberately stricter than the frameworks: a PHP array named `_method` (`_method[]`, which
+    // Symfony ignores as not a string) is refused too, as is every name that upper-case folding reads as it.
+    return names.some((n) => n.toLowerCase() === '_method' || n.toUpperCase().toLowerCase() === '_method' || /^_method\[/i.test(n));
   };
   const methodSpelling = fc.oneof(
     casing('_method'),

@@ -128,7 +128,7 @@ function documentedRefusals(raw: string): RegExp[] {
     }
     // A character NFKC or Windows best-fit mapping (∕ ⁄ to "/", ∖ to "\\") turns into path syntax.
     if (text !== undefined) {
-      const syntax = (t: string) => [...t].filter((c) => c === '.' || c === '/' || c === '\\' || c === '%').length;
+      const syntax = (t: string) => [...t].filter((c) => './\\%;?#'.includes(c)).length;
       const folded = text.normalize('NFKC').replace(/[\u2215\u2044]/g, '/').replace(/\u2216/g, '\\');
       if (syntax(folded) !== syntax(text)) why.push(/Unicode compatibility normalization/);
     }
@@ -353,6 +353,9 @@ describe('fuzz: path normalization (normalizePath) against RFC 3986 and WHATWG',
       ['/items/%E2%88%96admin', /Unicode compatibility normalization/],
       ['/items/%EF%BC%85', /Unicode compatibility normalization/],
       ['/items/a%E2%80%A6', /Unicode compatibility normalization/],
+      ['/items/..%EF%BC%9Bx/admin', /Unicode compatibility normalization/],
+      ['/items/a%EF%BC%9Fb', /Unicode compatibility normalization/],
+      ['/items/a%EF%BC%83b', /Unicode compatibility normalization/],
       ['/items/caf%c3%a9', '/items/caf%C3%A9'],
       ['/items/%E6%97%A5%E6%9C%AC', '/items/%E6%97%A5%E6%9C%AC'],
       ['/items/%00/admin', /control/],

@@ -78,6 +78,16 @@ describe('adversarial: paths and request targets', () => {
       assert.equal(x.rec.seen.length, 0);
     });
 
+    it('two names some server reads as one are refused: PHP registration, upper-case folding, a value and an array', async () => {
+      for (const q of ['status=open&+status=deleted', 'status=open&status%00x=deleted', 'a.b=1&a_b=2', '\u0131d=2&id=1', 'status=open&status[]=deleted', 'status[]=deleted&status=open']) {
+        const r = await call(x.iss, `/tools/rec/items?${encodeURI(q).replace(/%25/g, '%')}`, { headers: { authorization: `Bearer ${reader}` } });
+        assert.equal(r.status, 400, `${q}: ${r.status} ${r.body}`);
+      }
+      const members = await call(x.iss, '/tools/rec/items?filter[status]=open&filter[owner]=me', { headers: { authorization: `Bearer ${reader}` } });
+      assert.equal(members.status, 200, `array members with distinct keys are distinct parameters: ${members.body}`);
+      assert.equal(x.rec.seen.length, 1);
+    });
+
     it('a ";" separator is refused', async () => {
       for (const q of ['status=open;status=deleted', 'a=1;status=deleted', 'status=open%3Bx;y']) {
         const r = await call(x.iss, `/tools/rec/items?${q}`, { headers: { authorization: `Bearer ${reader}` } });

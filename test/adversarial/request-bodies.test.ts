@@ -62,6 +62,29 @@ describe('adversarial: request bodies', () => {
       assert.equal(x.rec.seen.length, 0);
     });
 
+    it('whatever the label says: a type servers cut at "," or a space, text/json, an unknown type', async () => {
+      for (const type of ['application/x-www-form-urlencoded,x', 'application/x-www-form-urlencoded x', 'Application/X-WWW-Form-Urlencoded', 'text/json', 'application/x-anything', 'text/html']) {
+        for (const body of ['_method=DELETE', '{"_method":"DELETE"}']) {
+          const r = await post(type, body);
+          assert.equal(r.status, 400, `${type} ${body}: ${r.status} ${r.body}`);
+        }
+      }
+      assert.equal(x.rec.seen.length, 0);
+    });
+
+    it('a body the proxy could not read as the tool will: a BOM, another charset, a content coding, JSON that does not parse', async () => {
+      const bom = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('{"_method":"DELETE"}')]);
+      assert.equal((await post('application/json', bom)).status, 400, 'a BOM is skipped as body-parser skips it');
+      const utf16 = Buffer.from('_method=DELETE', 'utf16le');
+      const r16 = await post('application/x-www-form-urlencoded; charset=utf-16le', utf16);
+      assert.equal(r16.status, 415, r16.body);
+      const gz = await post('application/x-www-form-urlencoded', '_method=DELETE', { 'content-encoding': 'gzip' });
+      assert.equal(gz.status, 415, gz.body);
+      const broken = await post('application/json', '{"_method":"DELETE",}');
+      assert.equal(broken.status, 400, broken.body);
+      assert.equal(x.rec.seen.length, 0);
+    });
+
     it('bodies that only mention it pass, byte for byte', async () => {
       const bodies: Array<[string, string]> = [
         ['application/json', '{"title":"how _method=DELETE works","nested":{"_method":"not top-level"}}'],

@@ -1,6 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { argsDigest } from '../../src/core/index.js';
+import { argsDigest, httpCallDigest } from '../../src/core/index.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
 import { agentNhi, clientAssertion, ASSERTION_TYPE, testAgent, type TestAgent } from '../helpers/agent.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
@@ -132,7 +132,7 @@ describe('restrictions enforced at the broker and the proxy (issue 5: step_down,
     // Broker: a write-tier token needs an elevation, bound to the call's arguments (as the proxy
     // digests a held HTTP call: its path parameters, query and body); read-tier tokens do not.
     assert.equal((await tokenRequest(bob, 'list_items')).status, 200);
-    const digest = argsDigest({ params: {}, query: {}, body: argsDigest(Buffer.from('{"title":"x"}').toString('base64')) });
+    const digest = httpCallDigest({ params: {}, query: {}, body: Buffer.from('{"title":"x"}'), contentType: 'application/json' });
     assert.equal((await tokenRequest(bob, 'create_item')).body.error, 'invalid_request', 'an elevation needs args_digest');
     const asked = await tokenRequest(bob, 'create_item', { args_digest: digest });
     assert.equal(asked.status, 400);
