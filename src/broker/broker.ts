@@ -10,7 +10,7 @@ import type { KeyManager } from '../keys/index.js';
 import type { BrokerBatchStore, BrokerStore, ApprovalRecord, KillSwitchRecord, RestrictionLookup, RevocationRecord } from './ports.js';
 import { describeSignal } from './signal-note.js';
 import { AccessTokenVerifier } from './access-token.js';
-import { KILL_SIGNAL_PREFIX, RevocationState } from './revocation-state.js';
+import { KILL_SIGNAL_PREFIX, RevocationState, tokenFacts } from './revocation-state.js';
 import {
   GRANT, MAX_EXCHANGE_DEPTH, TOKEN_TYPE, ToolCatalog, exchangeDepthOf, newJti, parentJtiOf, parseScope, sha256b64u, type AccessTokenClaims,
 } from './tokens.js';
@@ -391,8 +391,9 @@ export class Broker {
       notAfter: Math.min(subject.notAfter ?? Infinity, actor.notAfter ?? Infinity),
       proof: actor.proof,
       // RFC 8693 §4.1: the current actor, with the prior chain of delegation (the subject
-      // token's act) nested inside it.
-      act: { sub: actor.nhi.id, ...(subject.act ? { act: subject.act } : {}) },
+      // token's act) nested inside it. `mandate_jti` names the Mandate token the actor presented,
+      // so that revoking it stops what was delegated with it (RevocationState.check, actors).
+      act: { sub: actor.nhi.id, ...(actor.parentJti !== undefined ? { mandate_jti: actor.parentJti } : {}), ...(subject.act ? { act: subject.act } : {}) },
       via: 'token_exchange_delegation',
     };
   }
@@ -405,7 +406,7 @@ export class Broker {
         if (err instanceof OAuthError && err.status >= 500) throw err;
         throw unacceptable(name, 'it is not a valid Mandate access token');
       });
-      const revoked = this.revocations.check({ jti: claims.jti, nhiId: claims.sub, toolId: toolIdOf(claims.aud, this.d.issuer()), issuedAt: claims.iat * 1000 });
+      const revoked = this.revocations.check(tokenFacts(claims, toolIdOf(claims.aud, this.d.issuer())));
       if (revoked) throw unacceptable(name, `it was revoked (${revoked})`);
       if (name === 'subject_token' && exchangeDepthOf(claims.jti) >= MAX_EXCHANGE_DEPTH) {
         throw unacceptable(name, `it was already exchanged ${MAX_EXCHANGE_DEPTH} times from its first token: exchange from an earlier one`);
@@ -611,7 +612,7 @@ export class Broker {
       }
       const toolId = toolIdOf(claims.aud, this.d.issuer());
       // The revocation set, as the proxy's: a token exchanged from a revoked one is inactive too.
-      if (this.revocations.check({ jti: claims.jti, nhiId: claims.sub, toolId, issuedAt: claims.iat * 1000 })) return inactive();
+      if (this.revocations.check(tokenFacts(claims, toolId))) return inactive();
       const { nhi } = await this.inventory.get(claims.sub);
       if (!nhi || nhi.status !== 'active') return inactive();
       // RFC 7662 §4: only the token's own NHI or a tool NHI may learn about it.

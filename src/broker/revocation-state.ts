@@ -17,6 +17,41 @@ export interface TokenFacts {
   toolId: string;
   /** Epoch ms (the token's `iat` × 1000). */
   issuedAt: number;
+  /**
+   * A delegated token's actors (RFC 8693 §4.1 `act`, the current one first, then the prior
+   * chain), each with the jti of the Mandate token it presented when it had one: a token acting
+   * for someone stops when its actor is killed, revoked NHI-wide after it was issued, or the
+   * actor's own token is revoked.
+   */
+  actors?: readonly ActorFacts[];
+}
+
+export interface ActorFacts {
+  sub: string;
+  /** The Mandate token the actor presented (`act.mandate_jti`), when it was one. */
+  jti?: string;
+}
+
+/** Longer `act` chains than this are not read (the broker never issues one: exchange depth is capped lower). */
+const MAX_ACTORS = 8;
+const NO_ACTORS: readonly ActorFacts[] = [];
+
+/** The actors of an `act` claim, current first (RFC 8693 §4.1: prior actors nest inside). */
+export function actorsOf(act: unknown): readonly ActorFacts[] {
+  if (act === undefined || act === null) return NO_ACTORS;
+  const out: ActorFacts[] = [];
+  let a = act as Record<string, unknown> | undefined;
+  while (a !== undefined && a !== null && typeof a === 'object' && out.length < MAX_ACTORS) {
+    if (typeof a.sub === 'string') out.push(typeof a.mandate_jti === 'string' ? { sub: a.sub, jti: a.mandate_jti } : { sub: a.sub });
+    a = a.act as Record<string, unknown> | undefined;
+  }
+  return out;
+}
+
+/** What the revocation check needs of a verified Mandate token at one tool. */
+export function tokenFacts(claims: { jti: string; sub: string; iat: number; act?: unknown }, toolId: string): TokenFacts {
+  const actors = actorsOf(claims.act);
+  return { jti: claims.jti, nhiId: claims.sub, toolId, issuedAt: claims.iat * 1000, ...(actors.length > 0 ? { actors } : {}) };
 }
 
 /**
@@ -39,7 +74,7 @@ export const KILL_SIGNAL_PREFIX = /^\[signal ([A-Za-z0-9_-]+)\] /;
 export const RELOAD_OVERLAP_MS = 10_000;
 export const FULL_RELOAD_INTERVAL_MS = 60_000;
 
-export type RevokedReason = 'token_revoked' | 'ancestor_revoked' | 'nhi_revoked' | 'tool_revoked' | 'global_revoked' | 'nhi_killed' | 'tool_killed' | 'global_kill';
+export type RevokedReason = 'token_revoked' | 'ancestor_revoked' | 'actor_revoked' | 'nhi_revoked' | 'tool_revoked' | 'global_revoked' | 'nhi_killed' | 'tool_killed' | 'global_kill';
 
 /**
  * The in-memory revocation set every broker and proxy instance consults on every request:
@@ -273,6 +308,13 @@ export class RevocationState {
     if (t.issuedAt <= this.globalNotBefore) return 'global_revoked';
     if (t.issuedAt <= (this.nhiNotBefore.get(t.nhiId) ?? -1)) return 'nhi_revoked';
     if (t.issuedAt <= (this.toolNotBefore.get(t.toolId) ?? -1)) return 'tool_revoked';
+    if (t.actors !== undefined) {
+      for (const a of t.actors) {
+        if (this.killed(a.sub, undefined)) return 'actor_revoked';
+        if (a.jti !== undefined && (this.tokens.has(a.jti) || this.revokedAncestorOf(a.jti) !== undefined)) return 'actor_revoked';
+        if (t.issuedAt <= (this.nhiNotBefore.get(a.sub) ?? -1)) return 'actor_revoked';
+      }
+    }
     return undefined;
   }
 

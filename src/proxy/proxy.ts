@@ -5,7 +5,7 @@ import {
   type ActionConfig, type DurableAuditSink, type Bus, type Clock, type Logger, type MandateConfig, type ReplayStore,
   type RequestContext, type Router, type Subscription, type ToolConfig,
 } from '../core/index.js';
-import { describeSignal, jwkThumbprint, type AccessTokenVerifier, type BrokerStore, type DpopVerifier, type RestrictionLookup, type RevocationState, type RevokedReason, type TokenFacts } from '../broker/index.js';
+import { actorsOf, describeSignal, jwkThumbprint, type AccessTokenVerifier, type BrokerStore, type DpopVerifier, type RestrictionLookup, type RevocationState, type RevokedReason, type TokenFacts } from '../broker/index.js';
 import type { InventoryStore, NhiRecord } from '../inventory/index.js';
 import { MCP_METHODS, type PolicyDecision, type PolicyEngine, type PolicyRequest } from '../policy/index.js';
 import { ActionMatcher, ambiguousQuery, bodyMayOverrideMethod, bodyMethodOverride, hasMethodOverride, hasMethodOverrideParam, mediaTypeOf, unreadableBody } from './actions.js';
@@ -255,6 +255,14 @@ export class ToolProxy {
       if (!nhi || nhi.status !== 'active') throw new ResourceAuthError('invalid_token', `the access token was revoked (${c.sub} is disabled)`, token.scheme);
       const nhiKilled = this.d.revocations.killed(c.sub, rt.tool.id);
       if (nhiKilled) throw new ResourceAuthError('invalid_token', `the access token was revoked (kill switch: ${nhiKilled})`, token.scheme);
+      // A delegated token acts for its subject through its actors: each must still be active
+      // (their kills and revocations are in the revocation check).
+      if (c.act !== undefined) {
+        for (const a of actorsOf(c.act)) {
+          const actor = await this.nhi(a.sub);
+          if (!actor || actor.status !== 'active') throw new ResourceAuthError('invalid_token', `the access token was revoked (its actor ${a.sub} is disabled)`, token.scheme);
+        }
+      }
 
       if (rt.limiter) {
         const r = rt.limiter.take(c.sub, this.d.clock.now());

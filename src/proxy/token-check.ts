@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { OAuthError, secretEquals } from '../core/index.js';
-import { peerCertThumbprint, type AccessTokenClaims, type AccessTokenVerifier, type DpopVerifier, type RevocationState, type RevokedReason, type TokenFacts } from '../broker/index.js';
+import { peerCertThumbprint, tokenFacts, type AccessTokenClaims, type AccessTokenVerifier, type DpopVerifier, type RevocationState, type RevokedReason, type TokenFacts } from '../broker/index.js';
 
 /**
  * The token checks the proxy runs on every request (RFC 6750, RFC 9068 §4, RFC 9449 §7, RFC
@@ -52,12 +52,12 @@ export class TokenChecker {
     const { scheme, token } = credentialsOf(req);
     const claims = await this.verified(token, resource, scheme);
 
-    const facts: TokenFacts = { jti: claims.jti, nhiId: claims.sub, toolId, issuedAt: claims.iat * 1000 };
+    const facts = tokenFacts(claims, toolId);
     const revoked = this.d.revocations.check(facts);
     if (revoked) {
       this.d.onRevoked?.(revoked, facts);
       // The SDK and agents key on "revoked" in the description (RFC 6750 §3.1 leaves the text to
-      // us); when a signal caused it, its id says which (issue 5: the answer tells what happened).
+      // us); when a signal caused it, its id says which.
       const signalId = this.d.revocations.signalOf(revoked, facts);
       throw new ResourceAuthError('invalid_token', `the access token was revoked (${revoked}${signalId ? ` by signal ${signalId}` : ''})`, scheme);
     }

@@ -142,6 +142,60 @@ describe('adversarial: token exchange (RFC 8693)', () => {
       refused(await exchange(iss, { subject: await own(deployer), actor: await own(orchestrator), actorType: JWT_TYPE, resource: res('rec'), scope: 'list_items', dpop: keys.orchestrator }), 'invalid_request', /actor_token/);
     });
 
+    describe('taking access back from an actor reaches what it was delegated', () => {
+      // A fresh delegation per case: the subject deployer, the actor orchestrator (its key binds the result).
+      const delegate = async () => {
+        const actor = await own(orchestrator);
+        const d = await exchange(iss, { subject: await own(deployer), actor, resource: res('rec'), scope: 'list_items', dpop: keys.orchestrator });
+        assert.equal(d.status, 200, JSON.stringify(d.body));
+        const tok = d.body.access_token as string;
+        assert.equal((await callTool(iss, 'rec', '/items', tok, { dpop: keys.orchestrator })).status, 200);
+        return { actor, tok };
+      };
+      const refusedAtProxy = async (tok: string, re: RegExp) => {
+        const r = await callTool(iss, 'rec', '/items', tok, { dpop: keys.orchestrator });
+        assert.equal(r.status, 401, JSON.stringify(r));
+        assert.match(r.description ?? '', re);
+        assert.equal((await introspect(iss, deployer, tok)).body.active, false, 'inactive at introspection too');
+      };
+
+      it("the actor's own token revoked: the delegated token is refused", async () => {
+        const { actor, tok } = await delegate();
+        assert.equal(claimsOf(tok).act.mandate_jti, claimsOf(actor).jti, 'the delegated token names the token its actor presented');
+        assert.equal((await t.admin('POST', '/revocations', { jti: claimsOf(actor).jti, reason: 'stolen' })).status, 201);
+        await refusedAtProxy(tok, /actor_revoked/);
+      });
+
+      it('the actor revoked NHI-wide, or killed: the delegated token is refused', async () => {
+        const first = await delegate();
+        await new Promise((r) => setTimeout(r, 1100)); // an NHI-wide revocation is for tokens issued before it (iat has seconds)
+        assert.equal((await t.admin('POST', '/revocations', { nhi: 'orchestrator', reason: 'compromised' })).status, 201);
+        await refusedAtProxy(first.tok, /actor_revoked/);
+        await new Promise((r) => setTimeout(r, 1100));
+        const second = await delegate();
+        const kill = await t.admin('POST', '/kill', { scope: 'nhi', target: 'orchestrator', reason: 'drill' });
+        assert.equal(kill.status, 201, JSON.stringify(kill.body));
+        try {
+          await refusedAtProxy(second.tok, /actor_revoked/);
+        } finally {
+          await t.admin('DELETE', `/kill/${kill.body.id}`);
+        }
+      });
+
+      it('the actor disabled: the delegated token is refused at the proxy', async () => {
+        await new Promise((r) => setTimeout(r, 1100));
+        const { tok } = await delegate();
+        assert.equal((await t.admin('POST', '/nhis/orchestrator/disable', { reason: 'offboarded' })).status, 200);
+        try {
+          const r = await callTool(iss, 'rec', '/items', tok, { dpop: keys.orchestrator });
+          assert.equal(r.status, 401, JSON.stringify(r));
+          assert.match(r.description ?? '', /its actor orchestrator is disabled/);
+        } finally {
+          assert.equal((await t.admin('POST', '/nhis/orchestrator/enable', {})).status, 200);
+        }
+      });
+    });
+
     it('a revoked actor token cannot act', async () => {
       const actor = await own(orchestrator);
       await t.admin('POST', '/revocations', { jti: claimsOf(actor).jti, reason: 'stolen' });
