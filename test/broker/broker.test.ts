@@ -190,7 +190,7 @@ describe('token broker', () => {
       actor_token: ok2.body.access_token, actor_token_type: AT_TYPE, scope: 'list_tickets', resource: resource('tickets'),
     }, { dpop: await dpopProof(dk, 'POST', ep) });
     assert.equal(delegated.status, 200, JSON.stringify(delegated.body));
-    assert.deepEqual(decodeJwt(delegated.body.access_token).act, { sub: 'orchestrator' });
+    assert.deepEqual(decodeJwt(delegated.body.access_token).act, { sub: 'orchestrator', mandate_jti: decodeJwt(ok2.body.access_token).jti });
     // The reverse is not allowed: deployer is not in orchestrator's may_act.
     const reverse = await tokenRequest(t.url, {
       grant_type: EXCHANGE, subject_token: ok2.body.access_token, subject_token_type: AT_TYPE,

@@ -247,7 +247,7 @@ describe('RFC 8705 + RFC 8693: a certificate-bound actor token', () => {
     const ok = await tokenRequest(t.url, withCert, form);
     assert.equal(ok.status, 200, JSON.stringify(ok.body));
     const c = decodeJwt(ok.body.access_token);
-    assert.deepEqual(c.act, { sub: 'orchestrator' });
+    assert.deepEqual(c.act, { sub: 'orchestrator', mandate_jti: decodeJwt(actor.body.access_token).jti });
     assert.deepEqual(c.cnf, { 'x5t#S256': x5tS256(pki.client.cert) });
   });
 });

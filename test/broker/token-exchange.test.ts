@@ -178,7 +178,7 @@ describe('RFC 8693 delegation: with an actor_token, the caller is the actor', ()
     assert.equal(r.status, 200, JSON.stringify(r.body));
     const c = claimsOf(r.body.access_token);
     assert.equal(c.sub, 'deployer');
-    assert.deepEqual(c.act, { sub: 'orchestrator' });
+    assert.deepEqual(c.act, { sub: 'orchestrator', mandate_jti: claimsOf(actor).jti }, 'the actor, and the token it presented');
     assert.deepEqual(c.cnf, { jkt: keys.orchestrator!.jkt });
     assert.equal(c.client_id, 'orchestrator', 'the client that asked is the actor');
     assert.ok(c.exp <= claimsOf(subject).exp && c.exp <= claimsOf(actor).exp, 'it outlives neither token');
@@ -190,16 +190,19 @@ describe('RFC 8693 delegation: with an actor_token, the caller is the actor', ()
 
   it('RFC 8693 §4.1: a second delegation nests the prior actor inside act', async () => {
     const subject = await own(deployer);
-    const first = await exchange(iss, { subject, actor: await own(orchestrator), resource, scope: 'list_items', dpop: keys.orchestrator });
+    const firstActor = await own(orchestrator);
+    const secondActor = await own(supervisor);
+    const first = await exchange(iss, { subject, actor: firstActor, resource, scope: 'list_items', dpop: keys.orchestrator });
     assert.equal(first.status, 200, JSON.stringify(first.body));
-    const second = await exchange(iss, { subject: first.body.access_token, actor: await own(supervisor), resource, scope: 'list_items', dpop: keys.supervisor });
+    const second = await exchange(iss, { subject: first.body.access_token, actor: secondActor, resource, scope: 'list_items', dpop: keys.supervisor });
     assert.equal(second.status, 200, JSON.stringify(second.body));
     const c = claimsOf(second.body.access_token);
     assert.equal(c.sub, 'deployer');
-    assert.deepEqual(c.act, { sub: 'supervisor', act: { sub: 'orchestrator' } });
+    const act = { sub: 'supervisor', mandate_jti: claimsOf(secondActor).jti, act: { sub: 'orchestrator', mandate_jti: claimsOf(firstActor).jti } };
+    assert.deepEqual(c.act, act);
     assert.deepEqual(c.cnf, { jkt: keys.supervisor!.jkt });
     const intro = await introspect(iss, deployer, second.body.access_token);
-    assert.deepEqual(intro.body.act, { sub: 'supervisor', act: { sub: 'orchestrator' } });
+    assert.deepEqual(intro.body.act, act);
   });
 
   it('without an actor token, the proof must be made with the subject token\'s key (as before)', async () => {
