@@ -90,7 +90,12 @@ export class AuditLog implements DurableAuditSink {
    * append() calls waiting for `done` to reach their `target` (the count of events that will
    * have left the queue once theirs has), oldest first: events leave the queue in order.
    */
-  private waiters: Array<{ target: number; resolve: () => void; reject: (err: Error) => void; timer: NodeJS.Timeout }> = [];
+  private waiters: Array<{ target: number; deadline: number; resolve: () => void; reject: (err: Error) => void }> = [];
+  /**
+   * One timer for every waiter: they all wait `appendTimeoutMs`, so deadlines come in the order
+   * the waiters do and the oldest waiter's is the next to pass (no timer per append).
+   */
+  private waitTimer: NodeJS.Timeout | undefined;
   /** Events that left the queue (written, or found already written); flush() waits on it. */
   private done = 0;
   private writing: Promise<void> | undefined;
@@ -190,19 +195,8 @@ export class AuditLog implements DurableAuditSink {
     if (ids.length === 0) return Promise.resolve(ids);
     const target = this.done + this.queue.length;
     return new Promise<string[]>((resolve, reject) => {
-      const waiter = {
-        target,
-        resolve: () => resolve(ids),
-        reject,
-        timer: setTimeout(() => {
-          const i = this.waiters.indexOf(waiter);
-          if (i >= 0) this.waiters.splice(i, 1);
-          this.counters.rejected++;
-          reject(new UnavailableError(`the audit log did not commit in ${this.appendTimeoutMs} ms (${this.lastError ?? 'write in progress'}): the action is refused because it cannot be audited`));
-        }, this.appendTimeoutMs),
-      };
-      // Not unref'd: someone awaits this promise, so it must settle even with nothing else alive.
-      this.waiters.push(waiter);
+      this.waiters.push({ target, deadline: Date.now() + this.appendTimeoutMs, resolve: () => resolve(ids), reject });
+      if (this.waitTimer === undefined) this.armWaitTimer();
       this.schedule(0);
     });
   }
@@ -211,12 +205,38 @@ export class AuditLog implements DurableAuditSink {
   private settleWaiters(): void {
     let n = 0;
     while (n < this.waiters.length && this.waiters[n]!.target <= this.done) {
-      const w = this.waiters[n]!;
-      clearTimeout(w.timer);
-      w.resolve();
+      this.waiters[n]!.resolve();
       n++;
     }
     if (n > 0) this.waiters.splice(0, n);
+    if (this.waiters.length === 0 && this.waitTimer !== undefined) {
+      clearTimeout(this.waitTimer);
+      this.waitTimer = undefined;
+    }
+  }
+
+  /**
+   * Sets the one timer for the oldest waiter's deadline; when it fires, every waiter past its
+   * deadline is refused (its events stay queued and are written later). Not unref'd: someone
+   * awaits these promises, so they must settle even with nothing else alive.
+   */
+  private armWaitTimer(): void {
+    const head = this.waiters[0];
+    if (head === undefined) {
+      this.waitTimer = undefined;
+      return;
+    }
+    this.waitTimer = setTimeout(() => {
+      const now = Date.now();
+      let n = 0;
+      while (n < this.waiters.length && this.waiters[n]!.deadline <= now) {
+        this.counters.rejected++;
+        this.waiters[n]!.reject(new UnavailableError(`the audit log did not commit in ${this.appendTimeoutMs} ms (${this.lastError ?? 'write in progress'}): the action is refused because it cannot be audited`));
+        n++;
+      }
+      if (n > 0) this.waiters.splice(0, n);
+      this.armWaitTimer();
+    }, Math.max(0, head.deadline - Date.now()));
   }
 
   /**

@@ -41,9 +41,9 @@ export interface BrokerDeps {
   env?: NodeJS.ProcessEnv;
   /** The guard for JWKS and discovery fetches (src/core/outbound.ts); a strict one when absent. */
   outbound?: OutboundGuard;
-  /** Step-down / step-up restrictions from signals (issue 5); none when absent. */
+  /** Step-down / step-up restrictions from signals; none when absent. */
   restrictions?: RestrictionLookup;
-  /** Time to revoke (issue 5): this instance applied a revocation or kill switch a signal caused. */
+  /** Time to revoke: this instance applied a revocation or kill switch a signal caused. */
   onSignalApplied?: (signalId: string, at: number) => void;
 }
 
@@ -471,7 +471,7 @@ export class Broker {
     let scope = requested.filter((a) => granted.has(a) && tool.actions.some((x) => x.name === a));
     if (s.scopeCeiling) scope = scope.filter((a) => s.scopeCeiling!.includes(a));
     if (scope.length === 0) throw oauth.invalidScope(`${s.nhi.id} holds no grant for ${requested.join(' ').slice(0, 200)} on ${tool.id}`);
-    // Continuous access evaluation (issue 5): a step-down keeps only the actions at or below the
+    // Continuous access evaluation: a step-down keeps only the actions at or below the
     // fallback tier (the granted scope is narrowed, RFC 6749 §3.3 lets the server issue less than
     // asked and say so in `scope`); a step-up makes the actions above it need a human (elevation).
     const restriction = this.d.restrictions?.restrictionOf(s.nhi.id);
@@ -775,7 +775,7 @@ export class Broker {
   }
 
   /**
-   * An operator's change on the bus, not awaited (issue 15, item 12): the change is answered
+   * An operator's change on the bus, not awaited: the change is answered
    * once it is durable (in the store, with its audit record), and a NATS outage must not hold
    * the answer. The bus retries the publish (same message id) for its publish timeout; an
    * instance that never hears it still applies it at its next reload from the store (every

@@ -120,7 +120,7 @@ export class RevocationState {
       store: BrokerStore; bus: Bus; clock: Clock; logger: Logger; reloadIntervalMs?: number;
       /** How often the reload reads every unexpired revocation rather than the recent ones (default FULL_RELOAD_INTERVAL_MS). */
       fullReloadIntervalMs?: number;
-      /** Time to revoke (issue 5): called once per record carrying a signal, when this instance first applies it. */
+      /** Time to revoke: called once per record carrying a signal, when this instance first applies it. */
       onSignalApplied?: (signalId: string, at: number) => void;
     },
   ) {}

@@ -39,7 +39,7 @@ export interface GateRequest {
   traceId: string;
   /** Why the call is held: the tier or a policy. */
   because: 'tier' | 'policy';
-  /** The signal (issue 5) that holds it, when a step-up does: named in the answer. */
+  /** The signal that holds it, when a step-up does: named in the answer. */
   signal?: { id: string; note: string };
 }
 

@@ -145,8 +145,7 @@ function put(out: Record<string, string | string[]>, name: string, value: string
 export function upstreamHeaders(incoming: IncomingHttpHeaders, opts: UpstreamHeaderOptions): Record<string, string | string[]> {
   const listed = connectionListed(incoming);
   const cred = opts.credential;
-  // The credential header's name as a CGI-style tool reads it (`x_api_key` and `x-api-key` alike).
-  const credRead = cred?.type === 'header' && cred.name ? cred.name.toLowerCase().replace(/_/g, '-') : undefined;
+  const credName = cred?.type === 'header' && cred.name ? credentialNamesOf(cred) : undefined;
   const out: Record<string, string | string[]> = {};
   for (const rawName in incoming) {
     if (!Object.prototype.hasOwnProperty.call(incoming, rawName)) continue;
@@ -160,7 +159,7 @@ export function upstreamHeaders(incoming: IncomingHttpHeaders, opts: UpstreamHea
     if (HOP_BY_HOP.has(read) || NEVER_FORWARDED.has(read) || read.startsWith('x-forwarded-') || name.charCodeAt(0) === 0x3a /* : */) continue;
     if (listed !== undefined && (listed.has(name) || listed.has(read))) continue;
     // The agent's look-alike of the credential header (the header itself is replaced below).
-    if (read === credRead && name !== cred!.name!.toLowerCase()) continue;
+    if (credName !== undefined && read === credName.read && name !== credName.lower) continue;
     if (name === 'content-length' && opts.bodyRewritten) continue;
     put(out, name, value);
   }
@@ -187,6 +186,8 @@ interface CredentialMemo {
   /** Present once computed (undefined: a query credential, no header). */
   header?: [string, string] | undefined;
   forms?: readonly string[];
+  /** A header credential's name, lower-cased, and as a CGI-style tool reads it (`_` as `-`). */
+  names?: { lower: string; read: string };
 }
 const credentialMemos = new WeakMap<InjectedCredential, CredentialMemo>();
 
@@ -200,6 +201,16 @@ function memoOf(cred: InjectedCredential): CredentialMemo {
 
 function sameCredential(a: InjectedCredential, b: InjectedCredential): boolean {
   return a.type === b.type && a.value === b.value && a.name === b.name && a.username === b.username;
+}
+
+/** A header credential's name, lower-cased and as CGI, WSGI and Rack read it, remembered (see CredentialMemo). */
+function credentialNamesOf(cred: InjectedCredential): { lower: string; read: string } {
+  const memo = memoOf(cred);
+  if (memo.names === undefined) {
+    const lower = (cred.name ?? '').toLowerCase();
+    memo.names = { lower, read: lower.replace(/_/g, '-') };
+  }
+  return memo.names;
 }
 
 /** credentialHeader, remembered (see CredentialMemo). */

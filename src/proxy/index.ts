@@ -1,4 +1,4 @@
-// The proxy's public surface (issue 4): the pipeline (ToolProxy, wired by app.ts) and its pure
+// The proxy's public surface: the pipeline (ToolProxy, wired by app.ts) and its pure
 // building blocks (no I/O), which other capabilities may use too.
 export { ToolProxy, MCP_ERROR, type ProxyDeps, type RiskLookup } from './proxy.js';
 export { ApprovalRequiredError, ApprovalGate } from './approval-gate.js';

@@ -35,14 +35,14 @@ export interface ProxyDeps {
   env?: NodeJS.ProcessEnv;
   /** Seconds without bus contact after which every call is refused (fail closed). */
   stalenessBoundS: number;
-  /** Step-down / step-up restrictions from signals (issue 5); none when absent. */
+  /** Step-down / step-up restrictions from signals; none when absent. */
   restrictions?: RestrictionLookup;
   /**
    * The NHI's current risk score (0–100) for `context.risk_score`: an in-memory lookup (governance's
    * RiskView, wired by app.ts), never a store query. Absent: 0 (no governance).
    */
   risk?: RiskLookup;
-  /** A call refused as revoked, with why (time to revoke, issue 5). */
+  /** A call refused as revoked, with why (for the time-to-revoke timeline). */
   onRevoked?: (reason: RevokedReason, t: TokenFacts) => void;
 }
 
@@ -365,8 +365,8 @@ export class ToolProxy {
     const pathAndQuery = this.upstreams.pathFor(rt.tool.id, path) + this.upstreamQuery(rt, rawQuery);
     const headers = this.forwardHeaders(ctx, rt, trace.traceparent);
     await this.forwarding([facts], trace.traceId);
-    const up = await this.upstreams.forward({ tool: rt.tool, method, pathAndQuery, headers, body }, ctx.res, rt.tool.max_response_bytes, rt.responseHeaders);
-    this.record('tool.called', 'allow', 'allowed', facts, trace.traceId, started, { upstream_status: up.status, response_bytes: up.sent });
+    const up = await this.upstreams.forward({ tool: rt.tool, method, pathAndQuery, headers, body, revoked: this.revokedWhile(token) }, ctx.res, rt.tool.max_response_bytes, rt.responseHeaders);
+    this.record('tool.called', 'allow', 'allowed', facts, trace.traceId, started, outcome(up));
   }
 
   private async mcp(
@@ -388,8 +388,8 @@ export class ToolProxy {
       const decision = await this.decide(rt, token, nhi, undefined, null, facts, undefined, trace.traceId, facts.action);
       if (decision.decision !== 'allow') throw new OAuthError('access_denied', `${facts.action} denied by policy ${decision.policies.join(', ') || '(default deny)'}`, 403);
       await this.forwarding([facts], trace.traceId);
-      const up = await this.upstreams.forward({ tool: rt.tool, method, pathAndQuery, headers, body: undefined }, ctx.res, rt.tool.max_response_bytes, rt.responseHeaders);
-      this.record('tool.called', 'allow', 'allowed', facts, trace.traceId, started, { upstream_status: up.status, response_bytes: up.sent });
+      const up = await this.upstreams.forward({ tool: rt.tool, method, pathAndQuery, headers, body: undefined, revoked: this.revokedWhile(token) }, ctx.res, rt.tool.max_response_bytes, rt.responseHeaders);
+      this.record('tool.called', 'allow', 'allowed', facts, trace.traceId, started, outcome(up));
       return;
     }
     if (method !== 'POST') throw new OAuthError('invalid_request', 'MCP over Streamable HTTP uses POST, GET or DELETE', 405);
@@ -479,6 +479,7 @@ export class ToolProxy {
     await this.forwarding(verdicts.map((v) => v.facts), trace.traceId);
     let status: number;
     let sent: number;
+    let cut: string | undefined;
     if (listsTools) {
       // tools/list answers only with what this caller may call (scope, then policy): read whole.
       const up = await this.upstreams.send({ tool: rt.tool, method, pathAndQuery, headers, body: raw });
@@ -499,27 +500,37 @@ export class ToolProxy {
     } else {
       // Streamed to the caller as it comes (server-sent events too); a caller that hangs up
       // before the answer still leaves the call's outcome in the log.
-      const up = await this.upstreams.forward({ tool: rt.tool, method, pathAndQuery, headers, body: raw }, ctx.res, rt.tool.max_response_bytes, rt.responseHeaders);
+      const up = await this.upstreams.forward({ tool: rt.tool, method, pathAndQuery, headers, body: raw, revoked: this.revokedWhile(token) }, ctx.res, rt.tool.max_response_bytes, rt.responseHeaders);
       status = up.status;
       sent = up.sent;
+      cut = up.cut;
     }
     for (const v of verdicts) {
-      this.record('tool.called', 'allow', 'allowed', v.facts, trace.traceId, started, { upstream_status: status, response_bytes: sent });
+      this.record('tool.called', 'allow', 'allowed', v.facts, trace.traceId, started, outcome({ status, sent, cut }));
     }
+  }
+
+  /**
+   * Why the call may no longer go on, asked before each chunk of its answer is passed on (an MCP
+   * event stream lives as long as the session): the same in-memory check as at the start (token,
+   * its ancestors and actors, NHI, tool, kill switches), so a revocation or a kill cuts it off.
+   */
+  private revokedWhile(token: CheckedToken): () => string | undefined {
+    return () => this.d.revocations.check(token.facts);
   }
 
   // ------------------------------------------------------------------ decisions
 
   /**
-   * RFC 6750 §3.1: the action must be one the token was issued for. A step-down (issue 5)
+   * RFC 6750 §3.1: the action must be one the token was issued for. A step-down
    * narrows that to the actions at or below the fallback tier, for tokens issued before it too.
    */
   private inScope(token: CheckedToken, action: ActionConfig): void {
     if (!token.claims.scope.split(' ').includes(action.name)) {
       throw new OAuthError('insufficient_scope', `the access token does not carry ${action.name}`, 403, { scope: action.name });
     }
-    const r = this.d.restrictions?.restrictionOf(token.claims.sub);
-    if (r?.kind === 'step_down' && this.aboveTier(action, r.fallbackTier)) {
+    const r = this.steppedDownFrom(token, action);
+    if (r) {
       throw new OAuthError('insufficient_scope', `${token.claims.sub} was stepped down by ${describeSignal(r)}: only actions at or below the ${r.fallbackTier} tier until an operator restores it`, 403, { scope: action.name, signal_id: r.signalId });
     }
   }
@@ -530,16 +541,22 @@ export class ToolProxy {
    * the tool, and not above a step-down's fallback tier.
    */
   private holdsGrantedAction(rt: ToolRuntime, token: CheckedToken): void {
-    const r = this.d.restrictions?.restrictionOf(token.claims.sub);
     for (const name of token.claims.scope.split(' ')) {
       const action = rt.matcher.byName(name);
-      if (action && !(r?.kind === 'step_down' && this.aboveTier(action, r.fallbackTier))) return;
+      if (action && !this.steppedDownFrom(token, action)) return;
     }
+    const r = this.d.restrictions?.restrictionOf(token.claims.sub);
     const why = r?.kind === 'step_down' ? ` (${token.claims.sub} was stepped down by ${describeSignal(r)})` : '';
     throw new OAuthError('insufficient_scope', `the access token holds no action of ${rt.tool.id} it may use${why}`, 403, { scope: rt.tool.actions.map((a) => a.name).join(' ') });
   }
 
-  /** The tier holds the call for a human, or a step-up (issue 5) does for actions above its fallback tier. */
+  /** The step-down that takes `action` away from the token's NHI (above its fallback tier), if one does. */
+  private steppedDownFrom(token: CheckedToken, action: ActionConfig): ReturnType<RestrictionLookup['restrictionOf']> {
+    const r = this.d.restrictions?.restrictionOf(token.claims.sub);
+    return r?.kind === 'step_down' && this.aboveTier(action, r.fallbackTier) ? r : undefined;
+  }
+
+  /** The tier holds the call for a human, or a step-up does for actions above its fallback tier. */
   private holdsForTier(rt: ToolRuntime, action: ActionConfig, token: CheckedToken): boolean {
     if (rt.approvalTiers.has(action.tier)) return true;
     const r = this.d.restrictions?.restrictionOf(token.claims.sub);
@@ -584,8 +601,7 @@ export class ToolProxy {
   private mayCall(rt: ToolRuntime, token: CheckedToken, nhi: NhiRecord, name: string, _traceId: string): boolean {
     const action = rt.matcher.byName(name);
     if (!action || !token.claims.scope.split(' ').includes(action.name)) return false;
-    const r = this.d.restrictions?.restrictionOf(token.claims.sub);
-    if (r?.kind === 'step_down' && this.aboveTier(action, r.fallbackTier)) return false;
+    if (this.steppedDownFrom(token, action)) return false;
     const d = this.d.policy.evaluate(this.policyRequest(rt, token, nhi, action, null, null, undefined, undefined, false));
     // A call a human must approve is still listed: calling it asks for the approval.
     return d.decision !== 'deny';
@@ -654,7 +670,7 @@ export class ToolProxy {
   /** Writes the refusal in the tool's vocabulary and records it. */
   private refuse(ctx: RequestContext, rt: ToolRuntime, token: CheckedToken | undefined, facts: CallFacts, err: unknown, traceId: string, started: number): void {
     // The store (or the audit log) out of reach is a state, not a bug: 503, and the caller may
-    // retry (issue 15, item 12). Its detail (hosts, ports) goes to the debug log, not to the agent;
+    // retry. Its detail (hosts, ports) goes to the debug log, not to the agent;
     // one line per refused call during an outage would flood the log (/readyz and
     // mandate_store_up say it once).
     if (err instanceof UnavailableError) ctx.log.debug({ err }, 'proxy refused a call: a dependency is unavailable');
@@ -728,8 +744,9 @@ export class ToolProxy {
 
   /**
    * A call's outcome (`tool.called`) or refusal (`tool.call_denied`): queued in the audit log and
-   * published on the bus. Never throws: when the log is full, the outcome of a call already
-   * recorded as started, or a refusal (nothing reached the tool), is lost, and said so in the log.
+   * published on the bus. A full log does not make it throw: the outcome of a call already
+   * recorded as started, or a refusal (nothing reached the tool), is then lost, and said so in the
+   * process log.
    */
   private record(
     type: 'tool.called' | 'tool.call_denied', decision: 'allow' | 'deny', reason: string, f: CallFacts, traceId: string, started: number,
@@ -761,6 +778,13 @@ export class ToolProxy {
     data.at = now;
     void this.d.bus.publish(type, data).catch(() => {});
   }
+}
+
+/** The outcome fields of a forwarded call's `tool.called` record. */
+function outcome(up: { status: number; sent: number; cut?: string | undefined }): Record<string, unknown> {
+  return up.cut === undefined
+    ? { upstream_status: up.status, response_bytes: up.sent }
+    : { upstream_status: up.status, response_bytes: up.sent, cut_off: `access revoked (${up.cut})` };
 }
 
 /** What the audit log and the bus learn about a call (no token, no secret, no query string). */

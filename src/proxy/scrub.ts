@@ -1,7 +1,7 @@
 import { CredentialError, secretFormsOf, type InjectedCredential } from './headers.js';
 
 /**
- * The tool's credential, kept out of the response bodies the agent gets (issue 15, item 9). A
+ * The tool's credential, kept out of the response bodies the agent gets. A
  * tool can echo what it was sent (an error page quoting the request, a debug endpoint, a JSON
  * body reflecting the headers); the proxy replaces every occurrence of each form of the secret
  * (headers.ts secretForms: as sent, percent-, JSON- and HTML-escaped, base64 for basic) with

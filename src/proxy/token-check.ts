@@ -25,6 +25,8 @@ export class ResourceAuthError extends OAuthError {
 
 export interface CheckedToken {
   claims: AccessTokenClaims;
+  /** What the revocation check reads of the token at this tool (checked again while an answer streams). */
+  facts: TokenFacts;
   scheme: 'Bearer' | 'DPoP';
   /** How the token is bound: 'dpop', 'mtls' or 'none'. */
   binding: 'dpop' | 'mtls' | 'none';
@@ -39,7 +41,7 @@ export class TokenChecker {
       accessTokens: AccessTokenVerifier;
       dpop: DpopVerifier;
       revocations: RevocationState;
-      /** A call refused as revoked (off the allow path; time to revoke, issue 5). */
+      /** A call refused as revoked (off the allow path; for the time-to-revoke timeline). */
       onRevoked?: ((reason: RevokedReason, t: TokenFacts) => void) | undefined;
     },
   ) {}
@@ -75,7 +77,7 @@ export class TokenChecker {
         }
         throw err;
       }
-      return { claims, scheme, binding: 'dpop' };
+      return { claims, facts, scheme, binding: 'dpop' };
     }
     if (scheme === 'DPoP') {
       // RFC 9449 §7.2: the DPoP scheme with a token that is not DPoP-bound is an error.
@@ -87,9 +89,9 @@ export class TokenChecker {
       if (presented === undefined || !secretEquals(presented, x5t)) {
         throw new ResourceAuthError('invalid_token', 'the access token is certificate-bound: present the same client certificate (RFC 8705 §3)', 'Bearer');
       }
-      return { claims, scheme, binding: 'mtls' };
+      return { claims, facts, scheme, binding: 'mtls' };
     }
-    return { claims, scheme, binding: 'none' };
+    return { claims, facts, scheme, binding: 'none' };
   }
 
   /**

@@ -21,6 +21,12 @@ export interface UpstreamTarget {
   headers: Record<string, string | string[]>;
   /** A buffered body (MCP, or a body read for an approval digest), or the client request to stream. */
   body: Buffer | IncomingMessage | undefined;
+  /**
+   * Asked before each chunk of the answer is passed on: why the call may no longer continue
+   * (its token revoked, its NHI killed), or undefined. A long answer (an MCP event stream) is cut
+   * off when access is taken back, not only when it ends.
+   */
+  revoked?: () => string | undefined;
 }
 
 export interface UpstreamResponse {
@@ -106,16 +112,18 @@ export class Upstreams {
    * headers to the client's (responseHeaders). A tool with a scrubber has its body scrubbed
    * chunk by chunk (scrub.ts: same length, only a possible start of a secret held back between
    * chunks) and an encoded body refused before anything is written. Resolves with the status
-   * and the bytes sent; rejects (UpstreamError, or the OAuthError of a request body over its cap) only while
-   * nothing has been written to `res`.
+   * and the bytes sent (and `cut`, the reason, when `t.revoked` cut the answer off); rejects
+   * (UpstreamError, or the OAuthError of a request body over its cap) only while nothing has been
+   * written to `res`.
    */
   forward(
     t: UpstreamTarget, res: ServerResponse, maxBytes: number,
     headers: (upstream: Record<string, string | string[] | undefined>) => Record<string, string | string[]>,
-  ): Promise<{ status: number; sent: number }> {
+  ): Promise<{ status: number; sent: number; cut?: string }> {
     const entry = this.pools.get(t.tool.id);
     if (!entry) return Promise.reject(new UpstreamError(`no upstream for ${t.tool.id}`));
     const timeoutMs = t.tool.timeout * 1000;
+    const revoked = t.revoked;
     let body: Buffer | Readable | undefined;
     if (Buffer.isBuffer(t.body)) body = t.body;
     else if (t.body) body = t.body.pipe(capped(t.tool.max_body_bytes, () => new OAuthError('invalid_request', `request body is larger than ${t.tool.max_body_bytes} bytes`, 413)));
@@ -124,9 +132,10 @@ export class Upstreams {
     const scrubber = this.scrubbers.get(toolId);
     if (scrubber) askForScrubbableBody(t.headers);
     const method = t.method;
-    return new Promise<{ status: number; sent: number }>((resolve, reject) => {
+    return new Promise<{ status: number; sent: number; cut?: string }>((resolve, reject) => {
       let status = 0;
       let sent = 0;
+      let cut: string | undefined;
       let settled = false;
       let ctl: Dispatcher.DispatchController | undefined;
       const scrub = scrubber?.open();
@@ -135,7 +144,7 @@ export class Upstreams {
         settled = true;
         res.off('close', onClose);
         res.off('drain', onDrain);
-        resolve({ status, sent });
+        resolve(cut === undefined ? { status, sent } : { status, sent, cut });
       };
       const fail = (err: unknown) => {
         if (settled) return;
@@ -190,6 +199,14 @@ export class Upstreams {
         },
         onResponseData(controller, chunk) {
           if (settled) return;
+          cut = revoked?.();
+          if (cut !== undefined) {
+            // Access was taken back while the answer flowed: nothing more reaches the agent.
+            controller.abort(new UpstreamError(`access was revoked (${cut})`));
+            res.destroy();
+            finish();
+            return;
+          }
           sent += chunk.length;
           if (sent > maxBytes) {
             controller.abort(new UpstreamError(`the tool's response is larger than ${maxBytes} bytes`));

@@ -1,6 +1,9 @@
 import { describe, it, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { call, json, rawHttp, startTarget, MREC_KEY, type Target } from './harness.js';
+import { startRecordingUpstream } from '../helpers/upstream.js';
+import { startTestApp } from '../helpers/app.js';
+import { agentNhi, clientCredentialsToken, testAgent } from '../helpers/agent.js';
 
 /**
  * JSON-RPC and the MCP transport, as an attacker holding a valid token for an MCP tool would try
@@ -230,5 +233,61 @@ describe('adversarial: JSON-RPC and the MCP transport', () => {
       }
       assert.deepEqual(x.mrec.seen, []);
     });
+  });
+});
+
+describe('adversarial: an MCP event stream outlives the access it was opened with', () => {
+  it('a revocation or a kill cuts an open stream off; the outcome says so', async () => {
+    const up = await startRecordingUpstream();
+    const alice = await testAgent('alice');
+    const t = await startTestApp(undefined, {
+      nhis: [agentNhi(alice)],
+      tools: [{ id: 'stream', kind: 'mcp', upstream: `${up.url}/forever`, actions: [{ name: 'search_docs', tier: 'read' }] }],
+      grants: [{ nhi: 'alice', tool: 'stream', actions: ['*'] }],
+      tokens: { profiles: [{ name: 'read', ttl: '10m', binding: 'optional' }] },
+    });
+    try {
+      const iss = t.app.issuer;
+      const open = async () => {
+        const tok = (await clientCredentialsToken(iss, alice, `${iss}/tools/stream`, 'search_docs')).access_token;
+        const res = await fetch(`${iss}/tools/stream`, { headers: { authorization: `Bearer ${tok}`, accept: 'text/event-stream' } });
+        assert.equal(res.status, 200);
+        const reader = res.body!.getReader();
+        assert.ok(!(await reader.read()).done, 'events flow');
+        /** Reads until the stream ends (true) or 5 s pass (false). */
+        const ends = async () => {
+          const deadline = Date.now() + 5_000;
+          try {
+            for (;;) {
+              const r = await Promise.race([reader.read(), new Promise<'wait'>((ok) => setTimeout(() => ok('wait'), Math.max(1, deadline - Date.now())))]);
+              if (r === 'wait') return false;
+              if (r.done) return true;
+            }
+          } catch {
+            return true; // cut off: the connection was reset
+          }
+        };
+        return { tok, ends };
+      };
+
+      const one = await open();
+      const jti = JSON.parse(Buffer.from(one.tok.split('.')[1]!, 'base64url').toString()).jti as string;
+      assert.equal((await t.admin('POST', '/revocations', { jti, reason: 'stolen' })).status, 201);
+      assert.equal(await one.ends(), true, 'the stream ends once its token is revoked');
+      await up.foreverClosed(1);
+
+      const two = await open();
+      const kill = await t.admin('POST', '/kill', { scope: 'nhi', target: 'alice', reason: 'drill' });
+      assert.equal(kill.status, 201);
+      assert.equal(await two.ends(), true, 'the stream ends once its NHI is killed');
+      await up.foreverClosed(2);
+
+      await t.app.audit.flush();
+      const rows = await t.app.store.queryAudit({ type: 'tool.called', tool: 'stream', limit: 10 });
+      assert.equal(rows.filter((r) => /^access revoked/.test(String(r.data.cut_off))).length, 2, JSON.stringify(rows.map((r) => r.data)));
+    } finally {
+      await t.app.close();
+      await up.close();
+    }
   });
 });
