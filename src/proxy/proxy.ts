@@ -93,6 +93,11 @@ interface CallFacts {
   proof_jkt: string | null;
   /** The key the token is bound to (`cnf.jkt`), to compare with proof_jkt. */
   cnf_jkt: string | null;
+  /**
+   * The calls whose `tool.call_started` was committed (this one, or an MCP body's messages), once
+   * they are being forwarded: a failure after that is their outcome, not a refusal. Not audited.
+   */
+  forwarded: readonly CallFacts[] | null;
 }
 
 const NHI_TTL_MS = 5000;
@@ -230,7 +235,7 @@ export class ToolProxy {
     const facts: CallFacts = {
       tool: rt.tool.id, method, path: null, nhi: null, on_behalf_of: null, run_id: null, action: null, args_digest: null,
       jti: null, binding: null, approval: null, policies: [],
-      client_ip: ctx.req.socket.remoteAddress ?? null, proof_jkt: null, cnf_jkt: null,
+      client_ip: ctx.req.socket.remoteAddress ?? null, proof_jkt: null, cnf_jkt: null, forwarded: null,
     };
     let token: CheckedToken | undefined;
     try {
@@ -364,7 +369,7 @@ export class ToolProxy {
 
     const pathAndQuery = this.upstreams.pathFor(rt.tool.id, path) + this.upstreamQuery(rt, rawQuery);
     const headers = this.forwardHeaders(ctx, rt, trace.traceparent);
-    await this.forwarding([facts], trace.traceId);
+    await this.forwarding(facts, [facts], trace.traceId);
     const up = await this.upstreams.forward({ tool: rt.tool, method, pathAndQuery, headers, body, revoked: this.revokedWhile(token) }, ctx.res, rt.tool.max_response_bytes, rt.responseHeaders);
     this.record('tool.called', 'allow', 'allowed', facts, trace.traceId, started, outcome(up));
   }
@@ -387,7 +392,7 @@ export class ToolProxy {
       this.holdsGrantedAction(rt, token);
       const decision = await this.decide(rt, token, nhi, undefined, null, facts, undefined, trace.traceId, facts.action);
       if (decision.decision !== 'allow') throw new OAuthError('access_denied', `${facts.action} denied by policy ${decision.policies.join(', ') || '(default deny)'}`, 403);
-      await this.forwarding([facts], trace.traceId);
+      await this.forwarding(facts, [facts], trace.traceId);
       const up = await this.upstreams.forward({ tool: rt.tool, method, pathAndQuery, headers, body: undefined, revoked: this.revokedWhile(token) }, ctx.res, rt.tool.max_response_bytes, rt.responseHeaders);
       this.record('tool.called', 'allow', 'allowed', facts, trace.traceId, started, outcome(up));
       return;
@@ -476,7 +481,7 @@ export class ToolProxy {
       return;
     }
 
-    await this.forwarding(verdicts.map((v) => v.facts), trace.traceId);
+    await this.forwarding(facts, verdicts.map((v) => v.facts), trace.traceId);
     let status: number;
     let sent: number;
     let cut: string | undefined;
@@ -682,12 +687,12 @@ export class ToolProxy {
       const bad = err instanceof UpstreamResponseError;
       if (!bad) ctx.log.error({ err }, 'proxy failed');
       const description = bad ? `${rt.tool.id} sent a response the proxy cannot check` : 'internal error';
-      this.record('tool.call_denied', 'deny', description, facts, traceId, started);
+      this.recordFailure(facts, description, traceId, started);
       if (!ctx.res.headersSent) sendJson(ctx.res, bad ? 502 : 500, { error: bad ? 'bad_gateway' : 'server_error', error_description: description });
       else ctx.res.destroy();
       return;
     }
-    this.record('tool.call_denied', 'deny', oauthErr.message, facts, traceId, started, { error: oauthErr.error });
+    this.recordFailure(facts, oauthErr.message, traceId, started, oauthErr.error);
     if (ctx.res.headersSent) {
       ctx.res.destroy();
       return;
@@ -733,13 +738,28 @@ export class ToolProxy {
    * for them all); when the log cannot take it, the call is refused with 503 and not forwarded.
    * A crash after this loses at most the call's outcome (`tool.called`), never that it was made.
    */
-  private async forwarding(calls: readonly CallFacts[], traceId: string): Promise<void> {
+  private async forwarding(request: CallFacts, calls: readonly CallFacts[], traceId: string): Promise<void> {
     try {
       await this.d.audit.append(calls.map((f) => ({ type: 'tool.call_started', actor: f.nhi, subject: f.nhi, tool: f.tool, decision: 'allow', traceId, data: callData(f) })));
     } catch (err) {
       if (!(err instanceof UnavailableError)) throw err;
       throw new OAuthError('temporarily_unavailable', 'the audit log cannot record this call now, so it was not forwarded; retry later', 503);
     }
+    request.forwarded = calls;
+  }
+
+  /**
+   * A refusal (`tool.call_denied`), or, once the call was forwarded (its `tool.call_started` is in
+   * the log, the tool may have acted), the outcome of each call forwarded: `tool.called` with the
+   * error (the tool unreachable or too slow, an answer the proxy would not pass on).
+   */
+  private recordFailure(facts: CallFacts, reason: string, traceId: string, started: number, error?: string): void {
+    const extra = error === undefined ? {} : { error };
+    if (facts.forwarded === null) {
+      this.record('tool.call_denied', 'deny', reason, facts, traceId, started, extra);
+      return;
+    }
+    for (const f of facts.forwarded) this.record('tool.called', 'allow', `failed: ${reason}`, f, traceId, started, { ...extra, upstream_status: 0 });
   }
 
   /**

@@ -152,7 +152,7 @@ function fillerFor(forms: readonly Buffer[]): number {
  * askForScrubbableBody), a tool that still sends a content coding (RFC 9110 §8.4: gzip, br,
  * deflate, …), or a transfer coding other than chunked (RFC 9112 §6.1; the proxy never offers
  * one in `TE`), sends bytes in which the secret cannot be found; so does a text in a charset
- * that is not ASCII-compatible (UTF-16, UTF-32, UTF-7: the secret's bytes differ). The proxy
+ * that is not ASCII-compatible (UTF-16, UTF-32, UTF-7, EBCDIC: the secret's bytes differ). The proxy
  * refuses (502) rather than decode on the agent's behalf or pass them on. HEAD and 204/304
  * answers carry no body.
  */
@@ -162,8 +162,8 @@ export function unscrubbable(method: string, status: number, headers: Record<str
   if (coding !== undefined && !isIdentity(coding)) {
     return 'the tool answered with a compressed body (content-encoding) although the proxy asked for identity: the proxy cannot check it for the tool\'s credential, so it is not passed on';
   }
-  const type = headers['content-type'];
-  if (type !== undefined && NOT_ASCII_COMPATIBLE.test(String(type))) {
+  const charset = CHARSET.exec(String(headers['content-type'] ?? ''))?.[1];
+  if (charset !== undefined && !ASCII_COMPATIBLE.test(charset)) {
     return 'the tool answered in a character encoding that is not ASCII-compatible: the proxy cannot check the body for the tool\'s credential, so it is not passed on';
   }
   const transfer = headers['transfer-encoding'];
@@ -173,8 +173,22 @@ export function unscrubbable(method: string, status: number, headers: Record<str
   return undefined;
 }
 
-/** A `charset` parameter (RFC 9110 §8.3.2) naming an encoding in which ASCII text is not ASCII bytes. */
-const NOT_ASCII_COMPATIBLE = /;\s*charset\s*=\s*"?\s*(?:utf-?(?:16|32|7)|ucs-?[24]|unicode)/i;
+/** The `charset` parameter of a media type (RFC 9110 §8.3.2). */
+const CHARSET = /;\s*charset\s*=\s*"?\s*([^";,\s]+)/i;
+/**
+ * Charsets in which ASCII text is ASCII bytes, so the secret's bytes are found as they are; any
+ * other named charset (UTF-16/32/7, EBCDIC code pages such as IBM037, …) is refused.
+ */
+const ASCII_COMPATIBLE = /^(?:utf-?8|us-ascii|ascii|iso[-_]?8859-\d+|latin-?1|windows-125\d|cp125\d|koi8-[ru]|gbk|gb2312|gb18030|big5|euc-(?:jp|kr))$/i;
+
+/**
+ * Whether a body starts with a UTF-16 or UTF-32 byte order mark: a text not labelled as such whose
+ * bytes are not ASCII bytes (the secret would not be found in it).
+ */
+export function startsWithWideBom(first: Uint8Array): boolean {
+  if (first.length >= 2 && ((first[0] === 0xfe && first[1] === 0xff) || (first[0] === 0xff && first[1] === 0xfe))) return true;
+  return first.length >= 4 && first[0] === 0 && first[1] === 0 && first[2] === 0xfe && first[3] === 0xff;
+}
 
 function isIdentity(coding: string | string[]): boolean {
   const values = typeof coding === 'string' ? [coding] : coding;

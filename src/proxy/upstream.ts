@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Transform, type Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import { OAuthError, type ToolConfig } from '../core/index.js';
-import { askForScrubbableBody, unscrubbable, type SecretScrubber } from './scrub.js';
+import { askForScrubbableBody, startsWithWideBom, unscrubbable, type SecretScrubber } from './scrub.js';
 
 /**
  * The upstream hop: one undici Pool per tool (keep-alive, no redirects followed), request
@@ -214,6 +214,13 @@ export class Upstreams {
             finish();
             return;
           }
+          if (scrub && sent === chunk.length && startsWithWideBom(chunk)) {
+            // UTF-16/32 text not labelled as such: the secret's bytes would not be found in it.
+            controller.abort(new UpstreamError('the tool answered in UTF-16 or UTF-32 text: the proxy cannot check it for the tool\'s credential'));
+            res.destroy();
+            finish();
+            return;
+          }
           const out = scrub ? scrub.push(chunk) : chunk;
           if (out.length > 0 && !res.write(out)) {
             controller.pause();
@@ -272,6 +279,11 @@ export class Upstreams {
       up.body.on('data', (chunk: Buffer) => {
         sent += chunk.length;
         if (sent > maxBytes) {
+          up.body.destroy();
+          res.destroy();
+          return done();
+        }
+        if (scrub && sent === chunk.length && startsWithWideBom(chunk)) {
           up.body.destroy();
           res.destroy();
           return done();

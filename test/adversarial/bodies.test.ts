@@ -528,6 +528,19 @@ describe("response bodies: the tool's credential", () => {
         assert.equal(r.status, 502, charset);
         assert.match(JSON.parse(r.body.toString('utf8')).error_description, /character encoding/);
       }
+      // An EBCDIC code page: ASCII letters are other bytes there (named charsets are allowed by list).
+      up.custom = (req, res) => {
+        res.writeHead(200, { 'content-type': 'text/plain; charset=IBM037' }).end(`key: ${String(req.headers['x-api-key'])}`);
+      };
+      const ebcdic = await get('hdr', 'custom');
+      assert.equal(ebcdic.status, 502, 'IBM037');
+      // UTF-16 text labelled as nothing but a byte order mark: cut off before any of it passes.
+      up.custom = (req, res) => {
+        const body = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(`key: ${String(req.headers['x-api-key'])}`, 'utf16le')]);
+        res.writeHead(200, { 'content-type': 'text/plain' }).end(body);
+      };
+      const bom = await get('hdr', 'custom').catch(() => ({ status: 0, body: Buffer.alloc(0), headers: {} }));
+      assert.ok(!bom.body.includes(Buffer.from(HDR_KEY, 'utf16le')), 'no UTF-16 echo of the secret reaches the agent');
       up.custom = (req, res) => {
         res.writeHead(200, { 'content-type': 'text/plain; charset=ISO-8859-1' }).end(`key: ${String(req.headers['x-api-key'])}`);
       };

@@ -406,8 +406,10 @@ describe('tool proxy: HTTP tools', () => {
     assert.equal(r.status, 504);
     assert.equal(JSON.parse(r.body).error, 'upstream_timeout');
     await t.app.audit.flush();
-    const denied = await t.app.store.queryAudit({ type: 'tool.call_denied', tool: 'slow' });
-    assert.ok(denied.some((e) => e.data.action === 'hang' && e.data.error === 'upstream_timeout'), JSON.stringify(denied.map((e) => e.data)));
+    // The call was forwarded (the tool may have acted): its outcome is a failed tool.called, after its tool.call_started.
+    const outcomes = await t.app.store.queryAudit({ type: 'tool.called', tool: 'slow' });
+    assert.ok(outcomes.some((e) => e.data.action === 'hang' && e.data.error === 'upstream_timeout' && /^failed: /.test(String(e.data.reason))), JSON.stringify(outcomes.map((e) => e.data)));
+    assert.equal((await t.app.store.queryAudit({ type: 'tool.call_denied', tool: 'slow' })).filter((e) => e.data.action === 'hang').length, 0);
   });
 
   it('stops reading from the tool when the agent goes away mid-stream, and records the call', async () => {
