@@ -19,6 +19,12 @@ export type AdminCredentialStatus = 'active' | 'expired' | 'revoked';
 const TOKEN_RE = /^mdt\.([0-9a-f]{16})\.([A-Za-z0-9_-]{43})$/;
 /** Compared against when the id is unknown, so that timing does not reveal which ids exist. */
 const NO_HASH = '0'.repeat(64);
+/**
+ * The lock, shared by every instance on the store, under which a decision about who can still
+ * administer Mandate and the write it leads to are one step: the last-admin guard with the
+ * revocation or end it allows (AdminCredentials), the bootstrap check with the credential it mints.
+ */
+export const ADMIN_CREDENTIALS_LOCK = 'admin-credentials';
 
 /**
  * Where a credential stands at `now`. Revocation is final; an expired credential is as dead as
@@ -46,13 +52,18 @@ export class AdminAuth {
    * credential can be used: on the first start, and after the last one was revoked with
    * `force` or has expired (the way back in, for whoever can read the server's own output).
    * It is never stored in clear and cannot be shown again.
+   *
+   * The check and the mint hold the store's lock: instances starting together on one store see
+   * each other's credential, so exactly one of them mints and prints one.
    */
   async bootstrap(): Promise<{ token: string; reason: 'first_start' | 'no_active_admin' } | undefined> {
-    if ((await this.store.countAdminCredentials()) === 0) return { token: (await this.create('bootstrap', 'admin')).token, reason: 'first_start' };
-    const now = this.clock.now();
-    const usable = (await this.store.listAdminCredentials()).some((c) => c.role === 'admin' && adminCredentialStatus(c, now) === 'active');
-    if (usable) return undefined;
-    return { token: (await this.create('bootstrap', 'admin')).token, reason: 'no_active_admin' };
+    return this.store.withLock(ADMIN_CREDENTIALS_LOCK, async () => {
+      if ((await this.store.countAdminCredentials()) === 0) return { token: (await this.create('bootstrap', 'admin')).token, reason: 'first_start' };
+      const now = this.clock.now();
+      const usable = (await this.store.listAdminCredentials()).some((c) => c.role === 'admin' && adminCredentialStatus(c, now) === 'active');
+      if (usable) return undefined;
+      return { token: (await this.create('bootstrap', 'admin')).token, reason: 'no_active_admin' };
+    });
   }
 
   async create(name: string, role: AdminRole, expiresAt: number | null = null): Promise<{ id: string; token: string; record: AdminCredentialRecord }> {

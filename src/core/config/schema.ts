@@ -437,7 +437,7 @@ export const outboundSchema = z.strictObject({
 });
 
 export const adminSchema = z.strictObject({
-  /** Print a one-time bootstrap credential on the first start (kept only as a hash). */
+  /** Print a one-time admin credential when the store holds no active one: on the first start, and on a start after the last was revoked or ended (kept only as a hash). */
   bootstrap: z.boolean().default(true),
 });
 
