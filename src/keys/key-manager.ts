@@ -109,18 +109,18 @@ export class KeyManager {
   private readonly logger: Logger | undefined;
   private readonly audit: AuditSink | undefined;
   /**
+   * Kids retired at once that this process has heard of: they never sign or are published here
+   * again, whatever a refresh reads (the retirement is published before the key's record leaves
+   * the store, so a refresh right after the message may still read it).
+   */
+  private readonly retiredNow = new Set<string>();
+  /**
    * The keys as loaded from the store (core/replicated-view.ts): a refresh is a complete snapshot
    * started before the read; a key retired at once elsewhere (`keyRetired`, from the bus) is a
    * tombstoned removal, so a refresh that read it before the retirement does not bring it back
    * to sign or to be published. A record's version is how soon it leaves the JWKS (a key's end
    * only ever moves earlier: none, then retirement's overlap, then retirement at once).
    */
-  /**
-   * Kids retired at once that this process has heard of: they never sign or are published here
-   * again, whatever a refresh reads (the retirement is published before the key's record leaves
-   * the store, so a refresh right after the message may still read it).
-   */
-  private readonly retiredNow = new Set<string>();
   private readonly keys = new ReplicatedMap<string, LoadedKey>({ version: (k) => (k.rec.expiresAt === null ? -Infinity : -k.rec.expiresAt) });
 
   private get kek(): Kek {
