@@ -64,7 +64,7 @@ export interface App {
   readonly policy: PolicyEngine;
   /** Internal signals, step-down / step-up restrictions (consulted by broker and proxy), SSF transmitter and receiver. */
   readonly signals: SignalsWiring;
-  /** Detections, findings, risk scores, playbooks, programme metrics (issue 7). */
+  /** Detections, findings, risk scores, playbooks, programme metrics. */
   readonly governance: Governance;
   /** Risk scores in memory for the proxy's policy context (`context.risk_score`), on roles all and proxy. */
   readonly riskView: RiskView | undefined;
@@ -72,7 +72,7 @@ export interface App {
   readonly issuer: string;
   readonly adminAuth: AdminAuth;
   readonly metrics: Metrics;
-  /** The operator's console at /ui/ (issue 8), unless `ui.enabled` is false. */
+  /** The operator's console at /ui/, unless `ui.enabled` is false. */
   readonly console: Console | undefined;
   readonly router: Router;
   readonly server: RunningServer | undefined;
@@ -221,14 +221,14 @@ export async function startApp(opts: AppOptions): Promise<App> {
     // The issuer is the public URL; without one, the URL this instance listens on.
     const issuer = (config.server.public_url ?? url).replace(/\/$/, '');
 
-    // Time to revoke (issue 5): this instance records when it applied each signal and when it first refused a call because of it.
+    // Time to revoke: this instance records when it applied each signal and when it first refused a call because of it.
     const instanceId = newId(`inst-${role}`);
     const timeline = new SignalTimeline({
       store, instanceId, role, clock, logger, onObserved: (stage, seconds) => metrics.signalPropagation.observe({ stage }, seconds),
     });
     // Its writes wait a little (off the revocation's path): at shutdown, after the broker and the proxy stopped, before the store closes.
     cleanup.push(() => timeline.flush());
-    // Restrictions (issue 5) before the broker and the proxy, which consult them on every request.
+    // Restrictions before the broker and the proxy, which consult them on every request.
     const restrictions = new RestrictionState({ store, bus, clock, logger });
     await restrictions.start();
     cleanup.push(() => restrictions.stop());
@@ -311,7 +311,7 @@ export interface SignalsWiring {
 }
 
 /**
- * Signals (issue 5). Every role keeps the restriction state (the broker and proxy consult it);
+ * Signals. Every role keeps the restriction state (the broker and proxy consult it);
  * roles `signals` and `all` mount the SSF endpoints, run the push loop and the receivers' pollers.
  */
 async function wireSignals(d: {
@@ -358,7 +358,7 @@ async function wireSignals(d: {
 }
 
 /**
- * Governance (issue 7). The admin routes are on every role; the bus consumers, the sweep and
+ * Governance. The admin routes are on every role; the bus consumers, the sweep and
  * the playbooks run on roles all and signals (one place that hears every event and acts).
  */
 async function wireGovernance(d: {
@@ -392,7 +392,7 @@ async function wireGovernance(d: {
 }
 
 /**
- * The console (issue 8) on every role, since every role serves the admin API it calls; its
+ * The console on every role, since every role serves the admin API it calls; its
  * sessions stand in for the bearer credential there. Stopped before the listener closes, so
  * open event streams do not hold the shutdown for the whole grace period.
  */

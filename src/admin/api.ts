@@ -72,7 +72,8 @@ export class AdminApi {
   /**
    * Every change (a route whose method is not GET) is answered only once `fn` resolves: the
    * composition root passes the audit log's flush, so that an acknowledged change and its audit
-   * record are both durable before the answer (issue 15, item 12). When `fn` throws (the store
+   * record are both durable before the answer (no change acknowledged and then lost, see
+   * docs/security.md, Faults and durability). When `fn` throws (the store
    * went away after the change was written) the answer is that error, 503: the change may be in
    * force, its record still queued in this process, and the caller was told nothing was promised.
    */

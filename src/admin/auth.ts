@@ -1,5 +1,5 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { OAuthError, secretEquals, type Clock } from '../core/index.js';
+import { randomBytes } from 'node:crypto';
+import { OAuthError, bearerCredential, hashSecret, secretMatchesHash, type Clock } from '../core/index.js';
 import type { AdminCredentialRecord, AdminRole, AdminStore } from './ports.js';
 
 /** Roles in increasing power: a viewer reads, an approver also decides approvals, an admin changes things. */
@@ -15,10 +15,14 @@ export interface AdminPrincipal {
 
 export type AdminCredentialStatus = 'active' | 'expired' | 'revoked';
 
-/** Admin credentials look like `mdt.<id>.<secret>`; only sha256(secret) is stored. */
+/** Admin credentials look like `mdt.<id>.<secret>`; only sha256(secret) is stored (hashSecret). */
 const TOKEN_RE = /^mdt\.([0-9a-f]{16})\.([A-Za-z0-9_-]{43})$/;
-/** Compared against when the id is unknown, so that timing does not reveal which ids exist. */
-const NO_HASH = '0'.repeat(64);
+/**
+ * The lock, shared by every instance on the store, under which a decision about who can still
+ * administer Mandate and the write it leads to are one step: the last-admin guard with the
+ * revocation or end it allows (AdminCredentials), the bootstrap check with the credential it mints.
+ */
+export const ADMIN_CREDENTIALS_LOCK = 'admin-credentials';
 
 /**
  * Where a credential stands at `now`. Revocation is final; an expired credential is as dead as
@@ -46,13 +50,18 @@ export class AdminAuth {
    * credential can be used: on the first start, and after the last one was revoked with
    * `force` or has expired (the way back in, for whoever can read the server's own output).
    * It is never stored in clear and cannot be shown again.
+   *
+   * The check and the mint hold the store's lock: instances starting together on one store see
+   * each other's credential, so exactly one of them mints and prints one.
    */
   async bootstrap(): Promise<{ token: string; reason: 'first_start' | 'no_active_admin' } | undefined> {
-    if ((await this.store.countAdminCredentials()) === 0) return { token: (await this.create('bootstrap', 'admin')).token, reason: 'first_start' };
-    const now = this.clock.now();
-    const usable = (await this.store.listAdminCredentials()).some((c) => c.role === 'admin' && adminCredentialStatus(c, now) === 'active');
-    if (usable) return undefined;
-    return { token: (await this.create('bootstrap', 'admin')).token, reason: 'no_active_admin' };
+    return this.store.withLock(ADMIN_CREDENTIALS_LOCK, async () => {
+      if ((await this.store.countAdminCredentials()) === 0) return { token: (await this.create('bootstrap', 'admin')).token, reason: 'first_start' };
+      const now = this.clock.now();
+      const usable = (await this.store.listAdminCredentials()).some((c) => c.role === 'admin' && adminCredentialStatus(c, now) === 'active');
+      if (usable) return undefined;
+      return { token: (await this.create('bootstrap', 'admin')).token, reason: 'no_active_admin' };
+    });
   }
 
   async create(name: string, role: AdminRole, expiresAt: number | null = null): Promise<{ id: string; token: string; record: AdminCredentialRecord }> {
@@ -70,12 +79,10 @@ export class AdminAuth {
    * revoked, expired) is the same 401, so nothing is learned from it.
    */
   async authenticate(header: string | string[] | undefined): Promise<AdminPrincipal> {
-    if (typeof header !== 'string') throw refused();
-    const m = /^Bearer ([^\s]+)$/i.exec(header.trim());
-    const t = m ? TOKEN_RE.exec(m[1]!) : null;
+    const t = TOKEN_RE.exec(bearerCredential(header) ?? '');
     if (!t) throw refused();
     const rec: AdminCredentialRecord | undefined = await this.store.getAdminCredential(t[1]!);
-    const ok = secretEquals(hashSecret(t[2]!), rec?.secretHash ?? NO_HASH);
+    const ok = secretMatchesHash(t[2]!, rec?.secretHash);
     const now = this.clock.now();
     if (!rec || !ok || adminCredentialStatus(rec, now) !== 'active') throw refused();
     await this.store.touchAdminCredential(rec.id, now);
@@ -99,8 +106,4 @@ function principal(rec: AdminCredentialRecord): AdminPrincipal {
 
 function refused(): OAuthError {
   return new OAuthError('invalid_token', 'a valid admin credential is required', 401);
-}
-
-export function hashSecret(secret: string): string {
-  return createHash('sha256').update(secret).digest('hex');
 }

@@ -2,13 +2,11 @@ import {
   ConflictError, NotFoundError, ValidationError,
   type AuditSink, type Bus, type Clock, type Logger,
 } from '../core/index.js';
-import { adminCredentialStatus, type AdminAuth, type AdminCredentialStatus } from './auth.js';
+import { ADMIN_CREDENTIALS_LOCK, adminCredentialStatus, type AdminAuth, type AdminCredentialStatus } from './auth.js';
 import type { AdminCredentialRecord, AdminRole, AdminStore } from './ports.js';
 
 /** Bus subjects of admin-credential changes (`admin.credential.revoked`, `admin.credential.expiry_set`). */
 export const ADMIN_CREDENTIAL_SUBJECT = 'admin.credential';
-/** The lock that makes the last-admin check and the change it guards one step on every instance. */
-const LOCK = 'admin-credentials';
 
 /** What may be shown of an admin credential: never its secret or the hash of it. */
 export interface AdminCredentialView {
@@ -81,7 +79,7 @@ export class AdminCredentials {
    * stays ended: it is never brought back by a later date; create a new one instead.
    */
   async setExpiry(id: string, expiresAt: number, opts: { force: boolean }, actor: string): Promise<AdminCredentialView> {
-    const rec = await this.d.store.withLock(LOCK, async () => {
+    const rec = await this.d.store.withLock(ADMIN_CREDENTIALS_LOCK, async () => {
       const now = this.d.clock.now();
       const cur = await this.record(id);
       const status = adminCredentialStatus(cur, now);
@@ -101,7 +99,7 @@ export class AdminCredentials {
 
   /** Revokes a credential for good; revoking one already revoked changes nothing and says so. */
   async revoke(id: string, opts: { force: boolean; reason: string | null }, actor: string): Promise<AdminCredentialView & { already_revoked: boolean }> {
-    const out = await this.d.store.withLock(LOCK, async () => {
+    const out = await this.d.store.withLock(ADMIN_CREDENTIALS_LOCK, async () => {
       const now = this.d.clock.now();
       const cur = await this.record(id);
       const status = adminCredentialStatus(cur, now);

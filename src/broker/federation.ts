@@ -2,7 +2,7 @@ import { createLocalJWKSet, errors as joseErrors, jwtVerify, type JSONWebKeySet,
 import { ConfigError, OAuthError, oauth } from '../core/errors.js';
 import { systemClock, type Clock } from '../core/clock.js';
 import type { TrustConfig } from '../core/config/schema.js';
-import type { CredentialRecord } from '../inventory/ports.js';
+import { credentialActiveAt, type CredentialRecord } from '../inventory/index.js';
 import { DEFAULT_MAX_JWS_BYTES, JwtGuardError, assertJwsShape } from './jwt-guard.js';
 import { firstClaimMismatch, matchPattern } from './claims.js';
 import { JwksFetchError, type JwksFetcher, type VerificationKey } from './jwks-fetcher.js';
@@ -242,13 +242,14 @@ export class FederationVerifier {
 
 /**
  * The NHI ids whose federated credential names `trust` and whose subject pattern (exact or
- * anchored glob, see claims.ts) matches `subject`. Credentials past `expiresAt` are skipped.
+ * anchored glob, see claims.ts) matches `subject`. Credentials whose end has passed are skipped
+ * (credentialActiveAt, the one test of a credential's end).
  */
 export function matchFederatedNhis(creds: readonly CredentialRecord[], trust: string, subject: string, now: number = Date.now()): string[] {
   const ids = new Set<string>();
   for (const c of creds) {
     if (c.type !== 'federated' || c.trust !== trust || !c.subject) continue;
-    if (c.expiresAt !== null && c.expiresAt <= now) continue;
+    if (!credentialActiveAt(c, now)) continue;
     if (matchPattern(c.subject, subject)) ids.add(c.nhiId);
   }
   return [...ids].sort();

@@ -146,7 +146,7 @@ export interface BrokerBatchStore {
 }
 
 /**
- * A step-down / step-up in force for an NHI (issue 5, continuous access evaluation). The
+ * A step-down / step-up in force for an NHI (continuous access evaluation). The
  * signals capability keeps them (RestrictionState); app.ts hands that object to the broker and
  * the proxy through this port, so neither imports signals.
  */

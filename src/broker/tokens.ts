@@ -132,8 +132,9 @@ export function sha256b64u(data: string | Uint8Array): string {
 }
 
 /**
- * Lineage (issue 15): a token obtained by RFC 8693 exchange of a Mandate token has the jti
- * `<own id>.<jti of the subject token>`, so a jti names its whole ancestry, nearest first. Every
+ * Lineage, so that revocation reaches what was derived: a token obtained by RFC 8693 exchange
+ * of a Mandate token has the jti `<own id>.<jti of the subject token>`, so a jti names its whole
+ * ancestry, nearest first. Every
  * check that knows a token's jti (the proxy's, introspection's, exchange's, on every instance)
  * therefore refuses a token whose ancestor is revoked (RevocationState.check), without a lookup
  * and without waiting for the issued-token records, which are written behind. `newId` never

@@ -1,5 +1,5 @@
 /**
- * `mandate drill token-theft` (issue 7, item 6): the stolen-token exercise, end to end, against a
+ * `mandate drill token-theft`: the stolen-token exercise, end to end, against a
  * running Mandate, through its public and admin HTTP APIs only.
  *
  * A drill NHI (`drill-token-theft-<run>`) with its own private_key_jwt key gets a DPoP-bound token

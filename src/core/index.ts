@@ -1,6 +1,7 @@
 export { MandateError, ConfigError, UnavailableError, NotFoundError, ConflictError, ValidationError, OAuthError, oauth, toHttpError } from './errors.js';
 export { parseDuration, formatDuration } from './duration.js';
-export { resolveSecret, isSecretRef, secretEquals, SECRET_REF_RE } from './secrets.js';
+export { endInput, endOfDay, parseEnd } from './ends.js';
+export { resolveSecret, isSecretRef, secretEquals, hashSecret, secretMatchesHash, bearerCredential, SECRET_REF_RE } from './secrets.js';
 export { systemClock, ManualClock, type Clock } from './clock.js';
 export { newId, newSortableId, newTraceId, randomHex, randomUUID } from './ids.js';
 export { createLogger, silentLogger, stripQuery, REDACT_PATHS, type Logger } from './logger.js';

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { NotFoundError, ValidationError } from '../core/index.js';
+import { NotFoundError, ValidationError, parseEnd } from '../core/index.js';
 import type { AdminApi } from '../admin/index.js';
 import { findingJson, muteJson } from './findings.js';
 import { playbookActionJson } from './playbooks.js';
@@ -11,7 +11,7 @@ const enumOf = <T extends string>(xs: readonly T[]) => z.enum(xs as unknown as [
 /** An end date: YYYY-MM-DD (the end of that day, UTC), an ISO instant, or epoch ms. */
 function parseUntil(v: string | number): number {
   if (typeof v === 'number') return v;
-  const t = /^\d{4}-\d{2}-\d{2}$/.test(v) ? Date.parse(`${v}T23:59:59.999Z`) : /^\d+$/.test(v) ? Number(v) : Date.parse(v);
+  const t = /^\d+$/.test(v) ? Number(v) : parseEnd(v);
   if (!Number.isFinite(t)) throw new ValidationError('until: expected YYYY-MM-DD, an ISO time or epoch ms');
   return t;
 }

@@ -48,7 +48,7 @@ const DAY_MS = 24 * HOUR_MS;
 const GRANT_TOUCH_FLUSH_MS = 5000;
 
 /**
- * The detections of issue 7, item 1: bus consumers over token.issued, token.denied,
+ * The detections (DETECTIONS in ports.ts): bus consumers over token.issued, token.denied,
  * tool.called, tool.call_denied, inventory.* and shadow_agent, and a periodic sweep over the
  * inventory. Each raises findings through Findings (deduplicated, muted, audited, published).
  * Handlers are idempotent under redelivery: counting state is keyed by the bus message id or

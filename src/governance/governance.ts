@@ -32,7 +32,7 @@ export interface GovernanceDeps {
 }
 
 /**
- * Governance (issue 7): detections over the bus and a periodic sweep, findings, risk scores,
+ * Governance: detections over the bus and a periodic sweep, findings, risk scores,
  * playbooks and programme metrics. The parts are separate classes; this one starts and stops
  * them together and runs the sweep.
  */

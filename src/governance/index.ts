@@ -1,4 +1,4 @@
-// Governance (issue 7): detections, findings, risk scores, playbooks, programme metrics.
+// Governance: detections, findings, risk scores, playbooks, programme metrics.
 export { Governance, type GovernanceDeps } from './governance.js';
 export { RiskFeed, RiskView, RISK_CHANGED, type RiskChanged, type RiskFeedDeps, type RiskViewDeps } from './risk-feed.js';
 export { Findings, DETECTION_RAISED, FINDING_STATUS_CHANGED, SEVERITY_RANK, atLeast, findingJson, muteJson, safeEvidence, type FindingsDeps } from './findings.js';

@@ -40,7 +40,7 @@ export function playbookActionJson(a: PlaybookActionRecord) {
 }
 
 /**
- * Playbooks (issue 7, item 3): a finding (detection, minimum severity) or a risk score at a
+ * Playbooks: a finding (detection, minimum severity) or a risk score at a
  * threshold becomes an internal signal through the Signals capability. Each (trigger, playbook)
  * acts once, claimed in the store, so several instances hearing one `detection.raised` act once.
  * Every action is audited with the finding that caused it; dry-run records what would have been done.

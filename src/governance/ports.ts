@@ -6,7 +6,7 @@ export const SEVERITIES: readonly Severity[] = ['low', 'medium', 'high', 'critic
 export type FindingStatus = 'open' | 'acknowledged' | 'resolved';
 export const FINDING_STATUSES: readonly FindingStatus[] = ['open', 'acknowledged', 'resolved'];
 
-/** The detections governance runs (issue 7, item 1). */
+/** The detections governance runs. */
 export type DetectionName =
   | 'minting_rate'
   | 'new_grant'

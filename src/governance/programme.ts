@@ -4,7 +4,7 @@ import type { SignalsStore } from '../signals/index.js';
 import { median } from './baseline.js';
 import type { GovernanceStore, ProgrammeSnapshotRecord, Severity } from './ports.js';
 
-/** The NHI programme in numbers (issue 7, item 4). Ratios are 0–1; ages in days; times in seconds. */
+/** The NHI programme in numbers. Ratios are 0–1; ages in days; times in seconds. */
 export interface ProgrammeMetrics {
   at: number;
   nhis: number;

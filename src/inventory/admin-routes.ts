@@ -1,16 +1,11 @@
 import { z } from 'zod';
+import { endInput, endOfDay, parseEnd } from '../core/index.js';
 import type { AdminApi } from '../admin/index.js';
 import { publicCredential, type Inventory } from './inventory.js';
 import type { NhiRecord, GrantRecord, ToolRecord } from './ports.js';
 
 const nhiId = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/);
 const isoDate = z.iso.date();
-/**
- * A credential's end: a date (the end of that day, UTC, as in the config file) or an RFC 3339
- * date-time with an offset (that instant).
- */
-const credentialEnd = z.union([isoDate, z.iso.datetime({ offset: true })]);
-const endOf = (v: string): number => (v.length === 10 ? Date.parse(`${v}T23:59:59.999Z`) : Date.parse(v));
 
 /** Wire shape of an NHI: snake_case as the rest of the API. */
 export function nhiJson(n: NhiRecord) {
@@ -92,8 +87,8 @@ export function mountInventoryRoutes(api: AdminApi, inv: Inventory): void {
   api.route({
     method: 'POST', path: '/nhis/:id/credentials', summary: 'Record a credential for an NHI (a static secret only as an exception).', tag: 'inventory', role: 'admin', status: 201,
     body: z.discriminatedUnion('type', [
-      z.strictObject({ type: z.literal('federated'), trust: z.string().min(1), subject: z.string().min(1), expires: credentialEnd.optional() }),
-      z.strictObject({ type: z.literal('private_key_jwt'), jwks: z.strictObject({ keys: z.array(z.record(z.string(), z.unknown())).min(1) }), expires: credentialEnd.optional() }),
+      z.strictObject({ type: z.literal('federated'), trust: z.string().min(1), subject: z.string().min(1), expires: endInput.optional() }),
+      z.strictObject({ type: z.literal('private_key_jwt'), jwks: z.strictObject({ keys: z.array(z.record(z.string(), z.unknown())).min(1) }), expires: endInput.optional() }),
       z.strictObject({
         type: z.literal('static_secret'),
         secret_ref: z.string().regex(/^(env|file):.+$/, 'a reference, env:NAME or file:PATH; never the secret'),
@@ -105,12 +100,12 @@ export function mountInventoryRoutes(api: AdminApi, inv: Inventory): void {
       const base = { nhiId: params.id!, trust: null, subject: null, exceptionTicket: null, exceptionExpiresAt: null, expiresAt: null, lastRotatedAt: null };
       const rec = await inv.addCredential(
         body.type === 'federated'
-          ? { ...base, type: 'federated', trust: body.trust, subject: body.subject, data: {}, expiresAt: body.expires ? endOf(body.expires) : null }
+          ? { ...base, type: 'federated', trust: body.trust, subject: body.subject, data: {}, expiresAt: body.expires ? parseEnd(body.expires) : null }
           : body.type === 'private_key_jwt'
-            ? { ...base, type: 'private_key_jwt', data: { jwks: body.jwks }, expiresAt: body.expires ? endOf(body.expires) : null }
+            ? { ...base, type: 'private_key_jwt', data: { jwks: body.jwks }, expiresAt: body.expires ? parseEnd(body.expires) : null }
             : {
                 ...base, type: 'static_secret', data: { secret_ref: body.secret_ref },
-                exceptionTicket: body.exception_ticket, exceptionExpiresAt: Date.parse(`${body.exception_expires}T23:59:59.999Z`),
+                exceptionTicket: body.exception_ticket, exceptionExpiresAt: endOfDay(body.exception_expires),
               },
         actor,
       );
@@ -146,7 +141,7 @@ export function mountInventoryRoutes(api: AdminApi, inv: Inventory): void {
     handler: async ({ body, actor }) =>
       grantJson(await inv.addGrant({
         nhiId: body.nhi, toolId: body.tool, actions: body.actions, changeRef: body.change_ref ?? null,
-        expiresAt: body.expires ? Date.parse(`${body.expires}T23:59:59.999Z`) : null,
+        expiresAt: body.expires ? endOfDay(body.expires) : null,
       }, actor)),
   });
   api.route({

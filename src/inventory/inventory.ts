@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import {
-  ConflictError, NotFoundError, ValidationError, newId,
+  ConflictError, NotFoundError, ValidationError, endOfDay, newId,
   type AuditSink, type Bus, type Clock, type Logger, type MandateConfig, type NhiConfig, type CredentialConfig,
 } from '../core/index.js';
 import type {
@@ -348,10 +348,6 @@ function credentialFromConfig(nhiId: string, c: CredentialConfig, now: number): 
 
 export function grantId(nhiId: string, toolId: string): string {
   return `grant_${nhiId}_${toolId}`;
-}
-
-function endOfDay(date: string): number {
-  return Date.parse(`${date}T23:59:59.999Z`);
 }
 
 function publicNhi(n: NhiRecord) {

@@ -109,18 +109,18 @@ export class KeyManager {
   private readonly logger: Logger | undefined;
   private readonly audit: AuditSink | undefined;
   /**
+   * Kids retired at once that this process has heard of: they never sign or are published here
+   * again, whatever a refresh reads (the retirement is published before the key's record leaves
+   * the store, so a refresh right after the message may still read it).
+   */
+  private readonly retiredNow = new Set<string>();
+  /**
    * The keys as loaded from the store (core/replicated-view.ts): a refresh is a complete snapshot
    * started before the read; a key retired at once elsewhere (`keyRetired`, from the bus) is a
    * tombstoned removal, so a refresh that read it before the retirement does not bring it back
    * to sign or to be published. A record's version is how soon it leaves the JWKS (a key's end
    * only ever moves earlier: none, then retirement's overlap, then retirement at once).
    */
-  /**
-   * Kids retired at once that this process has heard of: they never sign or are published here
-   * again, whatever a refresh reads (the retirement is published before the key's record leaves
-   * the store, so a refresh right after the message may still read it).
-   */
-  private readonly retiredNow = new Set<string>();
   private readonly keys = new ReplicatedMap<string, LoadedKey>({ version: (k) => (k.rec.expiresAt === null ? -Infinity : -k.rec.expiresAt) });
 
   private get kek(): Kek {
@@ -314,7 +314,8 @@ export class KeyManager {
    *    that fetch the JWKS on that message;
    * 3. with `now`, it leaves the JWKS; without, it stays published for the longest token TTL
    *    (plus the margin), as after a rotation.
-   * Audited (`key.retired`, actor = the operator). A key no longer published is not found.
+   * Audited (`key.retired`, actor = the operator); when the audit log refuses the record, it
+   * throws (UnavailableError) with the retirement in force. A key no longer published is not found.
    */
   async retire(kid: string, opts: { now: boolean; actor: string; reason?: string; revoke?: () => Promise<void> }): Promise<{ kid: string; retiresAt: number; expiresAt: number; signingKid: string | undefined }> {
     void this.kek; // refuses on an instance without the KEK: it could not make the replacement key
@@ -348,13 +349,17 @@ export class KeyManager {
       this.keys.remove(kid);
       await this.refresh();
     }
+    // An operator's change is acknowledged only with its audit record: when the log refuses the
+    // record (its queue is full), the error (UnavailableError, 503) is the answer, as for every
+    // other change. The retirement stays in force (keys are never un-retired); the log says so.
     try {
       this.audit?.record({
         type: 'key.retired', actor: opts.actor, subject: kid,
         data: { now: opts.now, reason: opts.reason ?? null, retires_at: r.retiresAt, expires_at: r.expiresAt, replaced_by: r.replacedBy ?? null },
       });
     } catch (err) {
-      this.logger?.error({ err, kid }, 'could not audit a key retirement');
+      this.logger?.error({ err, kid, now: opts.now }, 'signing key retired, but the audit log refused its record: the request fails');
+      throw err;
     }
     this.logger?.warn({ kid, now: opts.now, replacedBy: r.replacedBy }, 'signing key retired by an operator');
     return { kid, retiresAt: r.retiresAt, expiresAt: r.expiresAt, signingKid: this.currentKid() };

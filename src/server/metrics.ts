@@ -55,7 +55,7 @@ export class Metrics {
   readonly auditWritten = new Gauge({ name: 'mandate_audit_written_total', help: 'Audit events written since start.', registers: [this.registry] });
   readonly busConnected = new Gauge({ name: 'mandate_bus_connected', help: '1 when the bus is reachable.', registers: [this.registry] });
   readonly busStaleness = new Gauge({ name: 'mandate_bus_staleness_seconds', help: 'Seconds since the last confirmed contact with the bus.', registers: [this.registry] });
-  /** Time to revoke per instance (issue 5): from a signal's arrival to this instance applying it / first refusing a call because of it. */
+  /** Time to revoke per instance: from a signal's arrival to this instance applying it / first refusing a call because of it. */
   readonly signalPropagation = new Histogram({
     name: 'mandate_signal_propagation_seconds',
     help: 'Seconds from a signal arriving to this instance applying it (stage="applied") and to its first call refused because of it (stage="first_denial").',
@@ -63,7 +63,7 @@ export class Metrics {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15],
     registers: [this.registry],
   });
-  /** Time to revoke: from a signal's arrival to this instance enforcing it (issue 5). */
+  /** Time to revoke: from a signal's arrival to this instance enforcing it. */
   readonly signalApply = new Histogram({
     name: 'mandate_signal_apply_seconds',
     help: 'Seconds from a signal arriving (SET received, operator call) to this instance applying it.',
@@ -72,7 +72,7 @@ export class Metrics {
     registers: [this.registry],
   });
   readonly storeUp = new Gauge({ name: 'mandate_store_up', help: '1 when the last store check succeeded.', registers: [this.registry] });
-  /** The NHI programme (issue 7, governance): set from each programme computation (sweep, admin API). */
+  /** The NHI programme (governance): set from each programme computation (sweep, admin API). */
   readonly programme = new Gauge({
     name: 'mandate_programme',
     help: 'NHI programme metrics by name: federated_ratio, static_secret_ratio, private_key_ratio, median_secret_age_days, admin_nhis, long_lived_credentials, revoke_mean_seconds, revoke_p99_seconds, exceptions_open, exceptions_overdue, unused_grants.',

@@ -43,7 +43,7 @@ export function mountSignalsRoutes(
 ): void {
   api.route({
     method: 'GET', path: '/reports/mttr', tag: 'signals', role: 'viewer',
-    summary: 'Time to revoke (issue 5): mean, p50, p99 from a signal arriving to every instance applying it and to the first refused call.',
+    summary: 'Time to revoke: mean, p50, p99 from a signal arriving to every instance applying it and to the first refused call.',
     query: z.strictObject({
       since: z.coerce.number().int().optional(),
       limit: z.coerce.number().int().min(1).max(10_000).default(1000),

@@ -2,7 +2,7 @@
 
 import type { ReplayInsert, RevocationRecord } from '../broker/ports.js';
 
-/** What a signal asks Mandate to do (issue 5). */
+/** What a signal asks Mandate to do. */
 export type SignalAction = 'revoke_tokens' | 'step_down' | 'step_up' | 'disable' | 'block';
 export const SIGNAL_ACTIONS: readonly SignalAction[] = ['revoke_tokens', 'step_down', 'step_up', 'disable', 'block'];
 
@@ -63,7 +63,7 @@ export interface RestrictionRecord {
   liftedBy: string | null;
 }
 
-/** What one instance did about one signal (time to revoke, issue 5). Epoch ms. */
+/** What one instance did about one signal (time to revoke). Epoch ms. */
 export interface SignalApplicationRecord {
   signalId: string;
   instanceId: string;

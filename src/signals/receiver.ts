@@ -90,7 +90,7 @@ const KNOWN_NHI_TTL_MS = 60_000;
 const MAX_KNOWN_NHIS = 100_000;
 export const inboundStreamId = (name: string) => `rcv_${name}`;
 
-/** The default translation of received events into actions (issue 5); `ignore` records nothing to enforce. */
+/** The default translation of received events into actions; `ignore` records nothing to enforce. */
 export function defaultEventAction(type: string, ev: Record<string, unknown>): SignalAction | 'ignore' {
   switch (type) {
     case EVENT.sessionRevoked: // CAEP 1.0 §3.1

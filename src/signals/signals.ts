@@ -67,7 +67,7 @@ export interface SignalsDeps {
 export const KILL_REASON_PREFIX = /^\[signal ([A-Za-z0-9_-]+)\] /;
 
 /**
- * The internal signal (issue 5, item 1): one schema for every source. `raise` stores it, audits
+ * The internal signal: one schema for every source. `raise` stores it, audits
  * it, publishes `signal.raised`, and enforces it through the broker's public API only:
  * revoke_tokens → revokeToken (a jti) or revokeAll('nhi'); disable / block → kill('nhi');
  * step_down / step_up → a restriction record (restriction.added) that RestrictionState serves.

@@ -1,5 +1,5 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { OAuthError, secretEquals, type Clock } from '../core/index.js';
+import { randomBytes } from 'node:crypto';
+import { OAuthError, bearerCredential, hashSecret, secretMatchesHash, type Clock } from '../core/index.js';
 import type { SignalsStore } from './ports.js';
 
 /**
@@ -17,8 +17,6 @@ import type { SignalsStore } from './ports.js';
 
 /** The stream id is in the token: the lookup is one primary-key read, and the id is not a secret. */
 const TOKEN_RE = /^mds\.([A-Za-z0-9_-]{1,64})\.([A-Za-z0-9_-]{43})$/;
-/** Compared against when the stream has no credential, so timing does not tell which streams exist. */
-const NO_HASH = '0'.repeat(64);
 
 export interface StreamCaller {
   kind: 'stream';
@@ -34,7 +32,7 @@ export class StreamCredentials {
   /** A new credential for the stream, replacing any earlier one; returns the token (shown once). */
   async issue(streamId: string): Promise<string> {
     const secret = randomBytes(32).toString('base64url');
-    await this.store.putSsfStreamCredential({ streamId, secretHash: hash(secret), createdAt: this.clock.now() });
+    await this.store.putSsfStreamCredential({ streamId, secretHash: hashSecret(secret), createdAt: this.clock.now() });
     return `mds.${streamId}.${secret}`;
   }
 
@@ -49,17 +47,12 @@ export class StreamCredentials {
    */
   async authenticate(header: string | string[] | undefined): Promise<StreamCaller> {
     const fail = () => new OAuthError('invalid_token', 'a valid stream credential or admin credential is required', 401);
-    if (typeof header !== 'string') throw fail();
-    const m = /^Bearer ([^\s]+)$/i.exec(header.trim());
-    const t = m ? TOKEN_RE.exec(m[1]!) : null;
+    const t = TOKEN_RE.exec(bearerCredential(header) ?? '');
     if (!t) throw fail();
+    // An unknown stream costs the same comparison, so timing does not tell which streams exist.
     const rec = await this.store.getSsfStreamCredential(t[1]!);
-    const ok = secretEquals(hash(t[2]!), rec?.secretHash ?? NO_HASH);
+    const ok = secretMatchesHash(t[2]!, rec?.secretHash);
     if (!rec || !ok) throw fail();
     return { kind: 'stream', streamId: rec.streamId };
   }
-}
-
-function hash(secret: string): string {
-  return createHash('sha256').update(secret).digest('hex');
 }

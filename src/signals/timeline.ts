@@ -9,7 +9,7 @@ const MAX_REMEMBERED = 10_000;
 export type PropagationStage = 'applied' | 'first_denial';
 
 /**
- * Time to revoke, per instance (issue 5): when this instance applied what a signal caused
+ * Time to revoke, per instance: when this instance applied what a signal caused
  * (its revocation state heard the revocation or kill switch) and when it first refused a call
  * because of it. Both are called from paths that must not wait (the bus handler, the proxy's
  * deny path): the store write happens in the background, once per signal, and a failed write is

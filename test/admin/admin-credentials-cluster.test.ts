@@ -58,6 +58,41 @@ describe('admin credentials across instances (PostgreSQL + NATS, separate proces
     assert.equal((await adminCall(a.url, token, 'GET', '/nhis')).status, 401);
   });
 
+  it('instances starting together print one bootstrap credential between them, on the first start and on a recovery', async () => {
+    const suffix = randomBytes(4).toString('hex');
+    const path = writeConfig({
+      server: { host: '127.0.0.1', port: 0 },
+      store: { driver: 'postgres', postgres_url: await freshPgSchemaUrl(), pool_size: 3 },
+      bus: { driver: 'nats', nats_servers: ['nats://127.0.0.1:4222'], stream: `C_${suffix}`, subject_prefix: `c${suffix}` },
+      keys: { kek: 'env:CLUSTER_KEK' },
+      log: { level: 'warn' },
+    });
+    const env = { CLUSTER_KEK: newKek() };
+    const startTogether = async () => {
+      const pair = await Promise.all([spawnInstance('all', path, env), spawnInstance('all', path, env)]);
+      fx.started.push(...pair);
+      return pair;
+    };
+    const bootstrapRecords = async (url: string, token: string) =>
+      (await adminCall(url, token, 'GET', '/audit?type=admin.bootstrap_credential_created')).body.records.map((r: { data: { reason: string } }) => r.data.reason);
+
+    const first = await startTogether();
+    const root = await waitFor(() => first.find((i) => i.bootstrapToken)?.bootstrapToken, 10_000, 'the bootstrap credential');
+    let creds = (await adminCall(first[0]!.url, root, 'GET', '/admin-credentials')).body.credentials as Array<{ id: string; role: string; status: string }>;
+    assert.equal(creds.length, 1, 'one credential minted between them');
+    assert.equal(first.filter((i) => i.bootstrapToken !== undefined).length, 1, 'one printed');
+
+    // Recovery: the only admin credential revoked (force), then both restart together.
+    assert.equal((await adminCall(first[1]!.url, root, 'POST', `/admin-credentials/${creds[0]!.id}/revoke`, { force: true })).status, 200);
+    await Promise.all(first.map((i) => i.stop()));
+    const second = await startTogether();
+    const recovered = await waitFor(() => second.find((i) => i.bootstrapToken)?.bootstrapToken, 10_000, 'the recovery credential');
+    creds = (await adminCall(second[0]!.url, recovered, 'GET', '/admin-credentials')).body.credentials;
+    assert.deepEqual(creds.map((c) => c.status), ['revoked', 'active'], 'one credential minted between them on the recovery');
+    assert.equal(second.filter((i) => i.bootstrapToken !== undefined).length, 1, 'one printed');
+    assert.deepEqual(await bootstrapRecords(second[1]!.url, recovered), ['no_active_admin', 'first_start']);
+  });
+
   it('a credential whose end passes is refused by every instance', async () => {
     const suffix = randomBytes(4).toString('hex');
     const path = writeConfig({

@@ -1,12 +1,15 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { buildConfig, silentLogger } from '../../src/core/index.js';
+import { buildConfig, silentLogger, systemClock } from '../../src/core/index.js';
 import { startApp } from '../../src/app.js';
 import { main } from '../../src/cli/main.js';
 import { EXIT } from '../../src/cli/admin-client.js';
+import { AdminAuth, adminCredentialStatus, type AdminStore } from '../../src/admin/index.js';
+import type { Store } from '../../src/store/index.js';
 import { BACKENDS, startTestApp, type TestApp } from '../helpers/app.js';
 import { adminCall } from '../helpers/cluster.js';
+import { STORE_DIALECTS } from '../helpers/stores.js';
 
 const future = (ms: number) => new Date(Date.now() + ms).toISOString();
 const HOUR = 3_600_000;
@@ -150,6 +153,93 @@ describe('the last active admin credential is not ended by accident', () => {
     });
   }
 });
+
+/**
+ * Two instances' views of one store, whose `decisive` read (the one bootstrap decides on), once
+ * made, returns only when the other instance has made it too or is waiting for a lock. Without a
+ * lock around the check and the mint, both instances read before either writes: the race is
+ * certain, not left to timing. With it, the instance holding the lock goes on as soon as the
+ * other waits for it.
+ */
+function racingViews(stores: [Store, Store], decisive: 'countAdminCredentials' | 'listAdminCredentials'): [AdminStore, AdminStore] {
+  const signal = () => {
+    let resolve!: () => void;
+    const promise = new Promise<void>((r) => (resolve = r));
+    return { promise, resolve };
+  };
+  const read = [signal(), signal()];
+  const waitsForLock = [signal(), signal()];
+  const view = (i: 0 | 1): AdminStore => {
+    const s = stores[i];
+    const other = 1 - i;
+    return new Proxy(s, {
+      get(target, prop) {
+        if (prop === 'withLock') {
+          return (name: string, fn: () => Promise<unknown>) => {
+            waitsForLock[i]!.resolve();
+            return target.withLock(name, fn);
+          };
+        }
+        if (prop === decisive) {
+          return async () => {
+            const v = await target[decisive]();
+            read[i]!.resolve();
+            await Promise.race([read[other]!.promise, waitsForLock[other]!.promise]);
+            return v;
+          };
+        }
+        const v = Reflect.get(target, prop, target) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    }) as unknown as AdminStore;
+  };
+  return [view(0), view(1)];
+}
+
+for (const dialect of STORE_DIALECTS) {
+  describe(`bootstrap: instances starting together mint one admin credential (${dialect.name})`, () => {
+    const opened: Store[] = [];
+    after(async () => {
+      for (const s of opened.reverse()) await s.close();
+    });
+    const pair = async (): Promise<[Store, Store]> => {
+      const a = await dialect.open();
+      opened.push(a);
+      const b = await dialect.openPeer(a);
+      opened.push(b);
+      return [a, b];
+    };
+    const activeAdmins = async (s: Store) =>
+      (await s.listAdminCredentials()).filter((c) => c.role === 'admin' && adminCredentialStatus(c, Date.now()) === 'active');
+
+    it('on the first start: exactly one prints a credential, and it is the only one stored', async () => {
+      const stores = await pair();
+      const [va, vb] = racingViews(stores, 'countAdminCredentials');
+      const boots = await Promise.all([new AdminAuth(va, systemClock).bootstrap(), new AdminAuth(vb, systemClock).bootstrap()]);
+      const printed = boots.filter((b) => b !== undefined);
+      assert.equal(printed.length, 1, JSON.stringify(boots.map((b) => b?.reason)));
+      assert.equal(printed[0]!.reason, 'first_start');
+      assert.equal((await stores[0].listAdminCredentials()).length, 1);
+      const principal = await new AdminAuth(stores[1], systemClock).authenticate(`Bearer ${printed[0]!.token}`);
+      assert.equal(principal.role, 'admin');
+    });
+
+    it('on a restart with no active admin credential (recovery): exactly one prints a credential', async () => {
+      const stores = await pair();
+      const auth = new AdminAuth(stores[0], systemClock);
+      const old = await auth.create('bootstrap', 'admin');
+      await stores[0].revokeAdminCredential(old.id, Date.now());
+      await auth.create('ops', 'viewer');
+      const [va, vb] = racingViews(stores, 'listAdminCredentials');
+      const boots = await Promise.all([new AdminAuth(va, systemClock).bootstrap(), new AdminAuth(vb, systemClock).bootstrap()]);
+      const printed = boots.filter((b) => b !== undefined);
+      assert.equal(printed.length, 1, JSON.stringify(boots.map((b) => b?.reason)));
+      assert.equal(printed[0]!.reason, 'no_active_admin');
+      assert.equal((await activeAdmins(stores[0])).length, 1, 'one new admin credential');
+      assert.equal((await stores[0].listAdminCredentials()).length, 3);
+    });
+  });
+}
 
 describe('mandate admin-credential list|create|expire|revoke', () => {
   let t: TestApp;

@@ -298,7 +298,7 @@ describe('adversarial: credentials', () => {
     assert.equal(JSON.stringify(r.body).includes('sets'), false);
   });
 
-  it("a stream credential opens no admin route, no console session and no token endpoint", async () => {
+  it('a stream credential opens no admin route and no console session', async () => {
     const doc = (await (await fetch(`${t.url}/admin/v1/openapi.json`)).json()) as { paths: Record<string, Record<string, unknown>> };
     let routes = 0;
     for (const [path, methods] of Object.entries(doc.paths)) {
@@ -311,7 +311,31 @@ describe('adversarial: credentials', () => {
     }
     assert.ok(routes > 40, `every admin route was tried (${routes})`);
     assert.equal((await http('POST', '/ui/session', {}, { credential: streamA.credential })).status, 401);
-    const tok = await http('POST', '/oauth/token', { 'content-type': 'application/x-www-form-urlencoded', ...bearer(streamA.credential) }, 'grant_type=client_credentials&scope=read_page');
-    assert.notEqual(tok.status, 200);
+  });
+
+  it('a stream credential is no client authentication at the token endpoint, however it is presented', async () => {
+    const form = { 'content-type': 'application/x-www-form-urlencoded' };
+    const grant = { grant_type: 'client_credentials', scope: 'read_page', resource: `${t.app.issuer}/tools/wiki` };
+    const secret = streamA.credential.split('.')[2]!;
+    const basic = (id: string, pass: string) => ({ authorization: `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(pass)}`).toString('base64')}` });
+    // RFC 6749 §2.3.1: client_secret_basic and client_secret_post; RFC 7523 §2.2: a client assertion.
+    const attempts: Array<[string, Record<string, string>, Record<string, string>]> = [
+      ['as a bearer header, no client authentication', bearer(streamA.credential), {}],
+      ['client_secret_basic: stream id, credential', basic(streamA.id, streamA.credential), {}],
+      ['client_secret_basic: stream id, its secret part', basic(streamA.id, secret), {}],
+      ['client_secret_post: stream id, credential', {}, { client_id: streamA.id, client_secret: streamA.credential }],
+      ['client_secret_post: stream id, its secret part', {}, { client_id: streamA.id, client_secret: secret }],
+      ['client_secret_post: the NHI\'s id, the credential', {}, { client_id: 'rotating-agent', client_secret: streamA.credential }],
+      ['client_assertion: the credential as a bearer assertion', {}, { client_id: streamA.id, client_assertion_type: ASSERTION_TYPE, client_assertion: streamA.credential }],
+    ];
+    for (const [what, headers, params] of attempts) {
+      const res = await fetch(`${t.url}/oauth/token`, { method: 'POST', headers: { ...form, ...headers }, body: new URLSearchParams({ ...grant, ...params }) });
+      const body = (await res.json()) as Record<string, unknown>;
+      assert.equal(res.status, 401, `${what}: ${JSON.stringify(body)}`);
+      assert.equal(body.error, 'invalid_client', what);
+      assert.equal(body.access_token, undefined, what);
+      // RFC 6749 §5.2: a client that tried the Authorization header gets the scheme it may use.
+      if (headers.authorization !== undefined) assert.match(res.headers.get('www-authenticate') ?? '', /^Basic /, what);
+    }
   });
 });

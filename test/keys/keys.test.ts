@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { createLocalJWKSet, jwtVerify, compactVerify, decodeProtectedHeader } from 'jose';
 import { ManualClock } from '../../src/core/clock.js';
-import { MandateError, UnavailableError } from '../../src/core/errors.js';
+import { MandateError, UnavailableError, toHttpError } from '../../src/core/errors.js';
+import { AuditLog, type AuditStore } from '../../src/audit/index.js';
 import {
   Kek, KeyManager, decryptPrivateJwk, encryptPrivateJwk, loadKek, parseKekMaterial,
   type KeyManagerOptions, type PublicJwks,
@@ -197,6 +198,36 @@ for (const dialect of STORE_DIALECTS) {
       assert.equal(b.currentKid(), r.signingKid);
       assert.ok(!kids(b.jwks()).includes(kid));
       await assert.rejects(a.retire(kid, { now: true, actor: 'admin:test' }), (e: unknown) => e instanceof MandateError && /no published signing key/.test((e as Error).message));
+    });
+
+    it('retire fails (503) when the audit log refuses its record: no retirement is acknowledged without one', async () => {
+      const s = await open();
+      const clock = new ManualClock(T0);
+      // An audit log whose store does not answer (a write that never completes) and whose queue
+      // is full (its two places taken by init's key.created and a backlog event): the next
+      // record() is refused, as under a backlog.
+      const stalled: AuditStore = {
+        appendChained: () => new Promise(() => {}),
+        readAudit: (from, limit) => s.readAudit(from, limit),
+        auditHead: () => s.auditHead(),
+        queryAudit: (f) => s.queryAudit(f),
+      };
+      const audit = new AuditLog({ store: stalled, clock, maxBatch: 2, maxQueue: 2, flushIntervalMs: 60_000 });
+      const km = manager(s, clock, { audit });
+      await km.init();
+      audit.record({ type: 'backlog', data: {} });
+      const kid = km.currentKid()!;
+      const rejectedBefore = audit.stats().rejected;
+      let refusal: unknown;
+      await assert.rejects(km.retire(kid, { now: true, actor: 'admin:test', reason: 'leaked' }), (err: unknown) => {
+        refusal = err;
+        return err instanceof UnavailableError;
+      });
+      assert.equal(toHttpError(refusal).status, 503);
+      assert.equal(audit.stats().rejected, rejectedBefore + 1, 'the key.retired record was the one refused');
+      // The retirement itself is in force (a key is never brought back): only the answer changed.
+      assert.notEqual(km.currentKid(), kid);
+      assert.ok(!kids(km.jwks()).includes(kid));
     });
 
     it('rotates with pre-publication and an overlap as long as the longest token', async () => {

@@ -231,7 +231,7 @@ export const toolSchema = z.strictObject({
   /** Cap of a response body from this tool; a larger one is cut off (502 when known before the first byte). */
   max_response_bytes: z.number().int().positive().default(16 * 1024 * 1024),
   /**
-   * Replace the tool's credential in every response body the agent gets (issue 15, item 9): each
+   * Replace the tool's credential in every response body the agent gets: each
    * form of the secret it was sent (as is, percent-, JSON- or HTML-escaped, base64 for basic)
    * becomes filler of the same length; the proxy asks the tool for unencoded bodies (and sends no
    * Range) and refuses an encoded one (502). Turn off only for a tool whose bodies must pass byte
@@ -344,7 +344,7 @@ export const proxySchema = z.strictObject({
 
 const severity = ex(z.enum(['low', 'medium', 'high', 'critical']), 'high');
 
-/** Detections, risk scores, playbooks and programme metrics (issue 7, src/governance). */
+/** Detections, risk scores, playbooks and programme metrics (src/governance). */
 export const governanceSchema = z.strictObject({
   /** Run the detections (bus consumers), the periodic sweep and the playbooks on roles all and signals. */
   enabled: ex(z.boolean().default(true), 'true'),
@@ -437,7 +437,7 @@ export const outboundSchema = z.strictObject({
 });
 
 export const adminSchema = z.strictObject({
-  /** Print a one-time bootstrap credential on the first start (kept only as a hash). */
+  /** Print a one-time admin credential when the store holds no active one: on the first start, and on a start after the last was revoked or ended (kept only as a hash). */
   bootstrap: z.boolean().default(true),
 });
 

@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 
 /**
- * Time to revoke, per instance (issue 5, "Time to revoke"): one row per (signal, instance) that
+ * Time to revoke, per instance: one row per (signal, instance) that
  * enforced it. `applied_at` is when that instance's revocation state applied the revocation or
  * kill switch the signal caused (from the bus, or its own reload from the store);
  * `first_denied_at` is when that instance first refused a call because of it (proxies). Either

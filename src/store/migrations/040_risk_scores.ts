@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 
 /**
- * Risk scores as governance last computed them (issue 7): one row per NHI. The proxy's policy
+ * Risk scores as governance last computed them: one row per NHI. The proxy's policy
  * context (`context.risk_score`) reads them from memory, loaded from this table at start and
  * every few seconds, and updated from `risk.changed` on the bus in between; so an instance
  * without governance in-process (role proxy) sees the scores that roles all / signals compute.

@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 
 /**
- * Credentials end when they say (issue 15):
+ * Credentials end when they say:
  * - `admin_credentials.expires_at`: the end an operator gave it (null: none);
  *   `admin_credentials.revoked_at`: when it was revoked (`disabled` stays the flag; rows disabled
  *   before this migration keep a null `revoked_at`).
