@@ -5,7 +5,7 @@ import {
   OAuthError, newId, oauth, readBody, resolveSecret, secretEquals, sendJson,
   type AuditSink, type Bus, type Clock, type Logger, type MandateConfig, type ReplayStore, type RequestContext, type Router, type ToolConfig,
 } from '../core/index.js';
-import type { InventoryStore, NhiRecord } from '../inventory/index.js';
+import { credentialActiveAt, type InventoryStore, type NhiRecord } from '../inventory/index.js';
 import type { KeyManager } from '../keys/index.js';
 import type { BrokerBatchStore, BrokerStore, ApprovalRecord, KillSwitchRecord, RestrictionLookup, RevocationRecord } from './ports.js';
 import { describeSignal } from './signal-note.js';
@@ -305,7 +305,7 @@ export class Broker {
       if (!clientId) throw oauth.invalidClient('client_id is required');
       const now = this.d.clock.now();
       const creds = (await this.inventory.get(clientId)).credentials.filter(
-        (c) => c.type === 'static_secret' && c.exceptionExpiresAt !== null && c.exceptionExpiresAt > now && typeof c.data.secret_ref === 'string',
+        (c) => c.type === 'static_secret' && credentialActiveAt(c, now) && typeof c.data.secret_ref === 'string',
       );
       let ok = false;
       for (const c of creds) {
