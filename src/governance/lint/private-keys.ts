@@ -22,7 +22,7 @@ import { createECDH, createPrivateKey, createPublicKey, type JsonWebKey, type Ke
  * JSON text, the form a `private_key_jwt` client's key takes, confirmed by its private part
  * matching its public part (`createPrivateKey` alone takes `"d": "REDACTED"` for an EC or RSA key).
  *
- * Look-alikes are not reported: a document that shows `-----BEGIN PRIVATE KEY-----` with `...`
+ * Look-alikes are not reported: a document that shows a `BEGIN PRIVATE KEY` armor line with `...`
  * inside, a public key or certificate under a private-key label, random base64. The result holds
  * positions and a description of the key (type, size or curve), never any of its text.
  */
