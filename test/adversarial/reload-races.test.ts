@@ -13,6 +13,7 @@ import { startTestApp, type TestApp } from '../helpers/app.js';
 import { agentNhi, clientCredentialsToken, testAgent, type TestAgent } from '../helpers/agent.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
 import { devOutbound } from '../helpers/outbound.js';
+import { eventually as waitFor } from '../helpers/wait.js';
 
 /**
  * Reload races (issue 15, item 7): every in-memory enforcement view is "store snapshot + bus
@@ -47,16 +48,6 @@ function holdNextRead<T extends object>(obj: T, method: keyof T & string): Hold 
     return result;
   };
   return { entered: enteredP, release };
-}
-
-async function waitFor<T>(fn: () => T | undefined | false | Promise<T | undefined | false>, what: string, timeoutMs = 10_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 function riskPolicyFile(): string {

@@ -12,19 +12,10 @@ import { freshPgSchemaUrl } from '../helpers/app.js';
 import { agentNhi, testAgent, type TestAgent } from '../helpers/agent.js';
 import { adminCall, clusterFixture, newKek, spawnInstance, writeConfig, type Instance } from '../helpers/cluster.js';
 import { callTool, claimsOf, clientCredentials, exchange, introspect, revokeAtEndpoint } from '../helpers/oauth.js';
+import { eventually } from '../helpers/wait.js';
 
 const ISSUER = 'http://mandate.lineage.test';
 const RESOURCE = `${ISSUER}/tools/rec`;
-
-async function eventually<T>(f: () => Promise<T | undefined>, what: string, ms = 15_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 describe('revocation reaches derived tokens at every instance (broker + 2 proxies as processes, PostgreSQL + NATS)', { timeout: 240_000 }, () => {
   const fx = clusterFixture();
@@ -70,7 +61,7 @@ describe('revocation reaches derived tokens at every instance (broker + 2 proxie
             // A call in flight when the revocation arrives is cut off mid-answer (a reset): not yet the refusal.
             const x = await callTool(ISSUER, 'rec', '/items', tok, { at: p.url }).catch(() => undefined);
             return x?.status === 401 ? x : undefined;
-          }, `a refusal at ${p.url}`);
+          }, `a refusal at ${p.url}`, 15_000);
           assert.equal(r.error, 'invalid_token');
           assert.match(r.description ?? '', /revoked \((token|ancestor)_revoked\)/);
         }

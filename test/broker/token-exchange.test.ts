@@ -10,6 +10,7 @@ import { BACKENDS, startTestApp, type TestApp } from '../helpers/app.js';
 import { agentNhi, testAgent, testDpopKey, type TestAgent, type TestDpopKey } from '../helpers/agent.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
 import { callTool, claimsOf, clientCredentials, exchange, introspect, revokeAtEndpoint } from '../helpers/oauth.js';
+import { eventually } from '../helpers/wait.js';
 
 const TOOLS = (upstream: string) => [{
   id: 'rec', kind: 'http' as const, upstream, actions: [
@@ -17,17 +18,6 @@ const TOOLS = (upstream: string) => [{
     { name: 'create_item', method: 'POST' as const, path: '/items', tier: 'write' },
   ],
 }];
-
-/** Polls until `f` gives a value (a refusal reaches every instance within the revocation bound, not at once). */
-async function eventually<T>(f: () => Promise<T | undefined>, what: string, ms = 10_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 for (const backend of BACKENDS) {
   describe(`revocation reaches tokens obtained by exchange (${backend.store} + ${backend.bus})`, () => {

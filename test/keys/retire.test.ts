@@ -8,6 +8,7 @@ import { ASSERTION_TYPE, agentNhi, clientAssertion, clientCredentialsToken, test
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
 import { adminCall, clusterFixture, newKek, spawnInstance, writeConfig } from '../helpers/cluster.js';
 import { LOOPBACK_CIDRS } from '../helpers/outbound.js';
+import { eventually as waitFor } from '../helpers/wait.js';
 
 /**
  * `mandate keys retire KID --now` (issue 15, item 7): a compromised signing key leaves the JWKS
@@ -16,16 +17,6 @@ import { LOOPBACK_CIDRS } from '../helpers/outbound.js';
  */
 
 const kidOf = (jwt: string) => (JSON.parse(Buffer.from(jwt.split('.')[0]!, 'base64url').toString()) as { kid: string }).kid;
-
-async function waitFor<T>(fn: () => Promise<T | undefined | false>, what: string, timeoutMs = 15_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('keys retire --now: all-in-one', () => {
   let t: TestApp;
@@ -167,11 +158,11 @@ describe('keys retire --now: a broker, a proxy with the KEK and a proxy-only ins
     assert.notEqual(r.body.signing_kid, kid);
 
     // Within the revocation bound (the bus: milliseconds here), bounded polling.
-    for (const p of proxies) await waitFor(async () => (await status(p.url, before)) === 401, `${p.url} refusing the retired key's token`);
+    for (const p of proxies) await waitFor(async () => (await status(p.url, before)) === 401, `${p.url} refusing the retired key's token`, 15_000);
 
     const after = await issue();
     assert.notEqual(kidOf(after), kid);
-    for (const p of proxies) await waitFor(async () => (await status(p.url, after)) === 200, `${p.url} accepting the new key's token`);
+    for (const p of proxies) await waitFor(async () => (await status(p.url, after)) === 200, `${p.url} accepting the new key's token`, 15_000);
     // And the old token stays refused there.
     for (const p of proxies) assert.equal(await status(p.url, before), 401);
   });

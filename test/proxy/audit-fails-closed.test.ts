@@ -10,6 +10,7 @@ import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstr
 import { newKek, spawnInstance, writeConfig, type Instance } from '../helpers/cluster.js';
 import { openStore } from '../../src/store/index.js';
 import { verifyAuditChain } from '../../src/audit/index.js';
+import { eventually } from '../helpers/wait.js';
 
 /**
  * No audit, no request (issue 15, item 3): the fact of a call is durable before the call is
@@ -18,16 +19,6 @@ import { verifyAuditChain } from '../../src/audit/index.js';
  * record of a call the tool executed.
  */
 const PROFILES = { profiles: [{ name: 'read', ttl: '10m', binding: 'optional' as const }, { name: 'write', ttl: '5m', binding: 'optional' as const }] };
-
-async function waitFor<T>(fn: () => Promise<T | undefined> | T | undefined, ms: number, what: string): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 describe('the proxy audits a call durably before it forwards it', () => {
   let rec: RecordingUpstream;
@@ -94,10 +85,10 @@ describe('the proxy audits a call durably before it forwards it', () => {
       assert.equal(rec.seen.length, 0, 'nothing reached the tool while its record could not be committed');
 
       await locker.query('ROLLBACK');
-      const ok = await waitFor(async () => {
+      const ok = await eventually(async () => {
         const r = await get();
         return r.status === 200 ? r : undefined;
-      }, 10_000, 'the proxy to forward again');
+      }, 'the proxy to forward again', 10_000);
       assert.equal(ok.status, 200);
       await t.app.audit.flush();
       // The refused calls' records say so: started, then refused because the log could not take it.
@@ -141,16 +132,16 @@ describe('the proxy audits a call durably before it forwards it', () => {
         body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'search_docs', arguments: { query: 'x' } } }),
       }).catch((e: unknown) => e);
       // The start is committed before the tool has the call, so it is there while the caller waits.
-      await waitFor(async () => ((await t.app.store.queryAudit({ traceId, type: 'tool.call_started' })).length > 0 ? true : undefined), 5_000, 'tool.call_started');
+      await eventually(async () => ((await t.app.store.queryAudit({ traceId, type: 'tool.call_started' })).length > 0 ? true : undefined), 'tool.call_started', 5_000);
       ac.abort();
       await pending;
-      const outcome = await waitFor(async () => {
+      const outcome = await eventually(async () => {
         await t.app.audit.flush();
         const rows = await t.app.store.queryAudit({ traceId, type: 'tool.called' });
         return rows[0];
-      }, 5_000, 'the outcome record');
+      }, 'the outcome record', 5_000);
       assert.equal(outcome.data.action, 'search_docs');
-      await waitFor(() => (closedUpstream > 0 ? true : undefined), 5_000, 'the upstream stream to be closed (no leak)');
+      await eventually(() => (closedUpstream > 0 ? true : undefined), 'the upstream stream to be closed (no leak)', 5_000);
     } finally {
       await t.app.close();
       slow.closeAllConnections();
@@ -198,7 +189,7 @@ describe('the proxy audits a call durably before it forwards it', () => {
         }
       };
       const load = Array.from({ length: 12 }, (_, w) => worker(w + 1));
-      await waitFor(() => (answered >= 300 ? true : undefined), 30_000, '300 answered calls');
+      await eventually(() => (answered >= 300 ? true : undefined), '300 answered calls', 30_000);
       process.kill(instance.pid, 'SIGKILL');
       stop = true;
       await Promise.all(load);
