@@ -3,7 +3,7 @@ import { canonicalJson } from './canonical.js';
 
 /**
  * The audit hash chain's arithmetic (documented in `audit/chain.ts`, which re-exports it). It
- * lives in core so that the store's SQLite writer thread (`store/sqlite-writer-worker.ts`) can
+ * lives in core so that the store's SQLite writer thread (`store/sqlite/writer-worker.ts`) can
  * compute the chain inside its own transaction without importing the audit capability.
  */
 

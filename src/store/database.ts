@@ -3,7 +3,7 @@
  *
  * - ids and names are TEXT;
  * - timestamps are epoch milliseconds in BIGINT (SQLite: INTEGER affinity). On PostgreSQL the
- *   store's pool parses int8 to a JS number (see store.ts), so both dialects return `number`;
+ *   store's pool parses int8 to a JS number (see postgres/pool.ts), so both dialects return `number`;
  * - JSON is TEXT (the store stringifies on write and parses on read);
  * - booleans are INTEGER 0/1.
  *

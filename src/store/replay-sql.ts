@@ -1,4 +1,4 @@
-import type { StoreDialect } from './store.js';
+import type { StoreDialect } from './context.js';
 
 const replaySql = new Map<string, string>();
 

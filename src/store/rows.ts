@@ -1,7 +1,7 @@
 /**
  * Row <-> record mapping: snake_case columns to the camelCase port records, JSON TEXT to
  * objects, INTEGER 0/1 to booleans. BIGINT columns go through Number() as well, because a
- * PostgreSQL pool without the int8 parser (see store.ts) would hand back strings.
+ * PostgreSQL pool without the int8 parser (see postgres/pool.ts) would hand back strings.
  */
 import type { Selectable } from 'kysely';
 import type { CredentialRecord, GrantRecord, NhiRecord, ToolRecord } from '../inventory/ports.js';

@@ -1,6 +1,6 @@
 import { Worker } from 'node:worker_threads';
-import { MandateError, UnavailableError } from '../core/errors.js';
-import type { AuditColumns } from '../core/audit-chain.js';
+import { MandateError, UnavailableError } from '../../core/errors.js';
+import type { AuditColumns } from '../../core/audit-chain.js';
 
 /**
  * A SQLite file's writer thread, for the two writes on a request's path: the audit log's
@@ -92,7 +92,7 @@ export class SqliteWriter {
 
   private thread(): Worker {
     if (this.worker) return this.worker;
-    const w = new Worker(new URL('./sqlite-writer-worker.js', import.meta.url), { workerData: { file: this.file } });
+    const w = new Worker(new URL('./writer-worker.js', import.meta.url), { workerData: { file: this.file } });
     w.unref();
     w.on('message', (m: WriterReply) => {
       const p = this.pending.get(m.id);

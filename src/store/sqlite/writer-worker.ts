@@ -1,11 +1,11 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import SqliteDatabase from 'better-sqlite3';
-import { chainHash } from '../core/audit-chain.js';
-import { replayUpsertSql } from './replay-sql.js';
-import type { WriterReply, WriterRequest, AppendResult } from './sqlite-writer.js';
+import { chainHash } from '../../core/audit-chain.js';
+import { replayUpsertSql } from '../replay-sql.js';
+import type { WriterReply, WriterRequest, AppendResult } from './writer.js';
 
 /**
- * The SQLite writer thread (see sqlite-writer.ts): its own connection to the store's file, so
+ * The SQLite writer thread (see writer.ts): its own connection to the store's file, so
  * that the audit log's batches and the replay records are written, and committed (fsync),
  * beside the event loop instead of on it. better-sqlite3 is synchronous; here that blocks only
  * this thread. Each request is one transaction (or one atomic statement); requests run one at a
