@@ -202,9 +202,10 @@ export interface SignalsStore {
 }
 
 /**
- * A group of received SETs written by ONE statement (PostgreSQL; `SignalsBatchStore`): the SETs'
- * one-time records, and the signals and revocations each SET causes, written only for the SETs
- * whose record was inserted (not a replay). `of` is the index in `replay` of the SET a row comes from.
+ * The plan of a group of received SETs (`SignalsBatchStore.recordSets`): what to check, and what
+ * to write: the SETs' one-time records, and the signals and revocations each SET causes, written
+ * only for the SETs whose record was inserted (not a replay). `of` is the index in `replay` of
+ * the SET a row comes from.
  */
 export interface SetBatchWrite {
   replay: readonly ReplayInsert[];
@@ -218,13 +219,13 @@ export interface SetBatchWrite {
 
 export interface SignalsBatchStore {
   /**
-   * Writes `w` atomically (one statement, so one round trip and no explicit transaction): the
-   * replay records decide, as `insertOnceMany` does (atomic across instances), and a SET's rows
-   * are inserted only when its record was. Returns, per replay record in order, whether it was
-   * inserted; undefined, having written nothing, when a `require…` check failed. Any failure
-   * writes nothing. The keys of `w.replay` must be distinct.
+   * Checks and writes `w` atomically, in the fewest round trips the store can (one statement
+   * where it can): the replay records decide, as `insertOnceMany` does (atomic across
+   * instances), and a SET's rows are inserted only when its record was. Returns, per replay
+   * record in order, whether it was inserted; undefined, having written nothing, when a
+   * `require…` check failed. Any failure writes nothing. The keys of `w.replay` must be distinct.
    */
-  recordSetsOnce(w: SetBatchWrite): Promise<boolean[] | undefined>;
+  recordSets(w: SetBatchWrite): Promise<boolean[] | undefined>;
 }
 
 /**

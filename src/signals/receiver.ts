@@ -42,9 +42,7 @@ export type ReceiverConfig = MandateConfig['signals']['receivers'][number];
 
 export interface ReceiverDeps {
   receivers: readonly ReceiverConfig[];
-  store: SignalsStore & Pick<InventoryStore, 'getNhi'> & Partial<SignalsBatchStore> & Pick<SignalsTxStore, 'getIssuedToken'> & {
-    /** 'postgres': a read may run on another connection while a transaction is open (and `recordSetsOnce` is used). */
-    readonly dialect?: string;
+  store: SignalsStore & Pick<InventoryStore, 'getNhi'> & SignalsBatchStore & Pick<SignalsTxStore, 'getIssuedToken'> & {
     transaction<T>(fn: (tx: SignalsTxStore & Pick<BrokerBatchStore, 'insertOnceMany'> & Pick<SignalsStore, 'getSsfStream' | 'knownNhiIds'>) => Promise<T>): Promise<T>;
   };
   signals: Pick<Signals, 'stage'>;
@@ -642,9 +640,8 @@ class SetIngest {
     }
   }
 
-  /** One write for `batch` (one statement on PostgreSQL, else one transaction); settles every Pending of it, or throws having settled none. */
+  /** One write for `batch` (the planned write, else one transaction); settles every Pending of it, or throws having settled none. */
   private async write(batch: Pending[]): Promise<void> {
-    const { store } = this.d;
     const names = [...new Set(batch.map((p) => p.r.name))];
     const candidates = new Set<string>();
     for (const p of batch) this.rcv.nhiCandidates(p.r, p.set, candidates);
@@ -659,13 +656,8 @@ class SetIngest {
     const uniq = [...firsts.values()];
     let result: { won: boolean[]; staged: StagedSignals | undefined; keep: ReadonlySet<string> | undefined; audits: AuditInput[] } | undefined;
     try {
-      if (store.dialect === 'postgres' && store.recordSetsOnce) result = await this.writeOneStatement(uniq, names, candidates, store as typeof store & SignalsBatchStore);
-      // PostgreSQL: NHIs not remembered are looked up on another connection while the transaction
-      // starts (one round trip less for a SET about a new subject). SQLite has one connection,
-      // which the transaction holds: there it is read inside.
-      const prefetch = result || store.dialect !== 'postgres' ? undefined : this.rcv.knownNhis(store, candidates);
-      prefetch?.catch(() => undefined); // awaited in the transaction; a failure before then is not unhandled
-      result ??= await this.writeInTransaction(uniq, names, candidates, prefetch);
+      result = await this.writePlanned(uniq, names, candidates);
+      result ??= await this.writeInTransaction(uniq, names, candidates);
     } catch (err) {
       if (!(err instanceof StreamsRefused)) throw err;
       // Rare (an operator paused a receiver): refuse its SETs, record the others of the batch.
@@ -696,20 +688,22 @@ class SetIngest {
   }
 
   /**
-   * PostgreSQL, when every signal of the batch is a revocation (or recorded only): ONE
-   * statement (`recordSetsOnce`) checks that the receivers' streams are enabled and that the
-   * subjects' NHIs not remembered exist, and only then writes the replay records and, for the SETs
-   * that won them, the signals and revocations: one round trip where the transaction took five
-   * (BEGIN, replay, signals, revocations, COMMIT) plus a read of the NHIs (the first SET about an
-   * NHI) and, every second, of the streams' status. Both are CPU at the signals instance and time
-   * before the revocation reaches the bus. The signals are planned (the NHIs assumed to exist)
+   * When every signal of the batch is a revocation (or recorded only): the batch is planned and
+   * handed to the store as ONE write (`recordSets`), which checks that the receivers' streams are
+   * enabled and that the subjects' NHIs not remembered exist, and only then writes the replay
+   * records and, for the SETs that won them, the signals and revocations. The store does it in
+   * the fewest round trips it can (on PostgreSQL one statement, where the transaction took five:
+   * BEGIN, replay, signals, revocations, COMMIT, plus a read of the NHIs for the first SET about
+   * an NHI and, every second, of the streams' status; each is CPU at the signals instance and
+   * time before the revocation reaches the bus). The signals are planned (the NHIs assumed to exist)
    * and staged for every SET first, through a store that only collects the rows; a SET that lost
    * its replay record (a copy accepted elsewhere) has none of its rows written, and `keep` leaves it
    * out of the commit. When a check fails nothing is written and undefined is returned, as for a
    * batch with anything else (a kill switch, a restriction): the transaction path then decides
    * (unmapped subjects, a paused stream) as it always did.
    */
-  private async writeOneStatement(uniq: Pending[], names: readonly string[], candidates: ReadonlySet<string>, store: ReceiverDeps['store'] & SignalsBatchStore) {
+  private async writePlanned(uniq: Pending[], names: readonly string[], candidates: ReadonlySet<string>) {
+    const { store } = this.d;
     const { ask } = this.rcv.rememberedNhis(candidates);
     const assumed = new Set(candidates);
     const inputs: SignalInput[] = [];
@@ -736,7 +730,7 @@ class SetIngest {
       if (of === undefined) return undefined; // not one of this batch's signals: let the transaction path write it
       revocations.push({ of, rec });
     }
-    const won = await store.recordSetsOnce({
+    const won = await store.recordSets({
       replay: uniq.map((p) => ({ scope: `ssf-set:${p.r.name}`, key: p.set.jti, expiresAt: p.set.iat * 1000 + p.r.max_age * 1000 + IAT_SKEW_MS })),
       signals: sink.signals.map((rec) => ({ of: setOfSignal.get(rec.id)!, rec })),
       revocations,
@@ -756,16 +750,16 @@ class SetIngest {
   }
 
   /** One transaction: replay records, then the signals of the SETs that won them and what they cause. */
-  private async writeInTransaction(uniq: Pending[], names: readonly string[], candidates: Set<string>, prefetch: Promise<Set<string>> | undefined) {
+  private async writeInTransaction(uniq: Pending[], names: readonly string[], candidates: Set<string>) {
     return this.d.store.transaction(async (tx) => {
       const won = await tx.insertOnceMany(uniq.map((p) => ({
         scope: `ssf-set:${p.r.name}`, key: p.set.jti, expiresAt: p.set.iat * 1000 + p.r.max_age * 1000 + IAT_SKEW_MS,
       })));
       // On the transaction's connection (the pool is shared with the audit log, whose writes wait
-      // on the chain lock), unless recently read: the local streams' status (and, on SQLite, the
-      // subjects' NHIs).
+      // on the chain lock; a SQLite file has one connection, which the transaction holds), unless
+      // recently read: the local streams' status and the subjects' NHIs.
       const statuses = await this.rcv.streamStatuses(tx, names);
-      const known = await (prefetch ?? this.rcv.knownNhis(tx, candidates));
+      const known = await this.rcv.knownNhis(tx, candidates);
       // A paused or disabled stream takes nothing: roll back (its SETs' replay records with it).
       this.refusals(names, statuses);
       const inputs: SignalInput[] = [];
@@ -783,8 +777,8 @@ class SetIngest {
 }
 
 /**
- * The store `Signals.stage` writes through on the one-statement path: reads go to the store,
- * the signal and revocation rows are collected for `recordSetsOnce`, and any other write (a kill
+ * The store `Signals.stage` writes through on the planned path: reads go to the store,
+ * the signal and revocation rows are collected for `recordSets`, and any other write (a kill
  * switch, a restriction) marks the batch as needing a transaction (staging has no effect until
  * `commit()`, so the batch is then simply staged again in one).
  */

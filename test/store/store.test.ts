@@ -833,6 +833,44 @@ for (const d of STORE_DIALECTS) {
         assert.equal((await store.getSignal(`se-${k}`))?.id, `se-${k}`);
       });
 
+      it('recordSets (either dialect): the checks, then the replay records and the rows of the SETs that won them; any failure writes nothing', async () => {
+        const k = randomBytes(4).toString('hex');
+        const rev = (id: string, signalId: string): RevocationRecord => ({ id, kind: 'nhi', target: `nhi-${id}`, notBefore: T0, reason: 'r', signalId, createdAt: T0, expiresAt: T0 + 60_000 });
+        const exp = clock.now() + 365 * 86_400_000;
+        assert.deepEqual(await store.recordSets({ replay: [], signals: [], revocations: [] }), []);
+        // The second SET's record is already there (accepted before, maybe by another instance).
+        assert.equal(await peer.insertOnce('ssf-set:rs', `b-${k}`, exp), true);
+        const won = await store.recordSets({
+          replay: [{ scope: 'ssf-set:rs', key: `a-${k}`, expiresAt: exp }, { scope: 'ssf-set:rs', key: `b-${k}`, expiresAt: exp }],
+          signals: [{ of: 0, rec: sig(`rsa-${k}`) }, { of: 1, rec: sig(`rsb-${k}`) }],
+          revocations: [{ of: 0, rec: rev(`rra-${k}`, `rsa-${k}`) }, { of: 1, rec: rev(`rrb-${k}`, `rsb-${k}`) }],
+        });
+        assert.deepEqual(won, [true, false]);
+        assert.deepEqual(await store.getSignal(`rsa-${k}`), sig(`rsa-${k}`));
+        assert.equal(await store.getSignal(`rsb-${k}`), undefined, 'a replayed SET writes no signal');
+        const revs = (await store.listRevocations(T0)).map((r) => r.id);
+        assert.ok(revs.includes(`rra-${k}`));
+        assert.ok(!revs.includes(`rrb-${k}`), 'nor a revocation');
+        // A failure (here a signal id that exists) writes nothing, not even the replay records.
+        await assert.rejects(store.recordSets({
+          replay: [{ scope: 'ssf-set:rs', key: `d-${k}`, expiresAt: exp }],
+          signals: [{ of: 0, rec: sig(`rsa-${k}`) }],
+          revocations: [{ of: 0, rec: rev(`rrd-${k}`, `rsa-${k}`) }],
+        }), ConflictError);
+        assert.equal(await store.insertOnce('ssf-set:rs', `d-${k}`, exp), true, 'the failed write left no replay record');
+        assert.ok(!(await store.listRevocations(T0)).some((r) => r.id === `rrd-${k}`));
+        // The checks: an NHI that does not exist, or a stream that is not enabled: nothing written, undefined.
+        await store.upsertNhi(nhi(`rs-nhi-${k}`));
+        await store.createSsfStream(stream(`rs-rcv-${k}`, { direction: 'in', owner: null, status: 'paused' }));
+        const one = (key: string) => ({ replay: [{ scope: 'ssf-set:rs', key, expiresAt: exp }], signals: [{ of: 0, rec: sig(`rs${key}`) }], revocations: [] });
+        assert.equal(await store.recordSets({ ...one(`e-${k}`), requireNhis: [`rs-nhi-${k}`, `nobody-${k}`] }), undefined);
+        assert.equal(await store.recordSets({ ...one(`e-${k}`), requireStreamsEnabled: [`rs-rcv-${k}`] }), undefined);
+        assert.equal(await store.getSignal(`rse-${k}`), undefined);
+        assert.equal(await store.insertOnce('ssf-set:rs', `e-${k}`, exp), true, 'a failed check left no replay record');
+        assert.deepEqual(await store.recordSets({ ...one(`f-${k}`), requireNhis: [`rs-nhi-${k}`, `rs-nhi-${k}`], requireStreamsEnabled: [`no-such-stream-${k}`] }), [true]);
+        assert.equal((await store.getSignal(`rsf-${k}`))?.id, `rsf-${k}`);
+      });
+
       it('the hot write statements (SET ingest, audit append, signal timeline) are named prepared statements on PostgreSQL', async () => {
         if (d.name !== 'postgres') return;
         // A store of its own with two connections: two writes at once use both, and two reads at
