@@ -13,7 +13,6 @@ import type { WriterEvent } from './sqlite/writer.js';
 const AUDIT_QUERY_DEFAULT_LIMIT = 100;
 const AUDIT_QUERY_MAX_LIMIT = 10_000;
 
-
 export async function appendChained(
   c: StoreContext,
   events: AuditEvent[],

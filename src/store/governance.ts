@@ -11,7 +11,6 @@ import { findingFromRow, muteFromRow, muteToRow, playbookActionFromRow, playbook
 
 const SEVERITY_RANK: Readonly<Record<Severity, number>> = { low: 0, medium: 1, high: 2, critical: 3 };
 
-
 /**
  * One transaction: the unresolved finding of (nhi, detection, key) counts the repeat (last
  * seen, count, the higher severity, the newest evidence), unless `lastEvent` shows this event

@@ -4,7 +4,6 @@ import { assertOpen, guardAround, type StoreContext } from './context.js';
 /** First key of the two-key advisory lock form, so that our locks do not collide with other users of the database. */
 const PG_LOCK_NAMESPACE = 'mandate';
 
-
 /**
  * Runs fn while holding the lock `name`.
  *

@@ -8,7 +8,6 @@ import { assertRoot, guard, type StoreContext } from './context.js';
 
 const MIGRATION_TABLE = 'mandate_schema_migrations';
 
-
 /**
  * Applies pending migrations; returns the names applied (empty when up to date). One run is
  * one transaction on both dialects, so when a migration fails none of the run's migrations

@@ -6,7 +6,8 @@ const replaySql = new Map<string, string>();
  * `insert into replay … on conflict (scope, key) do update … where expired returning scope, key`
  * for `n` rows, exactly the text Kysely compiles for the builder form of insertOnce (parameters:
  * scope, key, expires_at per row, then now); one text per dialect and row count, kept. Shared by
- * the Store and its SQLite writer thread.
+ * replay.ts and the SQLite writer thread (sqlite/writer-worker.ts), which is why it is a file of
+ * its own: the thread loads it without Kysely and the rest of the store.
  */
 export function replayUpsertSql(dialect: StoreDialect, n: number): string {
   const cacheKey = `${dialect}:${n}`;
