@@ -3,7 +3,8 @@ import {
   NotFoundError, PayloadTooLargeError, UnavailableError, hasDuplicateKeys, readBody, secretEquals, sendJson,
   type AuditInput, type AuditSink, type Clock, type Logger, type MandateConfig, type OutboundGuard, type RequestContext, type Router,
 } from '../core/index.js';
-import type { BrokerBatchStore, RevocationRecord } from '../broker/index.js';
+import type { ReplayBatchStore } from '../core/index.js';
+import type { RevocationRecord } from '../enforcement/index.js';
 import type { InventoryStore } from '../inventory/index.js';
 import type {
   JwsShapeCheck, SetKeySource, SetSignatureCheck, SignalAction, SignalRecord, SignalSeverity, SignalsBatchStore, SignalsStore, SsfStreamRecord, SsfStreamStatus,
@@ -43,7 +44,7 @@ export type ReceiverConfig = MandateConfig['signals']['receivers'][number];
 export interface ReceiverDeps {
   receivers: readonly ReceiverConfig[];
   store: SignalsStore & Pick<InventoryStore, 'getNhi'> & SignalsBatchStore & Pick<SignalsTxStore, 'getIssuedToken'> & {
-    transaction<T>(fn: (tx: SignalsTxStore & Pick<BrokerBatchStore, 'insertOnceMany'> & Pick<SignalsStore, 'getSsfStream' | 'knownNhiIds'>) => Promise<T>): Promise<T>;
+    transaction<T>(fn: (tx: SignalsTxStore & ReplayBatchStore & Pick<SignalsStore, 'getSsfStream' | 'knownNhiIds'>) => Promise<T>): Promise<T>;
   };
   signals: Pick<Signals, 'stage'>;
   keySource: SetKeySource;

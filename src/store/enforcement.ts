@@ -1,6 +1,5 @@
 import type { Kysely } from 'kysely';
-import type { ApprovalRecord, ApprovalStatus, KillSwitchRecord, RevocationRecord } from '../broker/ports.js';
-import type { RestrictionRecord } from '../signals/ports.js';
+import type { ApprovalRecord, ApprovalStatus, KillSwitchRecord, RestrictionRecord, RevocationRecord } from '../enforcement/ports.js';
 import type { Database } from './database.js';
 import { BATCH_ROWS, atomically, clampLimit, guard, type StoreContext } from './context.js';
 import {

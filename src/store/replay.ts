@@ -1,5 +1,5 @@
 import { CompiledQuery } from 'kysely';
-import type { ReplayInsert } from '../broker/ports.js';
+import type { ReplayInsert } from '../core/ports/replay.js';
 import { BATCH_ROWS, guard, type StoreContext } from './context.js';
 import { replayUpsertSql } from './replay-sql.js';
 

@@ -1,16 +1,15 @@
 import { sql, type Kysely } from 'kysely';
 import { UnavailableError } from '../core/errors.js';
-import type { ReplayStore } from '../core/ports/replay.js';
+import type { ReplayBatchStore, ReplayInsert, ReplayStore } from '../core/ports/replay.js';
 import type { CredentialRecord, GrantRecord, InventoryStore, NhiFilter, NhiRecord, ToolRecord } from '../inventory/ports.js';
 import type { AuditEvent, AuditFilter, AuditHead, AuditRecord, AuditStore } from '../audit/ports.js';
 import type { KeyStore, SigningKeyRecord } from '../keys/ports.js';
 import type { AdminCredentialRecord, AdminStore } from '../admin/ports.js';
+import type { BrokerBatchStore, BrokerStore, IssuedTokenRecord } from '../broker/ports.js';
+import type { ApprovalRecord, ApprovalStatus, EnforcementStore, KillSwitchRecord, RestrictionRecord, RevocationRecord } from '../enforcement/ports.js';
 import type {
-  ApprovalRecord, ApprovalStatus, BrokerBatchStore, BrokerStore, IssuedTokenRecord, KillSwitchRecord, ReplayInsert, RevocationRecord,
-} from '../broker/ports.js';
-import type {
-  RestrictionRecord, SetBatchWrite, SignalApplicationRecord, SignalRecord, SignalStatus, SignalsBatchStore, SignalsStore, SsfEventRecord,
-  SsfEventStatus, SsfStreamCredentialRecord, SsfStreamDirection, SsfStreamRecord, SsfSubjectRecord,
+  SetBatchWrite, SignalApplicationRecord, SignalRecord, SignalStatus, SignalsBatchStore, SignalsStore, SsfEventRecord, SsfEventStatus, SsfStreamDirection, SsfStreamRecord,
+  SsfStreamCredentialRecord, SsfSubjectRecord,
 } from '../signals/ports.js';
 import type {
   FindingFilter, FindingInput, FindingRecord, FindingStatus, FindingUpsertResult, GovernanceStore, MuteRecord, PlaybookActionRecord,
@@ -42,7 +41,7 @@ import * as setBatches from './set-batches.js';
  * audit.ts, enforcement.ts, …), functions over the StoreContext (context.ts) that a Store holds;
  * the dialects' set-up is in sqlite/ and postgres/, and openStore (open.ts) puts them together.
  */
-export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, ReplayStore, BrokerStore, BrokerBatchStore, SignalsStore, SignalsBatchStore, GovernanceStore {
+export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, ReplayStore, ReplayBatchStore, BrokerStore, BrokerBatchStore, EnforcementStore, SignalsStore, SignalsBatchStore, GovernanceStore {
   readonly dialect: StoreDialect;
   /**
    * The query builder. Inside `transaction(fn)`, the Store handed to fn has the Kysely

@@ -12,7 +12,7 @@ import { chainHash } from '../../src/audit/index.js';
 import { openStore, type Store } from '../../src/store/index.js';
 
 /**
- * A SQLite file's writer thread (store/sqlite-writer.ts): appendChained (events with their
+ * A SQLite file's writer thread (store/sqlite/writer.ts): appendChained (events with their
  * canonical JSON, as the audit log sends them) and insertOnceMany run on their own connection.
  * What they store and answer must be exactly what the main connection's path gives (a
  * ':memory:' store has no thread), and the main connection's transactions must keep working
