@@ -757,7 +757,7 @@ class SetIngest {
         scope: `ssf-set:${p.r.name}`, key: p.set.jti, expiresAt: p.set.iat * 1000 + p.r.max_age * 1000 + IAT_SKEW_MS,
       })));
       // On the transaction's connection (the pool is shared with the audit log, whose writes wait
-      // on the chain lock; a SQLite file has one connection, which the transaction holds), unless
+      // on the chain lock; a store may have one connection, which the transaction holds), unless
       // recently read: the local streams' status and the subjects' NHIs.
       const statuses = await this.rcv.streamStatuses(tx, names);
       const known = await this.rcv.knownNhis(tx, candidates);
