@@ -2,7 +2,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { sql } from 'kysely';
 import { main } from '../src/cli/main.js';
-import { EXIT } from '../src/cli/admin-client.js';
+import { EXIT } from '../src/cli/errors.js';
 import { startTestApp, type TestApp } from './helpers/app.js';
 
 /** Runs the CLI in-process against a real server; returns exit code and output. */
