@@ -6,9 +6,9 @@ import {
   type AuditSink, type Bus, type Clock, type Logger, type MandateConfig, type OutboundGuard, type RequestContext, type Router, type Subscription,
 } from '../core/index.js';
 import type { AdminAuth, AdminPrincipal } from '../admin/index.js';
-import type { BrokerStore, KillSwitchRecord, RevocationRecord } from '../broker/index.js';
+import type { IssuedTokenLookup, KillSwitchRecord, RestrictionRecord, RevocationRecord } from '../enforcement/index.js';
 import type { Kek } from '../keys/index.js';
-import type { RestrictionRecord, SignalsStore, SsfEventRecord, SsfStreamRecord, SsfStreamStatus, SsfSubjectRecord } from './ports.js';
+import type { SignalsStore, SsfEventRecord, SsfStreamRecord, SsfStreamStatus, SsfSubjectRecord } from './ports.js';
 import { KILL_REASON_PREFIX } from './signals.js';
 import { StreamCredentials, type StreamCaller } from './stream-credentials.js';
 import {
@@ -38,7 +38,7 @@ export interface SetSigner {
 }
 
 export interface TransmitterDeps {
-  store: SignalsStore & Pick<BrokerStore, 'getIssuedToken'>;
+  store: SignalsStore & IssuedTokenLookup;
   signer: SetSigner;
   /**
    * Encrypts at rest what a receiver hands us to present back (its push `authorization_header`):
