@@ -18,6 +18,9 @@ export interface SetEvent {
   txn: string | null;
 }
 
+/** What `emit` is given: `txn` may be a read, made only when some stream takes the event. */
+export type EmitInput = Omit<SetEvent, 'txn'> & { txn: string | null | (() => Promise<string | null>) };
+
 /** Verification and stream-updated events go to every stream whatever it requested (SSF 1.0 "Verification"). */
 const ALWAYS_DELIVERED = new Set<string>([EVENT.verification, EVENT.streamUpdated]);
 
@@ -44,7 +47,7 @@ export class SetQueue {
    * and either no subjects (default_subjects ALL) or a subject naming this NHI. `txn` is read
    * (a store read) only when some stream takes the event.
    */
-  async emit(nhiId: string | null, e: Omit<SetEvent, 'txn'> & { txn: string | null | (() => Promise<string | null>) }): Promise<number> {
+  async emit(nhiId: string | null, e: EmitInput): Promise<number> {
     if (!this.d.config.enabled) return 0;
     const type = Object.keys(e.events)[0]!;
     let n = 0;

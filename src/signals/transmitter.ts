@@ -9,7 +9,7 @@ import type { SignalsStore } from './ports.js';
 import { DELIVERY_POLL, DELIVERY_PUSH } from './set.js';
 import { PollDelivery } from './delivery-poll.js';
 import { PushDelivery } from './delivery-push.js';
-import { SetQueue, type SetEvent } from './set-queue.js';
+import { SetQueue, type EmitInput } from './set-queue.js';
 import { EventSources } from './ssf-event-sources.js';
 import { StreamAccess } from './ssf-request.js';
 import { StreamConfigs } from './ssf-stream-config.js';
@@ -161,7 +161,7 @@ export class SsfTransmitter {
   // ------------------------------------------------------------------ events and delivery
 
   /** Queues a SET on every stream that should carry it (see SetQueue.emit); how many took it. */
-  emit(nhiId: string | null, e: Omit<SetEvent, 'txn'> & { txn: string | null | (() => Promise<string | null>) }): Promise<number> {
+  emit(nhiId: string | null, e: EmitInput): Promise<number> {
     return this.queue.emit(nhiId, e);
   }
 
