@@ -14,15 +14,36 @@ import { dirname, join, relative, resolve, sep, posix } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 
-/** Folders that are capabilities (`src/<name>/`), each reachable from the others only through index.ts or ports.ts. */
-const CAPABILITIES = new Set([
-  'keys', 'inventory', 'audit', 'admin', 'broker', 'proxy', 'signals', 'policy', 'governance', 'demo', 'server', 'client', 'web',
-]);
+/**
+ * The capabilities (`src/<name>/`) and which others each may depend on: the dependency table of
+ * docs/architecture.md. A capability reaches another only through its index.ts or ports.ts, and
+ * only when this table lists it (core is always allowed). Keep the two in step.
+ */
+const DEPENDS = {
+  jose: [],
+  policy: [],
+  audit: [],
+  admin: [],
+  server: [],
+  demo: [],
+  keys: ['admin'],
+  inventory: ['admin'],
+  web: ['admin'],
+  enforcement: ['jose', 'admin'],
+  broker: ['jose', 'enforcement', 'inventory', 'keys', 'admin'],
+  proxy: ['jose', 'enforcement', 'inventory', 'policy'],
+  signals: ['jose', 'enforcement', 'inventory', 'keys', 'admin'],
+  governance: ['enforcement', 'inventory', 'signals', 'admin'],
+  client: [],
+};
+const CAPABILITIES = new Set(Object.keys(DEPENDS));
 
 // A target `t` is { path: 'inventory/ports.ts', folder: 'inventory' | undefined (a file at the top of src/), rest: 'ports.ts' }.
 const inCore = (t) => t.folder === 'core';
 const own = (s, t) => s.folder !== undefined && s.folder === t.folder;
 const capabilityEntry = (t, files) => CAPABILITIES.has(t.folder) && files.includes(t.rest);
+/** `s` may depend on `t`'s capability at all (the table), whatever file it names. */
+const inTable = (s, t) => !CAPABILITIES.has(t.folder) || s.folder === t.folder || (DEPENDS[s.folder] ?? []).includes(t.folder);
 
 /**
  * The rules, by the kind of the importing file. `allows(source, target)` decides one import;
@@ -70,6 +91,10 @@ const RULES = {
   app: {
     rule: 'src/app.ts is the composition root and may import everything',
     allows: () => true,
+  },
+  table: {
+    rule: 'not in the dependency table (docs/architecture.md, DEPENDS in scripts/check-boundaries.mjs): this capability may not depend on that one',
+    allows: (s, t) => inTable(s, t),
   },
   unclassified: {
     rule: 'this file is in no boundary: give its folder a kind in RULES (scripts/check-boundaries.mjs)',
@@ -196,6 +221,7 @@ function main() {
       }
       const target = describe(r.path);
       if (kind !== 'unclassified' && !RULES[kind].allows(source, target)) violations.push(`${from} imports src/${target.path}: ${RULES[kind].rule}`);
+      else if (kind === 'capability' && !RULES.table.allows(source, target)) violations.push(`${from} imports src/${target.path}: ${source.folder} → ${target.folder} is ${RULES.table.rule}`);
     }
   }
   if (violations.length > 0) {

@@ -16,10 +16,14 @@ import { KeyManager, loadKek, mountKeyRoutes, type Kek } from './keys/index.js';
 import { AuditLog, verifyAuditChain } from './audit/index.js';
 import { Inventory, mountInventoryRoutes } from './inventory/index.js';
 import { AdminApi, AdminAuth, AdminCredentials, mountAdminCredentialRoutes } from './admin/index.js';
-import { AccessTokenVerifier, Broker, JwksFetcher, assertJwsShape, mountBrokerRoutes, nodeVerifiable, publicKeyObject, verifyCompactAsync } from './broker/index.js';
+import { Broker, mountBrokerRoutes } from './broker/index.js';
+import { Approvals, Enforcement, RestrictionState, mountEnforcementRoutes } from './enforcement/index.js';
+import {
+  AccessTokenVerifier, DpopNonces, DpopVerifier, JwksFetcher, ReplayBatcher, assertJwsShape, nodeVerifiable, publicKeyObject, verifyCompactAsync,
+} from './jose/index.js';
 import { PolicyEngine } from './policy/index.js';
 import { ToolProxy } from './proxy/index.js';
-import { RestrictionState, SignalTimeline, Signals, SsfReceiver, SsfTransmitter, mountSignalsRoutes } from './signals/index.js';
+import { SignalTimeline, Signals, SsfReceiver, SsfTransmitter, mountSignalsRoutes } from './signals/index.js';
 import { Metrics, Readiness, mountOps, startHttpServer, type RunningServer } from './server/index.js';
 import { Governance, RiskView, mountGovernanceRoutes, type ProgrammeMetrics } from './governance/index.js';
 import { mountConsole, type Console } from './web/index.js';
@@ -58,7 +62,10 @@ export interface App {
   readonly keys: KeyManager;
   readonly audit: AuditLog;
   readonly inventory: Inventory;
-  readonly broker: Broker;
+  /** The token broker (the authorization server), on roles all and broker. */
+  readonly broker: Broker | undefined;
+  /** Revocations, kill switches and approvals: on every role (the proxy enforces them too). */
+  readonly enforcement: Enforcement;
   /** The tool proxy, on roles all and proxy (only they hold the tools' real credentials). */
   readonly proxy: ToolProxy | undefined;
   readonly policy: PolicyEngine;
@@ -232,18 +239,56 @@ export async function startApp(opts: AppOptions): Promise<App> {
     const restrictions = new RestrictionState({ store, bus, clock, logger });
     await restrictions.start();
     cleanup.push(() => restrictions.stop());
-    const broker = new Broker({
-      config, issuer: () => issuer, keys, store, bus, audit: auditSink, clock, logger, env, restrictions,
+    const enforcement = new Enforcement({
+      store, bus, audit: auditSink, clock, logger, clockSkewS: config.proxy.clock_skew, maxTokenTtlS: config.tokens.max_ttl,
       onSignalApplied: (signalId, at) => timeline.markApplied(signalId, at),
-      // Without the KEK, DPoP nonces (tokens.dpop_nonce) are this process's own: valid where they were issued.
-      nonceSecret: kek ? kek.kek.derive('dpop-nonce') : randomBytes(32),
-      outbound,
     });
-    await broker.start();
-    cleanup.push(() => broker.stop());
-    if (role === 'all' || role === 'broker') broker.mount(router, config.server.max_body_bytes);
-    mountBrokerRoutes(admin, { broker, store, audit: auditSink, bus, clock });
-    mountKeyRoutes(admin, { keys, revokeKey: async (kid, reason, actor) => void await broker.revokeAll('key', kid, reason, actor) });
+    await enforcement.start();
+    cleanup.push(() => enforcement.stop());
+    const approvals = new Approvals({ store, audit: auditSink, bus, clock, issuer: () => issuer });
+    mountEnforcementRoutes(admin, { enforcement, approvals, store, clock });
+
+    // JOSE: the JWKS fetcher (federated issuers, private_key_jwt clients, proxy.jwks_uri), one-time
+    // jtis (DPoP proofs, client assertions) group-committed to the store, DPoP and access tokens.
+    const fetcher = new JwksFetcher({ outbound, clock, logger });
+    const replay = new ReplayBatcher({ store, clock });
+    cleanup.push(() => replay.drain().catch(() => {}));
+    const dpop = new DpopVerifier({
+      replay, clock, maxAgeS: config.tokens.dpop_proof_max_age,
+      // Derived from the KEK, so every instance accepts every other's nonces; without it, this process's own.
+      nonces: new DpopNonces(kek ? kek.kek.derive('dpop-nonce') : randomBytes(32), clock),
+      // RFC 9449 §8: tokens.dpop_nonce: required makes every proof carry a server nonce.
+      requireNonce: config.tokens.dpop_nonce === 'required',
+    });
+    // The one verified-token memory of this instance (proxy.token_cache_size): the keys in the
+    // store, or (a proxy-only instance without the KEK) the broker's JWKS fetched from proxy.jwks_uri.
+    const accessTokens = new AccessTokenVerifier({
+      issuer: () => issuer, clock, skewS: config.proxy.clock_skew, cacheSize: config.proxy.token_cache_size,
+      ...(remoteJwksUri === undefined
+        ? { jwks: () => keys.jwks() as never }
+        : { remoteJwks: (refresh: boolean | 'now') => fetcher.jwks(remoteJwksUri, refresh) }),
+      retiredKey: (kid) => enforcement.revocations.keyRetired(kid),
+    });
+    // A key retired at once (here, or at another instance: the bus, a reload): neither verified
+    // nor signed with from now on; with a remote JWKS, it is fetched again.
+    enforcement.revocations.onKeyRetired((kid) => {
+      void accessTokens.retireKey(kid);
+      keys.keyRetired(kid);
+    });
+
+    let broker: Broker | undefined;
+    if (role === 'all' || role === 'broker') {
+      const b = new Broker({
+        config, issuer: () => issuer, keys, store, bus, audit: auditSink, clock, logger, env, restrictions,
+        enforcement, approvals, accessTokens, dpop, fetcher, replay,
+      });
+      await b.start();
+      cleanup.push(() => b.stop());
+      b.mount(router, config.server.max_body_bytes);
+      broker = b;
+    }
+    mountBrokerRoutes(admin, { store, clock, flush: () => broker?.flush() ?? Promise.resolve() });
+    mountKeyRoutes(admin, { keys, revokeKey: async (kid, reason, actor) => void await enforcement.revokeAll('key', kid, reason, actor) });
 
     const policy = await PolicyEngine.load({ files: config.policy.files, basePermit: config.policy.base_permit });
     let proxy: ToolProxy | undefined;
@@ -254,21 +299,11 @@ export async function startApp(opts: AppOptions): Promise<App> {
       await rv.start();
       cleanup.push(() => rv.stop());
       riskView = rv;
-      // The broker's keys: in process from the store, or fetched from proxy.jwks_uri (no KEK here).
-      const accessTokens = remoteJwksUri === undefined
-        ? broker.accessTokens
-        : new AccessTokenVerifier({
-          issuer: () => issuer, clock, skewS: config.proxy.clock_skew, cacheSize: config.proxy.token_cache_size,
-          remoteJwks: (refresh) => broker.fetcher.jwks(remoteJwksUri, refresh),
-          retiredKey: (kid) => broker.revocations.keyRetired(kid),
-        });
-      // A key retired at once: its tokens leave the cache and the JWKS is fetched again (after the event).
-      if (accessTokens !== broker.accessTokens) broker.revocations.onKeyRetired((kid) => void accessTokens.retireKey(kid));
       const p = new ToolProxy({
-        config, issuer: () => issuer, accessTokens, dpop: broker.dpop, revocations: broker.revocations, policy,
-        store, audit, bus, clock, logger, env, stalenessBoundS: config.bus.staleness_bound, restrictions, risk: rv,
+        config, issuer: () => issuer, accessTokens, dpop, revocations: enforcement.revocations, policy,
+        store, approvals, audit, bus, clock, logger, env, stalenessBoundS: config.bus.staleness_bound, restrictions, risk: rv,
         onRevoked: (reason, facts) => {
-          const signalId = broker.revocations.signalOf(reason, facts);
+          const signalId = enforcement.revocations.signalOf(reason, facts);
           if (signalId) timeline.markDenied(signalId);
         },
       });
@@ -284,16 +319,16 @@ export async function startApp(opts: AppOptions): Promise<App> {
       throw new MandateError('ERR_KEK_REQUIRED', 'this instance holds no key-encryption key (proxy.jwks_uri): it cannot seal or open secrets');
     };
     const secrets: Pick<Kek, 'seal' | 'open'> = kek ? kek.kek : { seal: noKek, open: noKek };
-    const signals = await wireSignals({ config, role, restrictions, router, admin, store, bus, keys, kek: secrets, broker, adminAuth, audit: auditSink, clock, logger, metrics, env, issuer: () => issuer, outbound });
+    const signals = await wireSignals({ config, role, restrictions, router, admin, store, bus, keys, kek: secrets, enforcement, adminAuth, audit: auditSink, clock, logger, metrics, env, issuer: () => issuer, outbound });
     cleanup.push(() => signals.stop());
-    const governance = await wireGovernance({ config, role, admin, store, bus, audit: auditSink, clock, logger, metrics, broker, signals: signals.signals });
+    const governance = await wireGovernance({ config, role, admin, store, bus, audit: auditSink, clock, logger, metrics, enforcement, signals: signals.signals });
     cleanup.push(() => governance.stop());
     readiness.markReady();
     logger.info({ url, role, store: config.store.driver, bus: config.bus.driver }, 'mandate started');
 
     let closed: Promise<void> | undefined;
     return {
-      config, role, instanceId, url, issuer, logger, warnings, store, bus, keys, audit, inventory, broker, proxy, policy, signals, governance, riskView, adminAuth, metrics, console: webConsole, router, server,
+      config, role, instanceId, url, issuer, logger, warnings, store, bus, keys, audit, inventory, broker, enforcement, proxy, policy, signals, governance, riskView, adminAuth, metrics, console: webConsole, router, server,
       close: () => (closed ??= (readiness.markDraining(), closeAll()).then(() => logger.info('mandate stopped'))),
     };
   } catch (err) {
@@ -315,13 +350,13 @@ export interface SignalsWiring {
  * roles `signals` and `all` mount the SSF endpoints, run the push loop and the receivers' pollers.
  */
 async function wireSignals(d: {
-  config: Readonly<MandateConfig>; role: Role; restrictions: RestrictionState; router: Router; admin: AdminApi; store: Store; bus: Bus; keys: KeyManager; kek: Pick<Kek, 'seal' | 'open'>; broker: Broker;
+  config: Readonly<MandateConfig>; role: Role; restrictions: RestrictionState; router: Router; admin: AdminApi; store: Store; bus: Bus; keys: KeyManager; kek: Pick<Kek, 'seal' | 'open'>; enforcement: Enforcement;
   adminAuth: AdminAuth; audit: AuditSink; clock: Clock; logger: Logger; metrics: Metrics; env: NodeJS.ProcessEnv; issuer: () => string; outbound: OutboundGuard;
 }): Promise<SignalsWiring> {
   const { config, store, bus, clock, logger, audit, issuer, outbound } = d;
   const { restrictions } = d;
   const signals = new Signals({
-    store, broker: d.broker, bus, audit, clock, logger,
+    store, enforcement: d.enforcement, bus, audit, clock, logger,
     defaultFallbackTier: config.signals.fallback_tier ?? config.tokens.profiles[0]!.name,
     onApplied: (seconds, action) => d.metrics.signalApply.observe({ action }, seconds),
   });
@@ -363,7 +398,7 @@ async function wireSignals(d: {
  */
 async function wireGovernance(d: {
   config: Readonly<MandateConfig>; role: Role; admin: AdminApi; store: Store; bus: Bus; audit: AuditSink; clock: Clock; logger: Logger;
-  metrics: Metrics; broker: Broker; signals: Signals;
+  metrics: Metrics; enforcement: Enforcement; signals: Signals;
 }): Promise<Governance> {
   const setGauges = (m: ProgrammeMetrics) => {
     const g = d.metrics.programme;
@@ -383,7 +418,7 @@ async function wireGovernance(d: {
   };
   const governance = new Governance({
     config: d.config, store: d.store, bus: d.bus, audit: d.audit, clock: d.clock, logger: d.logger, signals: d.signals,
-    liftKill: (id, actor) => d.broker.lift(id, actor), active: d.role === 'all' || d.role === 'signals', onProgramme: setGauges,
+    liftKill: (id, actor) => d.enforcement.lift(id, actor), active: d.role === 'all' || d.role === 'signals', onProgramme: setGauges,
     onEvent: (filter) => d.metrics.countGovernanceEvent(filter),
   });
   await governance.start();

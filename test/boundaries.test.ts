@@ -16,8 +16,8 @@ const CLEAN: Record<string, string> = {
   'src/inventory/ports.ts': 'export interface NhiStore { get(id: string): string }\n',
   'src/inventory/inventory.ts': "import type { NhiStore } from './ports.js';\nimport { MandateError } from '../core/index.js';\nexport const make = (s: NhiStore) => { if (!s) throw new MandateError(); return s; };\n",
   'src/inventory/index.ts': "export { make } from './inventory.js';\nexport type { NhiStore } from './ports.js';\n",
-  // Another capability through index.ts and ports.ts; a multi-line import; a dynamic import.
-  'src/keys/keys.ts': [
+  // Another capability through index.ts and ports.ts (governance → inventory is in the table); a multi-line import; a dynamic import.
+  'src/governance/score.ts': [
     'import {',
     '  make,',
     "} from '../inventory/index.js';",
@@ -114,4 +114,24 @@ test('a folder that no rule covers is reported', () => {
   const r = check({ ...CLEAN, 'src/misc/util.ts': 'export const u = 1;\n' });
   assert.equal(r.status, 1);
   assert.match(r.lines[0]!, /^src\/misc\/util\.ts: this file is in no boundary/);
+});
+
+test('the dependency table: a capability may reach only those it lists, even through their index.ts', () => {
+  const r = check({
+    ...CLEAN,
+    'src/broker/index.ts': 'export const issue = 1;\n',
+    // The proxy enforces what the broker issues, but never depends on it.
+    'src/proxy/proxy.ts': "import { issue } from '../broker/index.js';\nexport const p = issue;\n",
+    // Nor does enforcement, which both depend on.
+    'src/enforcement/kill.ts': "import { issue } from '../broker/index.js';\nexport const k = issue;\n",
+    // The broker may depend on inventory (listed).
+    'src/broker/grant.ts': "import { make } from '../inventory/index.js';\nexport const g = make;\n",
+  });
+  assert.equal(r.status, 1);
+  assert.deepEqual(r.lines.map((l) => l.split(':')[0]).sort(), [
+    'src/enforcement/kill.ts imports src/broker/index.ts',
+    'src/proxy/proxy.ts imports src/broker/index.ts',
+  ]);
+  assert.ok(r.lines.every((l) => l.includes('not in the dependency table')), r.stderr);
+  assert.ok(r.lines.some((l) => l.includes('proxy → broker')), r.stderr);
 });

@@ -103,16 +103,16 @@ describe('mandate CLI: kill switches, revocation, approvals, profiles', () => {
     const k = await run(t, ['kill', '--nhi', 'bot', '--reason', 'drill', '--json']);
     assert.equal(k.code, EXIT.ok, k.err);
     const id = JSON.parse(k.out).id as string;
-    assert.equal(t.app.broker.revocations.killed('bot', 'tickets'), 'nhi_killed');
+    assert.equal(t.app.enforcement.revocations.killed('bot', 'tickets'), 'nhi_killed');
     assert.match((await run(t, ['kill', 'list'])).out, new RegExp(id));
     assert.equal((await run(t, ['kill', 'lift', id])).code, EXIT.ok);
-    assert.equal(t.app.broker.revocations.killed('bot', 'tickets'), undefined);
+    assert.equal(t.app.enforcement.revocations.killed('bot', 'tickets'), undefined);
   });
 
   it('revokes every token of an NHI', async () => {
     const r = await run(t, ['revoke', '--nhi', 'bot', '--reason', 'suspected theft']);
     assert.equal(r.code, EXIT.ok, r.err);
-    assert.equal(t.app.broker.revocations.check({ jti: 'x', nhiId: 'bot', toolId: 'tickets', issuedAt: Date.now() - 1000 }), 'nhi_revoked');
+    assert.equal(t.app.enforcement.revocations.check({ jti: 'x', nhiId: 'bot', toolId: 'tickets', issuedAt: Date.now() - 1000 }), 'nhi_revoked');
     assert.equal((await run(t, ['revoke', '--nhi', 'bot', '--all'])).code, EXIT.usage);
   });
 

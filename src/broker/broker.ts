@@ -1,29 +1,23 @@
 import { KeyObject } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import type { TLSSocket } from 'node:tls';
 import {
-  OAuthError, newId, oauth, readBody, resolveSecret, secretEquals, sendJson,
+  OAuthError, challenge, newId, oauth, readBody, resolveSecret, secretEquals, sendJson,
   type AuditSink, type Bus, type Clock, type Logger, type MandateConfig, type ReplayStore, type RequestContext, type Router, type ToolConfig,
 } from '../core/index.js';
 import { credentialActiveAt, type InventoryStore, type NhiRecord } from '../inventory/index.js';
 import type { KeyManager } from '../keys/index.js';
-import type { BrokerBatchStore, BrokerStore, ApprovalRecord, KillSwitchRecord, RestrictionLookup, RevocationRecord } from './ports.js';
-import { describeSignal } from './signal-note.js';
-import { AccessTokenVerifier } from './access-token.js';
-import { KILL_SIGNAL_PREFIX, RevocationState, tokenFacts } from './revocation-state.js';
 import {
-  GRANT, MAX_EXCHANGE_DEPTH, TOKEN_TYPE, ToolCatalog, exchangeDepthOf, newJti, parentJtiOf, parseScope, sha256b64u, type AccessTokenClaims,
-} from './tokens.js';
-import { DpopVerifier } from './dpop.js';
-import { DpopNonces } from './dpop-nonce.js';
-import { ClientAssertionVerifier } from './client-assertion.js';
+  APPROVAL_TTL_MS, describeSignal, tokenFacts, type ApprovalRecord, type Approvals, type Enforcement, type RestrictionLookup, type RevocationState,
+} from '../enforcement/index.js';
+import {
+  ClientAssertionVerifier, GRANT, MAX_EXCHANGE_DEPTH, TOKEN_TYPE, exchangeDepthOf, newJti, parentJtiOf, parseScope, peerCertThumbprint, signCompactAsync, toolIdOf,
+  type AccessTokenClaims, type AccessTokenVerifier, type DpopVerifier, type JwksFetcher, type ReplayBatcher,
+} from '../jose/index.js';
+import type { BrokerBatchStore, BrokerStore } from './ports.js';
+import { ToolCatalog } from './tool-catalog.js';
 import { FederationVerifier, ShadowAgentError, nhiMatcher, type VerifiedWorkload } from './federation.js';
-import { JwksFetcher } from './jwks-fetcher.js';
-import { OutboundGuard } from '../core/outbound.js';
-import { ReplayBatcher } from './replay-batcher.js';
 import { IssuedTokenWriter } from './issued-tokens.js';
 import { InventoryView } from './inventory-view.js';
-import { signCompactAsync } from './jws.js';
 
 export interface BrokerDeps {
   config: Readonly<MandateConfig>;
@@ -32,19 +26,25 @@ export interface BrokerDeps {
   keys: KeyManager;
   /** `BrokerBatchStore`'s methods, when present, batch the hot writes (group commit). */
   store: BrokerStore & InventoryStore & ReplayStore & Partial<BrokerBatchStore>;
+  /** Revocations and kill switches (refused at issuance; RFC 7009 revocation writes one). */
+  enforcement: Enforcement;
+  /** Human approval of elevation (actions whose tier needs one). */
+  approvals: Approvals;
+  /** Access-token verification (subject and actor tokens of token exchange, RFC 7009 revocation). */
+  accessTokens: AccessTokenVerifier;
+  /** DPoP proofs at the token endpoint (RFC 9449 §5). */
+  dpop: DpopVerifier;
+  /** JWKS of federated issuers and private_key_jwt clients. */
+  fetcher: JwksFetcher;
+  /** One-time jtis of client assertions, group-committed to the store. */
+  replay: ReplayBatcher;
   bus: Bus;
   audit: AuditSink;
   clock: Clock;
   logger: Logger;
-  /** Derived from the KEK, so every instance accepts every other's DPoP nonces. */
-  nonceSecret: Uint8Array;
   env?: NodeJS.ProcessEnv;
-  /** The guard for JWKS and discovery fetches (src/core/outbound.ts); a strict one when absent. */
-  outbound?: OutboundGuard;
   /** Step-down / step-up restrictions from signals; none when absent. */
   restrictions?: RestrictionLookup;
-  /** Time to revoke: this instance applied a revocation or kill switch a signal caused. */
-  onSignalApplied?: (signalId: string, at: number) => void;
 }
 
 /** Who is asking, once the request's own authentication and the grant have been checked. */
@@ -101,17 +101,6 @@ interface TokenRequest {
 }
 
 const MAX_TOKEN_PARAM = 16 * 1024;
-/** One revocation or kill switch of a batch (`Broker.stage`): what `revokeToken`, `revokeAll('nhi')` and `kill('nhi')` do one at a time. */
-export type EnforcementOp =
-  | { op: 'revoke_token'; jti: string; reason: string; actor: string; signalId: string | null }
-  | { op: 'revoke_all'; kind: 'nhi'; target: string; reason: string; actor: string; signalId: string | null }
-  | { op: 'kill'; scope: 'nhi'; target: string; reason: string; actor: string };
-
-/** The writes `Broker.stage` makes: the caller's transaction-bound store. */
-export type EnforcementStore = Pick<BrokerStore & BrokerBatchStore, 'addRevocations' | 'addKillSwitch' | 'getIssuedToken'>;
-
-export const APPROVAL_TTL_MS = 15 * 60 * 1000;
-
 /**
  * The token broker: an OAuth 2.0 authorization server for machines. The token endpoint is a
  * sequence of named steps (as node-oidc-provider's): parse → DPoP / mTLS → client
@@ -138,29 +127,15 @@ export class Broker {
 
   constructor(private readonly d: BrokerDeps) {
     this.catalog = new ToolCatalog(d.config, d.issuer);
-    this.revocations = new RevocationState({ store: d.store, bus: d.bus, clock: d.clock, logger: d.logger, onSignalApplied: d.onSignalApplied });
-    // The one verified-token memory of this instance (the proxy's too): proxy.token_cache_size.
-    this.accessTokens = new AccessTokenVerifier({
-      issuer: d.issuer, jwks: () => d.keys.jwks() as never, clock: d.clock,
-      skewS: d.config.proxy.clock_skew, cacheSize: d.config.proxy.token_cache_size,
-      retiredKey: (kid) => this.revocations.keyRetired(kid),
-    });
-    // A key retired at once (here, or at another instance: the bus, a reload): neither verified
-    // nor signed with from now on.
-    this.revocations.onKeyRetired((kid) => {
-      void this.accessTokens.retireKey(kid);
-      d.keys.keyRetired(kid);
-    });
-    this.replay = new ReplayBatcher({ store: d.store, clock: d.clock });
+    this.revocations = d.enforcement.revocations;
+    this.accessTokens = d.accessTokens;
+    this.dpop = d.dpop;
+    this.fetcher = d.fetcher;
+    this.replay = d.replay;
     this.issued = new IssuedTokenWriter({ store: d.store, logger: d.logger });
     this.inventory = new InventoryView({ store: d.store, bus: d.bus, clock: d.clock, logger: d.logger });
-    this.dpop = new DpopVerifier({
-      replay: this.replay, clock: d.clock, maxAgeS: d.config.tokens.dpop_proof_max_age,
-      nonces: new DpopNonces(d.nonceSecret, d.clock),
-      // RFC 9449 §8: tokens.dpop_nonce: required makes every proof carry a server nonce.
-      requireNonce: d.config.tokens.dpop_nonce === 'required',
-    });
-    this.fetcher = new JwksFetcher({ outbound: d.outbound ?? new OutboundGuard(), clock: d.clock, logger: d.logger });
+    // A revocation of a token issued moments ago finds its expiry before its record is written.
+    d.enforcement.readPendingTokens((jti) => this.issued.pending(jti));
     this.federation = new FederationVerifier({
       trust: d.config.trust, fetcher: this.fetcher, clock: d.clock,
       findNhis: nhiMatcher(() => d.store.listCredentials(), d.clock),
@@ -184,11 +159,9 @@ export class Broker {
 
   async start(): Promise<void> {
     await this.inventory.start();
-    await this.revocations.start();
   }
 
   async stop(): Promise<void> {
-    await this.revocations.stop();
     await this.inventory.stop();
     await this.replay.drain().catch(() => {});
     await this.issued.close();
@@ -260,7 +233,7 @@ export class Broker {
         this.deny(ctx, err, nhiForAudit, grantType);
         if (err.error === 'use_dpop_nonce') ctx.res.setHeader('dpop-nonce', this.dpop.currentNonce());
         if (err.error === 'invalid_dpop_proof' || err.error === 'use_dpop_nonce') {
-          ctx.res.setHeader('www-authenticate', `DPoP error="${err.error}", algs="${this.dpop.supportedAlgorithms.join(' ')}"`);
+          ctx.res.setHeader('www-authenticate', challenge('DPoP', { error: err.error, algs: this.dpop.supportedAlgorithms.join(' ') }));
         }
         sendOAuthError(ctx, err);
         return;
@@ -568,29 +541,25 @@ export class Broker {
   ): Promise<ApprovalRecord> {
     const now = this.d.clock.now();
     if (approvalId === undefined) {
-      const a: ApprovalRecord = {
-        id: newId('apr'), nhiId: s.nhi.id, toolId: tool.id, action: scope.join(' '), argsDigest, status: 'pending',
-        requestedAt: now, expiresAt: now + APPROVAL_TTL_MS, decidedBy: null, decidedAt: null, reason: null, redeemedAt: null,
+      const a = await this.d.approvals.request({
+        nhiId: s.nhi.id, toolId: tool.id, action: scope.join(' '), argsDigest, traceId: ctx.traceId,
         details: { client_id: s.clientId, run_id: s.runId, act: s.act ?? null, via: s.via },
-      };
-      await this.d.store.createApproval(a);
-      this.d.audit.record({ type: 'approval.requested', actor: s.nhi.id, subject: a.id, tool: tool.id, traceId: ctx.traceId, data: { action: a.action, args_digest: argsDigest } });
-      void this.d.bus.publish('approval.requested', { id: a.id, nhi: s.nhi.id, tool: tool.id, action: a.action, at: now }).catch(() => {});
+        auditData: { action: scope.join(' '), args_digest: argsDigest },
+      });
       throw new OAuthError('approval_required', `a human must approve ${a.action} on ${tool.id}${why}; retry with approval_id once approved`, 400, {
-        approval_id: a.id, approval_uri: `${this.d.issuer()}/admin/v1/approvals/${a.id}`, expires_in: Math.floor(APPROVAL_TTL_MS / 1000),
+        approval_id: a.id, approval_uri: this.d.approvals.uri(a.id), expires_in: Math.floor(APPROVAL_TTL_MS / 1000),
       });
     }
-    const a = await this.d.store.getApproval(approvalId);
+    const a = await this.d.approvals.get(approvalId);
     if (!a || a.nhiId !== s.nhi.id || a.toolId !== tool.id || a.action !== scope.join(' ') || (a.argsDigest ?? null) !== argsDigest) {
       throw oauth.invalidGrant('approval_id does not match this NHI, tool, action and arguments');
     }
     if (a.expiresAt <= now) throw new OAuthError('expired_token', 'the approval request expired; ask again');
     if (a.status === 'pending') throw new OAuthError('authorization_pending', 'the approval is still pending');
     if (a.status === 'denied') throw denied('the approval was denied');
-    if (a.status !== 'approved' || !(await this.d.store.redeemApproval(a.id, now))) {
+    if (a.status !== 'approved' || !(await this.d.approvals.redeem(a, now, { traceId: ctx.traceId, auditData: { action: a.action } }))) {
       throw oauth.invalidGrant('the approval was already used');
     }
-    this.d.audit.record({ type: 'approval.redeemed', actor: s.nhi.id, subject: a.id, tool: tool.id, traceId: ctx.traceId, data: { action: a.action } });
     return a;
   }
 
@@ -656,7 +625,7 @@ export class Broker {
         // asks is unauthorized_client (invalid_client would say its authentication failed,
         // invalid_grant that the token is bad; it is neither).
         if (claims.client_id !== caller) throw oauth.unauthorizedClient('the token was not issued to this client: only its client may revoke it (RFC 7009 §2.1)');
-        await this.revokeToken(claims.jti, claims.exp * 1000, `revoked by ${caller}`, `nhi:${caller}`);
+        await this.d.enforcement.revokeToken(claims.jti, claims.exp * 1000, `revoked by ${caller}`, `nhi:${caller}`);
       }
       sendJson(ctx.res, 200, {});
     } catch (err) {
@@ -665,125 +634,6 @@ export class Broker {
     }
   }
 
-  // ------------------------------------------------------------------ operator actions
-
-  async revokeToken(jti: string, expiresAt: number | null, reason: string, actor: string, signalId: string | null = null): Promise<void> {
-    const tok = expiresAt === null ? this.issued.pending(jti) ?? await this.d.store.getIssuedToken(jti) : undefined;
-    const rec = { id: newId('rev'), kind: 'token' as const, target: jti, notBefore: null, reason, signalId, createdAt: this.d.clock.now(), expiresAt: this.keptUntil(expiresAt ?? tok?.expiresAt ?? null) };
-    await this.d.store.addRevocation(rec);
-    this.revocations.applyRevocation(rec);
-    this.d.audit.record({ type: 'token.revoked', actor, subject: tok?.nhiId ?? null, data: { jti, reason } });
-    this.propagate('revocation.added', rec, 'revocation not published');
-  }
-
-  /**
-   * How long a token's revocation is kept: a token is still accepted up to `proxy.clock_skew`
-   * after its `exp` (RFC 7519 §4.1.4 leeway), so its revocation (which also covers every token
-   * exchanged from it, none of which outlives it) is kept that long and a minute more, as
-   * `revokeAll`'s. Null (the token's expiry is unknown) keeps it until the store purges it.
-   */
-  private keptUntil(expiresAt: number | null): number | null {
-    return expiresAt === null ? null : expiresAt + this.d.config.proxy.clock_skew * 1000 + 60_000;
-  }
-
-  /** Every token of an NHI (or tool, or everything) issued up to now stops working. */
-  async revokeAll(kind: 'nhi' | 'tool' | 'global' | 'key', target: string | null, reason: string, actor: string, signalId: string | null = null) {
-    const now = this.d.clock.now();
-    const rec = { id: newId('rev'), kind, target, notBefore: now, reason, signalId, createdAt: now, expiresAt: now + this.d.config.tokens.max_ttl * 1000 + 60_000 };
-    await this.d.store.addRevocation(rec);
-    this.revocations.applyRevocation(rec);
-    this.d.audit.record({ type: 'tokens.revoked', actor, subject: kind === 'nhi' ? target : null, tool: kind === 'tool' ? target : null, data: { kind, reason, ...(kind === 'key' ? { kid: target } : {}) } });
-    this.propagate('revocation.added', rec, 'revocation not published');
-    return rec;
-  }
-
-  async kill(scope: 'nhi' | 'tool' | 'global', target: string | null, reason: string, actor: string) {
-    const rec = { id: newId('kill'), scope, target, reason, createdBy: actor, createdAt: this.d.clock.now(), liftedAt: null, liftedBy: null };
-    await this.d.store.addKillSwitch(rec);
-    this.revocations.applyKill(rec);
-    this.d.audit.record({ type: 'kill.engaged', actor, subject: scope === 'nhi' ? target : null, tool: scope === 'tool' ? target : null, data: { scope, reason, kill_id: rec.id } });
-    this.propagate('kill.added', rec, 'kill not published');
-    return rec;
-  }
-
-  /**
-   * Many revocations and kill switches written through `store` (the caller's transaction: a
-   * batch of signals, group-committed with the signal records), in one multi-row INSERT for
-   * the revocations. Nothing is applied, audited or published until the caller has committed
-   * and calls `commit()`: it applies every record to this instance's revocation state at once,
-   * audits them and publishes them all (in flight together, none awaited in turn; the store is
-   * the truth, and instances that miss a message reload it within `reloadInterval`).
-   * `published` settles when every publish has been acknowledged or has failed (logged).
-   */
-  async stage(store: EnforcementStore, ops: readonly EnforcementOp[]): Promise<{ revocations: RevocationRecord[]; kills: KillSwitchRecord[]; commit: (keep?: ReadonlySet<string>) => Promise<void> }> {
-    const now = this.d.clock.now();
-    const allRevs: Array<{ rec: RevocationRecord; actor: string; nhiId: string | null; jti?: string }> = [];
-    const allKills: Array<{ rec: KillSwitchRecord; actor: string }> = [];
-    for (const o of ops) {
-      if (o.op === 'revoke_token') {
-        const tok = this.issued.pending(o.jti) ?? await store.getIssuedToken(o.jti);
-        allRevs.push({ rec: { id: newId('rev'), kind: 'token', target: o.jti, notBefore: null, reason: o.reason, signalId: o.signalId, createdAt: now, expiresAt: this.keptUntil(tok?.expiresAt ?? null) }, actor: o.actor, nhiId: tok?.nhiId ?? null, jti: o.jti });
-      } else if (o.op === 'revoke_all') {
-        allRevs.push({
-          rec: { id: newId('rev'), kind: o.kind, target: o.target, notBefore: now, reason: o.reason, signalId: o.signalId, createdAt: now, expiresAt: now + this.d.config.tokens.max_ttl * 1000 + 60_000 },
-          actor: o.actor, nhiId: o.target,
-        });
-      } else {
-        allKills.push({ rec: { id: newId('kill'), scope: o.scope, target: o.target, reason: o.reason, createdBy: o.actor, createdAt: now, liftedAt: null, liftedBy: null }, actor: o.actor });
-      }
-    }
-    await store.addRevocations(allRevs.map((r) => r.rec));
-    for (const k of allKills) await store.addKillSwitch(k.rec);
-    // `keep`: only what these signals caused was written (the caller's statement skipped the rest).
-    const commit = async (keep?: ReadonlySet<string>): Promise<void> => {
-      const kept = <T>(list: T[], sig: (x: T) => string | null | undefined): T[] => (keep ? list.filter((x) => { const id = sig(x); return id != null && keep.has(id); }) : list);
-      const revs = kept(allRevs, (r) => r.rec.signalId);
-      const kills = kept(allKills, (k) => KILL_SIGNAL_PREFIX.exec(k.rec.reason)?.[1]);
-      for (const r of revs) this.revocations.applyRevocation(r.rec);
-      for (const k of kills) this.revocations.applyKill(k.rec);
-      // The bus first: the other instances' wait is what time to revoke measures.
-      // One bus entry for the batch's revocations (and one for its kills): one write, one ack,
-      // one delivery per subscriber, instead of one per record.
-      const sends = [
-        this.d.bus.publishMany('revocation.added', revs.map((r) => ({ data: r.rec, id: r.rec.id }))).catch((err: unknown) => this.d.logger.warn({ err }, 'revocations not published')),
-        this.d.bus.publishMany('kill.added', kills.map((k) => ({ data: k.rec, id: k.rec.id }))).catch((err: unknown) => this.d.logger.warn({ err }, 'kills not published')),
-      ];
-      for (const r of revs) {
-        const sig = r.rec.signalId ? { signal_id: r.rec.signalId } : {};
-        if (r.rec.kind === 'token') this.d.audit.record({ type: 'token.revoked', actor: r.actor, subject: r.nhiId, data: { jti: r.jti, reason: r.rec.reason, ...sig } });
-        else this.d.audit.record({ type: 'tokens.revoked', actor: r.actor, subject: r.rec.target, tool: null, data: { kind: r.rec.kind, reason: r.rec.reason, ...sig } });
-      }
-      for (const k of kills) {
-        this.d.audit.record({ type: 'kill.engaged', actor: k.actor, subject: k.rec.target, tool: null, data: { scope: k.rec.scope, reason: k.rec.reason, kill_id: k.rec.id } });
-      }
-      await Promise.all(sends);
-    };
-    return { revocations: allRevs.map((r) => r.rec), kills: allKills.map((k) => k.rec), commit };
-  }
-
-  async lift(id: string, actor: string): Promise<boolean> {
-    const now = this.d.clock.now();
-    const ok = await this.d.store.liftKillSwitch(id, actor, now);
-    if (!ok) return false;
-    const rec = (await this.d.store.listKillSwitches()).find((k) => k.id === id);
-    if (rec) {
-      this.revocations.applyKill(rec);
-      this.propagate('kill.lifted', rec, 'kill lift not published');
-    }
-    this.d.audit.record({ type: 'kill.lifted', actor, data: { kill_id: id } });
-    return true;
-  }
-
-  /**
-   * An operator's change on the bus, not awaited: the change is answered
-   * once it is durable (in the store, with its audit record), and a NATS outage must not hold
-   * the answer. The bus retries the publish (same message id) for its publish timeout; an
-   * instance that never hears it still applies it at its next reload from the store (every
-   * 5 s), and one cut off from the bus past `bus.staleness_bound` refuses every call meanwhile.
-   */
-  private propagate(subject: string, rec: RevocationRecord | KillSwitchRecord, failed: string): void {
-    void this.d.bus.publish(subject, rec, { id: `${rec.id}:${subject}` }).catch((err: unknown) => this.d.logger.warn({ err, id: rec.id }, failed));
-  }
 }
 
 /** How a grant refuses the NHI it names: unknown (or not the authenticated client), or disabled. */
@@ -840,18 +690,13 @@ function provenBinding(s: Subject, request: { jkt?: string; x5t?: string }): { j
 }
 
 function sendOAuthError(ctx: RequestContext, err: OAuthError): void {
-  sendJson(ctx.res, err.status, { error: err.error, error_description: err.message, ...err.extra }, err.status === 401 ? { 'www-authenticate': 'Basic realm="mandate", error="invalid_client"' } : {});
+  sendJson(ctx.res, err.status, { error: err.error, error_description: err.message, ...err.extra }, err.status === 401 ? { 'www-authenticate': challenge('Basic', { realm: 'mandate', error: 'invalid_client' }) } : {});
 }
 
 function required(p: Map<string, string>, name: string): string {
   const v = p.get(name);
   if (v === undefined || v === '') throw oauth.invalidRequest(`${name} is required`);
   return v;
-}
-
-export function toolIdOf(aud: string, issuer: string): string {
-  const prefix = `${issuer}/tools/`;
-  return aud.startsWith(prefix) ? aud.slice(prefix.length) : aud;
 }
 
 /**
@@ -887,10 +732,3 @@ function parseBasic(header: string | undefined): { id: string; secret: string } 
   }
 }
 
-/** RFC 8705 §3.1: x5t#S256 of the verified client certificate, when TLS client auth is on. */
-export function peerCertThumbprint(req: IncomingMessage): string | undefined {
-  const sock = req.socket as TLSSocket;
-  if (typeof sock.getPeerCertificate !== 'function' || !sock.authorized) return undefined;
-  const cert = sock.getPeerCertificate();
-  return cert?.raw ? sha256b64u(cert.raw) : undefined;
-}

@@ -3,9 +3,8 @@ import { ConfigError, OAuthError, oauth } from '../core/errors.js';
 import { systemClock, type Clock } from '../core/clock.js';
 import type { TrustConfig } from '../core/config/schema.js';
 import { credentialActiveAt, type CredentialRecord } from '../inventory/index.js';
-import { DEFAULT_MAX_JWS_BYTES, JwtGuardError, assertJwsShape } from './jwt-guard.js';
 import { firstClaimMismatch, matchPattern } from './claims.js';
-import { JwksFetchError, type JwksFetcher, type VerificationKey } from './jwks-fetcher.js';
+import { DEFAULT_MAX_JWS_BYTES, JwksFetchError, JwtGuardError, assertJwsShape, type JwksFetcher, type VerificationKey } from '../jose/index.js';
 
 /**
  * Workload identity federation: a machine presents a JWT from an issuer it already has an

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from './logger.js';
 import { OAuthError, ValidationError, toHttpError } from './errors.js';
+import { challenge } from './www-authenticate.js';
 
 /**
  * The HTTP primitives every capability uses: a small router over node:http and body readers
@@ -255,7 +256,7 @@ export function sendError(ctx: Pick<RequestContext, 'res' | 'log'>, err: unknown
   }
   const headers: Record<string, string> = {};
   if (err instanceof OAuthError && err.status === 401) {
-    headers['www-authenticate'] = `Bearer error="${err.error}", error_description="${err.message.replace(/["\\]/g, '')}"`;
+    headers['www-authenticate'] = challenge('Bearer', { error: err.error, error_description: err.message });
   }
   sendJson(ctx.res, status, body, headers);
 }

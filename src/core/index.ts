@@ -16,7 +16,7 @@ export {
   type RequestContext, type Handler,
 } from './http.js';
 export type { Bus, BusMessage, BusHandler, BusHealth, Subscription, SubscribeOptions } from './ports/bus.js';
-export type { ReplayStore } from './ports/replay.js';
+export type { ReplayStore, ReplayBatchStore, ReplayInsert } from './ports/replay.js';
 export type { AuditSink, AuditInput, DurableAuditSink } from './ports/audit-sink.js';
 export { canonicalJson, argsDigest, bodyDigest, httpCallDigest } from './canonical.js';
 export {
@@ -24,3 +24,4 @@ export {
   type AddressKind, type AddressVerdict, type AllowList, type HostResolver, type OutboundFailure, type OutboundOptions, type OutboundRequest, type OutboundResponse, type OutboundTarget,
 } from './outbound.js';
 export { ReplicatedMap, type ReplicatedMapOptions, type SnapshotTicket } from './replicated-view.js';
+export { challenge, challenges } from './www-authenticate.js';

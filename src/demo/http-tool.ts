@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { secretEquals } from '../core/secrets.js';
+import { challenge } from '../core/www-authenticate.js';
 
 /**
  * A demo upstream: a small "tickets" HTTP API that stands for a real SaaS tool behind the
@@ -123,7 +124,7 @@ export function checkBearer(req: IncomingMessage, res: ServerResponse, expected:
   const header = req.headers.authorization ?? '';
   const m = /^Bearer[ ]+(\S+)[ ]*$/i.exec(header);
   if (m && secretEquals(m[1]!, expected)) return true;
-  res.setHeader('WWW-Authenticate', `Bearer realm="${realm}"${header ? ', error="invalid_token"' : ''}`);
+  res.setHeader('WWW-Authenticate', challenge('Bearer', { realm, error: header ? 'invalid_token' : undefined }));
   sendJson(res, 401, { error: 'unauthorized', message: 'this tool requires its bearer credential' });
   req.resume();
   return false;

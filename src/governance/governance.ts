@@ -1,7 +1,7 @@
 import type { AuditSink, Bus, Clock, Logger, MandateConfig } from '../core/index.js';
 import type { InventoryStore } from '../inventory/index.js';
 import type { SignalsStore } from '../signals/index.js';
-import type { BrokerStore } from '../broker/index.js';
+import type { EnforcementStore } from '../enforcement/index.js';
 import { Detections } from './detections.js';
 import { mintingSeries, type MintingSeries } from './baseline.js';
 import { Findings } from './findings.js';
@@ -15,7 +15,7 @@ const HOUR_MS = 3_600_000;
 
 export interface GovernanceDeps {
   config: Readonly<MandateConfig>;
-  store: GovernanceStore & InventoryStore & Pick<SignalsStore, 'listSignals'> & Pick<BrokerStore, 'listKillSwitches'>;
+  store: GovernanceStore & InventoryStore & Pick<SignalsStore, 'listSignals'> & Pick<EnforcementStore, 'listKillSwitches'>;
   bus: Bus;
   audit: AuditSink;
   clock: Clock;

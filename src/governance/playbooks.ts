@@ -1,6 +1,6 @@
 import { NotFoundError, ValidationError, newId, type AuditSink, type Bus, type BusMessage, type Clock, type Logger, type MandateConfig, type Subscription } from '../core/index.js';
 import type { SignalInput, SignalRecord } from '../signals/index.js';
-import type { KillSwitchRecord } from '../broker/index.js';
+import type { KillSwitchRecord } from '../enforcement/index.js';
 import type { InventoryStore } from '../inventory/index.js';
 import { DETECTION_RAISED, atLeast } from './findings.js';
 import type { GovernanceStore, PlaybookActionRecord, Severity } from './ports.js';

@@ -1,11 +1,15 @@
 import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage } from 'node:http';
 import {
-  OAuthError, ReplicatedMap, UnavailableError, argsDigest, bodyDigest, newTraceId, randomHex, readBody, resolveSecret, sendJson,
+  OAuthError, ReplicatedMap, UnavailableError, argsDigest, challenge, challenges, bodyDigest, newTraceId, randomHex, readBody, resolveSecret, sendJson,
   type ActionConfig, type DurableAuditSink, type Bus, type Clock, type Logger, type MandateConfig, type ReplayStore,
   type RequestContext, type Router, type Subscription, type ToolConfig,
 } from '../core/index.js';
-import { actorsOf, describeSignal, jwkThumbprint, type AccessTokenVerifier, type BrokerStore, type DpopVerifier, type RestrictionLookup, type RevocationState, type RevokedReason, type TokenFacts } from '../broker/index.js';
+import { jwkThumbprint, type AccessTokenVerifier, type DpopVerifier } from '../jose/index.js';
+import {
+  ApprovalGate, ApprovalRequiredError, actorsOf, describeSignal,
+  type Approvals, type RestrictionLookup, type RevocationState, type RevokedReason, type TokenFacts,
+} from '../enforcement/index.js';
 import type { InventoryStore, NhiRecord } from '../inventory/index.js';
 import { MCP_METHODS, type PolicyDecision, type PolicyEngine, type PolicyRequest } from '../policy/index.js';
 import { ActionMatcher, ambiguousQuery, bodyMayOverrideMethod, bodyMethodOverride, hasMethodOverride, hasMethodOverrideParam, mediaTypeOf, unreadableBody } from './actions.js';
@@ -14,7 +18,6 @@ import { JSONRPC_ERRORS, JsonRpcParseError, UpstreamResponseError, filterToolsLi
 import { TokenBucketLimiter } from './rate-limit.js';
 import { applyQueryCredential, responseHeaders, traceparentFor, upstreamHeaders, type InjectedCredential } from './headers.js';
 import { ResourceAuthError, TokenChecker, credentialsOf, type CheckedToken } from './token-check.js';
-import { ApprovalGate, ApprovalRequiredError } from './approval-gate.js';
 import { Upstreams, UpstreamError } from './upstream.js';
 import { SecretScrubber } from './scrub.js';
 
@@ -26,7 +29,9 @@ export interface ProxyDeps {
   dpop: DpopVerifier;
   revocations: RevocationState;
   policy: PolicyEngine;
-  store: InventoryStore & BrokerStore & ReplayStore;
+  store: InventoryStore & ReplayStore;
+  /** Human approval of held calls (the action's tier or a policy asks for it). */
+  approvals: Approvals;
   /** The audit log: each forwarded call's record is appended durably before it is forwarded. */
   audit: DurableAuditSink;
   bus: Bus;
@@ -155,7 +160,7 @@ export class ToolProxy {
       for (const h of tool.hosts) this.byHost.set(h, rt);
     }
     this.tokens = new TokenChecker({ accessTokens: d.accessTokens, dpop: d.dpop, revocations: d.revocations, onRevoked: d.onRevoked });
-    this.gate = new ApprovalGate({ store: d.store, audit: d.audit, bus: d.bus, clock: d.clock, issuer: d.issuer, skewS: d.config.proxy.clock_skew });
+    this.gate = new ApprovalGate({ approvals: d.approvals, replay: d.store, clock: d.clock, skewS: d.config.proxy.clock_skew });
     this.upstreams = new Upstreams(d.config.tools, { scrubbers });
   }
 
@@ -704,18 +709,18 @@ export class ToolProxy {
     const headers: Record<string, string> = {};
     const algs = this.d.dpop.supportedAlgorithms.join(' ');
     const meta = `${this.d.issuer()}/.well-known/oauth-protected-resource/tools/${rt.tool.id}`;
-    const desc = oauthErr.message.replace(/["\\]/g, '');
+    const desc = oauthErr.message;
     if (err instanceof ResourceAuthError) {
       // RFC 6750 §3, RFC 9449 §7.1 and §8, RFC 9728 §5.1.
       if (err.error === 'use_dpop_nonce') headers['dpop-nonce'] = this.d.dpop.currentNonce();
       headers['www-authenticate'] = err.scheme === 'DPoP'
-        ? `DPoP error="${err.error}", error_description="${desc}", algs="${algs}", resource_metadata="${meta}"`
+        ? challenge('DPoP', { error: err.error, error_description: desc, algs, resource_metadata: meta })
         : token === undefined && err.error === 'invalid_token' && !ctx.req.headers.authorization
-          ? `Bearer realm="mandate", resource_metadata="${meta}", DPoP algs="${algs}"`
-          : `Bearer error="${err.error}", error_description="${desc}", resource_metadata="${meta}"`;
+          ? challenges(challenge('Bearer', { realm: 'mandate', resource_metadata: meta }), challenge('DPoP', { algs }))
+          : challenge('Bearer', { error: err.error, error_description: desc, resource_metadata: meta });
     } else if (oauthErr.error === 'insufficient_scope') {
       const scheme = token?.scheme ?? 'Bearer';
-      headers['www-authenticate'] = `${scheme} error="insufficient_scope", error_description="${desc}", scope="${String(oauthErr.extra.scope ?? '')}", resource_metadata="${meta}"`;
+      headers['www-authenticate'] = challenge(scheme, { error: 'insufficient_scope', error_description: desc, scope: String(oauthErr.extra.scope ?? ''), resource_metadata: meta });
     } else if (oauthErr.status === 429) {
       headers['retry-after'] = String(oauthErr.extra.retry_after ?? 1);
     } else if (oauthErr.status === 503) {

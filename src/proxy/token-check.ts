@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { OAuthError, secretEquals } from '../core/index.js';
-import { peerCertThumbprint, tokenFacts, type AccessTokenClaims, type AccessTokenVerifier, type DpopVerifier, type RevocationState, type RevokedReason, type TokenFacts } from '../broker/index.js';
+import { peerCertThumbprint, type AccessTokenClaims, type AccessTokenVerifier, type DpopVerifier } from '../jose/index.js';
+import { tokenFacts, type RevocationState, type RevokedReason, type TokenFacts } from '../enforcement/index.js';
 
 /**
  * The token checks the proxy runs on every request (RFC 6750, RFC 9068 §4, RFC 9449 §7, RFC

@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { NotFoundError, ValidationError, type AuditSink, type Clock } from '../core/index.js';
 import type { AdminApi } from '../admin/index.js';
-import type { RestrictionRecord, SignalRecord, SignalsStore, SsfEventRecord, SsfStreamRecord } from './ports.js';
+import type { EnforcementStore, RestrictionRecord } from '../enforcement/index.js';
+import type { SignalRecord, SignalsStore, SsfEventRecord, SsfStreamRecord } from './ports.js';
 import { SIGNAL_ACTIONS, SIGNAL_SEVERITIES } from './ports.js';
 import type { Signals } from './signals.js';
 import type { SsfTransmitter } from './transmitter.js';
@@ -39,7 +40,7 @@ function streamJson(s: SsfStreamRecord) {
 /** Signals, restrictions, SSF streams, dead letters and receivers in the admin API. */
 export function mountSignalsRoutes(
   api: AdminApi,
-  d: { signals: Signals; store: SignalsStore; transmitter: SsfTransmitter; receiver: SsfReceiver; audit: AuditSink; clock: Clock },
+  d: { signals: Signals; store: SignalsStore & Pick<EnforcementStore, 'listRestrictions'>; transmitter: SsfTransmitter; receiver: SsfReceiver; audit: AuditSink; clock: Clock },
 ): void {
   api.route({
     method: 'GET', path: '/reports/mttr', tag: 'signals', role: 'viewer',

@@ -1,5 +1,4 @@
 export { Signals, SIGNAL_RAISED, KILL_REASON_PREFIX, type SignalEnforcer, type SignalInput, type SignalsDeps, type SignalsTxStore, type StagedSignals } from './signals.js';
-export { RestrictionState, RESTRICTION_SUBJECTS, type Restriction } from './restriction-state.js';
 export { SsfTransmitter, type TransmitterDeps, type TransmitterConfig, type SetSigner } from './transmitter.js';
 export { SsfReceiver, defaultEventAction, inboundStreamId, type ReceiverDeps, type ReceiverConfig, type VerifiedSet } from './receiver.js';
 export { SignalTimeline, mttrReport, type MttrReport, type LatencyStats, type PropagationStage } from './timeline.js';
@@ -10,6 +9,6 @@ export {
 } from './set.js';
 export { SIGNAL_ACTIONS, SIGNAL_SEVERITIES } from './ports.js';
 export type {
-  SignalsStore, SignalRecord, SignalApplicationRecord, SignalAction, SignalSeverity, SignalStatus, RestrictionRecord, RestrictionKind, SsfStreamRecord,
+  SignalsStore, SignalRecord, SignalApplicationRecord, SignalAction, SignalSeverity, SignalStatus, SsfStreamRecord,
   SsfStreamDirection, SsfStreamStatus, SsfSubjectRecord, SsfEventRecord, SsfEventStatus, SetKeySource, JwsShapeCheck,
 } from './ports.js';

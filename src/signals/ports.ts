@@ -1,6 +1,7 @@
 /** What signals needs from storage (and, injected by app.ts, from the broker's guards). Timestamps are epoch ms. */
 
-import type { ReplayInsert, RevocationRecord } from '../broker/ports.js';
+import type { ReplayInsert } from '../core/index.js';
+import type { RevocationRecord } from '../enforcement/index.js';
 
 /** What a signal asks Mandate to do. */
 export type SignalAction = 'revoke_tokens' | 'step_down' | 'step_up' | 'disable' | 'block';
@@ -45,22 +46,6 @@ export interface SignalRecord {
   error: string | null;
   /** Non-secret context: the SET's jti and event type, the unmapped subject, a fallback tier… */
   data: Record<string, unknown>;
-}
-
-export type RestrictionKind = 'step_down' | 'step_up';
-
-/** A step-down or step-up in force for an NHI until an operator lifts it. */
-export interface RestrictionRecord {
-  id: string;
-  nhiId: string;
-  kind: RestrictionKind;
-  /** The token profile (tier) the NHI falls back to while restricted. */
-  fallbackTier: string;
-  signalId: string;
-  reason: string;
-  createdAt: number;
-  liftedAt: number | null;
-  liftedBy: string | null;
 }
 
 /** What one instance did about one signal (time to revoke). Epoch ms. */
@@ -159,13 +144,6 @@ export interface SignalsStore {
    */
   recordSignalTimes(rows: readonly { signalId: string; instanceId: string; role: string; appliedAt: number | null; firstDeniedAt: number | null }[]): Promise<Map<string, number>>;
   listSignalApplications(signalIds: readonly string[]): Promise<SignalApplicationRecord[]>;
-
-  /** Lifts any active restriction of the same NHI (superseded by `r.signalId`), then inserts `r`, in one transaction. */
-  addRestriction(r: RestrictionRecord): Promise<void>;
-  /** Lifts the NHI's active restrictions; returns the lifted records (empty when none was active). */
-  liftRestrictions(nhiId: string, liftedBy: string, at: number): Promise<RestrictionRecord[]>;
-  /** Oldest first. */
-  listRestrictions(opts?: { activeOnly?: boolean; nhiId?: string }): Promise<RestrictionRecord[]>;
 
   createSsfStream(s: SsfStreamRecord): Promise<void>;
   getSsfStream(id: string): Promise<SsfStreamRecord | undefined>;

@@ -3,7 +3,8 @@ import {
   NotFoundError, PayloadTooLargeError, UnavailableError, hasDuplicateKeys, readBody, secretEquals, sendJson,
   type AuditInput, type AuditSink, type Clock, type Logger, type MandateConfig, type OutboundGuard, type RequestContext, type Router,
 } from '../core/index.js';
-import type { BrokerBatchStore, RevocationRecord } from '../broker/index.js';
+import type { ReplayBatchStore } from '../core/index.js';
+import type { RevocationRecord } from '../enforcement/index.js';
 import type { InventoryStore } from '../inventory/index.js';
 import type {
   JwsShapeCheck, SetKeySource, SetSignatureCheck, SignalAction, SignalRecord, SignalSeverity, SignalsBatchStore, SignalsStore, SsfStreamRecord, SsfStreamStatus,
@@ -45,7 +46,7 @@ export interface ReceiverDeps {
   store: SignalsStore & Pick<InventoryStore, 'getNhi'> & Partial<SignalsBatchStore> & Pick<SignalsTxStore, 'getIssuedToken'> & {
     /** 'postgres': a read may run on another connection while a transaction is open (and `recordSetsOnce` is used). */
     readonly dialect?: string;
-    transaction<T>(fn: (tx: SignalsTxStore & Pick<BrokerBatchStore, 'insertOnceMany'> & Pick<SignalsStore, 'getSsfStream' | 'knownNhiIds'>) => Promise<T>): Promise<T>;
+    transaction<T>(fn: (tx: SignalsTxStore & ReplayBatchStore & Pick<SignalsStore, 'getSsfStream' | 'knownNhiIds'>) => Promise<T>): Promise<T>;
   };
   signals: Pick<Signals, 'stage'>;
   keySource: SetKeySource;

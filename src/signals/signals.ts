@@ -1,23 +1,22 @@
 import { newId, type AuditSink, type Bus, type Clock, type Logger } from '../core/index.js';
-import type { BrokerStore, EnforcementOp, EnforcementStore } from '../broker/index.js';
+import { RESTRICTION_SUBJECTS, type EnforcementOp, type EnforcementStore, type IssuedTokenLookup, type RestrictionRecord, type StagingStore } from '../enforcement/index.js';
 import type { InventoryStore } from '../inventory/index.js';
-import type { RestrictionRecord, SignalAction, SignalRecord, SignalSeverity, SignalsStore } from './ports.js';
-import { RESTRICTION_SUBJECTS } from './restriction-state.js';
+import type { SignalAction, SignalRecord, SignalSeverity, SignalsStore } from './ports.js';
 
 /** Bus subject of a new signal (payload: the SignalRecord). */
 export const SIGNAL_RAISED = 'signal.raised';
 
-/** The part of the broker's public API that enforces signals (src/broker/index.ts, Broker). */
+/** The part of enforcement's public API that enforces signals (src/enforcement/index.ts, Enforcement). */
 export interface SignalEnforcer {
   /**
    * Writes revocations / kill switches through the caller's transaction; `commit()` after it
    * committed applies, audits and publishes them (with `keep`: only those of these signals).
    */
-  stage(store: EnforcementStore, ops: readonly EnforcementOp[]): Promise<{ commit: (keep?: ReadonlySet<string>) => Promise<void> }>;
+  stage(store: StagingStore, ops: readonly EnforcementOp[]): Promise<{ commit: (keep?: ReadonlySet<string>) => Promise<void> }>;
 }
 
 /** What one group commit of signals writes, through a transaction-bound store. */
-export type SignalsTxStore = Pick<SignalsStore, 'insertSignals' | 'addRestriction'> & EnforcementStore;
+export type SignalsTxStore = Pick<SignalsStore, 'insertSignals'> & Pick<EnforcementStore, 'addRestriction'> & StagingStore;
 
 /** Signals staged in a transaction: `commit()` once it has committed. */
 export interface StagedSignals {
@@ -50,10 +49,10 @@ export interface SignalInput {
 }
 
 export interface SignalsDeps {
-  store: SignalsStore & Pick<BrokerStore, 'getIssuedToken'> & Pick<InventoryStore, 'getNhi'> & {
+  store: SignalsStore & IssuedTokenLookup & Pick<EnforcementStore, 'liftRestrictions'> & Pick<InventoryStore, 'getNhi'> & {
     transaction<T>(fn: (tx: SignalsTxStore) => Promise<T>): Promise<T>;
   };
-  broker: SignalEnforcer;
+  enforcement: SignalEnforcer;
   bus: Bus;
   audit: AuditSink;
   clock: Clock;
@@ -68,7 +67,7 @@ export const KILL_REASON_PREFIX = /^\[signal ([A-Za-z0-9_-]+)\] /;
 
 /**
  * The internal signal: one schema for every source. `raise` stores it, audits
- * it, publishes `signal.raised`, and enforces it through the broker's public API only:
+ * it, publishes `signal.raised`, and enforces it through enforcement's public API only:
  * revoke_tokens → revokeToken (a jti) or revokeAll('nhi'); disable / block → kill('nhi');
  * step_down / step_up → a restriction record (restriction.added) that RestrictionState serves.
  */
@@ -92,7 +91,7 @@ export class Signals {
   /**
    * Writes the signals and what they cause through `tx` (the caller's transaction, which may
    * hold other writes of the same batch, e.g. the receiver's replay records): one multi-row
-   * INSERT of the signal records, the broker's revocations and kill switches (its `stage`),
+   * INSERT of the signal records, enforcement's revocations and kill switches (its `stage`),
    * restrictions. A signal that cannot be enforced (no subject for its action) is recorded as
    * `failed` with the reason; a database error fails the whole transaction, so the caller
    * learns that nothing was recorded (fail closed, nothing half-done). `commit()` after the
@@ -127,13 +126,13 @@ export class Signals {
       }
     }
     await tx.insertSignals(records);
-    const broker = ops.length ? await this.d.broker.stage(tx, ops) : undefined;
+    const staged = ops.length ? await this.d.enforcement.stage(tx, ops) : undefined;
     for (const r of restrictions) await tx.addRestriction(r);
 
     const commit = async (keep?: ReadonlySet<string>): Promise<void> => {
       const recs = keep ? records.filter((r) => keep.has(r.id)) : records;
       // Enforcement first (this instance's state, then the bus): the other instances wait on it.
-      const sends: Promise<unknown>[] = broker ? [broker.commit(keep)] : [];
+      const sends: Promise<unknown>[] = staged ? [staged.commit(keep)] : [];
       for (const r of restrictions) {
         if (keep && !keep.has(r.signalId)) continue;
         this.d.audit.record({ type: 'restriction.added', actor: `signal:${r.signalId}`, subject: r.nhiId, decision: r.kind, data: { restriction_id: r.id, fallback_tier: r.fallbackTier, signal_id: r.signalId } });
@@ -144,7 +143,7 @@ export class Signals {
         if (rec.status === 'applied') this.d.onApplied?.((rec.appliedAt! - rec.receivedAt) / 1000, rec.action);
         // ONE audit record per signal, its outcome: `signal.applied` / `signal.failed`, or
         // `signal.raised` when it is recorded only (unmapped, ignored). It carries what was
-        // raised (reason, severity, subject, txn) and how it ended; what the broker enforced has
+        // raised (reason, severity, subject, txn) and how it ended; what enforcement enforced has
         // its own record (`tokens.revoked`, `token.revoked`, `kill.engaged`), and a restriction
         // `restriction.added`.
         const type = rec.status === 'applied' ? 'signal.applied' : rec.status === 'failed' ? 'signal.failed' : 'signal.raised';
@@ -163,7 +162,7 @@ export class Signals {
     return { records, commit };
   }
 
-  /** What enforcing `s` takes (broker operations, a restriction); a reason when it cannot be enforced. */
+  /** What enforcing `s` takes (revocations and kill switches, a restriction); a reason when it cannot be enforced. */
   private plan(s: SignalRecord, fallbackTier: string, ops: EnforcementOp[], restrictions: RestrictionRecord[]): string | undefined {
     const actor = `signal:${s.id}`;
     const reason = `${s.reason} (signal ${s.id} from ${s.source})`;

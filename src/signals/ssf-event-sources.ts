@@ -1,6 +1,5 @@
 import type { Subscription } from '../core/index.js';
-import type { KillSwitchRecord, RevocationRecord } from '../broker/index.js';
-import type { RestrictionRecord } from './ports.js';
+import type { KillSwitchRecord, RestrictionRecord, RevocationRecord } from '../enforcement/index.js';
 import { KILL_REASON_PREFIX } from './signals.js';
 import { EVENT } from './set.js';
 import type { SetQueue } from './set-queue.js';

@@ -3,7 +3,7 @@ import {
   type AuditSink, type Bus, type Clock, type Logger, type MandateConfig, type OutboundGuard, type Router, type Subscription,
 } from '../core/index.js';
 import type { AdminAuth } from '../admin/index.js';
-import type { BrokerStore } from '../broker/index.js';
+import type { IssuedTokenLookup } from '../enforcement/index.js';
 import type { Kek } from '../keys/index.js';
 import type { SignalsStore } from './ports.js';
 import { DELIVERY_POLL, DELIVERY_PUSH } from './set.js';
@@ -48,7 +48,7 @@ export interface SetSigner {
 }
 
 export interface TransmitterDeps {
-  store: SignalsStore & Pick<BrokerStore, 'getIssuedToken'>;
+  store: SignalsStore & IssuedTokenLookup;
   signer: SetSigner;
   /**
    * Encrypts at rest what a receiver hands us to present back (its push `authorization_header`):

@@ -14,7 +14,7 @@
 import type { Generated } from 'kysely';
 import type { CredentialType, NhiClass, NhiStatus, PermissionTier, RecordSource } from '../inventory/ports.js';
 import type { AdminRole } from '../admin/ports.js';
-import type { ApprovalStatus, KillScope, RevocationKind } from '../broker/ports.js';
+import type { ApprovalStatus, KillScope, RevocationKind } from '../enforcement/ports.js';
 
 /** A JSON document stored as TEXT. */
 export type JsonText = string;

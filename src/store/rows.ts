@@ -8,9 +8,10 @@ import type { CredentialRecord, GrantRecord, NhiRecord, ToolRecord } from '../in
 import type { AuditRecord } from '../audit/ports.js';
 import type { SigningKeyRecord } from '../keys/ports.js';
 import type { AdminCredentialRecord } from '../admin/ports.js';
-import type { ApprovalRecord, IssuedTokenRecord, KillSwitchRecord, RevocationRecord } from '../broker/ports.js';
+import type { IssuedTokenRecord } from '../broker/ports.js';
+import type { ApprovalRecord, KillSwitchRecord, RestrictionKind, RestrictionRecord, RevocationRecord } from '../enforcement/ports.js';
 import type {
-  RestrictionKind, RestrictionRecord, SignalAction, SignalRecord, SignalSeverity, SignalStatus, SsfEventRecord, SsfStreamRecord,
+  SignalAction, SignalRecord, SignalSeverity, SignalStatus, SsfEventRecord, SsfStreamRecord,
   SsfStreamStatus, SsfSubjectRecord,
 } from '../signals/ports.js';
 import type {

@@ -18,11 +18,11 @@ import type {
 import type { AuditEvent, AuditFilter, AuditHead, AuditRecord, AuditStore } from '../audit/ports.js';
 import type { KeyStore, SigningKeyRecord } from '../keys/ports.js';
 import type { AdminCredentialRecord, AdminStore } from '../admin/ports.js';
+import type { BrokerBatchStore, BrokerStore, IssuedTokenRecord } from '../broker/ports.js';
+import type { ApprovalRecord, ApprovalStatus, EnforcementStore, KillSwitchRecord, RestrictionRecord, RevocationRecord } from '../enforcement/ports.js';
+import type { ReplayBatchStore, ReplayInsert } from '../core/index.js';
 import type {
-  ApprovalRecord, ApprovalStatus, BrokerBatchStore, BrokerStore, IssuedTokenRecord, KillSwitchRecord, ReplayInsert, RevocationRecord,
-} from '../broker/ports.js';
-import type {
-  RestrictionRecord, SetBatchWrite, SignalApplicationRecord, SignalRecord, SignalStatus, SignalsBatchStore, SignalsStore, SsfEventRecord, SsfEventStatus, SsfStreamDirection, SsfStreamRecord,
+  SetBatchWrite, SignalApplicationRecord, SignalRecord, SignalStatus, SignalsBatchStore, SignalsStore, SsfEventRecord, SsfEventStatus, SsfStreamDirection, SsfStreamRecord,
   SsfStreamCredentialRecord, SsfSubjectRecord,
 } from '../signals/ports.js';
 import type {
@@ -117,7 +117,7 @@ interface Shared {
  * ConflictError, foreign-key violations to NotFoundError, an unreachable or closed database
  * to UnavailableError.
  */
-export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, ReplayStore, BrokerStore, BrokerBatchStore, SignalsStore, SignalsBatchStore, GovernanceStore {
+export class Store implements InventoryStore, AuditStore, KeyStore, AdminStore, ReplayStore, ReplayBatchStore, BrokerStore, BrokerBatchStore, EnforcementStore, SignalsStore, SignalsBatchStore, GovernanceStore {
   readonly dialect: StoreDialect;
   /**
    * The query builder. Inside `transaction(fn)`, the Store handed to fn has the Kysely

@@ -48,7 +48,7 @@ for (const nonce of ['optional', 'required'] as const) {
       iss = t.app.issuer;
       tokenEp = `${iss}/oauth/token`;
       toolUrl = `${iss}/tools/rec/items`;
-      serverNonce = t.app.broker.dpop.currentNonce();
+      serverNonce = t.app.broker!.dpop.currentNonce();
     });
     after(async () => {
       await t.app.close();

@@ -15,7 +15,7 @@ import { startTestApp, type TestApp } from '../helpers/app.js';
 import { agentNhi, testAgent, testDpopKey, type TestAgent, type TestDpopKey } from '../helpers/agent.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
 import { JWT_TYPE, callTool, claimsOf, clientCredentials, exchange, introspect, type OAuthAnswer } from '../helpers/oauth.js';
-import { MAX_EXCHANGE_DEPTH } from '../../src/broker/tokens.js';
+import { MAX_EXCHANGE_DEPTH } from '../../src/jose/tokens.js';
 
 describe('adversarial: token exchange (RFC 8693)', () => {
   let t: TestApp;
@@ -96,7 +96,7 @@ describe('adversarial: token exchange (RFC 8693)', () => {
       const b = await exchange(iss, { subject: a, resource: res('rec'), scope: 'list_items', dpop: keys.deployer });
       assert.equal(b.status, 200);
       await t.admin('POST', '/revocations', { jti: claimsOf(a).jti, reason: 'stolen' });
-      await t.app.broker.revocations.reload({ full: true });
+      await t.app.enforcement.revocations.reload({ full: true });
       refused(await exchange(iss, { subject: b.body.access_token, resource: res('rec'), scope: 'list_items', dpop: keys.deployer }), 'invalid_request', /ancestor_revoked/);
       refused(await exchange(iss, { subject: b.body.access_token, actor: await own(orchestrator), resource: res('rec'), scope: 'list_items', dpop: keys.orchestrator }), 'invalid_request', /subject_token.*ancestor_revoked/);
     });

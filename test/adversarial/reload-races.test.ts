@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
 import { ReplicatedMap, type SnapshotTicket } from '../../src/core/index.js';
-import { AccessTokenVerifier, JwksFetcher } from '../../src/broker/index.js';
+import { AccessTokenVerifier, JwksFetcher } from '../../src/jose/index.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
 import { agentNhi, clientCredentialsToken, testAgent, type TestAgent } from '../helpers/agent.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
@@ -100,7 +100,7 @@ describe('reload races: a change the bus brought while a reload was in flight su
   it('a kill switch engaged while a reload is in flight stays engaged after the reload', async () => {
     const tok = await token('alice');
     assert.equal((await call(tok)).status, 200);
-    const revocations = t.app.broker.revocations;
+    const revocations = t.app.enforcement.revocations;
     const hold = holdNextRead(t.app.store, 'listKillSwitches');
     const reload = revocations.reload();
     await hold.entered; // the reload has read the store: no kill yet
@@ -120,7 +120,7 @@ describe('reload races: a change the bus brought while a reload was in flight su
     const kill = await t.admin('POST', '/kill', { scope: 'nhi', target: 'bob', reason: 'to be lifted' });
     assert.equal(kill.status, 201);
     assert.notEqual((await call(tok)).status, 200);
-    const revocations = t.app.broker.revocations;
+    const revocations = t.app.enforcement.revocations;
     const hold = holdNextRead(t.app.store, 'listKillSwitches');
     const reload = revocations.reload();
     await hold.entered; // the reload read the kill as active
@@ -138,7 +138,7 @@ describe('reload races: a change the bus brought while a reload was in flight su
     assert.equal((await call(tok)).status, 200);
     const jti = JSON.parse(Buffer.from(tok.split('.')[1]!, 'base64url').toString()).jti as string;
     const hold = holdNextRead(t.app.store, 'listRevocations');
-    const reload = t.app.broker.revocations.reload({ full: true });
+    const reload = t.app.enforcement.revocations.reload({ full: true });
     await hold.entered;
     assert.equal((await t.admin('POST', '/revocations', { jti, reason: 'revoked during a reload' })).status, 201);
     hold.release();

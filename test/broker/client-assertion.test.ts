@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
 import { ManualClock, OAuthError } from '../../src/core/index.js';
 import type { Store } from '../../src/store/index.js';
-import { CLIENT_ASSERTION_TYPE, ClientAssertionVerifier } from '../../src/broker/client-assertion.js';
+import { CLIENT_ASSERTION_TYPE, ClientAssertionVerifier } from '../../src/jose/client-assertion.js';
 import { STORE_DIALECTS } from '../helpers/stores.js';
 
 const ISSUER = 'https://as.example.com';

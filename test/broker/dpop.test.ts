@@ -4,9 +4,9 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { SignJWT, exportJWK, generateKeyPair, calculateJwkThumbprint, type CryptoKey, type JWK } from 'jose';
 import { ManualClock, OAuthError } from '../../src/core/index.js';
 import type { Store } from '../../src/store/index.js';
-import { DpopVerifier, athFor, jwkThumbprint } from '../../src/broker/dpop.js';
-import { DpopNonces } from '../../src/broker/dpop-nonce.js';
-import { normalizeHtu } from '../../src/broker/htu.js';
+import { DpopVerifier, athFor, jwkThumbprint } from '../../src/jose/dpop.js';
+import { DpopNonces } from '../../src/jose/dpop-nonce.js';
+import { normalizeHtu } from '../../src/jose/htu.js';
 import { STORE_DIALECTS } from '../helpers/stores.js';
 
 const URL_ = 'https://as.example.com/oauth/token';

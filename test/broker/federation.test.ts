@@ -5,12 +5,12 @@ import { ManualClock } from '../../src/core/clock.js';
 import { OAuthError } from '../../src/core/errors.js';
 import { trustSchema, type TrustConfig } from '../../src/core/config/schema.js';
 import type { CredentialRecord } from '../../src/inventory/ports.js';
-import { JwksFetcher } from '../../src/broker/jwks-fetcher.js';
+import { JwksFetcher } from '../../src/jose/jwks-fetcher.js';
 import { OutboundGuard } from '../../src/core/outbound.js';
 import { devOutbound } from '../helpers/outbound.js';
 import { FederationVerifier, ShadowAgentError, matchFederatedNhis, nhiMatcher, runIdOf } from '../../src/broker/federation.js';
 import { matchPattern, claimsMatch } from '../../src/broker/claims.js';
-import { assertJwsShape, decodeUnverified, JwtGuardError, type JwtGuardReason } from '../../src/broker/jwt-guard.js';
+import { assertJwsShape, decodeUnverified, JwtGuardError, type JwtGuardReason } from '../../src/jose/jwt-guard.js';
 import { startIssuer, startServer, type TestIssuer, type TestServer } from '../helpers/issuer.js';
 
 const AUD = 'https://mandate.test';

@@ -1,7 +1,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { ManualClock } from '../../src/core/clock.js';
-import { JwksFetcher, JwksFetchError, type JwksFetchReason } from '../../src/broker/jwks-fetcher.js';
+import { JwksFetcher, JwksFetchError, type JwksFetchReason } from '../../src/jose/jwks-fetcher.js';
 import { OutboundGuard } from '../../src/core/outbound.js';
 import { startIssuer, startServer, type TestIssuer, type TestServer } from '../helpers/issuer.js';
 import { devOutbound } from '../helpers/outbound.js';

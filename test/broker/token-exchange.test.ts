@@ -225,10 +225,10 @@ describe('a revocation outlives the clock-skew window of what it revokes', () =>
       };
       // Two seconds past exp: within proxy.clock_skew (5 s), so the signature and claims still pass.
       clock.set((claimsOf(a.body.access_token).exp as number) * 1000 + 2000);
-      await t.app.broker.revocations.reload({ full: true });
+      await t.app.enforcement.revocations.reload({ full: true });
       for (const tok of [a.body.access_token, b.body.access_token]) {
-        await t.app.broker.accessTokens.verify(tok);
-        assert.ok(t.app.broker.revocations.check(facts(tok)), 'still revoked');
+        await t.app.broker!.accessTokens.verify(tok);
+        assert.ok(t.app.enforcement.revocations.check(facts(tok)), 'still revoked');
       }
     } finally {
       await t.app.close();

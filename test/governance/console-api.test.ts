@@ -54,7 +54,7 @@ describe('governance: the admin routes behind the console', () => {
     await settled(g, 'token.issued');
     const finding = await waitFor(async () => (await findings(g, 'nhi=minter&detection=minting_rate'))[0], 'minting finding');
     // Issued-token records reach the store in batches (within 50 ms); the chart reads the store.
-    await g.app.broker.flush();
+    await g.app.broker!.flush();
 
     const r = await g.admin('GET', '/metrics/minting?hours=30');
     assert.equal(r.status, 200, JSON.stringify(r.body));

@@ -91,7 +91,7 @@ describe('keys retire --now: all-in-one', () => {
     // Retired already: no published key has that kid.
     assert.equal((await t.admin('POST', `/keys/${kid}/retire`, { now: true })).status, 404);
     // A reload of the revocations (the path for an instance that missed the bus) keeps it refused.
-    await t.app.broker.revocations.reload({ full: true });
+    await t.app.enforcement.revocations.reload({ full: true });
     assert.equal((await call(before)).status, 401);
   });
 

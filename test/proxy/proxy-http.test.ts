@@ -117,7 +117,7 @@ describe('tool proxy: HTTP tools', () => {
   const dpopToken = async (tool: string, scope: string, who = alice) => (await clientCredentialsToken(iss, who, res(tool), scope, key)).access_token;
   const dpopHeaders = async (token: string, method: string, url: string, extra: Record<string, unknown> = {}) => ({
     authorization: `DPoP ${token}`,
-    dpop: await dpopProof(key, method, url, { ath: (await import('../../src/broker/index.js')).athFor(token), ...extra }),
+    dpop: await dpopProof(key, method, url, { ath: (await import('../../src/jose/index.js')).athFor(token), ...extra }),
   });
 
   it('forwards a declared call with the tool credential in place of the agent token (RFC 6750 §2.1 bearer)', async () => {
@@ -353,7 +353,7 @@ describe('tool proxy: HTTP tools', () => {
       const token = await dpopToken('rec', 'create_item');
       const url = `${iss}/tools/rec/items`;
       const other = await testDpopKey();
-      const { athFor } = await import('../../src/broker/index.js');
+      const { athFor } = await import('../../src/jose/index.js');
       const cases: Array<[string, string]> = [
         ['other url', await dpopProof(key, 'POST', `${iss}/tools/tickets/tickets`, { ath: athFor(token) })],
         ['other method', await dpopProof(key, 'GET', url, { ath: athFor(token) })],

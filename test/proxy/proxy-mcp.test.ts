@@ -10,7 +10,7 @@ import { startTestApp, type TestApp } from '../helpers/app.js';
 import { agentNhi, clientCredentialsToken, dpopProof, testAgent, testDpopKey, type TestAgent, type TestDpopKey } from '../helpers/agent.js';
 import { startDemoMcpTool, type DemoTool } from '../../src/demo/index.js';
 import { MandateClient } from '../../src/client/index.js';
-import { athFor } from '../../src/broker/index.js';
+import { athFor } from '../../src/jose/index.js';
 
 const DOCS_KEY = 'docs-upstream-secret-0123456789';
 

@@ -65,7 +65,7 @@ for (const backend of BACKENDS) {
       // Enforced in this instance and in the store: every agent's earlier tokens are revoked.
       const revs = await t.app.store.listRevocations(Date.now());
       for (let i = 0; i < AGENTS; i++) {
-        assert.equal(t.app.broker.revocations.check({ jti: 'old', nhiId: `ingest-agent-${i}`, toolId: 'x', issuedAt: Date.now() - 60_000 }), 'nhi_revoked');
+        assert.equal(t.app.enforcement.revocations.check({ jti: 'old', nhiId: `ingest-agent-${i}`, toolId: 'x', issuedAt: Date.now() - 60_000 }), 'nhi_revoked');
         assert.ok(revs.some((r) => r.kind === 'nhi' && r.target === `ingest-agent-${i}` && sigs.some((s) => s.id === r.signalId)));
       }
     });
@@ -97,7 +97,7 @@ for (const backend of BACKENDS) {
       const all = [...revokes.slice(0, 8), ...kills, replayed, ...unmapped, ...revokes.slice(8)];
       const answers = await Promise.all(all.map(push));
       all.forEach((set, i) => assert.equal(answers[i]!.status, set === replayed ? 400 : 202));
-      for (const i of [30, 31, 32]) assert.equal(t.app.broker.revocations.killed(`ingest-agent-${i}`, undefined), 'nhi_killed');
+      for (const i of [30, 31, 32]) assert.equal(t.app.enforcement.revocations.killed(`ingest-agent-${i}`, undefined), 'nhi_killed');
       const sigs = (await t.app.store.listSignals({ limit: 10_000 })).filter((x) => String(x.data.set_jti).startsWith(tag));
       assert.equal(sigs.length, 1 + 20 + 3 + 3, 'one signal per SET, the replayed one once');
       assert.deepEqual(sigs.filter((x) => x.status === 'unmapped').length, 3);

@@ -52,7 +52,7 @@ describe('SSF receiver (RFC 8935 push, RFC 8936 poll, RFC 8417 validation)', () 
   it('CAEP session-revoked (RFC 8935 push, 202) revokes the NHI\'s earlier tokens: broker.revocations.check says so', async () => {
     const issuedBefore = Date.now() - 1000;
     const facts = { jti: 'earlier-token', nhiId: 'deploy-agent', toolId: 'tickets', issuedAt: issuedBefore };
-    assert.equal(t.app.broker.revocations.check(facts), undefined);
+    assert.equal(t.app.enforcement.revocations.check(facts), undefined);
     const r = await push(await tx.sign(sessionRevoked('deploy-agent', { txn: 'upstream-txn-1' })));
     assert.equal(r.status, 202);
     assert.equal(r.body, undefined);
@@ -60,7 +60,7 @@ describe('SSF receiver (RFC 8935 push, RFC 8936 poll, RFC 8417 validation)', () 
     assert.equal(r.headers.get('content-length'), '0');
     assert.equal(r.headers.get('transfer-encoding'), null);
     assert.equal(r.headers.get('cache-control'), 'no-store');
-    assert.equal(t.app.broker.revocations.check(facts), 'nhi_revoked');
+    assert.equal(t.app.enforcement.revocations.check(facts), 'nhi_revoked');
     const sig = (await t.admin('GET', '/signals?nhi=deploy-agent')).body.signals[0];
     assert.equal(sig.action, 'revoke_tokens');
     assert.equal(sig.reason, 'caep.session_revoked');
@@ -87,7 +87,7 @@ describe('SSF receiver (RFC 8935 push, RFC 8936 poll, RFC 8417 validation)', () 
     assert.equal((await push(await tx.sign({ aud: AUD, sub_id: { format: 'opaque', id: 'risky-agent' }, events: { [`${CAEP}risk-level-change`]: { current_level: 'HIGH', principal: 'USER', risk_reason: 'x' } } }))).status, 202);
     assert.deepEqual(t.app.signals.restrictions.restrictionOf('risky-agent')?.kind, 'step_down');
     assert.equal((await push(await tx.sign({ aud: AUD, sub_id: { format: 'opaque', id: 'burned-agent' }, events: { [`${RISC}credential-compromise`]: { credential_type: 'password' } } }))).status, 202);
-    assert.equal(t.app.broker.revocations.killed('burned-agent', undefined), 'nhi_killed');
+    assert.equal(t.app.enforcement.revocations.killed('burned-agent', undefined), 'nhi_killed');
   });
 
   describe('RFC 8935 §2.3 error responses', () => {
@@ -160,7 +160,7 @@ describe('SSF receiver (RFC 8935 push, RFC 8936 poll, RFC 8417 validation)', () 
     polled.queue('poll-bad', bad);
     await waitFor(() => polled.acked.includes('poll-good') && polled.setErrs['poll-bad'], 10_000, 'ack and setErrs');
     assert.equal(polled.setErrs['poll-bad']!.err, 'invalid_audience');
-    assert.equal(t.app.broker.revocations.killed('poll-agent', undefined), 'nhi_killed');
+    assert.equal(t.app.enforcement.revocations.killed('poll-agent', undefined), 'nhi_killed');
     assert.equal(polled.pollRequests[0]!.authorization, 'Bearer poll-credential');
     assert.equal(polled.pollRequests[0]!.body.returnImmediately, true);
   });
@@ -186,7 +186,7 @@ describe('signals on PostgreSQL + NATS: a received SET is enforced and re-transm
       const set = await tx.sign({ aud: AUD, txn: 'pg-txn', sub_id: { format: 'opaque', id: 'pg-agent' }, events: { [`${CAEP}session-revoked`]: {} } });
       const res = await fetch(`${t.url}/ssf/receivers/idp/events`, { method: 'POST', headers: { 'content-type': 'application/secevent+jwt' }, body: set });
       assert.equal(res.status, 202);
-      assert.equal(t.app.broker.revocations.check({ jti: 'j', nhiId: 'pg-agent', toolId: 't', issuedAt }), 'nhi_revoked');
+      assert.equal(t.app.enforcement.revocations.check({ jti: 'j', nhiId: 'pg-agent', toolId: 't', issuedAt }), 'nhi_revoked');
       const polled = await call(`/ssf/poll/${stream.stream_id}`, { maxEvents: 5 });
       const out = Object.values(polled.sets as Record<string, string>).map((s) => JSON.parse(Buffer.from(s.split('.')[1]!, 'base64url').toString()));
       assert.equal(out.length, 1);

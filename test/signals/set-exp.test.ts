@@ -42,7 +42,7 @@ describe('SSF receiver: SET expiry (RFC 7519 §4.1.4)', () => {
     assert.equal(r.body.err, 'invalid_request');
     assert.match(r.body.description, /exp/);
     assert.equal((await t.admin('GET', '/signals?nhi=exp-agent')).body.signals.length, 0, 'no signal recorded');
-    assert.equal(t.app.broker.revocations.check({ jti: 'x', nhiId: 'exp-agent', toolId: 't', issuedAt: Date.now() - 5000 }), undefined);
+    assert.equal(t.app.enforcement.revocations.check({ jti: 'x', nhiId: 'exp-agent', toolId: 't', issuedAt: Date.now() - 5000 }), undefined);
   });
 
   it('RFC 7519 §4.1.4: an exp that is not a NumericDate is refused', async () => {

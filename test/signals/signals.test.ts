@@ -4,7 +4,7 @@ import { main } from '../../src/cli/main.js';
 import { EXIT } from '../../src/cli/admin-client.js';
 import { ManualClock, silentLogger } from '../../src/core/index.js';
 import { MemoryBus } from '../../src/bus/index.js';
-import { RestrictionState, type RestrictionRecord } from '../../src/signals/index.js';
+import { RestrictionState, type RestrictionRecord } from '../../src/enforcement/index.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
 import { waitFor } from './helpers.js';
 
@@ -29,7 +29,7 @@ describe('internal signals (issue 5 §1–2): admin API, CLI, enforcement, restr
     const r = await cli(t, ['signal', 'raise', '--nhi', 'cli-agent', '--action', 'revoke_tokens', '--reason', 'leaked in CI log', '--severity', 'critical']);
     assert.equal(r.code, EXIT.ok, r.err);
     assert.match(r.out, /^signal sig_\S+ applied: revoke_tokens cli-agent$/);
-    assert.equal(t.app.broker.revocations.check({ jti: 'x', nhiId: 'cli-agent', toolId: 'tickets', issuedAt: before }), 'nhi_revoked');
+    assert.equal(t.app.enforcement.revocations.check({ jti: 'x', nhiId: 'cli-agent', toolId: 'tickets', issuedAt: before }), 'nhi_revoked');
 
     const list = await cli(t, ['signal', 'list', '--nhi', 'cli-agent', '--json']);
     const sig = JSON.parse(list.out).signals[0];
@@ -61,10 +61,10 @@ describe('internal signals (issue 5 §1–2): admin API, CLI, enforcement, restr
   it('revoke_tokens with a token subject revokes that jti only; block engages a kill switch', async () => {
     const s = await t.admin('POST', '/signals', { jti: 'one-token', action: 'revoke_tokens', reason: 'token stolen' });
     assert.equal(s.status, 201);
-    assert.equal(t.app.broker.revocations.check({ jti: 'one-token', nhiId: 'tok-agent', toolId: 't', issuedAt: Date.now() }), 'token_revoked');
-    assert.equal(t.app.broker.revocations.check({ jti: 'other-token', nhiId: 'tok-agent', toolId: 't', issuedAt: Date.now() - 1000 }), undefined);
+    assert.equal(t.app.enforcement.revocations.check({ jti: 'one-token', nhiId: 'tok-agent', toolId: 't', issuedAt: Date.now() }), 'token_revoked');
+    assert.equal(t.app.enforcement.revocations.check({ jti: 'other-token', nhiId: 'tok-agent', toolId: 't', issuedAt: Date.now() - 1000 }), undefined);
     assert.equal((await t.admin('POST', '/signals', { nhi: 'block-agent', action: 'block', reason: 'abuse' })).body.status, 'applied');
-    assert.equal(t.app.broker.revocations.killed('block-agent', undefined), 'nhi_killed');
+    assert.equal(t.app.enforcement.revocations.killed('block-agent', undefined), 'nhi_killed');
     assert.equal((await t.admin('POST', '/signals', { action: 'block', reason: 'abuse' })).status, 400);
   });
 

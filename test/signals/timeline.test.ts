@@ -2,8 +2,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { ManualClock, silentLogger } from '../../src/core/index.js';
 import { MemoryBus } from '../../src/bus/index.js';
-import { RevocationState, type KillSwitchRecord, type RevocationRecord } from '../../src/broker/index.js';
-import { RELOAD_OVERLAP_MS } from '../../src/broker/revocation-state.js';
+import { RevocationState, type KillSwitchRecord, type RevocationRecord } from '../../src/enforcement/index.js';
+import { RELOAD_OVERLAP_MS } from '../../src/enforcement/revocation-state.js';
 import { mttrReport, type SignalApplicationRecord, type SignalRecord } from '../../src/signals/index.js';
 import { waitFor } from './helpers.js';
 

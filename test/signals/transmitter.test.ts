@@ -138,7 +138,7 @@ describe('SSF transmitter (OpenID SSF 1.0, RFC 8417, RFC 8935, RFC 8936)', () =>
     assert.equal((await ssf('POST', '/ssf/subjects:remove', { stream_id: mine, subject: { format: 'email', email: 'a@example.com' } })).status, 404);
     assert.equal((await ssf('POST', '/ssf/subjects:add', { stream_id: mine, subject: { format: 'opaque', id: 'x' } }, rc2)).status, 404);
 
-    await t.app.broker.revokeAll('nhi', 'deploy-agent', 'test', 'admin:test');
+    await t.app.enforcement.revokeAll('nhi', 'deploy-agent', 'test', 'admin:test');
     const got = await ssf('POST', `/ssf/poll/${mine}`, {});
     const sets = Object.values(got.body.sets) as string[];
     assert.equal(sets.length, 1);

@@ -11,8 +11,9 @@ import type { NhiRecord, ToolRecord, GrantRecord, CredentialRecord } from '../..
 import type { AuditEvent, AuditRecord } from '../../src/audit/ports.js';
 import type { SigningKeyRecord } from '../../src/keys/ports.js';
 import type { AdminCredentialRecord } from '../../src/admin/ports.js';
-import type { ApprovalRecord, IssuedTokenRecord, KillSwitchRecord, RevocationRecord } from '../../src/broker/ports.js';
-import type { RestrictionRecord, SignalRecord, SsfEventRecord, SsfStreamRecord } from '../../src/signals/ports.js';
+import type { IssuedTokenRecord } from '../../src/broker/ports.js';
+import type { ApprovalRecord, KillSwitchRecord, RestrictionRecord, RevocationRecord } from '../../src/enforcement/ports.js';
+import type { SignalRecord, SsfEventRecord, SsfStreamRecord } from '../../src/signals/ports.js';
 import type { FindingInput, PlaybookActionRecord } from '../../src/governance/ports.js';
 import { canonicalJson } from '../../src/core/canonical.js';
 import { GENESIS_HASH, MIGRATIONS, openStore, storeOptionsFromConfig, type Store } from '../../src/store/index.js';

@@ -91,7 +91,7 @@ describe('console (/ui/) in a browser', { skip: existsSync(CHROMIUM) ? false : `
     await settled(gov, 'tool.call_denied');
     await waitFor(async () => (await t.admin('GET', '/findings?nhi=demo-agent&detection=minting_rate')).body.findings.length > 0, 'the minting-rate finding');
     await waitFor(async () => (await t.admin('GET', '/findings?nhi=demo-agent&detection=out_of_bounds')).body.findings.length > 0, 'the out-of-bounds finding');
-    await t.app.broker.flush();
+    await t.app.broker!.flush();
     assert.equal((await t.admin('POST', '/governance/sweep')).status, 200);
     const v = await t.admin('POST', '/admin-credentials', { name: 'auditor', role: 'viewer' });
     viewerToken = v.body.token;

@@ -1,7 +1,7 @@
-import {
-  OAuthError, newId, type AuditSink, type Bus, type Clock, type ReplayStore, type ToolConfig,
-} from '../core/index.js';
-import { APPROVAL_TTL_MS, type AccessTokenClaims, type ApprovalRecord, type BrokerStore } from '../broker/index.js';
+import { OAuthError, type Clock, type ReplayStore, type ToolConfig } from '../core/index.js';
+import type { AccessTokenClaims } from '../jose/index.js';
+import type { Approvals } from './approvals.js';
+import type { ApprovalRecord } from './ports.js';
 
 /**
  * The approval gate for calls that a human must approve: the action's tier says so
@@ -46,11 +46,10 @@ export interface GateRequest {
 export class ApprovalGate {
   constructor(
     private readonly d: {
-      store: BrokerStore & ReplayStore;
-      audit: AuditSink;
-      bus: Bus;
+      approvals: Approvals;
+      /** Elevation tokens' one-time use. */
+      replay: ReplayStore;
       clock: Clock;
-      issuer: () => string;
       skewS: number;
     },
   ) {}
@@ -69,39 +68,31 @@ export class ApprovalGate {
       if (claims.mandate_args_digest !== g.argsDigest) {
         throw new OAuthError('access_denied', 'the elevation token is bound to other arguments', 403);
       }
-      const first = await this.d.store.insertOnce('elevation', claims.jti, claims.exp * 1000 + this.d.skewS * 1000);
+      const first = await this.d.replay.insertOnce('elevation', claims.jti, claims.exp * 1000 + this.d.skewS * 1000);
       if (!first) throw new OAuthError('access_denied', 'the elevation token was already used: it passes one call', 403);
       return { via: 'elevation_token', approvalId: claims.mandate_approval };
     }
 
     // This call's requests, by its key: however many requests for other calls exist, a denial
     // or a pending request for this one stays in view.
-    const mine = await this.d.store.findApprovals({ nhiId: claims.sub, toolId: g.tool.id, action: g.action, argsDigest: g.argsDigest }, now);
+    const mine = await this.d.approvals.forCall({ nhiId: claims.sub, toolId: g.tool.id, action: g.action, argsDigest: g.argsDigest }, now);
     for (const a of mine) {
-      if (a.status === 'approved' && (await this.d.store.redeemApproval(a.id, now))) {
-        this.d.audit.record({ type: 'approval.redeemed', actor: claims.sub, subject: a.id, tool: g.tool.id, traceId: g.traceId, data: { action: g.action, args_digest: g.argsDigest, at: 'proxy' } });
+      if (a.status === 'approved' && (await this.d.approvals.redeem(a, now, { traceId: g.traceId, auditData: { action: g.action, args_digest: g.argsDigest, at: 'proxy' } }))) {
         return { via: 'approval', approvalId: a.id };
       }
     }
     const pending = mine.find((a) => a.status === 'pending');
-    if (pending) throw new ApprovalRequiredError(pending, this.uri(pending.id), now, g.signal);
+    if (pending) throw new ApprovalRequiredError(pending, this.d.approvals.uri(pending.id), now, g.signal);
     const denied = mine.find((a) => a.status === 'denied');
     if (denied) {
       // A denial stands for this exact call until it would have expired; asking again needs other arguments or time.
       throw new OAuthError('access_denied', `a human denied ${g.action} with these arguments (${denied.id})`, 403, { approval_id: denied.id });
     }
-    const a: ApprovalRecord = {
-      id: newId('apr'), nhiId: claims.sub, toolId: g.tool.id, action: g.action, argsDigest: g.argsDigest, status: 'pending',
-      requestedAt: now, expiresAt: now + APPROVAL_TTL_MS, decidedBy: null, decidedAt: null, reason: null, redeemedAt: null,
+    const a = await this.d.approvals.request({
+      nhiId: claims.sub, toolId: g.tool.id, action: g.action, argsDigest: g.argsDigest, traceId: g.traceId,
       details: { client_id: claims.client_id, run_id: claims.mandate_run_id ?? null, act: claims.act ?? null, via: 'proxy', because: g.because },
-    };
-    await this.d.store.createApproval(a);
-    this.d.audit.record({ type: 'approval.requested', actor: claims.sub, subject: a.id, tool: g.tool.id, traceId: g.traceId, data: { action: g.action, args_digest: g.argsDigest, because: g.because, at: 'proxy' } });
-    void this.d.bus.publish('approval.requested', { id: a.id, nhi: claims.sub, tool: g.tool.id, action: g.action, at: now }).catch(() => {});
-    throw new ApprovalRequiredError(a, this.uri(a.id), now, g.signal);
-  }
-
-  private uri(id: string): string {
-    return `${this.d.issuer()}/admin/v1/approvals/${id}`;
+      auditData: { action: g.action, args_digest: g.argsDigest, because: g.because, at: 'proxy' },
+    });
+    throw new ApprovalRequiredError(a, this.d.approvals.uri(a.id), now, g.signal);
   }
 }

@@ -1,5 +1,5 @@
 import { ReplicatedMap, type Bus, type Clock, type Logger, type Subscription } from '../core/index.js';
-import type { RestrictionKind, RestrictionRecord, SignalsStore } from './ports.js';
+import type { EnforcementStore, RestrictionKind, RestrictionRecord } from './ports.js';
 
 /** Bus subjects for restrictions. Payloads are the store records (no secrets). */
 export const RESTRICTION_SUBJECTS = {
@@ -38,7 +38,7 @@ export class RestrictionState {
   lastSyncAt = 0;
 
   constructor(
-    private readonly deps: { store: Pick<SignalsStore, 'listRestrictions'>; bus: Bus; clock: Clock; logger: Logger; reloadIntervalMs?: number },
+    private readonly deps: { store: Pick<EnforcementStore, 'listRestrictions'>; bus: Bus; clock: Clock; logger: Logger; reloadIntervalMs?: number },
   ) {}
 
   async start(): Promise<void> {

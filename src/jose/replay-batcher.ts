@@ -1,9 +1,9 @@
 import type { Clock, ReplayStore } from '../core/index.js';
-import type { BrokerBatchStore, ReplayInsert } from './ports.js';
+import type { ReplayBatchStore, ReplayInsert } from '../core/index.js';
 
 export interface ReplayBatcherOptions {
   /** The shared store: the truth for every instance. `insertOnceMany` is used when it has it. */
-  store: ReplayStore & Partial<Pick<BrokerBatchStore, 'insertOnceMany'>>;
+  store: ReplayStore & Partial<Pick<ReplayBatchStore, 'insertOnceMany'>>;
   clock: Clock;
   /** Records per statement (default 500). */
   maxBatch?: number;

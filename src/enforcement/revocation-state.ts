@@ -1,6 +1,6 @@
 import { ReplicatedMap, type Bus, type Clock, type Logger, type Subscription } from '../core/index.js';
-import type { BrokerStore, KillSwitchRecord, RevocationRecord } from './ports.js';
-import { LINEAGE_SEPARATOR } from './tokens.js';
+import type { EnforcementStore, KillSwitchRecord, RevocationRecord } from './ports.js';
+import { LINEAGE_SEPARATOR } from '../jose/index.js';
 
 /** Bus subjects for revocation state. Payloads are the store records (no secrets). */
 export const REVOCATION_SUBJECTS = {
@@ -117,7 +117,7 @@ export class RevocationState {
 
   constructor(
     private readonly deps: {
-      store: BrokerStore; bus: Bus; clock: Clock; logger: Logger; reloadIntervalMs?: number;
+      store: Pick<EnforcementStore, 'listRevocations' | 'listKillSwitches'>; bus: Bus; clock: Clock; logger: Logger; reloadIntervalMs?: number;
       /** How often the reload reads every unexpired revocation rather than the recent ones (default FULL_RELOAD_INTERVAL_MS). */
       fullReloadIntervalMs?: number;
       /** Time to revoke: called once per record carrying a signal, when this instance first applies it. */
