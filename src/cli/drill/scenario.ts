@@ -18,6 +18,7 @@ import { AdminClient } from '../admin-client.js';
 import { cleanup, type Created } from './cleanup.js';
 import { ok2xx, pollUntil, SAFE_METHOD, sleep, jtiOf, toolCall, type CallResult, type ProxyTarget } from './http.js';
 import { preflight } from './preflight.js';
+import { MandateError } from '../../core/index.js';
 import { conclude, newReport, writeReportFiles, type DrillReport, type DrillStep, type ProxyContainment } from './report.js';
 
 export interface DrillOptions {
@@ -44,7 +45,12 @@ export interface DrillOptions {
 const TIMELINE_WAIT_MS = 3_000;
 
 /** Ends the drill early with a problem for the report (cleanup still runs). */
-class DrillAbort extends Error {}
+/** A step that could not be carried out: the drill stops there and reports what it did. */
+class DrillAbort extends MandateError {
+  constructor(message: string) {
+    super('ERR_DRILL_ABORT', message);
+  }
+}
 
 /**
  * Runs the drill. Throws CliError before it has created anything (usage, unreachable, not
