@@ -63,10 +63,18 @@ export class Call {
     readonly trace: { traceparent: string; traceId: string },
     /** When the proxy got the request (clock ms): the records' latency. */
     readonly started: number,
+    /** The request this is one message of (forMessage): what was read of the request is its. */
+    request?: Call,
   ) {
-    this.method = ctx.req.method ?? 'GET';
-    this.rawQuery = queryOf(ctx.req.url ?? '');
-    this.clientIp = ctx.req.socket.remoteAddress ?? null;
+    if (request === undefined) {
+      this.method = ctx.req.method ?? 'GET';
+      this.rawQuery = queryOf(ctx.req.url ?? '');
+      this.clientIp = ctx.req.socket.remoteAddress ?? null;
+    } else {
+      this.method = request.method;
+      this.rawQuery = request.rawQuery;
+      this.clientIp = request.clientIp;
+    }
   }
 
   /** The token checked: what the records name of it. */
@@ -84,7 +92,7 @@ export class Call {
 
   /** One message of this MCP request: the request's facts so far, its own action, digest and policies. */
   forMessage(): Call {
-    const m = new Call(this.ctx, this.rt, this.rawRest, this.trace, this.started);
+    const m = new Call(this.ctx, this.rt, this.rawRest, this.trace, this.started, this);
     m.path = this.path;
     m.nhiId = this.nhiId;
     m.onBehalfOf = this.onBehalfOf;
