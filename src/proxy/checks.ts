@@ -143,16 +143,6 @@ export class Checks {
     return r?.kind === 'step_up' && this.aboveTier(action, r.fallbackTier);
   }
 
-  /**
-   * Why the call may no longer go on, asked before each chunk of its answer is passed on (an MCP
-   * event stream lives as long as the session): the same in-memory check as at the start (token,
-   * its ancestors and actors, NHI, tool, kill switches), so a revocation or a kill cuts it off.
-   */
-  revokedWhile(call: Call): () => string | undefined {
-    const facts = call.token!.facts;
-    return () => this.d.revocations.check(facts);
-  }
-
   private aboveTier(action: ActionConfig, tier: string): boolean {
     // An unknown tier ranks as the most dangerous: fail closed.
     return (this.tierRank.get(action.tier) ?? Infinity) > (this.tierRank.get(tier) ?? -1);

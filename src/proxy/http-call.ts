@@ -5,10 +5,9 @@ import { ambiguousQuery, bodyMayOverrideMethod, bodyMethodOverride, mediaTypeOf,
 import type { Call } from './call.js';
 import type { Checks } from './checks.js';
 import { deniedBy, type Decisions } from './decide.js';
-import { forwardHeaders, upstreamQuery } from './forwarding.js';
+import type { Forwarder } from './forwarding.js';
 import { normalizePath } from './path.js';
 import type { CallRecords } from './records.js';
-import type { Upstreams } from './upstream.js';
 
 /** How an HTTP call's body goes to the tool (HttpCalls.reading): streamed, or read whole first and why. */
 const STREAM = 0;
@@ -30,7 +29,7 @@ export class HttpCalls {
     private readonly checks: Checks,
     private readonly decisions: Decisions,
     private readonly records: CallRecords,
-    private readonly upstreams: Upstreams,
+    private readonly forwarder: Forwarder,
   ) {}
 
   async run(call: Call): Promise<void> {
@@ -48,15 +47,10 @@ export class HttpCalls {
     const decision = await this.decisions.decide(call, { method: call.method, path: call.declared!.path ?? (call.toolPath || '/') });
     if (decision.decision !== 'allow') throw deniedBy(decision);
 
-    const rt = call.rt;
-    const pathAndQuery = this.upstreams.pathFor(rt.tool.id, call.toolPath) + upstreamQuery(rt, call.rawQuery);
-    const headers = forwardHeaders(call);
+    const pathAndQuery = this.forwarder.target(call, call.toolPath, call.rawQuery);
+    const headers = this.forwarder.headers(call);
     await this.records.started(call, [call]);
-    const up = await this.upstreams.forward(
-      { tool: rt.tool, method: call.method, pathAndQuery, headers, body, revoked: this.checks.revokedWhile(call) },
-      call.ctx.res, rt.tool.max_response_bytes, rt.responseHeaders,
-    );
-    this.records.called(call, up);
+    this.records.called(call, await this.forwarder.forward(call, pathAndQuery, headers, body));
   }
 
   /**

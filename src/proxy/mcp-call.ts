@@ -5,12 +5,11 @@ import { mediaTypeOf } from './actions.js';
 import type { Call } from './call.js';
 import type { Checks } from './checks.js';
 import { deniedBy, type Decisions } from './decide.js';
-import { forwardHeaders, upstreamQuery } from './forwarding.js';
+import type { Forwarder } from './forwarding.js';
 import { responseHeaders } from './headers.js';
 import { JSONRPC_ERRORS, JsonRpcParseError, filterToolsListResponse, parseJsonRpcBody, toolsCall, type ParsedRpc, type RpcMessage } from './jsonrpc.js';
 import type { CallRecords } from './records.js';
 import type { MessageVerdict, Refusals } from './refusals.js';
-import type { Upstreams } from './upstream.js';
 
 const MCP_METHOD_SET: ReadonlySet<string> = new Set(MCP_METHODS);
 
@@ -28,15 +27,15 @@ export class McpCalls {
     private readonly decisions: Decisions,
     private readonly records: CallRecords,
     private readonly refusals: Refusals,
-    private readonly upstreams: Upstreams,
+    private readonly forwarder: Forwarder,
   ) {}
 
   async run(call: Call): Promise<void> {
     this.oneEndpoint(call);
     const rt = call.rt;
     const method = call.method;
-    const headers = forwardHeaders(call);
-    const pathAndQuery = this.upstreams.pathFor(rt.tool.id, '') + upstreamQuery(rt, '');
+    const headers = this.forwarder.headers(call);
+    const pathAndQuery = this.forwarder.target(call, '', '');
     if (method === 'GET' || method === 'DELETE') {
       // Streamable HTTP: GET opens the server's event stream, DELETE ends a session (MCP
       // Transports §2.2.3, §2.5). Neither names a tool, but both reach the server with its
@@ -49,11 +48,7 @@ export class McpCalls {
       const decision = await this.decisions.decide(call);
       if (decision.decision !== 'allow') throw deniedBy(decision, `${call.action} `);
       await this.records.started(call, [call]);
-      const up = await this.upstreams.forward(
-        { tool: rt.tool, method, pathAndQuery, headers, body: undefined, revoked: this.checks.revokedWhile(call) },
-        call.ctx.res, rt.tool.max_response_bytes, rt.responseHeaders,
-      );
-      this.records.called(call, up);
+      this.records.called(call, await this.forwarder.forward(call, pathAndQuery, headers, undefined));
       return;
     }
     if (method !== 'POST') throw new OAuthError('invalid_request', 'MCP over Streamable HTTP uses POST, GET or DELETE', 405);
@@ -94,12 +89,7 @@ export class McpCalls {
     await this.records.started(call, verdicts.map((v) => v.call));
     // Streamed to the caller as it comes (server-sent events too); a caller that hangs up
     // before the answer still leaves the call's outcome in the log.
-    const up = listsTools
-      ? await this.toolsList(call, headers, pathAndQuery, raw)
-      : await this.upstreams.forward(
-        { tool: rt.tool, method, pathAndQuery, headers, body: raw, revoked: this.checks.revokedWhile(call) },
-        call.ctx.res, rt.tool.max_response_bytes, rt.responseHeaders,
-      );
+    const up = listsTools ? await this.toolsList(call, headers, pathAndQuery, raw) : await this.forwarder.forward(call, pathAndQuery, headers, raw);
     for (const v of verdicts) this.records.called(v.call, up);
   }
 
@@ -161,9 +151,10 @@ export class McpCalls {
   /** tools/list answers only with what this caller may call (scope, then policy): read whole, filtered, scrubbed. */
   private async toolsList(call: Call, headers: Record<string, string | string[]>, pathAndQuery: string, raw: Buffer): Promise<{ status: number; sent: number }> {
     const rt = call.rt;
-    const up = await this.upstreams.send({ tool: rt.tool, method: call.method, pathAndQuery, headers, body: raw });
-    if (up.status !== 200) return { status: up.status, sent: await this.upstreams.pipe(up, call.ctx.res, rt.responseHeaders(up.headers), rt.tool.max_response_bytes) };
-    const body = await this.upstreams.buffer(up, rt.tool.max_response_bytes);
+    const upstreams = this.forwarder.upstreams;
+    const up = await upstreams.send({ tool: rt.tool, method: call.method, pathAndQuery, headers, body: raw });
+    if (up.status !== 200) return { status: up.status, sent: await upstreams.pipe(up, call.ctx.res, rt.responseHeaders(up.headers), rt.tool.max_response_bytes) };
+    const body = await upstreams.buffer(up, rt.tool.max_response_bytes);
     const filtered = Buffer.from(filterToolsListResponse(body, String(up.headers['content-type'] ?? ''), (name) => this.decisions.mayCall(call, name)), 'utf8');
     // Scrubbed as rewritten: re-serializing may have turned an escaped secret into a plain one.
     const out = rt.scrubber ? rt.scrubber.all(filtered) : filtered;

@@ -7,6 +7,7 @@ import type { InventoryStore } from '../inventory/index.js';
 import type { PolicyEngine } from '../policy/index.js';
 import { Checks } from './checks.js';
 import { Decisions } from './decide.js';
+import { Forwarder } from './forwarding.js';
 import { HttpCalls } from './http-call.js';
 import { McpCalls } from './mcp-call.js';
 import { Pipeline } from './pipeline.js';
@@ -76,14 +77,15 @@ export class ToolProxy {
       checks,
     );
     const upstreams = new Upstreams(d.config.tools, { scrubbers });
+    const forwarder = new Forwarder(upstreams, d.revocations);
     const records = new CallRecords(d);
     const refusals = new Refusals(d, records);
     this.checks = checks;
     this.upstreams = upstreams;
     this.pipeline = new Pipeline({
       issuer: d.issuer, clock: d.clock, tools: this.tools, byHost: this.byHost, checks, refusals,
-      http: new HttpCalls(d.policy, checks, decisions, records, upstreams),
-      mcp: new McpCalls(checks, decisions, records, refusals, upstreams),
+      http: new HttpCalls(d.policy, checks, decisions, records, forwarder),
+      mcp: new McpCalls(checks, decisions, records, refusals, forwarder),
     });
   }
 
