@@ -33,17 +33,22 @@ export class HttpCalls {
   ) {}
 
   async run(call: Call): Promise<void> {
-    const params = this.action(call);
+    const params = this.action(call); // declared action, scope and step-down, the query read one way
     const args: Record<string, unknown> = { params, query: queryObject(call.rawQuery) };
     call.args = args;
     const req = call.ctx.req;
     let body: Buffer | IncomingMessage | undefined;
     if (hasBody(req)) {
-      const reading = this.reading(call);
-      if (reading === STREAM) body = req;
-      else this.checkBody(call, (body = await readBody(req, call.rt.tool.max_body_bytes)), reading);
+      const reading = this.reading(call); // size, media type; streamed or read whole
+      if (reading === STREAM) {
+        body = req;
+      } else {
+        body = await readBody(req, call.rt.tool.max_body_bytes);
+        this.checkBody(call, body, reading);
+      }
     }
     call.argsDigest = args.body === undefined ? httpArgsDigest(call, args) : argsDigest(args);
+    // Cedar, then the approval gate when the call is held.
     const decision = await this.decisions.decide(call, { method: call.method, path: call.declared!.path ?? (call.toolPath || '/') });
     if (decision.decision !== 'allow') throw deniedBy(decision);
 
