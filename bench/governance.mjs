@@ -1,4 +1,4 @@
-// bench/governance (issue 7): what governance's detection pipeline costs the proxy at full load,
+// bench/governance: what governance's detection pipeline costs the proxy at full load,
 // and how many events per second it absorbs meanwhile.
 //
 //   (on)  Mandate (bench/servers/mandate-proxy.mjs) with governance on: every allowed call's

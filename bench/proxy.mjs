@@ -1,4 +1,4 @@
-// bench/proxy (issue 4): what Mandate's tool proxy costs over a plain reverse proxy, same
+// bench/proxy: what Mandate's tool proxy costs over a plain reverse proxy, same
 // upstream, same run, same machine.
 //
 //   (a) passthrough    node:http + undici Pool, no checks (bench/servers/passthrough.mjs): the baseline

@@ -1,4 +1,4 @@
-// bench/revocation: time to revoke across processes (issue 5), on PostgreSQL + NATS JetStream.
+// bench/revocation: time to revoke across processes, on PostgreSQL + NATS JetStream.
 //
 //   - one `serve --role broker`, one `serve --role signals`, N `serve --role proxy` (N = 1, 4, 8),
 //     all separate processes on one PostgreSQL schema and one JetStream stream, one issuer;
@@ -8,7 +8,7 @@
 //     to each proxy's first refusal (401 revoked) is one sample. Pollers run only during a round
 //     and pause BENCH_POLL_GAP_MS (default 5) between calls, so that the measuring load stays small
 //     at every N: with 1 ms, 8 pollers asked about 4,000 calls/s, which kept both cores busy and
-//     measured the pollers' own load (session 4: p99 134 ms at N = 8; 83 ms with 5 ms). A
+//     measured the pollers' own load (p99 134 ms at N = 8 against 83 ms with 5 ms). A
 //     refusal is seen at most one gap and one round trip after it takes effect, so each sample
 //     is an upper bound; the report gives the pollers' call rate beside it.
 //   - SET ingest: pre-signed session-revoked SETs pushed by BENCH_INGEST_CONCURRENCY (32)
@@ -130,7 +130,7 @@ async function dropSchema(schema) {
 /**
  * Deletes the run's JetStream stream. Left behind, every run's ~50,000 messages stayed on the
  * server (7 days' max_age): after a session of runs ~80 streams and ~1 GB in its file store, and
- * the later runs measured a NATS server busy with them (session 6).
+ * the later runs measured a NATS server busy with them.
  */
 async function deleteStream(name) {
   const nc = await connect({ servers: NATS_URL, timeout: 3_000, maxReconnectAttempts: 0 });
@@ -353,7 +353,7 @@ export async function runRevocation(opts = {}) {
       let since = Date.now();
       // The first warmupRounds are the same rounds, not counted: the paths a revocation takes
       // (applying it at a proxy, the refusal, its timeline and audit) run for the first time in
-      // fresh processes, and until V8 has compiled them a sample measures the JIT (session 6: the
+      // fresh processes, and until V8 has compiled them a sample measures the JIT (the
       // first ten rounds at N = 8 took up to 157 ms, the twenty after them 35-60 ms).
       for (let r = 0; r < warmupRounds + rounds; r++) {
         const counted = r >= warmupRounds;

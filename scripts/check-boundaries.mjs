@@ -22,7 +22,7 @@ import ts from 'typescript';
 const DEPENDS = {
   jose: [],
   policy: [],
-  audit: [],
+  audit: ['admin'],
   admin: [],
   server: [],
   demo: [],

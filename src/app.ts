@@ -13,10 +13,10 @@ import { openStore, storeOptionsFromConfig, type Store } from './store/index.js'
 import { createBus } from './bus/index.js';
 import type { Bus } from './core/index.js';
 import { KeyManager, loadKek, mountKeyRoutes, type Kek } from './keys/index.js';
-import { AuditLog, verifyAuditChain } from './audit/index.js';
+import { AuditLog, mountAuditRoutes } from './audit/index.js';
 import { Inventory, mountInventoryRoutes } from './inventory/index.js';
 import { AdminApi, AdminAuth, AdminCredentials, mountAdminCredentialRoutes } from './admin/index.js';
-import { Broker, mountBrokerRoutes } from './broker/index.js';
+import { Broker, mountBrokerRoutes, mountTokenProfileRoutes } from './broker/index.js';
 import { Approvals, Enforcement, RestrictionState, mountEnforcementRoutes } from './enforcement/index.js';
 import {
   AccessTokenVerifier, DpopNonces, DpopVerifier, JwksFetcher, ReplayBatcher, assertJwsShape, nodeVerifiable, publicKeyObject, verifyCompactAsync,
@@ -25,7 +25,7 @@ import { PolicyEngine } from './policy/index.js';
 import { ToolProxy } from './proxy/index.js';
 import { SignalTimeline, Signals, SsfReceiver, SsfTransmitter, mountSignalsRoutes } from './signals/index.js';
 import { Metrics, Readiness, mountOps, startHttpServer, type RunningServer } from './server/index.js';
-import { Governance, RiskView, mountGovernanceRoutes, type ProgrammeMetrics } from './governance/index.js';
+import { Governance, RiskView, mountGovernanceRoutes, programmeGauges } from './governance/index.js';
 import { mountConsole, type Console } from './web/index.js';
 
 export const VERSION = '0.1.0';
@@ -206,7 +206,8 @@ export async function startApp(opts: AppOptions): Promise<App> {
     // An operator's change is answered once it and its audit record are durable (see docs/security.md, Faults and durability).
     admin.answerWhenDurable(() => audit.flush());
     mountInventoryRoutes(admin, inventory);
-    mountAdminCoreRoutes(admin, { audit, store, keys, config });
+    mountTokenProfileRoutes(admin, { config });
+    mountAuditRoutes(admin, { audit, store });
     mountAdminCredentialRoutes(admin, new AdminCredentials({ store, auth: adminAuth, audit: auditSink, bus, clock, logger }));
     const webConsole = await wireConsole({ config, router, admin, adminAuth, bus, audit: auditSink, clock, logger });
 
@@ -400,25 +401,9 @@ async function wireGovernance(d: {
   config: Readonly<MandateConfig>; role: Role; admin: AdminApi; store: Store; bus: Bus; audit: AuditSink; clock: Clock; logger: Logger;
   metrics: Metrics; enforcement: Enforcement; signals: Signals;
 }): Promise<Governance> {
-  const setGauges = (m: ProgrammeMetrics) => {
-    const g = d.metrics.programme;
-    const set = (k: string, v: number | null) => (v === null ? g.remove({ metric: k }) : g.set({ metric: k }, v));
-    set('federated_ratio', m.federated_ratio);
-    set('static_secret_ratio', m.static_secret_ratio);
-    set('private_key_ratio', m.private_key_ratio);
-    set('median_secret_age_days', m.median_secret_age_days);
-    set('admin_nhis', m.admin_nhis);
-    set('long_lived_credentials', m.long_lived_credentials);
-    set('revoke_mean_seconds', m.revoke_mean_s);
-    set('revoke_p99_seconds', m.revoke_p99_s);
-    set('exceptions_open', m.exceptions_open);
-    set('exceptions_overdue', m.exceptions_overdue);
-    set('unused_grants', m.unused_grants);
-    for (const [sev, n] of Object.entries(m.findings_open)) d.metrics.findingsOpen.set({ severity: sev }, n);
-  };
   const governance = new Governance({
     config: d.config, store: d.store, bus: d.bus, audit: d.audit, clock: d.clock, logger: d.logger, signals: d.signals,
-    liftKill: (id, actor) => d.enforcement.lift(id, actor), active: d.role === 'all' || d.role === 'signals', onProgramme: setGauges,
+    liftKill: (id, actor) => d.enforcement.lift(id, actor), active: d.role === 'all' || d.role === 'signals', onProgramme: (m) => d.metrics.setProgramme(programmeGauges(m), m.findings_open),
     onEvent: (filter) => d.metrics.countGovernanceEvent(filter),
   });
   await governance.start();
@@ -451,42 +436,4 @@ function printBootstrap(token: string): void {
   process.stderr.write(
     `\n  One-time admin credential (shown once, stored only as a hash):\n\n    export MANDATE_TOKEN=${token}\n\n`,
   );
-}
-
-/** Token profiles, audit and keys routes of the admin API. */
-function mountAdminCoreRoutes(api: AdminApi, d: { audit: AuditLog; store: Store; keys: KeyManager; config: Readonly<MandateConfig> }): void {
-  api.route({
-    method: 'GET', path: '/token-profiles', summary: 'The token profiles (tiers), least to most dangerous, and the TTL ceiling.', tag: 'broker', role: 'viewer',
-    handler: async () => ({
-      max_ttl: d.config.tokens.max_ttl,
-      dpop_nonce: d.config.tokens.dpop_nonce,
-      profiles: d.config.tokens.profiles.map((p) => ({ name: p.name, description: p.description ?? null, ttl: p.ttl, binding: p.binding, approval: p.approval })),
-      actions: d.config.tools.flatMap((t) => t.actions.map((a) => ({ tool: t.id, action: a.name, tier: a.tier }))),
-    }),
-  });
-  api.route({
-    method: 'GET', path: '/audit', summary: 'Search the audit log.', tag: 'audit', role: 'viewer',
-    query: z.strictObject({
-      type: z.string().optional(), actor: z.string().optional(), subject: z.string().optional(), tool: z.string().optional(),
-      decision: z.string().optional(), trace_id: z.string().optional(),
-      since: z.coerce.number().int().optional(), until: z.coerce.number().int().optional(),
-      limit: z.coerce.number().int().min(1).max(1000).default(100),
-    }),
-    handler: async ({ query }) => {
-      await d.audit.flush();
-      const { trace_id, ...rest } = query;
-      return { records: await d.store.queryAudit({ ...rest, traceId: trace_id }) };
-    },
-  });
-  api.route({
-    method: 'POST', path: '/audit/verify', summary: 'Verify the audit hash chain; lists every altered, inserted or removed record.', tag: 'audit', role: 'viewer',
-    handler: async () => {
-      await d.audit.flush();
-      return verifyAuditChain(d.store);
-    },
-  });
-  api.route({
-    method: 'GET', path: '/keys', summary: 'The published signing keys (public parts).', tag: 'keys', role: 'viewer',
-    handler: async () => d.keys.jwks(),
-  });
 }

@@ -2,7 +2,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { sql } from 'kysely';
 import { main } from '../src/cli/main.js';
-import { EXIT } from '../src/cli/admin-client.js';
+import { EXIT } from '../src/cli/errors.js';
 import { startTestApp, type TestApp } from './helpers/app.js';
 
 /** Runs the CLI in-process against a real server; returns exit code and output. */
@@ -177,5 +177,46 @@ describe('mandate config check', () => {
     assert.match(out.join('\n'), /applied: 001_initial/);
     assert.equal(await main(['migrate', '--config', cfg], io, {}), EXIT.ok);
     assert.match(out.join('\n'), /store is up to date/);
+  });
+});
+
+describe('mandate help', () => {
+  const capture = async (argv: string[]) => {
+    const out: string[] = [];
+    const err: string[] = [];
+    const code = await main(argv, { log: (s) => out.push(s), err: (s) => err.push(s) }, {});
+    return { code, out: out.join('\n'), err: err.join('\n') };
+  };
+
+  it('lists every command; with no arguments it is a usage error', async () => {
+    const help = await capture(['help']);
+    assert.equal(help.code, EXIT.ok);
+    for (const noun of ['up', 'serve', 'nhi', 'grant', 'kill', 'report', 'admin-credential', 'finding', 'playbook', 'drill']) {
+      assert.match(help.out, new RegExp(`^  mandate ${noun} `, 'm'), noun);
+    }
+    assert.equal((await capture([])).code, EXIT.usage);
+  });
+
+  it('mandate <noun> --help and mandate help <noun> print that noun\'s usage and run nothing', async () => {
+    for (const argv of [['nhi', '--help'], ['help', 'nhi'], ['nhi', 'list', '-h']]) {
+      const r = await capture(argv);
+      assert.equal(r.code, EXIT.ok, argv.join(' '));
+      assert.match(r.out, /^mandate nhi: /);
+      assert.match(r.out, /^  mandate nhi add --id ID/m);
+      assert.doesNotMatch(r.out, /mandate grant/);
+    }
+    const up = await capture(['up', '--help']);
+    assert.equal(up.code, EXIT.ok);
+    assert.match(up.out, /^  mandate up \[--config FILE\] \[--port N\]/m);
+  });
+
+  it('an unknown noun or verb is a usage error followed by the usage', async () => {
+    const noun = await capture(['frobnicate', 'now']);
+    assert.equal(noun.code, EXIT.usage);
+    assert.match(noun.err, /^mandate: unknown command "frobnicate now"\n\nmandate \S+: bounded autonomy/);
+    const verb = await capture(['finding', 'frob']);
+    assert.equal(verb.code, EXIT.usage);
+    assert.match(verb.err, /^mandate: unknown command "finding frob"\n\nGovernance \(over the admin API\):/);
+    assert.equal((await capture(['help', 'frobnicate'])).code, EXIT.usage);
   });
 });

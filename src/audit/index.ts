@@ -5,3 +5,4 @@ export { AuditLog, type AuditLogOptions, type AuditLogStats, type AuditRecordInp
 export {
   verifyAuditChain, type VerifyAuditOptions, type AuditVerifyResult, type AuditProblem, type AuditProblemKind,
 } from './verify.js';
+export { mountAuditRoutes } from './admin-routes.js';

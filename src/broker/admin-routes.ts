@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { Clock } from '../core/index.js';
+import type { Clock, MandateConfig } from '../core/index.js';
 import type { AdminApi } from '../admin/index.js';
 import type { BrokerStore, IssuedTokenRecord } from './ports.js';
 
@@ -22,5 +22,18 @@ export function mountBrokerRoutes(api: AdminApi, d: { store: Pick<BrokerStore, '
         tokens: (await d.store.listIssuedTokens({ nhiId: query.nhi, audience: query.tool, activeAt: query.active === 'true' ? d.clock.now() : undefined, limit: query.limit })).map(tokenJson),
       };
     },
+  });
+}
+
+/** The token profiles (tiers) and each action's tier, on every role's admin API (the console and `mandate report profiles` read them). */
+export function mountTokenProfileRoutes(api: AdminApi, d: { config: Readonly<MandateConfig> }): void {
+  api.route({
+    method: 'GET', path: '/token-profiles', summary: 'The token profiles (tiers), least to most dangerous, and the TTL ceiling.', tag: 'broker', role: 'viewer',
+    handler: async () => ({
+      max_ttl: d.config.tokens.max_ttl,
+      dpop_nonce: d.config.tokens.dpop_nonce,
+      profiles: d.config.tokens.profiles.map((p) => ({ name: p.name, description: p.description ?? null, ttl: p.ttl, binding: p.binding, approval: p.approval })),
+      actions: d.config.tools.flatMap((t) => t.actions.map((a) => ({ tool: t.id, action: a.name, tier: a.tier }))),
+    }),
   });
 }

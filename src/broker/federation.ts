@@ -1,5 +1,5 @@
 import { createLocalJWKSet, errors as joseErrors, jwtVerify, type JSONWebKeySet, type JWK, type LocalJWKSet } from 'jose';
-import { ConfigError, OAuthError, oauth } from '../core/errors.js';
+import { ConfigError, MandateError, OAuthError, oauth } from '../core/errors.js';
 import { systemClock, type Clock } from '../core/clock.js';
 import type { TrustConfig } from '../core/config/schema.js';
 import { credentialActiveAt, type CredentialRecord } from '../inventory/index.js';
@@ -91,9 +91,9 @@ export class ShadowAgentError extends OAuthError {
 const Stage = { Alg: 1, Key: 2, Token: 3, Conditions: 4 } as const;
 type Stage = (typeof Stage)[keyof typeof Stage];
 
-class CandidateError extends Error {
+class CandidateError extends MandateError {
   constructor(readonly stage: Stage, readonly oauthError: OAuthError) {
-    super(oauthError.message);
+    super('ERR_FEDERATION_CANDIDATE', oauthError.message);
   }
 }
 

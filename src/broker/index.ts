@@ -1,4 +1,4 @@
 export { Broker, type BrokerDeps } from './broker.js';
-export { mountBrokerRoutes } from './admin-routes.js';
+export { mountBrokerRoutes, mountTokenProfileRoutes } from './admin-routes.js';
 export { ToolCatalog } from './tool-catalog.js';
 export type { BrokerStore, BrokerBatchStore, IssuedTokenRecord } from './ports.js';

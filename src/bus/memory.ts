@@ -4,7 +4,7 @@ import { systemClock, type Clock } from '../core/clock.js';
 import { silentLogger, type Logger } from '../core/logger.js';
 import type { Bus, BusHandler, BusHealth, BusMessage, SubscribeOptions, Subscription } from '../core/ports/bus.js';
 import {
-  assertFilter, assertSubject, deliverAtLeastOnce, encodeData, settlesWithin, subjectMatches, type RetryOptions,
+  assertFilter, assertSubject, awaitRunningHandler, deliverAtLeastOnce, encodeData, subjectMatches, type RetryOptions,
 } from './util.js';
 
 export interface MemoryBusOptions {
@@ -31,6 +31,11 @@ const RESOLVED = Promise.resolve();
 
 /** Past this many distinct subjects the subject → subscribers cache starts over (subjects are few in practice). */
 const MAX_ROUTES = 10_000;
+
+/** Messages a subscriber will never see (the bounded log dropped them first): said loudly. */
+function warnSkipped(logger: Logger, subscription: string, missedFrom: number, resumeAt: number): void {
+  logger.warn({ subscription, missedFrom, resumeAt }, 'memory bus log no longer holds these messages; the subscriber skips them');
+}
 
 /**
  * The in-process bus: one process, no durability, but the same contract as NATS — a
@@ -120,8 +125,8 @@ export class MemoryBus implements Bus {
       const from = Math.max(1, Math.floor(opts.fromSeq));
       const first = this.firstSeq();
       if (from < first && from <= this.seq) {
-        // The bounded log no longer holds what this subscriber asked for: it cannot be delivered, so say so loudly.
-        this.logger.warn({ subscription: sub.name, missedFrom: from, resumeAt: first }, 'memory bus log no longer holds these messages; the subscriber skips them');
+        // The bounded log no longer holds what this subscriber asked for: it cannot be delivered.
+        warnSkipped(this.logger, sub.name, from, first);
       }
       for (let seq = Math.max(from, first); seq <= this.seq; seq++) {
         const e = this.entries[this.head + (seq - first)];
@@ -175,7 +180,7 @@ export class MemoryBus implements Bus {
     if (route) return route;
     route = [];
     for (const sub of this.subs) {
-      if (sub.exact ? sub.filter === subject : subjectMatches(sub.filter, subject)) route.push(sub);
+      if (sub.matches(subject)) route.push(sub);
     }
     if (this.routes.size >= MAX_ROUTES) this.routes = new Map();
     this.routes.set(subject, route);
@@ -279,11 +284,11 @@ class MemorySubscription implements Subscription {
       const first = this.bus.firstSeq();
       if (e.seq < first || this.droppedFrom !== undefined) {
         // The bounded log no longer holds what this subscriber had still to handle (it fell
-        // behind by more than the cap): it cannot be delivered, so say so loudly.
+        // behind by more than the cap): it cannot be delivered.
         const missedFrom = Math.min(this.droppedFrom ?? e.seq, e.seq);
         while (this.qHead < this.queue.length && this.queue[this.qHead]!.seq < first) this.queue[this.qHead++] = undefined as unknown as Stored;
         this.droppedFrom = undefined;
-        this.logger.warn({ subscription: this.name, missedFrom, resumeAt: first }, 'memory bus log no longer holds these messages; the subscriber skips them');
+        warnSkipped(this.logger, this.name, missedFrom, first);
         continue;
       }
       // Each delivery parses the JSON again: every handler gets its own copy, as from NATS.
@@ -332,8 +337,6 @@ class MemorySubscription implements Subscription {
   async close(): Promise<void> {
     this.ac.abort();
     this.bus.remove(this);
-    if (this.pending && !(await settlesWithin(this.pending, this.closeTimeoutMs))) {
-      this.logger.warn({ subscription: this.name }, 'bus subscription closed while its handler was still running');
-    }
+    if (this.pending) await awaitRunningHandler(this.pending, this.closeTimeoutMs, this.logger, this.name);
   }
 }

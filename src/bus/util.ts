@@ -97,6 +97,14 @@ export async function settlesWithin(p: Promise<unknown>, ms: number): Promise<bo
 }
 
 /**
+ * A closing subscription waits for the handler that is still running (`running`), at most
+ * `ms`; one that outlives that is left to finish on its own, and said so.
+ */
+export async function awaitRunningHandler(running: Promise<unknown>, ms: number, logger: Logger, name: string): Promise<void> {
+  if (!(await settlesWithin(running, ms))) logger.warn({ subscription: name }, 'bus subscription closed while its handler was still running');
+}
+
+/**
  * Hands `msg` to `handler` until it completes. At-least-once: a throwing handler gets the
  * SAME message again after a backoff, and the caller does not move on (so later messages
  * wait: per-subscriber order is kept). Returns false only when `signal` aborted first; the

@@ -1,16 +1,7 @@
-import { MandateError } from '../core/index.js';
+import { CliError, EXIT } from './errors.js';
 
-/** Exit codes scripts can rely on. */
-export const EXIT = { ok: 0, failed: 1, usage: 2, unreachable: 3, unauthorized: 4 } as const;
-
-export class CliError extends MandateError {
-  constructor(
-    message: string,
-    readonly exitCode: number,
-  ) {
-    super('ERR_CLI', message);
-  }
-}
+/** Where the CLI finds Mandate when neither --url nor MANDATE_URL says. */
+export const DEFAULT_URL = 'http://127.0.0.1:8080';
 
 /** The CLI talks to the admin API, never to the database (as SPIRE's CLI does). */
 export class AdminClient {
@@ -18,6 +9,11 @@ export class AdminClient {
     private readonly baseUrl: string,
     private readonly token: string | undefined,
   ) {}
+
+  /** The client a command's `--url` / `--token` flags name, else MANDATE_URL / MANDATE_TOKEN. */
+  static from(flags: { url?: string | undefined; token?: string | undefined }, env: NodeJS.ProcessEnv): AdminClient {
+    return new AdminClient(flags.url ?? env.MANDATE_URL ?? DEFAULT_URL, flags.token ?? env.MANDATE_TOKEN);
+  }
 
   async call(method: string, path: string, opts: { query?: Record<string, string | undefined>; body?: unknown } = {}): Promise<unknown> {
     const url = new URL(`/admin/v1${path}`, this.baseUrl);

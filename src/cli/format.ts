@@ -24,3 +24,8 @@ export function details(rec: Record<string, unknown>, keys?: string[]): string {
 export function isoTime(ms: unknown): string {
   return typeof ms === 'number' ? new Date(ms).toISOString() : '-';
 }
+
+/** A duration in milliseconds, `-` when there is none. */
+export function millis(x: number | null): string {
+  return x === null ? '-' : `${x} ms`;
+}

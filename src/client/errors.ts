@@ -1,4 +1,4 @@
-import { MandateError } from '../core/errors.js';
+import { MandateError, type ErrorCode } from '../core/errors.js';
 
 /**
  * Errors the client throws. Every one has a stable `code` (from `MandateError`), so callers can
@@ -8,7 +8,7 @@ import { MandateError } from '../core/errors.js';
  * Messages never contain tokens, assertions or keys.
  */
 export class MandateClientError extends MandateError {
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
     super(code, message, options);
   }
 }

@@ -25,3 +25,4 @@ export {
 } from './outbound.js';
 export { ReplicatedMap, type ReplicatedMapOptions, type SnapshotTicket } from './replicated-view.js';
 export { challenge, challenges } from './www-authenticate.js';
+export { BoundedMap } from './bounded-map.js';

@@ -1,4 +1,5 @@
 import type { BusMessage, Bus, Clock, Logger, MandateConfig, Subscription } from '../core/index.js';
+import { BoundedMap } from '../core/index.js';
 import { grantId, type CredentialRecord, type InventoryStore, type NhiRecord } from '../inventory/index.js';
 import { MintingBaseline } from './baseline.js';
 import type { Findings } from './findings.js';
@@ -16,19 +17,6 @@ export function isPlaceholder(v: unknown): boolean {
 
 /** Denials that are normal protocol flow, not an agent reaching beyond its bounds. */
 const BENIGN_DENIALS = new Set(['use_dpop_nonce', 'approval_required', 'authorization_pending', 'slow_down']);
-
-/** A set that forgets its oldest members beyond `max` (for at-least-once deduplication). */
-class BoundedSet {
-  private readonly s = new Set<string>();
-  constructor(private readonly max: number) {}
-  /** True when newly added. */
-  add(k: string): boolean {
-    if (this.s.has(k)) return false;
-    this.s.add(k);
-    if (this.s.size > this.max) this.s.delete(this.s.values().next().value!);
-    return true;
-  }
-}
 
 export interface DetectionsDeps {
   config: Readonly<MandateConfig>;
@@ -57,9 +45,9 @@ const GRANT_TOUCH_FLUSH_MS = 5000;
 export class Detections {
   private readonly subs = new Map<string, Subscription>();
   private readonly baseline: MintingBaseline;
-  private readonly issuedSeen = new BoundedSet(100_000);
-  private readonly denialSeen = new BoundedSet(100_000);
-  private readonly firedHours = new BoundedSet(100_000);
+  private readonly issuedSeen = new BoundedMap<string, true>(100_000);
+  private readonly denialSeen = new BoundedMap<string, true>(100_000);
+  private readonly firedHours = new BoundedMap<string, true>(100_000);
   /** Per NHI: when this process first saw it mint, and the (tool, action) pairs it asked for since. */
   private readonly scopes = new Map<string, { since: number; seen: Set<string> }>();
   /** Per NHI: times of recent denials (the out-of-bounds run). */
@@ -132,11 +120,11 @@ export class Detections {
     const tool = str(e.tool);
     if (!nhi || !jti || !tool) return;
     const at = num(e.at, m.publishedAt);
-    if (this.issuedSeen.add(jti)) this.baseline.record(nhi, at);
+    if (this.issuedSeen.add(jti, true)) this.baseline.record(nhi, at);
 
     // Minting rate: once per NHI, hour and kind (a spike is one finding per anomalous hour).
     const v = this.baseline.evaluate(nhi, at);
-    if (v && this.firedHours.add(`${nhi}:${v.hour}:${v.kind}`)) {
+    if (v && this.firedHours.add(`${nhi}:${v.hour}:${v.kind}`, true)) {
       const spike = v.kind === 'spike';
       await this.d.findings.raise({
         nhiId: nhi, detection: 'minting_rate', key: v.kind, severity: spike ? (v.count > 3 * v.threshold ? 'high' : 'medium') : 'medium',
@@ -265,7 +253,7 @@ export class Detections {
 
   /** A run of denials within the window is one finding per run. */
   private async countDenial(m: BusMessage, nhi: string, at: number, where: string, error: string): Promise<void> {
-    if (BENIGN_DENIALS.has(error) || !this.denialSeen.add(m.id)) return;
+    if (BENIGN_DENIALS.has(error) || !this.denialSeen.add(m.id, true)) return;
     const { denials: n, window } = this.d.config.governance.out_of_bounds;
     const list = (this.denials.get(nhi) ?? []).filter((t) => t > at - window * 1000);
     list.push(at);

@@ -6,7 +6,7 @@ export { Detections, isPlaceholder, type DetectionsDeps } from './detections.js'
 export { MintingBaseline, median, type BaselineOptions, type MintingVerdict } from './baseline.js';
 export { RiskScorer, scoreNhi, RISK_WEIGHTS, type RiskScore, type RiskContribution, type RiskInputs, type RiskDeps } from './risk.js';
 export { Playbooks, playbookActionJson, type PlaybookSignals, type KillSwitches, type PlaybooksDeps, type PlaybookConfig } from './playbooks.js';
-export { Programme, dayOf, weekOf, percentile, type ProgrammeMetrics, type ProgrammeDeps } from './programme.js';
+export { Programme, programmeGauges, dayOf, weekOf, percentile, type ProgrammeMetrics, type ProgrammeDeps } from './programme.js';
 export { mountGovernanceRoutes } from './admin-routes.js';
 export { DETECTIONS, SEVERITIES, FINDING_STATUSES } from './ports.js';
 export type {

@@ -30,6 +30,26 @@ export interface ProgrammeMetrics {
   findings_open: Record<Severity, number>;
 }
 
+/**
+ * The programme as gauge values (`mandate_programme{metric=…}`): the metric names operators'
+ * dashboards use; null means "no value" (the series is removed rather than set to 0).
+ */
+export function programmeGauges(m: ProgrammeMetrics): Record<string, number | null> {
+  return {
+    federated_ratio: m.federated_ratio,
+    static_secret_ratio: m.static_secret_ratio,
+    private_key_ratio: m.private_key_ratio,
+    median_secret_age_days: m.median_secret_age_days,
+    admin_nhis: m.admin_nhis,
+    long_lived_credentials: m.long_lived_credentials,
+    revoke_mean_seconds: m.revoke_mean_s,
+    revoke_p99_seconds: m.revoke_p99_s,
+    exceptions_open: m.exceptions_open,
+    exceptions_overdue: m.exceptions_overdue,
+    unused_grants: m.unused_grants,
+  };
+}
+
 const DAY_MS = 86_400_000;
 const AGE_BINS: ReadonlyArray<[number, string]> = [[7, '< 1 week'], [30, '1-4 weeks'], [90, '1-3 months'], [180, '3-6 months'], [Infinity, '> 6 months']];
 const REVOKE_ACTIONS = new Set(['revoke_tokens', 'disable', 'block']);

@@ -1,8 +1,8 @@
 import type { KeyObject } from 'node:crypto';
 import { compactVerify, type JWK } from 'jose';
-import { oauth, type Clock, type ReplayStore } from '../core/index.js';
+import { BoundedMap, oauth, type Clock, type ReplayStore } from '../core/index.js';
 import { checkAlgorithms, keyFitsAlg, keyUsableFor, parseCompactJws, publicJwkOf } from './dpop.js';
-import { BoundedCache, importPublicKey, verifyCompactAsync } from './jws.js';
+import { importPublicKey, verifyCompactAsync } from './jws.js';
 import type { JwksFetcher } from './jwks-fetcher.js';
 
 /**
@@ -62,7 +62,7 @@ export class ClientAssertionVerifier {
    * more than verifying, and a client's keys change only when its credential does (a changed
    * JWK is a new entry). Bounded: the oldest entries go beyond KEY_CACHE_MAX.
    */
-  private readonly keyCache = new BoundedCache<string, KeyObject>(KEY_CACHE_MAX);
+  private readonly keyCache = new BoundedMap<string, KeyObject>(KEY_CACHE_MAX);
 
   private importKey(jwk: JWK, alg: string): KeyObject {
     const id = `${alg}:${JSON.stringify(jwk)}`;

@@ -1,10 +1,10 @@
 import { createHash, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { calculateJwkThumbprint, type JWK } from 'jose';
-import { OAuthError, oauth, type Clock, type ReplayStore } from '../core/index.js';
+import { BoundedMap, OAuthError, oauth, type Clock, type ReplayStore } from '../core/index.js';
 import { JwtGuardError, decodeUnverified } from './jwt-guard.js';
 import type { DpopNonces } from './dpop-nonce.js';
 import { normalizeHtu } from './htu.js';
-import { BoundedCache, importPublicKey, thumbprintSync, verifyCompactAsync } from './jws.js';
+import { importPublicKey, thumbprintSync, verifyCompactAsync } from './jws.js';
 
 /**
  * DPoP proof verification, every check of RFC 9449 §4.3, plus replay detection (§11.1) and
@@ -195,7 +195,7 @@ export class DpopVerifier {
    * request, and importing costs more than verifying. The thumbprint covers every member that
    * defines the public key, so one thumbprint is one key.
    */
-  private readonly keys: BoundedCache<string, KeyObject>;
+  private readonly keys: BoundedMap<string, KeyObject>;
 
   constructor(opts: DpopVerifierOptions) {
     this.replay = opts.replay;
@@ -206,7 +206,7 @@ export class DpopVerifier {
     this.nonces = opts.nonces;
     this.requireNonce = opts.requireNonce ?? false;
     this.maxBytes = opts.maxBytes ?? 8192;
-    this.keys = new BoundedCache(opts.keyCacheSize ?? 10_000);
+    this.keys = new BoundedMap(opts.keyCacheSize ?? 10_000);
     if (!(this.maxAgeS > 0) || !(this.skewS >= 0) || !(this.maxBytes > 0)) throw new TypeError('DpopVerifier: maxAgeS, skewS and maxBytes must be positive');
     if (this.requireNonce && !this.nonces) throw new TypeError('DpopVerifier: requireNonce needs nonces');
   }

@@ -4,6 +4,7 @@
  * (RFC 3986 §6.2.2 and §6.2.3). Both sides go through `normalizeHtu`, so that `HTTPS://Host:443`
  * and `https://host/` are equal and `https://host/a?x=1` equals `https://host/a`.
  */
+import { BoundedMap } from '../core/index.js';
 
 const MAX_HTU_LENGTH = 4096;
 const UNRESERVED = /^[A-Za-z0-9\-._~]$/;
@@ -26,13 +27,12 @@ export function normalizeHtu(url: string): string {
   if (known !== undefined) return known;
   const out = normalizeUncached(url);
   if (url.length > MAX_REMEMBERED_LENGTH) return out;
-  if (normalized.size >= MAX_REMEMBERED) normalized.delete(normalized.keys().next().value!);
   normalized.set(url, out);
   return out;
 }
 
-const normalized = new Map<string, string>();
 const MAX_REMEMBERED = 2048;
+const normalized = new BoundedMap<string, string>(MAX_REMEMBERED);
 /** Longer URLs are normalized every time, so that the memory held stays small (≤ 2048 × 512 characters, twice). */
 const MAX_REMEMBERED_LENGTH = 512;
 

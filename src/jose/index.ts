@@ -6,7 +6,7 @@ export { DpopVerifier, jwkThumbprint, athFor, checkAlgorithms, keyFitsAlg, keyUs
 export { DpopNonces } from './dpop-nonce.js';
 export { normalizeHtu } from './htu.js';
 export { JwksFetcher, JwksFetchError, type VerificationKey } from './jwks-fetcher.js';
-export { BoundedCache, importPublicKey, nodeVerifiable, publicKeyObject, signCompactAsync, verifyCompactAsync } from './jws.js';
+export { importPublicKey, nodeVerifiable, publicKeyObject, signCompactAsync, verifyCompactAsync } from './jws.js';
 export { DEFAULT_MAX_JWS_BYTES, JwtGuardError, assertJwsShape, decodeUnverified } from './jwt-guard.js';
 export { ReplayBatcher } from './replay-batcher.js';
 export {

@@ -184,26 +184,3 @@ export function thumbprintSync(jwk: JWK): string {
   }
   return createHash('sha256').update(canonical, 'utf8').digest('base64url');
 }
-
-/** A small bounded map: the oldest entry goes when full (enough for key caches). */
-export class BoundedCache<K, V> {
-  private readonly map = new Map<K, V>();
-  constructor(private readonly max: number) {}
-  get(k: K): V | undefined {
-    return this.map.get(k);
-  }
-  set(k: K, v: V): void {
-    this.map.delete(k);
-    this.map.set(k, v);
-    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value!);
-  }
-  delete(k: K): void {
-    this.map.delete(k);
-  }
-  clear(): void {
-    this.map.clear();
-  }
-  get size(): number {
-    return this.map.size;
-  }
-}

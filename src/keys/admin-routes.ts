@@ -13,8 +13,12 @@ export interface KeyRouteDeps {
   revokeKey: (kid: string, reason: string, actor: string) => Promise<void>;
 }
 
-/** Key routes of the admin API that change keys (the JWKS itself is `GET /keys`). */
+/** Key routes of the admin API: the published keys, and retiring one. */
 export function mountKeyRoutes(api: AdminApi, d: KeyRouteDeps): void {
+  api.route({
+    method: 'GET', path: '/keys', summary: 'The published signing keys (public parts).', tag: 'keys', role: 'viewer',
+    handler: async () => d.keys.jwks(),
+  });
   api.route({
     method: 'POST', path: '/keys/:kid/retire', tag: 'keys', role: 'admin',
     summary: 'Retire a signing key: it stops signing now (a new key takes over). With now: true it also leaves the JWKS now and every token it signed is refused (a compromised key).',

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
-import { MandateError } from '../core/index.js';
+import { BoundedMap, MandateError } from '../core/index.js';
 import { ACTION_TYPE, CEDAR_SCHEMA_TEXT, MCP_METHODS, MCP_TRANSPORT_ACTIONS, NHI_TYPE, TOOL_TYPE } from './schema.js';
 import { ArgsRefusedError, checkCedarArgs, toCedarArgs, type CedarValue } from './values.js';
 
@@ -130,7 +130,7 @@ export class PolicyEngine {
   private readonly hasApproval: boolean;
   /** Prepared Cedar policy-set ids, per `<variant>\0<action>`. */
   private readonly prepared = new Map<string, string>();
-  private readonly cache: Map<string, Omit<PolicyDecision, 'cached'>>;
+  private readonly cache: BoundedMap<string, Omit<PolicyDecision, 'cached'>>;
   private readonly cacheSize: number;
   /** Per action (at most MAX_ACTION_SETS of them; beyond, plans are computed per call). */
   private readonly plans = new Map<string, ActionPlan>();
@@ -145,7 +145,7 @@ export class PolicyEngine {
     this.byId = new Map(policies.map((p) => [p.id, p]));
     this.hasApproval = policies.some((p) => p.approval);
     this.cacheSize = cacheSize;
-    this.cache = new Map();
+    this.cache = new BoundedMap(cacheSize, { lru: true });
   }
 
   /**
@@ -231,16 +231,11 @@ export class PolicyEngine {
       if (plan.onlyBase) return { ...BASE_ALLOW, cached: false };
       const key = this.cacheSize > 0 ? cacheKey(req, plan.argsFree) : undefined;
       if (key !== undefined) {
-        const hit = this.cache.get(key);
-        if (hit) {
-          this.cache.delete(key); // re-insert: a Map iterates in insertion order, so the oldest entry is first
-          this.cache.set(key, hit);
-          return { ...hit, cached: true };
-        }
+        const hit = this.cache.get(key); // LRU: a hit becomes the newest entry
+        if (hit) return { ...hit, cached: true };
       }
       const d = this.decide(req);
       if (key !== undefined) {
-        if (this.cache.size >= this.cacheSize) this.cache.delete(this.cache.keys().next().value as string);
         this.cache.set(key, d);
       }
       return { ...d, cached: false };

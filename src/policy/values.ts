@@ -16,6 +16,7 @@
  * rather than dropping the offending part, because a dropped part could hide what a `forbid`
  * looks for.
  */
+import { MandateError } from '../core/index.js';
 
 /** The JSON shape Cedar accepts for a context value (without the escapes, which are refused). */
 export type CedarValue = boolean | number | string | CedarValue[] | { [key: string]: CedarValue };
@@ -27,7 +28,12 @@ export const MAX_ARGS_VALUES = 10_000;
 
 const RESERVED_KEYS = new Set(['__entity', '__extn', '__expr']);
 
-export class ArgsRefusedError extends Error {}
+/** Call arguments refused before Cedar sees them (see MAX_ARGS_VALUES and RESERVED_KEYS). */
+export class ArgsRefusedError extends MandateError {
+  constructor(message: string) {
+    super('ERR_ARGS_REFUSED', message);
+  }
+}
 
 /** Converts call arguments to the record used as `context.args`; null → an empty record. */
 export function toCedarArgs(args: Record<string, unknown> | null): { [key: string]: CedarValue } {

@@ -1,6 +1,7 @@
 // The proxy's public surface: the pipeline (ToolProxy, wired by app.ts) and its pure
 // building blocks (no I/O), which other capabilities may use too.
-export { ToolProxy, MCP_ERROR, type ProxyDeps, type RiskLookup } from './proxy.js';
+export { ToolProxy, type ProxyDeps, type RiskLookup } from './proxy.js';
+export { MCP_ERROR } from './refusals.js';
 export { ResourceAuthError, TokenChecker, credentialsOf } from './token-check.js';
 export { normalizePath, PathRefusedError, MAX_PATH_LENGTH } from './path.js';
 export {

@@ -1,4 +1,4 @@
-import { MandateError } from '../core/errors.js';
+import { MandateError, type ErrorCode } from '../core/errors.js';
 import { hasDuplicateKeys } from '../core/http.js';
 
 /**
@@ -41,7 +41,7 @@ export interface ParsedRpc {
   readonly messages: readonly RpcMessage[];
 }
 
-const CODE_NAMES: Record<number, string> = {
+const CODE_NAMES: Record<number, ErrorCode> = {
   [JSONRPC_ERRORS.PARSE_ERROR]: 'jsonrpc_parse_error',
   [JSONRPC_ERRORS.INVALID_REQUEST]: 'jsonrpc_invalid_request',
   [JSONRPC_ERRORS.INVALID_PARAMS]: 'jsonrpc_invalid_params',

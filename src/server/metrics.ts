@@ -97,6 +97,15 @@ export class Metrics {
   });
   readonly findingsOpen = new Gauge({ name: 'mandate_findings_open', help: 'Open governance findings by severity.', labelNames: ['severity'] as const, registers: [this.registry] });
 
+  /** Sets the programme gauges (a null value removes its series) and the open findings by severity. */
+  setProgramme(values: Readonly<Record<string, number | null>>, findingsOpen: Readonly<Record<string, number>>): void {
+    for (const [metric, v] of Object.entries(values)) {
+      if (v === null) this.programme.remove({ metric });
+      else this.programme.set({ metric }, v);
+    }
+    for (const [severity, n] of Object.entries(findingsOpen)) this.findingsOpen.set({ severity }, n);
+  }
+
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'mandate_' });
   }

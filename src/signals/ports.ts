@@ -68,7 +68,7 @@ export interface SsfStreamRecord {
   direction: SsfStreamDirection;
   /** Admin credential id that created it (`out`); null for `in`. */
   owner: string | null;
-  /** SSF 1.0 stream configuration as Mandate keeps it (see transmitter.ts, StreamConfig). */
+  /** SSF 1.0 stream configuration as Mandate keeps it (see ssf-stream-config.ts, StoredConfig). */
   config: Record<string, unknown>;
   status: SsfStreamStatus;
   statusReason: string | null;

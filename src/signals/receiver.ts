@@ -1,6 +1,6 @@
 import { compactVerify, createLocalJWKSet, type JSONWebKeySet } from 'jose';
 import {
-  NotFoundError, PayloadTooLargeError, UnavailableError, hasDuplicateKeys, readBody, secretEquals, sendJson,
+  MandateError, NotFoundError, PayloadTooLargeError, UnavailableError, hasDuplicateKeys, readBody, secretEquals, sendJson,
   type AuditInput, type AuditSink, type Clock, type Logger, type MandateConfig, type OutboundGuard, type RequestContext, type Router,
 } from '../core/index.js';
 import type { ReplayBatchStore } from '../core/index.js';
@@ -542,9 +542,9 @@ export class SsfReceiver {
 }
 
 /** Thrown inside a group commit's transaction to roll it back: these receivers' streams are not enabled. */
-class StreamsRefused extends Error {
+class StreamsRefused extends MandateError {
   constructor(readonly refused: Map<string, SetError>) {
-    super('streams not enabled');
+    super('ERR_STREAMS_REFUSED', 'streams not enabled');
   }
 }
 

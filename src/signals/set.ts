@@ -3,6 +3,7 @@
  * type URIs (CAEP 1.0, RISC 1.0, SSF 1.0), subject identifiers (RFC 9493 and SSF 1.0's
  * `jwt_id`, `saml_assertion_id` and `complex`), and their validation. Pure: no I/O.
  */
+import { MandateError, canonicalJson } from '../core/index.js';
 
 /** RFC 8417 §2.3: the explicit type of a SET (the `typ` header); `application/` may be omitted (RFC 7515 §4.1.9). */
 export const SET_TYP = 'secevent+jwt';
@@ -123,25 +124,19 @@ export function setExpiryProblem(exp: unknown, nowMs: number, skewMs: number): s
   return undefined;
 }
 
-/** Canonical JSON (keys sorted): the identity of a subject within a stream. */
-export function canonicalJson(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
-  if (v && typeof v === 'object') {
-    return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${canonicalJson((v as Record<string, unknown>)[k])}`).join(',')}}`;
-  }
-  return JSON.stringify(v);
-}
+/** Canonical JSON (keys sorted, core/canonical.ts): the identity of a subject within a stream. */
+export { canonicalJson };
 
 /** RFC 8935 §2.3 / §2.4 error codes for a refused SET. */
 export type SetErrorCode = 'invalid_request' | 'invalid_key' | 'invalid_issuer' | 'invalid_audience' | 'authentication_failed' | 'access_denied';
 
 /** A refused SET; the wire form is `{ err, description }` (RFC 8935 §2.3). */
-export class SetError extends Error {
+export class SetError extends MandateError {
   constructor(
     readonly err: SetErrorCode,
     readonly description: string,
   ) {
-    super(description);
+    super('ERR_SET_REFUSED', description);
   }
   /** HTTP status: 401 when the request is not authenticated, 403 when refused, 400 otherwise (RFC 8935 §2.3). */
   get status(): number {

@@ -1,4 +1,4 @@
-import type { Clock, Logger } from '../core/index.js';
+import { BoundedMap, type Clock, type Logger } from '../core/index.js';
 import type { SignalApplicationRecord, SignalRecord, SignalsStore } from './ports.js';
 
 /** How long a first mark waits before the write (see `enqueue`). */
@@ -19,8 +19,8 @@ export type PropagationStage = 'applied' | 'first_denial';
  * the upsert and the signals' arrival times for the histogram), however many signals a burst brings.
  */
 export class SignalTimeline {
-  private readonly applied = new Set<string>();
-  private readonly denied = new Set<string>();
+  private readonly applied = new BoundedMap<string, true>(MAX_REMEMBERED);
+  private readonly denied = new BoundedMap<string, true>(MAX_REMEMBERED);
   private queue: Array<{ stage: PropagationStage; signalId: string; at: number }> = [];
   private scheduled = false;
   private inFlight: Promise<void> | undefined;
@@ -102,11 +102,8 @@ export class SignalTimeline {
   }
 }
 
-function remember(set: Set<string>, id: string): boolean {
-  if (set.has(id)) return false;
-  if (set.size >= MAX_REMEMBERED) set.delete(set.values().next().value as string);
-  set.add(id);
-  return true;
+function remember(set: BoundedMap<string, true>, id: string): boolean {
+  return set.add(id, true);
 }
 
 export interface LatencyStats {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { buildConfig, silentLogger, systemClock } from '../../src/core/index.js';
 import { startApp } from '../../src/app.js';
 import { main } from '../../src/cli/main.js';
-import { EXIT } from '../../src/cli/admin-client.js';
+import { EXIT } from '../../src/cli/errors.js';
 import { AdminAuth, adminCredentialStatus, type AdminStore } from '../../src/admin/index.js';
 import type { Store } from '../../src/store/index.js';
 import { BACKENDS, startTestApp, type TestApp } from '../helpers/app.js';

@@ -7,7 +7,7 @@ import { collector, deleteStream, uniqueNames, waitFor } from './helpers.js';
 
 /**
  * The NATS bus's JetStream publish: its own ack inbox, one subscription for every publish
- * (src/bus/nats.ts, jsPublish). What the stream answers must reach the caller as the client's
+ * (src/bus/nats-acks.ts, AckInbox.publish). What the stream answers must reach the caller as the client's
  * request path did: the ack's seq, the stream's error (a permanent one at once), no responders
  * (the stream is recreated and the publish retried), and a timeout per attempt.
  */

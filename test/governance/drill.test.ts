@@ -10,7 +10,7 @@ import { startTestApp, freshPgSchemaUrl, type TestApp } from '../helpers/app.js'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
 import { adminCall, clusterFixture, newKek, spawnInstance, writeConfig, type Instance } from '../helpers/cluster.js';
 import { main } from '../../src/cli/main.js';
-import type { DrillReport } from '../../src/cli/drill.js';
+import type { DrillReport } from '../../src/cli/drill/report.js';
 
 /**
  * Issue 7, item 6: `mandate drill token-theft` end to end against a real Mandate: the all-in-one

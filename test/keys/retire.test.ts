@@ -2,7 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { main } from '../../src/cli/main.js';
-import { EXIT } from '../../src/cli/admin-client.js';
+import { EXIT } from '../../src/cli/errors.js';
 import { freshPgSchemaUrl, startTestApp, type TestApp } from '../helpers/app.js';
 import { ASSERTION_TYPE, agentNhi, clientAssertion, clientCredentialsToken, testAgent, type TestAgent } from '../helpers/agent.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';

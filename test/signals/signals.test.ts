@@ -1,7 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { main } from '../../src/cli/main.js';
-import { EXIT } from '../../src/cli/admin-client.js';
+import { EXIT } from '../../src/cli/errors.js';
 import { ManualClock, silentLogger } from '../../src/core/index.js';
 import { MemoryBus } from '../../src/bus/index.js';
 import { RestrictionState, type RestrictionRecord } from '../../src/enforcement/index.js';

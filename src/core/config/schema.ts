@@ -4,6 +4,11 @@ import { parseDuration } from '../duration.js';
 import { OutboundError, OutboundGuard, cidrProblem } from '../outbound.js';
 
 /**
+ * Over 600 lines on purpose: this is the whole of `mandate.yaml` in one place, section after
+ * section in the order of the file, so that a reader (and the generated JSON Schema and
+ * configuration reference) sees every key, its default and its example together; the
+ * cross-section checks at the end need every section in scope.
+ *
  * The one schema for `mandate.yaml`. Every object is strict (an unknown key is an error),
  * defaults live here and nowhere else, and every leaf carries an example that the loader
  * quotes when the value is wrong. `scripts/gen-schema.mjs` writes the JSON Schema from it
