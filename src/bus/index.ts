@@ -4,9 +4,8 @@ import type { Bus } from '../core/ports/bus.js';
 import { MemoryBus } from './memory.js';
 import { NatsBus } from './nats.js';
 
-export { MemoryBus, type MemoryBusOptions } from './memory.js';
-export { NatsBus, type NatsBusOptions } from './nats.js';
-export { BusSubjectError, subjectMatches, type RetryOptions } from './util.js';
+export { MemoryBus } from './memory.js';
+export { NatsBus } from './nats.js';
 
 export interface CreateBusOptions {
   /** Resolves `env:NAME` / `file:PATH` references (core/secrets `resolveSecret`). */

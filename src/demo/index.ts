@@ -1,2 +1,2 @@
-export { startDemoHttpTool, DEMO_HTTP_MAX_BODY_BYTES, type DemoTool, type DemoToolOptions, type Ticket } from './http-tool.js';
-export { startDemoMcpTool, DEMO_MCP_MAX_BODY_BYTES } from './mcp-tool.js';
+export { startDemoHttpTool, DEMO_HTTP_MAX_BODY_BYTES, type DemoTool } from './http-tool.js';
+export { startDemoMcpTool } from './mcp-tool.js';

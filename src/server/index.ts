@@ -1,3 +1,3 @@
-export { Readiness, startHttpServer, type HttpServerOptions, type RunningServer } from './http-server.js';
+export { Readiness, startHttpServer, type RunningServer } from './http-server.js';
 export { Metrics } from './metrics.js';
-export { mountOps, type OpsDeps } from './ops.js';
+export { mountOps } from './ops.js';
