@@ -53,7 +53,7 @@ const inTable = (s, t) => !CAPABILITIES.has(t.folder) || s.folder === t.folder |
  * - core:       the shared kernel; depends on nothing else in src/.
  * - store/bus:  implementations of ports; they know core and the ports they implement.
  * - capability: core, itself, and other capabilities only through their public surface.
- * - client:     ships to agents, so it stays light: only core/errors.ts and core/canonical.ts.
+ * - client:     ships to agents, so it stays light: only core/errors.ts, core/canonical.ts and core/oauth-names.ts.
  * - cli:        a front end over the composition root and the capabilities' public surface
  *               (plus governance/lint/index.ts, the offline `mandate lint`).
  * - app:        src/app.ts, the composition root, wires everything.
@@ -79,8 +79,8 @@ const RULES = {
     allows: (s, t) => inCore(t) || own(s, t) || capabilityEntry(t, ['index.ts', 'ports.ts']),
   },
   client: {
-    rule: 'src/client/** may import only src/core/errors.ts, src/core/canonical.ts and its own folder (it ships to agents; keep it light)',
-    allows: (s, t) => t.path === 'core/errors.ts' || t.path === 'core/canonical.ts' || own(s, t),
+    rule: 'src/client/** may import only src/core/errors.ts, src/core/canonical.ts, src/core/oauth-names.ts and its own folder (it ships to agents; keep it light)',
+    allows: (s, t) => t.path === 'core/errors.ts' || t.path === 'core/canonical.ts' || t.path === 'core/oauth-names.ts' || own(s, t),
   },
   cli: {
     rule: "src/cli/** may import only src/core/**, src/app.ts, the capabilities' index.ts and src/governance/lint/index.ts",

@@ -5,21 +5,13 @@ import {
   ApprovalTimeoutError, AuthorizationPendingError, BrokerError, MandateClientError, TokenRevokedError, oauthErrorFrom,
 } from './errors.js';
 import { argsDigest, httpCallDigest } from '../core/canonical.js';
+import { GRANT, TOKEN_TYPE } from '../core/oauth-names.js';
 import { canonicalJson, sha256b64u, systemClock, unverifiedTyp, type ClientClock } from './util.js';
 import { CLIENT_ASSERTION_TYPE, privateKeyClient, type PrivateKeyClient, type WorkloadSource } from './workload.js';
 
-export const GRANT_TYPE = {
-  clientCredentials: 'client_credentials',
-  tokenExchange: 'urn:ietf:params:oauth:grant-type:token-exchange',
-  jwtBearer: 'urn:ietf:params:oauth:grant-type:jwt-bearer',
-} as const;
-
-/** RFC 8693 §3 token type identifiers. */
-export const TOKEN_TYPE = {
-  jwt: 'urn:ietf:params:oauth:token-type:jwt',
-  accessToken: 'urn:ietf:params:oauth:token-type:access_token',
-  idToken: 'urn:ietf:params:oauth:token-type:id_token',
-} as const;
+/** The grant types and token types the SDK sends (the broker's own names, core/oauth-names.ts). */
+export const GRANT_TYPE = GRANT;
+export { TOKEN_TYPE };
 
 /** How the client proves who it is to the broker. */
 export type ClientAuth =

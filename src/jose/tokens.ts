@@ -1,18 +1,7 @@
 import { createHash } from 'node:crypto';
 import { OAuthError, newId } from '../core/index.js';
 
-/** RFC 8693 §3 token type identifiers. */
-export const TOKEN_TYPE = {
-  jwt: 'urn:ietf:params:oauth:token-type:jwt',
-  accessToken: 'urn:ietf:params:oauth:token-type:access_token',
-  idToken: 'urn:ietf:params:oauth:token-type:id_token',
-} as const;
-
-export const GRANT = {
-  tokenExchange: 'urn:ietf:params:oauth:grant-type:token-exchange',
-  jwtBearer: 'urn:ietf:params:oauth:grant-type:jwt-bearer',
-  clientCredentials: 'client_credentials',
-} as const;
+export { GRANT, TOKEN_TYPE } from '../core/oauth-names.js';
 
 /** Claims of a Mandate access token (RFC 9068 §2.2 plus RFC 9449/8705 `cnf` and RFC 8693 `act`). */
 export interface AccessTokenClaims {

@@ -489,7 +489,8 @@ export class KeyManager {
     const pair = await generateKeyPair(alg, { extractable: true });
     const pub = await exportJWK(pair.publicKey);
     // RFC 7638 thumbprint plus a random suffix: stable to compute, unique even on key reuse.
-    const kid = `${(await calculateJwkThumbprint(pub)).slice(0, 22)}${randomBytes(3).toString('base64url')}`;
+    // Never starting with "-" or "_": `mandate keys retire KID` would read a leading "-" as an option.
+    const kid = `${(await calculateJwkThumbprint(pub)).slice(0, 22)}${randomBytes(3).toString('base64url')}`.replace(/^[-_]/, 'k');
     const priv = await exportJWK(pair.privateKey);
     const rec: SigningKeyRecord = {
       kid,
