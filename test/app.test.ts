@@ -233,6 +233,27 @@ describe('app lifecycle', () => {
     }
   });
 
+  it('a proxy-only instance builds no authorization server: no broker, no /oauth/*, yet it enforces revocations and kill switches', async () => {
+    const t = await startTestApp(BACKENDS[0]!, CONFIG, ENV);
+    await t.app.close();
+    const app2 = await startApp({
+      config: buildConfig({ ...CONFIG, server: { port: 0 }, store: { driver: 'sqlite', sqlite_path: t.app.config.store.sqlite_path }, log: { level: 'silent' } }, { env: {} }),
+      role: 'proxy', env: ENV, dataDir: t.dataDir, logger: silentLogger(),
+    });
+    try {
+      assert.equal(app2.broker, undefined);
+      assert.ok(app2.proxy, 'the proxy runs');
+      const token = await fetch(`${app2.url}/oauth/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=client_credentials' });
+      assert.equal(token.status, 404);
+      assert.equal((await fetch(`${app2.url}/.well-known/oauth-authorization-server`)).status, 404);
+      // Enforcement is its own capability: the proxy-only instance holds the revocation state.
+      await app2.enforcement.kill('nhi', 'ci-runner', 'test', 'admin:test');
+      assert.equal(app2.enforcement.revocations.killed('ci-runner', 'tickets'), 'nhi_killed');
+    } finally {
+      await app2.close();
+    }
+  });
+
   it('disables an NHI removed from config and removes its config grants', async () => {
     const t = await startTestApp(BACKENDS[0]!, CONFIG, ENV);
     await t.app.close();

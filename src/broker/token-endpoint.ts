@@ -35,7 +35,11 @@ const STEPS: readonly Step[] = [
 export async function handleToken(services: BrokerServices, http: RequestContext, maxBodyBytes: number): Promise<void> {
   const t: TokenContext = { services, http, maxBodyBytes };
   try {
-    for (const step of STEPS) await step(t);
+    for (const step of STEPS) {
+      // Most steps are synchronous: only a step's promise is awaited (each await is a turn of the microtask queue).
+      const pending = step(t);
+      if (pending) await pending;
+    }
     sendJson(http.res, 200, need(t, 'response').response);
   } catch (err) {
     if (!(err instanceof OAuthError)) throw err;
