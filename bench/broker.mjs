@@ -11,7 +11,8 @@
 // Environment: BENCH_DURATION (s per scenario per round, default 6), BENCH_ROUNDS (default 2;
 // the scenarios alternate round by round), BENCH_WARMUP (s, default 3), BENCH_CONCURRENCY
 // (default 16), BENCH_PROFILE (1 or mandate: run the Mandate server under --cpu-prof and
-// summarize the profile; oidc-provider; all).
+// summarize the profile; oidc-provider; all), BENCH_AB_DIR (another checkout, built: its Mandate
+// runs too and its (a) and (b) alternate with this build's in every round, an A/B of two builds).
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -132,6 +133,10 @@ export async function runBroker(opts = {}) {
   const profDir = join(RESULTS, 'profiles');
   const profiles = {};
   const start = serverStarter({ dir: join(HERE, 'servers'), profDir, profileOf, profiles, log });
+  // BENCH_AB_DIR=<checkout with its build>: that build's Mandate runs beside this one and its (a)
+  // and (b) scenarios alternate with this build's in every round (an A/B on one machine's moment).
+  const abDir = opts.abDir ?? process.env.BENCH_AB_DIR;
+  const startOther = abDir ? serverStarter({ dir: join(abDir, 'bench', 'servers'), profDir, profileOf, profiles, log, name: (s) => `${s}-ab` }) : undefined;
   const started = Date.now();
 
   // Both servers run for the whole benchmark (an idle one costs nothing) so that the scenarios
@@ -145,6 +150,8 @@ export async function runBroker(opts = {}) {
     servers.push(oidc);
     const mandate = await start('mandate', { BENCH_CLIENT_JWK: JSON.stringify(mandateClient.publicJwk), BENCH_CLIENT_ID: 'bench-agent' });
     servers.push(mandate);
+    const other = startOther ? await startOther('mandate', { BENCH_CLIENT_JWK: JSON.stringify(mandateClient.publicJwk), BENCH_CLIENT_ID: 'bench-agent' }) : undefined;
+    if (other) servers.push(other);
 
     // Both must answer a real token, and refuse a replayed assertion (or the comparison is unfair).
     for (const [label, srv, client] of [['oidc-provider', oidc, oidcClient], ['mandate', mandate, mandateClient]]) {
@@ -156,11 +163,15 @@ export async function runBroker(opts = {}) {
     }
     // Subject tokens for (b): a few Mandate tokens, all bound to dpopKey, used round-robin.
     const mi = mandate.info;
-    const subjects = [];
-    for (let i = 0; i < 32; i++) {
-      const r = ccRequest(mi, mandateClient, dpopKey);
-      subjects.push(checkTokenResponse('mandate', await postOnce(mi.token_endpoint, r.body, r.headers), { resource: mi.resource, jkt: dpopKey.jkt }));
-    }
+    const subjectsOf = async (info) => {
+      const out = [];
+      for (let i = 0; i < 32; i++) {
+        const r = ccRequest(info, mandateClient, dpopKey);
+        out.push(checkTokenResponse('mandate', await postOnce(info.token_endpoint, r.body, r.headers), { resource: info.resource, jkt: dpopKey.jkt }));
+      }
+      return out;
+    };
+    const subjects = await subjectsOf(mi);
     const ex = exchangeRequest(mi, subjects[0], dpopKey);
     const exr = await postOnce(mi.token_endpoint, ex.body, ex.headers);
     checkTokenResponse('mandate exchange', exr, { resource: mi.resource, jkt: dpopKey.jkt });
@@ -171,6 +182,14 @@ export async function runBroker(opts = {}) {
       { name: 'mandate client_credentials+pkjwt+DPoP', srv: mandate, url: mi.token_endpoint, make: () => ccRequest(mi, mandateClient, dpopKey) },
       { name: 'mandate token exchange + DPoP', srv: mandate, url: mi.token_endpoint, make: (i) => exchangeRequest(mi, subjects[i % subjects.length], dpopKey) },
     ];
+    if (other) {
+      const oi = other.info;
+      const otherSubjects = await subjectsOf(oi);
+      scenarios.push(
+        { name: `mandate (${abDir}) client_credentials+pkjwt+DPoP`, srv: other, url: oi.token_endpoint, make: () => ccRequest(oi, mandateClient, dpopKey) },
+        { name: `mandate (${abDir}) token exchange + DPoP`, srv: other, url: oi.token_endpoint, make: (i) => exchangeRequest(oi, otherSubjects[i % otherSubjects.length], dpopKey) },
+      );
+    }
     for (const s of scenarios) s.runs = [];
     for (let round = 1; round <= rounds; round++) {
       log(`round ${round}/${rounds}`);
