@@ -6,7 +6,8 @@ import type { SignalRecord, SignalsStore, SsfEventRecord, SsfStreamRecord } from
 import { SIGNAL_ACTIONS, SIGNAL_SEVERITIES } from './ports.js';
 import type { Signals } from './signals.js';
 import type { SsfTransmitter } from './transmitter.js';
-import { inboundStreamId, type SsfReceiver } from './receiver.js';
+import type { SsfReceiver } from './receiver.js';
+import { inboundStreamId } from './set.js';
 import { mttrReport } from './timeline.js';
 
 export function signalJson(s: SignalRecord) {

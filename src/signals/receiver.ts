@@ -11,7 +11,7 @@ import type {
 } from './ports.js';
 import type { SignalInput, Signals, SignalsTxStore, StagedSignals } from './signals.js';
 import { SetIngest } from './set-ingest.js';
-import { EVENT, KNOWN_EVENTS, SET_MEDIA_TYPE, SetError, setExpiryProblem, subjectProblem, type SubjectId } from './set.js';
+import { EVENT, IAT_SKEW_MS, KNOWN_EVENTS, SET_MEDIA_TYPE, SetError, inboundStreamId, setExpiryProblem, subjectProblem, type SubjectId } from './set.js';
 
 /**
  * The SSF receiver: SETs from the transmitters configured in `signals.receivers`, pushed to
@@ -83,12 +83,10 @@ export interface VerifiedSet {
   events: Record<string, Record<string, unknown>>;
 }
 
-export const IAT_SKEW_MS = 60_000;
 /** How long a receiver's stream status is reused by the group commit (see `streamStatuses`). */
 const STATUS_TTL_MS = 1000;
 const KNOWN_NHI_TTL_MS = 60_000;
 const MAX_KNOWN_NHIS = 100_000;
-export const inboundStreamId = (name: string) => `rcv_${name}`;
 
 /** The default translation of received events into actions; `ignore` records nothing to enforce. */
 export function defaultEventAction(type: string, ev: Record<string, unknown>): SignalAction | 'ignore' {

@@ -2,8 +2,8 @@ import { MandateError, UnavailableError, type AuditInput, type ReplayBatchStore 
 import type { RevocationRecord } from '../enforcement/index.js';
 import type { SignalRecord, SignalsBatchStore, SignalsStore, SsfStreamStatus } from './ports.js';
 import type { SignalInput, SignalsTxStore, StagedSignals } from './signals.js';
-import { SetError } from './set.js';
-import { IAT_SKEW_MS, inboundStreamId, type IngestOutcome, type ReceiverConfig, type ReceiverDeps, type SsfReceiver, type VerifiedSet } from './receiver.js';
+import { IAT_SKEW_MS, SetError, inboundStreamId } from './set.js';
+import type { IngestOutcome, ReceiverConfig, ReceiverDeps, SsfReceiver, VerifiedSet } from './receiver.js';
 
 /** Thrown inside a group commit's transaction to roll it back: these receivers' streams are not enabled. */
 class StreamsRefused extends MandateError {

@@ -124,6 +124,12 @@ export function setExpiryProblem(exp: unknown, nowMs: number, skewMs: number): s
   return undefined;
 }
 
+/** Leeway for a SET's `iat` and `exp` (RFC 7519 §4.1.4 "some small leeway"): clocks of transmitter and receiver differ. */
+export const IAT_SKEW_MS = 60_000;
+
+/** The id of the local stream record that holds a configured receiver's status (enabled, paused, disabled). */
+export const inboundStreamId = (name: string): string => `rcv_${name}`;
+
 /** Canonical JSON (keys sorted, core/canonical.ts): the identity of a subject within a stream. */
 export { canonicalJson };
 
